@@ -1,0 +1,3 @@
+from shipper.cli.main import main
+
+main()

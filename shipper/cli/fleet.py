@@ -1,0 +1,132 @@
+"""``shipper hosts``, ``ping`` and ``images``: look at the fleet."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from shipper.cli.options import env_of, finish, inventory_option, json_option, load
+from shipper.cli.output import Env, error_json, human_size, short_id, table
+from shipper.inventory import Host, select
+from shipper.ops import fleet
+from shipper.ops.fanout import Outcome, exit_status
+
+
+def _host_json(host: Host) -> dict[str, Any]:
+    s = host.ssh
+    return {
+        "name": host.name,
+        "groups": list(host.groups),
+        "engine": {"url": host.engine.url, "scheme": host.engine.scheme, "derived": host.engine.derived},
+        "ssh": {
+            "alias": s.alias,
+            "hostname": s.hostname,
+            "port": s.port,
+            "user": s.user,
+            "identity_files": list(s.identity_files),
+            "known_hosts_files": list(s.known_hosts_files),
+            "strict_host_key_checking": s.strict_host_key_checking,
+            "proxy": s.proxy_command or s.proxy_jump,
+            "sources": dict(s.sources),
+        },
+        "origin": str(host.origin),
+    }
+
+
+@click.command()
+@inventory_option
+@json_option
+@click.option("-v", "--verbose", is_flag=True, help="Also show where each SSH setting came from.")
+@click.argument("target", default="all")
+@click.pass_context
+def hosts(ctx: click.Context, inventory_path: str, as_json: bool, verbose: bool, target: str) -> None:
+    """List the hosts TARGET names (default: all) and how each is reached."""
+    env = env_of(ctx)
+    selected = select(load(inventory_path), target)
+    if as_json:
+        env.json([_host_json(h) for h in selected])
+        return
+    headers = ["HOST", "ENGINE", "SSH", "GROUPS"] + (["SSH SETTINGS FROM"] if verbose else [])
+    rows = []
+    for h in selected:
+        row = [h.name, h.engine.url, h.ssh.destination, ",".join(h.groups) or "-"]
+        if verbose:
+            row.append(" ".join(f"{k}={v}" for k, v in h.ssh.sources.items() if v != "default"))
+        rows.append(row)
+    env.out(table(headers, rows))
+
+
+def _report_failures(env: Env, outcomes: list[Outcome[Any]]) -> None:
+    for outcome in outcomes:
+        if outcome.error is not None:
+            env.error(outcome.error)
+
+
+@click.command()
+@inventory_option
+@json_option
+@click.argument("target")
+@click.pass_context
+def ping(ctx: click.Context, inventory_path: str, as_json: bool, target: str) -> None:
+    """Reach the engine of every host TARGET names; exit 4 if some failed."""
+    env = env_of(ctx)
+    outcomes = fleet.ping(select(load(inventory_path), target))
+    if as_json:
+        env.json([_ping_json(o) for o in outcomes])
+    else:
+        env.out(table(["HOST", "STATUS", "ENGINE", "API", "STORE", "OS/ARCH", "RTT"], [_ping_row(o) for o in outcomes]))
+        _report_failures(env, outcomes)
+    finish(exit_status(outcomes))
+
+
+def _ping_row(outcome: Outcome[fleet.PingReport]) -> list[str]:
+    if outcome.value is None:
+        return [outcome.host.name, "failed", type(outcome.error).__name__, "", "", "", ""]
+    info, rtt = outcome.value.info, outcome.value.rtt_seconds
+    return [
+        outcome.host.name,
+        "ok",
+        f"{info.product} {info.version}",
+        info.client_api_version,
+        f"{info.image_store} ({info.storage_driver})",
+        f"{info.os}/{info.arch}",
+        f"{rtt * 1000:.1f} ms",
+    ]
+
+
+def _ping_json(outcome: Outcome[fleet.PingReport]) -> dict[str, Any]:
+    result: dict[str, Any] = {"host": outcome.host.name, "engine_url": outcome.host.engine.url, "ok": outcome.ok}
+    if outcome.value is not None:
+        result["engine"] = vars(outcome.value.info)
+        result["rtt_ms"] = round(outcome.value.rtt_seconds * 1000, 3)
+    if outcome.error is not None:
+        result["error"] = error_json(outcome.error)
+    return result
+
+
+@click.command()
+@inventory_option
+@json_option
+@click.option("-a", "--all", "untagged", is_flag=True, help="Include untagged images.")
+@click.argument("target")
+@click.pass_context
+def images(ctx: click.Context, inventory_path: str, as_json: bool, untagged: bool, target: str) -> None:
+    """Images across the hosts TARGET names, side by side."""
+    env = env_of(ctx)
+    selected = select(load(inventory_path), target)
+    rows, outcomes = fleet.images(selected, untagged=untagged)
+    names = [h.name for h in selected]
+    if as_json:
+        env.json(
+            {
+                "hosts": [{"host": o.host.name, "ok": o.ok, **({"error": error_json(o.error)} if o.error else {})} for o in outcomes],
+                "images": [{"name": r.name, "id": r.id, "size": r.size, "hosts": r.hosts} for r in rows],
+            }
+        )
+    else:
+        failed = {o.host.name for o in outcomes if not o.ok}
+        marks = lambda r: ["?" if n in failed else ("yes" if n in r.hosts else "-") for n in names]  # noqa: E731
+        env.out(table(["IMAGE", "ID", "SIZE", *names], [[r.name, short_id(r.id), human_size(r.size), *marks(r)] for r in rows]))
+        _report_failures(env, outcomes)
+    finish(exit_status(outcomes))

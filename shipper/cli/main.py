@@ -1,0 +1,56 @@
+"""``shipper``: the entry point, global options, and error handling."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import click
+
+from shipper import __version__
+from shipper.cli import fleet
+from shipper.cli.options import ExitRequest
+from shipper.cli.output import Env
+from shipper.errors import ExitStatus, ShipperError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="shipper")
+@click.option("--traceback", "show_traceback", is_flag=True, help="On error, print the Python traceback too.")
+@click.pass_context
+def cli(ctx: click.Context, show_traceback: bool) -> None:
+    """Move Docker images between Docker engines, and deploy them."""
+    env = ctx.ensure_object(Env)
+    env.traceback = show_traceback
+
+
+cli.add_command(fleet.hosts)
+cli.add_command(fleet.ping)
+cli.add_command(fleet.images)
+
+
+def run(argv: list[str], env: Env | None = None) -> int:
+    """Run the CLI in-process and return its exit status (used by main and tests)."""
+    env = env or Env()
+    try:
+        cli.main(args=argv, prog_name="shipper", standalone_mode=False, obj=env)
+    except ShipperError as exc:
+        if env.traceback:
+            traceback.print_exc(file=env.stderr)
+        env.error(exc)
+        return int(exc.exit_status)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show(file=env.stderr)
+        return int(ExitStatus.USAGE)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        print("interrupted", file=env.stderr)
+        return int(ExitStatus.INTERRUPTED)
+    except ExitRequest as exc:
+        return exc.status
+    return int(ExitStatus.OK)
+
+
+def main() -> None:
+    sys.exit(run(sys.argv[1:]))

@@ -1,0 +1,173 @@
+"""A host's Docker engine, reached through docker-py's low-level ``APIClient``.
+
+``connect(host)`` is the one place a host becomes a docker client, whatever
+the endpoint (unix socket, tcp + TLS, SSH). Every docker-py, requests and
+paramiko exception is turned into a ``ShipperError`` here, naming the host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from typing import Any, Iterator
+
+import docker
+import docker.errors
+import docker.tls
+import paramiko
+import requests.exceptions
+from docker.constants import DEFAULT_DOCKER_API_VERSION, MINIMUM_DOCKER_API_VERSION
+from docker.utils import version_lt
+
+from shipper.engine.info import EngineInfo, ImageSummary, engine_info, image_summary
+from shipper.engine.sshadapter import SessionSSHAdapter
+from shipper.errors import EngineError, EngineUnreachable, ShipperError, SSHError
+from shipper.inventory.model import Host, TLSFiles
+from shipper.transport.ssh import SSHSession
+
+COMMAND_TIMEOUT = 60.0  # seconds; metadata calls. Transfers pass timeout=None (a save can be silent for minutes).
+
+
+class Engine:
+    """A connected engine. Use as a context manager, or call ``close()``."""
+
+    def __init__(self, host: Host, api: docker.APIClient, session: SSHSession | None = None) -> None:
+        self.host = host
+        self.api = api
+        self.session = session  # the SSH connection behind an ssh:// engine, for diagnostics
+
+    @contextlib.contextmanager
+    def errors(self, action: str) -> Iterator[None]:
+        """Turn what docker-py raises while doing ``action`` into shipper errors."""
+        try:
+            yield
+        except ShipperError:
+            raise
+        except docker.errors.APIError as exc:
+            raise EngineError(f"cannot {action} on {self.host.describe()}: engine said {_explanation(exc)!r}") from None
+        except (requests.exceptions.RequestException, docker.errors.DockerException, paramiko.SSHException, OSError) as exc:
+            raise self._unreachable(action, exc) from None
+
+    def _unreachable(self, action: str, exc: BaseException) -> EngineUnreachable:
+        endpoint = self.host.engine
+        why = _why(exc)
+        hint = {
+            "unix": f"is dockerd running on this machine with its socket at {endpoint.url[len('unix://'):]}?",
+            "tcp": "is dockerd listening there (dockerd -H tcp://...), and do docker_tls_* match its TLS setup?",
+        }.get(endpoint.scheme, "")
+        if endpoint.scheme == "ssh" and self.session is not None:
+            why, hint = self._diagnose_over_ssh(why)
+        return EngineUnreachable(f"cannot {action} on {self.host.describe()}: {why}", hint=hint or None)
+
+    def _diagnose_over_ssh(self, why: str) -> tuple[str, str]:
+        """SSH worked but the engine did not answer: ask the host's docker CLI why."""
+        assert self.session is not None
+        try:
+            result = self.session.run("docker version --format '{{.Server.Version}}'", timeout=20)
+        except SSHError as exc:
+            return f"{why} ({exc.message})", "is the host up and sshd running?"
+        if result.exit_status == 127:
+            return "the docker CLI is not installed there", "install docker (the CLI runs 'docker system dial-stdio' for shipper)"
+        if not result.ok:
+            return (
+                f"its engine is not answering: {result.first_error_line()}",
+                "start dockerd on that host (systemctl start docker), or set docker_host if it listens elsewhere",
+            )
+        return why, "the engine answers its local CLI; check that the SSH user may use the docker socket"
+
+    def ping(self) -> float:
+        """Seconds for one ``/_ping`` round trip."""
+        with self.errors("ping the engine"):
+            start = time.perf_counter()
+            self.api.ping()
+            return time.perf_counter() - start
+
+    def info(self) -> EngineInfo:
+        """Version, API version, image store, OS/arch of the engine."""
+        with self.errors("read engine info"):
+            return engine_info(self.api.version(), self.api.info(), self.api.api_version)
+
+    def images(self) -> list[ImageSummary]:
+        """Every image the engine holds, tagged or not."""
+        with self.errors("list images"):
+            return [image_summary(raw) for raw in self.api.images(all=False)]
+
+    def close(self) -> None:
+        """Release the HTTP pools and the SSH connection."""
+        self.api.close()
+        if self.session is not None:
+            self.session.close()
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _explanation(exc: docker.errors.APIError) -> str:
+    return str(exc.explanation or exc).strip()
+
+
+def _why(exc: BaseException) -> str:
+    text = str(exc)
+    for marker, why in (
+        ("FileNotFoundError", "no engine socket there"),
+        ("No such file or directory", "no engine socket there"),
+        ("Connection refused", "connection refused"),
+        ("CERTIFICATE_VERIFY_FAILED", "its TLS certificate is not trusted by docker_tls_ca"),
+        ("SSLError", "the TLS handshake failed"),
+        ("Read timed out", "no answer in time"),
+        ("RemoteDisconnected", "the connection closed without an answer"),
+    ):
+        if marker in text or marker == type(exc).__name__:
+            return why
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _tls_config(host: Host, tls: TLSFiles) -> docker.tls.TLSConfig:
+    for label, path in (("docker_tls_ca", tls.ca), ("docker_tls_cert", tls.cert), ("docker_tls_key", tls.key)):
+        if path and not os.path.isfile(path):
+            raise EngineUnreachable(
+                f"cannot reach the engine of {host.describe()}: {label} file {path} does not exist",
+                hint=f"fix {label} (or docker_cert_path) for host {host.name} in the inventory ({host.origin})",
+            )
+    client_cert = (tls.cert, tls.key) if tls.cert and tls.key else None
+    return docker.tls.TLSConfig(client_cert=client_cert, ca_cert=tls.ca, verify=tls.verify)
+
+
+def _api_client(host: Host, timeout: float | None) -> tuple[docker.APIClient, SSHSession | None]:
+    endpoint = host.engine
+    # A fixed version at construction keeps docker-py from calling the engine
+    # before we can wrap its errors; the real version is negotiated below.
+    common: dict[str, Any] = {"version": MINIMUM_DOCKER_API_VERSION, "timeout": timeout}
+    if endpoint.scheme == "ssh":
+        session = SSHSession(host.ssh, host.name).open()
+        api = docker.APIClient(base_url="ssh://shipper", use_ssh_client=True, **common)
+        adapter = SessionSSHAdapter(session, timeout)
+        api.mount("http+docker://ssh", adapter)
+        api._custom_adapter = adapter
+        return api, session
+    tls = _tls_config(host, endpoint.tls) if endpoint.tls else False
+    return docker.APIClient(base_url=endpoint.url, tls=tls, **common), None
+
+
+def connect(host: Host, timeout: float | None = COMMAND_TIMEOUT) -> Engine:
+    """Connect to ``host``'s engine and agree on an API version.
+
+    ``timeout`` is docker-py's read timeout in seconds; ``None`` for transfers.
+    Raises ``EngineUnreachable`` or an ``SSHError`` with a hint.
+    """
+    api, session = _api_client(host, timeout)
+    engine = Engine(host, api, session)
+    try:
+        with engine.errors("reach the engine"):
+            server = api.version(api_version=False)
+    except BaseException:
+        engine.close()
+        raise
+    server_api = str(server.get("ApiVersion", MINIMUM_DOCKER_API_VERSION))
+    # Speak the older of the two versions; docker-py has no public setter for it.
+    api._version = server_api if version_lt(server_api, DEFAULT_DOCKER_API_VERSION) else DEFAULT_DOCKER_API_VERSION
+    return engine

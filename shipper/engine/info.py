@@ -1,0 +1,79 @@
+"""What an engine says about itself and its images, as plain values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Mapping
+
+ImageStore = Literal["classic", "containerd"]
+
+# Docker reports the containerd image store as a DriverStatus entry, not as the driver name.
+_CONTAINERD_SNAPSHOTTER = "io.containerd.snapshotter.v1"
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """An engine's identity and capabilities."""
+
+    product: str  # "docker" or "podman"
+    version: str
+    api_version: str  # what the engine offers
+    client_api_version: str  # what shipper speaks to it
+    os: str
+    arch: str
+    kernel: str
+    storage_driver: str
+    image_store: ImageStore
+    name: str
+    images: int
+    containers: int
+
+
+@dataclass(frozen=True)
+class ImageSummary:
+    """One image of an engine's image list."""
+
+    id: str
+    tags: tuple[str, ...]
+    digests: tuple[str, ...]
+    size: int
+    created: int
+
+
+def _image_store(info: Mapping[str, Any]) -> ImageStore:
+    for entry in info.get("DriverStatus") or []:
+        if len(entry) == 2 and entry[0] == "driver-type" and entry[1] == _CONTAINERD_SNAPSHOTTER:
+            return "containerd"
+    return "classic"
+
+
+def _product(version: Mapping[str, Any]) -> str:
+    names = " ".join(str(c.get("Name", "")) for c in version.get("Components") or [])
+    return "podman" if "Podman" in names else "docker"
+
+
+def engine_info(version: Mapping[str, Any], info: Mapping[str, Any], client_api_version: str) -> EngineInfo:
+    """Combine ``GET /version`` and ``GET /info`` answers."""
+    return EngineInfo(
+        product=_product(version),
+        version=str(version.get("Version", "?")),
+        api_version=str(version.get("ApiVersion", "?")),
+        client_api_version=client_api_version,
+        os=str(version.get("Os", info.get("OSType", "?"))),
+        arch=str(version.get("Arch", info.get("Architecture", "?"))),
+        kernel=str(version.get("KernelVersion", info.get("KernelVersion", "?"))),
+        storage_driver=str(info.get("Driver", "?")),
+        image_store=_image_store(info),
+        name=str(info.get("Name", "?")),
+        images=int(info.get("Images", 0)),
+        containers=int(info.get("Containers", 0)),
+    )
+
+
+def image_summary(raw: Mapping[str, Any]) -> ImageSummary:
+    """One entry of ``GET /images/json``; ``<none>`` placeholders dropped."""
+    tags = tuple(t for t in raw.get("RepoTags") or [] if t != "<none>:<none>")
+    digests = tuple(d for d in raw.get("RepoDigests") or [] if not d.startswith("<none>@"))
+    return ImageSummary(
+        id=str(raw["Id"]), tags=tags, digests=digests, size=int(raw.get("Size", 0)), created=int(raw.get("Created", 0))
+    )

@@ -1,0 +1,129 @@
+"""The variables shipper itself reads from the inventory, and their Ansible aliases.
+
+Keys under shipper's own prefixes (``ssh_``, ``docker_``, ``shipper_``) are
+checked strictly: a misspelt ``ssh_prot`` would otherwise be silently ignored
+and the host dialled on port 22. ``ansible_*`` keys shipper does not know are
+kept as free variables, so an Ansible inventory can be used unchanged.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Callable, Mapping
+
+from shipper.errors import InventoryError, Origin
+
+RESERVED_PREFIXES = ("ssh_", "docker_", "shipper_")
+
+# canonical key -> the Ansible names that mean the same thing
+ALIASES: dict[str, tuple[str, ...]] = {
+    "ssh_host": ("ansible_host", "ansible_ssh_host"),
+    "ssh_port": ("ansible_port", "ansible_ssh_port"),
+    "ssh_user": ("ansible_user", "ansible_ssh_user"),
+    "ssh_key": ("ansible_ssh_private_key_file", "ansible_private_key_file"),
+}
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, (dict, list)) or value is None or isinstance(value, bool):
+        raise ValueError("must be a string")
+    text = str(value).strip()
+    if not text:
+        raise ValueError("must not be empty")
+    return text
+
+
+def _port(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("must be a port number")
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"must be a port number, not {value!r}") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"must be between 1 and 65535, not {port}")
+    return port
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("yes", "true", "1", "on"):
+        return True
+    if text in ("no", "false", "0", "off"):
+        return False
+    raise ValueError(f"must be true or false, not {value!r}")
+
+
+def _host_key_policy(value: Any) -> str:
+    # YAML 1.1 reads an unquoted yes/no as a boolean.
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    text = str(value).strip().lower()
+    if text not in ("yes", "accept-new", "no"):
+        raise ValueError(f"must be yes, accept-new or no, not {value!r}")
+    return text
+
+
+def _seconds(value: Any) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"must be a number of seconds, not {value!r}") from None
+    if seconds <= 0:
+        raise ValueError("must be more than 0 seconds")
+    return seconds
+
+
+# Every key shipper reads, with the function that checks and converts its value.
+KNOWN: dict[str, Callable[[Any], Any]] = {
+    "ssh_host": _text,
+    "ssh_port": _port,
+    "ssh_user": _text,
+    "ssh_key": _text,
+    "ssh_config_file": _text,
+    "ssh_known_hosts_file": _text,
+    "ssh_strict_host_key_checking": _host_key_policy,
+    "ssh_connect_timeout": _seconds,
+    "docker_host": _text,
+    "docker_cert_path": _text,
+    "docker_tls_ca": _text,
+    "docker_tls_cert": _text,
+    "docker_tls_key": _text,
+    "docker_tls_verify": _bool,
+}
+
+_ALIAS_OF = {alias: key for key, aliases in ALIASES.items() for alias in aliases}
+
+
+def normalize(variables: Mapping[Any, Any], origin_of: Callable[[Any], Origin], owner: str) -> dict[str, Any]:
+    """Check one level's variables and map Ansible aliases to shipper's names.
+
+    Where a level gives both ``ssh_port`` and ``ansible_port``, shipper's own
+    name wins. Values are checked here so the error names the exact line.
+    """
+    result: dict[str, Any] = {}
+    for key, value in variables.items():
+        if not isinstance(key, str):
+            raise InventoryError(f"variable name {key!r} of {owner} must be a string", origin=origin_of(key))
+        canonical = _ALIAS_OF.get(key, key)
+        if canonical.startswith(RESERVED_PREFIXES) and canonical not in KNOWN:
+            raise InventoryError(f"unknown setting {key!r} for {owner}", hint=_suggest(key), origin=origin_of(key))
+        if canonical in KNOWN:
+            try:
+                value = KNOWN[canonical](value)
+            except ValueError as exc:
+                raise InventoryError(f"{key} of {owner} {exc}", origin=origin_of(key)) from None
+            if canonical != key and canonical in variables:
+                continue  # shipper's own name given at the same level wins
+        result[canonical] = value
+    return result
+
+
+def _suggest(key: str) -> str:
+    close = difflib.get_close_matches(key, list(KNOWN) + list(_ALIAS_OF), n=1, cutoff=0.6)
+    known = ", ".join(sorted(KNOWN))
+    if close:
+        return f"did you mean {close[0]!r}? shipper's settings are: {known}"
+    return f"shipper's settings are: {known}; other variables must not start with ssh_, docker_ or shipper_"

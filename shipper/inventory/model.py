@@ -1,0 +1,101 @@
+"""What an inventory holds once it is loaded: hosts, groups, and how to reach them.
+
+These are plain immutable values. Everything that needs a file, a network or
+a library lives elsewhere; these can be built by hand in tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping
+
+from shipper.errors import Origin
+
+EngineScheme = Literal["unix", "tcp", "ssh"]
+HostKeyPolicy = Literal["yes", "accept-new", "no"]
+
+
+@dataclass(frozen=True)
+class SSHSettings:
+    """How to open an SSH connection to a host, fully resolved.
+
+    ``sources`` says, per setting, where its value came from (``explicit``,
+    ``inventory``, ``ssh_config`` or ``default``), so ``shipper hosts`` can
+    show why a host is reached the way it is.
+    """
+
+    alias: str  # the name the user gave; the ssh_config lookup key
+    hostname: str  # the address actually dialled
+    port: int = 22
+    user: str = "root"
+    identity_files: tuple[str, ...] = ()
+    known_hosts_files: tuple[str, ...] = ()
+    strict_host_key_checking: HostKeyPolicy = "yes"
+    proxy_command: str | None = None
+    proxy_jump: str | None = None
+    connect_timeout: float = 10.0
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def destination(self) -> str:
+        """``user@host:port`` as a person would write it."""
+        return f"{self.user}@{self.hostname}:{self.port}"
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    """Client TLS material for a ``tcp://`` engine."""
+
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    verify: bool = True
+
+
+@dataclass(frozen=True)
+class EngineEndpoint:
+    """How to reach a host's Docker engine."""
+
+    url: str  # unix:///run/docker.sock, tcp://h:2376, ssh://user@h:22
+    scheme: EngineScheme
+    tls: TLSFiles | None = None
+    derived: bool = False  # True when built from the SSH settings, not written in the inventory
+
+
+@dataclass(frozen=True)
+class Host:
+    """One host of the inventory with everything resolved."""
+
+    name: str
+    groups: tuple[str, ...]
+    vars: Mapping[str, Any]
+    ssh: SSHSettings
+    engine: EngineEndpoint
+    origin: Origin
+
+    def describe(self) -> str:
+        """``name (engine url)``, used in messages."""
+        return f"{self.name} ({self.engine.url})"
+
+
+@dataclass(frozen=True)
+class Group:
+    """A named set of hosts; ``children`` are group names."""
+
+    name: str
+    hosts: tuple[str, ...]
+    children: tuple[str, ...]
+    origin: Origin
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """Hosts and groups, in the order the inventory file gives them."""
+
+    path: str
+    hosts: Mapping[str, Host]
+    groups: Mapping[str, Group]
+
+    def host(self, name: str) -> Host:
+        """The host called ``name``; see ``targets.select`` for expressions."""
+        return self.hosts[name]

@@ -1,0 +1,197 @@
+"""Turn a host's merged variables into SSH settings and an engine endpoint.
+
+Precedence for every SSH setting: an explicit value (command line, or the
+parts of an ``ssh://`` docker_host) > the inventory > ``ssh_config`` > a
+default, the same order OpenSSH and Fabric use. ssh_config is read with
+paramiko's parser (Host/Match blocks, tokens, Include) but nothing here
+opens a connection.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
+
+from paramiko.config import SSHConfig
+
+from shipper.errors import InventoryError, Origin
+from shipper.inventory.model import EngineEndpoint, SSHSettings, TLSFiles
+
+DEFAULT_SSH_CONFIG = "~/.ssh/config"
+SYSTEM_SSH_CONFIG = "/etc/ssh/ssh_config"
+DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
+DOCKER_TLS_PORT = 2376  # the engine's registered port for TLS; 2375 is plain HTTP
+
+
+@lru_cache(maxsize=16)
+def _parse_ssh_config(user_path: str, user_mtime: float, system_mtime: float) -> SSHConfig:
+    # The user's file first: like OpenSSH, the first value found for a key wins.
+    texts = []
+    for path in (user_path, SYSTEM_SSH_CONFIG):
+        if os.path.isfile(path):
+            texts.append(Path(path).read_text(encoding="utf-8", errors="replace"))
+    try:
+        return SSHConfig.from_text("\n".join(texts))
+    except Exception as exc:  # paramiko raises several kinds for bad files
+        raise InventoryError(f"cannot parse ssh_config {user_path}: {exc}") from None
+
+
+def read_ssh_config(path: str | None) -> SSHConfig:
+    """The ssh_config that applies: ``path`` (must exist) or ``~/.ssh/config`` (may be absent)."""
+    explicit = path is not None
+    user_path = os.path.expanduser(path or DEFAULT_SSH_CONFIG)
+    if explicit and not os.path.isfile(user_path):
+        raise InventoryError(f"ssh_config_file {user_path} does not exist")
+
+    def mtime(p: str) -> float:
+        return os.stat(p).st_mtime if os.path.isfile(p) else 0.0
+
+    return _parse_ssh_config(user_path, mtime(user_path), mtime(SYSTEM_SSH_CONFIG))
+
+
+class _Picker:
+    """Looks a setting up in explicit values, then inventory, then ssh_config, then a default."""
+
+    def __init__(self, explicit: Mapping[str, Any], variables: Mapping[str, Any], conf: Mapping[str, Any]) -> None:
+        self.explicit, self.variables, self.conf = explicit, variables, conf
+        self.sources: dict[str, str] = {}
+
+    def pick(self, key: str, conf_key: str, default: Any, convert: Callable[[Any], Any] = lambda v: v) -> Any:
+        for source, values, name in (
+            ("explicit", self.explicit, key),
+            ("inventory", self.variables, key),
+            ("ssh_config", self.conf, conf_key),
+        ):
+            if name in values and values[name] not in (None, ""):
+                self.sources[key] = source
+                return values[name] if source != "ssh_config" else convert(values[name])
+        self.sources[key] = "default"
+        return default
+
+
+def _conf_port(value: Any) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise InventoryError(f"ssh_config gives Port {value!r}, which is not a number") from None
+
+
+def _conf_policy(value: Any) -> str:
+    text = str(value).lower()
+    return {"ask": "yes", "off": "no", "false": "no", "true": "yes"}.get(text, text)
+
+
+def _expand(paths: Any) -> tuple[str, ...]:
+    items = paths.split() if isinstance(paths, str) else list(paths)
+    return tuple(os.path.expanduser(p) for p in items)
+
+
+def resolve_ssh(name: str, variables: Mapping[str, Any], explicit: Mapping[str, Any] | None = None) -> SSHSettings:
+    """SSH settings for host ``name`` from its merged (normalized) variables."""
+    explicit = explicit or {}
+    alias = str(explicit.get("ssh_host") or variables.get("ssh_host") or name)
+    conf = read_ssh_config(variables.get("ssh_config_file")).lookup(alias)
+    picker = _Picker(explicit, variables, conf)
+    # paramiko answers hostname=alias when no Host block renames it.
+    hostname = conf.get("hostname") or alias
+    if hostname != alias:
+        picker.sources["hostname"] = "ssh_config"
+    else:
+        picker.sources["hostname"] = "explicit" if "ssh_host" in explicit else "inventory" if alias != name else "default"
+    port = picker.pick("ssh_port", "port", 22, _conf_port)
+    user = picker.pick("ssh_user", "user", getpass.getuser())
+    keys = picker.pick("ssh_key", "identityfile", (), _expand)
+    known = picker.pick("ssh_known_hosts_file", "userknownhostsfile", (DEFAULT_KNOWN_HOSTS,), _expand)
+    policy = picker.pick("ssh_strict_host_key_checking", "stricthostkeychecking", "yes", _conf_policy)
+    timeout = picker.pick("ssh_connect_timeout", "connecttimeout", 10.0, float)
+    global_known = _expand(conf.get("globalknownhostsfile", SYSTEM_KNOWN_HOSTS))
+    return SSHSettings(
+        alias=alias,
+        hostname=str(hostname),
+        port=int(port),
+        user=str(user),
+        identity_files=_expand(keys) if isinstance(keys, str) else tuple(keys),
+        known_hosts_files=(_expand(known) if isinstance(known, str) else tuple(known)) + global_known,
+        strict_host_key_checking=policy if policy in ("yes", "accept-new", "no") else "yes",
+        proxy_command=conf.get("proxycommand"),
+        proxy_jump=conf.get("proxyjump"),
+        connect_timeout=float(timeout),
+        sources=picker.sources,
+    )
+
+
+def ssh_overrides_from_url(url: str, origin: Origin) -> dict[str, Any]:
+    """The parts of an ``ssh://user@host:port`` docker_host, as explicit SSH settings."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        raise InventoryError(f"docker_host {url!r} names no host", origin=origin)
+    overrides: dict[str, Any] = {"ssh_host": parts.hostname}
+    if parts.username:
+        overrides["ssh_user"] = parts.username
+    try:
+        if parts.port:
+            overrides["ssh_port"] = parts.port
+    except ValueError:
+        raise InventoryError(f"docker_host {url!r} has a port that is not a number", origin=origin) from None
+    return overrides
+
+
+def _tls_files(variables: Mapping[str, Any]) -> TLSFiles | None:
+    cert_path = variables.get("docker_cert_path")
+    defaults = {"ca": "ca.pem", "cert": "cert.pem", "key": "key.pem"}
+    files = {
+        kind: variables.get(f"docker_tls_{kind}") or (os.path.join(cert_path, name) if cert_path else None)
+        for kind, name in defaults.items()
+    }
+    verify = variables.get("docker_tls_verify")
+    if not any(files.values()) and not verify:
+        return None
+    return TLSFiles(
+        ca=_expanded(files["ca"]),
+        cert=_expanded(files["cert"]),
+        key=_expanded(files["key"]),
+        verify=True if verify is None else bool(verify),
+    )
+
+
+def _expanded(path: str | None) -> str | None:
+    return os.path.expanduser(path) if path else None
+
+
+def resolve_engine(variables: Mapping[str, Any], ssh: SSHSettings, origin: Origin) -> EngineEndpoint:
+    """Where the host's Docker engine answers: ``docker_host``, or SSH to the host."""
+    url = variables.get("docker_host")
+    if url is None:
+        return EngineEndpoint(f"ssh://{ssh.user}@{ssh.hostname}:{ssh.port}", "ssh", derived=True)
+    scheme, _, rest = url.partition("://")
+    if scheme == "unix":
+        if not rest.startswith("/"):
+            raise InventoryError(f"docker_host {url!r} must give an absolute socket path", origin=origin)
+        return EngineEndpoint(url, "unix")
+    if scheme == "ssh":
+        return EngineEndpoint(f"ssh://{ssh.user}@{ssh.hostname}:{ssh.port}", "ssh")
+    if scheme == "tcp":
+        return _tcp_endpoint(url, variables, origin)
+    raise InventoryError(
+        f"docker_host {url!r} is in no form shipper knows",
+        hint="use unix:///path/to/docker.sock, tcp://host:2376 (with TLS files) or ssh://user@host:port",
+        origin=origin,
+    )
+
+
+def _tcp_endpoint(url: str, variables: Mapping[str, Any], origin: Origin) -> EngineEndpoint:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if not parts.hostname or port == -1:
+        raise InventoryError(f"docker_host {url!r} must be tcp://HOST:PORT", origin=origin)
+    tls = _tls_files(variables)
+    port = port or (DOCKER_TLS_PORT if tls else 2375)
+    return EngineEndpoint(f"tcp://{parts.hostname}:{port}", "tcp", tls=tls)

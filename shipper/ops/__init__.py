@@ -1,0 +1,1 @@
+"""Use cases over the inventory: each computes what it will do, then does it."""

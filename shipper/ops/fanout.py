@@ -1,0 +1,58 @@
+"""Run one function per host, concurrently, keeping every host's outcome.
+
+A failing host never stops the others: its ``ShipperError`` is kept in its
+``Outcome`` and the caller decides what the whole run amounts to.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Generic, Sequence, TypeVar
+
+from shipper.errors import ConnectionFailed, ExitStatus, ShipperError
+from shipper.inventory.model import Host
+
+T = TypeVar("T")
+
+MAX_PARALLEL_HOSTS = 32  # threads mostly wait on the network; beyond this sshd rate limits bite (MaxStartups 10:30:100)
+
+
+@dataclass(frozen=True)
+class Outcome(Generic[T]):
+    """What happened on one host: a value or an error."""
+
+    host: Host
+    value: T | None = None
+    error: ShipperError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def for_each_host(hosts: Sequence[Host], action: Callable[[Host], T]) -> list[Outcome[T]]:
+    """``action(host)`` for every host at once; outcomes in the hosts' order."""
+
+    def attempt(host: Host) -> Outcome[T]:
+        try:
+            return Outcome(host, value=action(host))
+        except ShipperError as exc:
+            return Outcome(host, error=exc)
+
+    if len(hosts) <= 1:
+        return [attempt(h) for h in hosts]
+    with ThreadPoolExecutor(max_workers=min(len(hosts), MAX_PARALLEL_HOSTS)) as pool:
+        return list(pool.map(attempt, hosts))
+
+
+def exit_status(outcomes: Sequence[Outcome[T]]) -> ExitStatus:
+    """0 when all succeeded, 4 when some failed; when all failed, 3 if all were connection failures, else 1."""
+    failed = [o for o in outcomes if not o.ok]
+    if not failed:
+        return ExitStatus.OK
+    if len(failed) < len(outcomes):
+        return ExitStatus.PARTIAL
+    if all(isinstance(o.error, ConnectionFailed) for o in failed):
+        return ExitStatus.CONNECTION
+    return ExitStatus.ERROR

@@ -1,0 +1,1 @@
+"""Moving bytes and running commands: SSH sessions and, later, byte pipes."""

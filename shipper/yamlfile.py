@@ -1,0 +1,94 @@
+"""YAML files read safely, keeping the line of every mapping and key.
+
+Errors in user files must name the file and the line, and PyYAML's
+``safe_load`` throws that away. This loader is ``SafeLoader`` plus two things:
+mappings come back as ``LineDict`` (a dict that remembers where it and each of
+its keys stood) and a key given twice in one mapping is an error instead of
+silently keeping the last value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from shipper.errors import Origin, ShipperError
+
+
+class YAMLFileError(ShipperError):
+    """A YAML file could not be read or parsed."""
+
+
+class LineDict(dict[Any, Any]):
+    """A mapping from a YAML file, with the file and lines it came from."""
+
+    path: str = "<string>"
+    line: int | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.key_lines: dict[Any, int] = {}
+
+    def origin(self, key: Any = None) -> Origin:
+        """Where ``key`` (or, without a key, this mapping) stands."""
+        line = self.key_lines.get(key, self.line) if key is not None else self.line
+        return Origin(self.path, line)
+
+
+class _LineLoader(yaml.SafeLoader):
+    path = "<string>"
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
+    loader.flatten_mapping(node)
+    mapping = LineDict()
+    mapping.path = loader.path
+    mapping.line = node.start_mark.line + 1
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        try:
+            hash(key)
+        except TypeError:
+            raise YAMLFileError(f"{Origin(loader.path, line)}: a mapping key must be a plain value") from None
+        if key in mapping:
+            raise YAMLFileError(
+                f"{Origin(loader.path, line)}: key {key!r} is given twice "
+                f"(first at line {mapping.key_lines[key]})",
+                hint="keep one of them; YAML would silently use the last",
+            )
+        mapping[key] = loader.construct_object(value_node, deep=True)
+        mapping.key_lines[key] = line
+    return mapping
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)  # type: ignore[arg-type]
+
+
+def load_text(text: str, path: str = "<string>") -> Any:
+    """Parse YAML ``text``; ``path`` is only used in messages."""
+    loader = _LineLoader(text)
+    loader.path = path
+    try:
+        return loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = Origin(path, mark.line + 1 if mark else None)
+        raise YAMLFileError(f"{where}: not valid YAML: {exc.problem}") from None
+    except yaml.YAMLError as exc:
+        raise YAMLFileError(f"{path}: not valid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+
+
+def load_file(path: Path) -> Any:
+    """Read and parse one YAML file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise YAMLFileError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise YAMLFileError(f"{path}: not UTF-8 text") from None
+    return load_text(text, str(path))

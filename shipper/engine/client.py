@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import docker
 import docker.errors
@@ -93,6 +93,23 @@ class Engine:
         with self.errors("list images"):
             return [image_summary(raw) for raw in self.api.images(all=False)]
 
+    def load(self, chunks: Iterable[bytes]) -> list[str]:
+        """Stream a docker-save tar into the engine; the names (or IDs) it says it loaded.
+
+        The engine answers with a JSON progress stream that must be read to
+        the end: an error arrives as an ``errorDetail`` message, not a status.
+        """
+        loaded: list[str] = []
+        with self.errors("load images"):
+            for message in self.api.load_image(chunks, quiet=True):
+                if message.get("errorDetail") or message.get("error"):
+                    detail = message.get("errorDetail", {}).get("message") or message.get("error")
+                    raise EngineError(f"cannot load images on {self.host.describe()}: engine said {detail!r}")
+                for line in str(message.get("stream", "")).splitlines():
+                    if line.startswith("Loaded image"):
+                        loaded.append(line.split(": ", 1)[1].strip())
+        return loaded
+
     def close(self) -> None:
         """Release the HTTP pools and the SSH connection."""
         self.api.close()
@@ -150,7 +167,12 @@ def _api_client(host: Host, timeout: float | None) -> tuple[docker.APIClient, SS
         api._custom_adapter = adapter
         return api, session
     tls = _tls_config(host, endpoint.tls) if endpoint.tls else False
-    return docker.APIClient(base_url=endpoint.url, tls=tls, **common), None
+    api = docker.APIClient(base_url=endpoint.url, tls=tls, **common)
+    # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE in the environment replace
+    # the session's CA (docker_tls_ca), and HTTPS_PROXY reroute it: neither
+    # belongs between shipper and an engine.
+    api.trust_env = False
+    return api, None
 
 
 def connect(host: Host, timeout: float | None = COMMAND_TIMEOUT) -> Engine:

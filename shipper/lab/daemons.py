@@ -1,0 +1,197 @@
+"""The lab's daemons: a dockerd per host, an sshd per host, one registry.
+
+Each one's files live under its own directory of the lab; ``start`` returns
+at once when the daemon is already running, ``stop`` touches only a process
+the lab started.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from shipper import htpasswd, pki
+from shipper.lab.procs import LabError, our_pid, port_open, spawn, stop, unix_ping, wait_until
+
+SSH_PORT = 2222
+DOCKER_TLS_PORT = 2376
+REGISTRY_PORT = 5000
+REGISTRY_USER = "shipper"
+
+
+def _need(binary: str, package: str) -> str:
+    path = shutil.which(binary) or (f"/usr/sbin/{binary}" if Path(f"/usr/sbin/{binary}").exists() else None)
+    if path is None:
+        raise LabError(f"{binary} is not installed", hint=f"apt-get install {package} (scripts/setup does it)")
+    return path
+
+
+@dataclass(frozen=True)
+class EngineDaemon:
+    """A dockerd of its own: socket, data root, exec root, TLS on its loopback address."""
+
+    name: str
+    address: str
+    dir: Path
+
+    @property
+    def socket(self) -> str:
+        return str(self.dir / "docker.sock")
+
+    @property
+    def pidfile(self) -> Path:
+        return self.dir / "dockerd.pid"
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "dockerd.log"
+
+    def running(self) -> bool:
+        return our_pid(self.pidfile, str(self.dir)) is not None
+
+    def start(self, ca: Path, cert: Path, key: Path) -> None:
+        if self.running() and unix_ping(self.socket):
+            return
+        dockerd = _need("dockerd", "docker.io")
+        for sub in ("data", "exec"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        config = self.dir / "daemon.json"
+        config.write_text("{}\n")  # never the machine's /etc/docker/daemon.json
+        argv = [
+            dockerd, f"--config-file={config}",
+            f"--host=unix://{self.socket}", f"--host=tcp://{self.address}:{DOCKER_TLS_PORT}",
+            "--tlsverify", f"--tlscacert={ca}", f"--tlscert={cert}", f"--tlskey={key}",
+            f"--data-root={self.dir / 'data'}", f"--exec-root={self.dir / 'exec'}", f"--pidfile={self.pidfile}",
+            "--iptables=false", "--ip-masq=false", "--bridge=none",
+        ]  # fmt: skip
+        proc = spawn(argv, self.log)
+        wait_until(lambda: unix_ping(self.socket), f"dockerd of lab host {self.name}", self.log, alive=lambda: proc.poll() is None)
+
+    def stop(self) -> bool:
+        return stop(self.pidfile, str(self.dir))
+
+
+@dataclass(frozen=True)
+class SSHDaemon:
+    """An sshd on the host's loopback address whose sessions reach the host's engine."""
+
+    name: str
+    address: str
+    dir: Path
+    engine_socket: str
+    authorized_keys: Path
+
+    @property
+    def host_key(self) -> Path:
+        return self.dir / "ssh_host_ed25519_key"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.dir / "sshd.pid"
+
+    def running(self) -> bool:
+        return our_pid(self.pidfile, str(self.dir)) is not None
+
+    def known_hosts_line(self) -> str:
+        key_type, key = self.host_key.with_suffix(".pub").read_text().split()[:2]
+        return f"[{self.address}]:{SSH_PORT} {key_type} {key}\n"
+
+    def start(self) -> None:
+        sshd = _need("sshd", "openssh-server")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory
+        if not self.host_key.exists():
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.host_key)], check=True)
+        if self.running() and port_open(self.address, SSH_PORT):
+            return
+        config = self.dir / "sshd_config"
+        config.write_text(
+            f"ListenAddress {self.address}:{SSH_PORT}\n"
+            f"HostKey {self.host_key}\nPidFile {self.pidfile}\n"
+            f"AuthorizedKeysFile {self.authorized_keys}\n"
+            "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"
+            "UsePAM no\nStrictModes no\nPrintMotd no\n"
+            # Remote `docker` (and docker-py's `docker system dial-stdio`) reaches this host's engine.
+            f"SetEnv DOCKER_HOST=unix://{self.engine_socket}\n"
+            "Subsystem sftp internal-sftp\n"
+        )
+        log = self.dir / "sshd.log"
+        result = subprocess.run([sshd, "-f", str(config), "-E", str(log)], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise LabError(f"sshd of lab host {self.name} did not start: {result.stderr.strip()}")
+        wait_until(lambda: port_open(self.address, SSH_PORT), f"sshd of lab host {self.name}", log, timeout=20)
+
+    def stop(self) -> bool:
+        return stop(self.pidfile, str(self.dir))
+
+
+@dataclass(frozen=True)
+class RegistryDaemon:
+    """Debian's docker-registry (CNCF distribution), with htpasswd (bcrypt) auth and TLS."""
+
+    address: str
+    dir: Path
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.address}:{REGISTRY_PORT}"
+
+    @property
+    def host_port(self) -> str:
+        return f"{self.address}:{REGISTRY_PORT}"
+
+    @property
+    def password_file(self) -> Path:
+        return self.dir / "password"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.dir / "registry.pid"
+
+    def running(self) -> bool:
+        return our_pid(self.pidfile, str(self.dir)) is not None
+
+    def start(self, ca: pki.CertKey) -> None:
+        registry = _need("docker-registry", "docker-registry")
+        if self.running() and port_open(self.address, REGISTRY_PORT):
+            return
+        for sub in ("auth", "certs", "data"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        if not self.password_file.exists():
+            self.password_file.touch(mode=0o600)
+            self.password_file.write_text(secrets.token_urlsafe(24))
+        htpasswd_file = self.dir / "auth" / "htpasswd"
+        htpasswd_file.write_text(htpasswd.render({REGISTRY_USER: self.password_file.read_text()}))
+        pki.issue(ca, "lab registry", [self.address, "localhost"]).write(self.dir / "certs/server.crt", self.dir / "certs/server.key")
+        config = self.dir / "config.yml"
+        config.write_text(json.dumps(self._config(htpasswd_file), indent=2))  # JSON is YAML
+        log = self.dir / "registry.log"
+        proc = spawn([registry, "serve", str(config)], log, self.pidfile)
+        wait_until(lambda: port_open(self.address, REGISTRY_PORT), "lab registry", log, alive=lambda: proc.poll() is None)
+
+    def _config(self, htpasswd_file: Path) -> dict[str, object]:
+        secret_file = self.dir / "http-secret"
+        if not secret_file.exists():
+            secret_file.write_text(secrets.token_hex(32))  # stable across restarts, or uploads in flight die
+        return {
+            "version": 0.1,
+            "log": {"level": "info", "accesslog": {"disabled": True}},
+            "storage": {
+                "filesystem": {"rootdirectory": str(self.dir / "data")},
+                "delete": {"enabled": True},
+                "cache": {"blobdescriptor": "inmemory"},
+            },
+            "http": {
+                "addr": self.host_port,
+                "secret": secret_file.read_text(),
+                "tls": {"certificate": str(self.dir / "certs/server.crt"), "key": str(self.dir / "certs/server.key")},
+            },
+            "auth": {"htpasswd": {"realm": "shipper-lab", "path": str(htpasswd_file)}},
+        }
+
+    def stop(self) -> bool:
+        return stop(self.pidfile, str(self.dir))

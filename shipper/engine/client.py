@@ -164,7 +164,7 @@ def _api_client(host: Host, timeout: float | None) -> tuple[docker.APIClient, SS
         api = docker.APIClient(base_url="ssh://shipper", use_ssh_client=True, **common)
         adapter = SessionSSHAdapter(session, timeout)
         api.mount("http+docker://ssh", adapter)
-        api._custom_adapter = adapter
+        api._custom_adapter = adapter  # type: ignore[attr-defined]  # docker-py closes it with the client
         return api, session
     tls = _tls_config(host, endpoint.tls) if endpoint.tls else False
     api = docker.APIClient(base_url=endpoint.url, tls=tls, **common)
@@ -191,5 +191,6 @@ def connect(host: Host, timeout: float | None = COMMAND_TIMEOUT) -> Engine:
         raise
     server_api = str(server.get("ApiVersion", MINIMUM_DOCKER_API_VERSION))
     # Speak the older of the two versions; docker-py has no public setter for it.
-    api._version = server_api if version_lt(server_api, DEFAULT_DOCKER_API_VERSION) else DEFAULT_DOCKER_API_VERSION
+    agreed = server_api if version_lt(server_api, DEFAULT_DOCKER_API_VERSION) else DEFAULT_DOCKER_API_VERSION
+    api._version = agreed  # type: ignore[attr-defined]
     return engine

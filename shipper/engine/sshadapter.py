@@ -11,7 +11,9 @@ all we want from it. So shipper builds the client with ``shell_out=True``
 
 from __future__ import annotations
 
-from docker.transport.sshconn import SSHHTTPAdapter
+from typing import Mapping
+
+from docker.transport.sshconn import SSHConnectionPool, SSHHTTPAdapter
 
 from shipper.transport.ssh import SSHSession
 
@@ -19,17 +21,19 @@ from shipper.transport.ssh import SSHSession
 SSH_POOL_SIZE = 9
 
 
-class SessionSSHAdapter(SSHHTTPAdapter):  # type: ignore[misc]
+class SessionSSHAdapter(SSHHTTPAdapter):
     """An ``SSHHTTPAdapter`` whose SSH connection is a shipper ``SSHSession``."""
 
     def __init__(self, session: SSHSession, timeout: float | None) -> None:
         super().__init__(
-            "ssh://shipper", timeout=timeout, pool_connections=SSH_POOL_SIZE, max_pool_size=SSH_POOL_SIZE, shell_out=True
+            "ssh://shipper",
+            timeout=timeout,  # type: ignore[arg-type]  # docker-py takes None: no read timeout
+            pool_connections=SSH_POOL_SIZE, max_pool_size=SSH_POOL_SIZE, shell_out=True
         )
         self.session = session
         self.ssh_client = session.client
 
-    def get_connection(self, url: str, proxies: object = None) -> object:
+    def get_connection(self, url: str | bytes, proxies: Mapping[str, str] | None = None) -> SSHConnectionPool:
         # docker-py keys SSH pools by the whole request URL, so every new API
         # path started a fresh `docker system dial-stdio` (~100 ms each). One
         # engine, one pool.

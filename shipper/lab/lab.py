@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -101,7 +102,7 @@ class Lab:
         self.root.mkdir(parents=True, exist_ok=True)
         ca = self._ca()
         self._client_key()
-        _parallel([lambda n=n: self.start_host(n, ca) for n in self.names])
+        _parallel([partial(self.start_host, n, ca) for n in self.names])
         if registry:
             self.registry.start(ca)
         self._write_client_files(registry)
@@ -125,10 +126,14 @@ class Lab:
     def down(self, purge: bool = False) -> None:
         """Stop what the lab started; with ``purge``, also remove its directory."""
         self.registry.stop()
-        _parallel([lambda n=n: (self.sshd(n).stop(), self.engine(n).stop()) for n in self.names])
+        _parallel([partial(self._stop_host, n) for n in self.names])
         if purge and self.root.exists():
             self._unmount_leftovers()
             shutil.rmtree(self.root, ignore_errors=True)
+
+    def _stop_host(self, name: str) -> None:
+        self.sshd(name).stop()
+        self.engine(name).stop()
 
     def _unmount_leftovers(self) -> None:
         # A dockerd killed hard can leave overlay and shm mounts under its data root.

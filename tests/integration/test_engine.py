@@ -1,0 +1,63 @@
+"""Engine connections: one place for every endpoint kind, errors that name the host."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Iterator
+
+import pytest
+
+from shipper.engine import connect
+from shipper.errors import EngineError
+from shipper.inventory import load_inventory
+from shipper.lab import Lab, Layer, SyntheticImage, image_id, save_stream
+
+
+def cut(chunks: Iterator[bytes], limit: int) -> Iterator[bytes]:
+    sent = 0
+    for chunk in chunks:
+        if sent + len(chunk) > limit:
+            yield chunk[: limit - sent]
+            return
+        sent += len(chunk)
+        yield chunk
+
+
+def test_a_truncated_archive_is_refused_in_the_engines_words_and_tags_nothing(lab: Lab, ssh_inventory: str) -> None:
+    image = SyntheticImage("lab/truncated:1", (Layer(3 << 20, "truncated"),))
+    host = load_inventory(ssh_inventory).host("b")
+
+    with connect(host, timeout=None) as engine, pytest.raises(EngineError) as caught:
+        engine.load(cut(save_stream([image]), 1 << 20))
+
+    assert caught.value.message.startswith(f"cannot load images on b (ssh://root@{lab.address('b')}:2222): engine said ")
+    assert lab.docker("b", "image", "inspect", image.name, check=False).returncode != 0
+
+
+def test_a_loaded_image_arrives_with_its_id_and_tag_over_ssh(lab: Lab, ssh_inventory: str) -> None:
+    image = SyntheticImage("lab/over-ssh:1", (Layer(1 << 20, "over-ssh"),))
+
+    with connect(load_inventory(ssh_inventory).host("c"), timeout=None) as engine:
+        assert engine.load(save_stream([image])) == ["lab/over-ssh:1"]
+        ids = {i.id for i in engine.images() if image.name in i.tags}
+
+    assert ids == {image_id(image)}
+
+
+def test_one_ssh_channel_serves_every_api_call(lab: Lab, ssh_inventory: str) -> None:
+    # docker-py opened a new `docker system dial-stdio` for each distinct API path.
+    with connect(load_inventory(ssh_inventory).host("a")) as engine:
+        for _ in itertools.repeat(None, 3):
+            engine.info()
+            engine.images()
+            engine.ping()
+        transport = engine.session.client.get_transport() if engine.session else None
+        assert transport is not None
+        assert len(transport._channels.values()) == 1  # type: ignore[attr-defined]
+
+
+def test_the_client_speaks_the_engines_api_version(lab: Lab, local_inventory: str) -> None:
+    with connect(load_inventory(local_inventory).host("a")) as engine:
+        info = engine.info()
+
+    assert info.client_api_version == info.api_version == "1.41"

@@ -1,0 +1,79 @@
+"""The CLI without engines: listing hosts, and how errors and exit codes look."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ShipperRunner
+
+
+@pytest.fixture
+def inventory(tmp_path: Path) -> Path:
+    path = tmp_path / "hosts.yml"
+    path.write_text("all:\n  hosts:\n    a: {ansible_host: 10.0.0.1}\n  children:\n    web:\n      hosts: {b: {docker_host: 'unix:///run/b.sock'}}\n")
+    return path
+
+
+def test_hosts_lists_each_host_and_how_its_engine_is_reached(shipper: ShipperRunner, inventory: Path) -> None:
+    result = shipper("hosts", "-i", str(inventory))
+
+    assert result.status == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["HOST", "ENGINE", "SSH", "GROUPS"]
+    assert lines[1].split()[:2] == ["a", "ssh://root@10.0.0.1:22"]
+    assert lines[2].split()[:2] == ["b", "unix:///run/b.sock"]
+
+
+def test_hosts_json_holds_the_resolved_settings_and_their_sources(shipper: ShipperRunner, inventory: Path) -> None:
+    result = shipper("hosts", "-i", str(inventory), "--json", "web")
+
+    assert result.status == 0
+    [b] = json.loads(result.stdout)
+    assert b["name"] == "b" and b["groups"] == ["web"]
+    assert b["engine"] == {"url": "unix:///run/b.sock", "scheme": "unix", "derived": False}
+
+
+def test_the_inventory_defaults_to_shipper_inventory_from_the_environment(
+    shipper: ShipperRunner, inventory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHIPPER_INVENTORY", str(inventory))
+
+    assert shipper("hosts").stdout.count("\n") == 3
+
+
+def test_a_bad_inventory_is_one_line_with_file_and_line_then_a_hint(shipper: ShipperRunner, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text("all:\n  hosts:\n    a:\n      ssh_usr: x\n")
+
+    result = shipper("hosts", "-i", str(bad))
+
+    assert result.status == 1
+    assert result.stderr.splitlines() == [
+        f"error: {bad} line 4: unknown setting 'ssh_usr' for host a",
+        result.stderr.splitlines()[1],
+    ]
+    assert result.stderr.splitlines()[1].startswith("hint: did you mean 'ssh_user'?")
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unknown_target_exits_2_and_suggests_names(shipper: ShipperRunner, inventory: Path) -> None:
+    result = shipper("ping", "-i", str(inventory), "wbe")
+
+    assert result.status == 2
+    assert "'wbe' is neither a host nor a group" in result.stderr
+    assert "did you mean 'web'" in result.stderr
+
+
+def test_usage_errors_exit_2(shipper: ShipperRunner) -> None:
+    assert shipper("ping").status == 2
+    assert shipper("frobnicate").status == 2
+
+
+def test_traceback_flag_shows_the_stack(shipper: ShipperRunner, tmp_path: Path) -> None:
+    result = shipper("--traceback", "hosts", "-i", str(tmp_path / "missing.yml"))
+
+    assert result.status == 1
+    assert "Traceback" in result.stderr and "error: inventory" in result.stderr

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from shipper import htpasswd, pki
 from shipper.lab.procs import LabError, our_pid, port_open, spawn, stop, unix_ping, wait_until
@@ -30,8 +31,25 @@ def _need(binary: str, package: str) -> str:
     return path
 
 
+class _Owned:
+    """A daemon whose pidfile lives in its directory; ``running``/``stop`` touch only ours."""
+
+    dir: Path
+    pid_name: ClassVar[str]
+
+    @property
+    def pidfile(self) -> Path:
+        return self.dir / self.pid_name
+
+    def running(self) -> bool:
+        return our_pid(self.pidfile, str(self.dir)) is not None
+
+    def stop(self) -> bool:
+        return stop(self.pidfile, str(self.dir))
+
+
 @dataclass(frozen=True)
-class EngineDaemon:
+class EngineDaemon(_Owned):
     """A dockerd of its own: socket, data root, exec root, TLS on its loopback address."""
 
     name: str
@@ -42,16 +60,11 @@ class EngineDaemon:
     def socket(self) -> str:
         return str(self.dir / "docker.sock")
 
-    @property
-    def pidfile(self) -> Path:
-        return self.dir / "dockerd.pid"
+    pid_name = "dockerd.pid"
 
     @property
     def log(self) -> Path:
         return self.dir / "dockerd.log"
-
-    def running(self) -> bool:
-        return our_pid(self.pidfile, str(self.dir)) is not None
 
     def start(self, ca: Path, cert: Path, key: Path) -> None:
         if self.running() and unix_ping(self.socket):
@@ -71,12 +84,9 @@ class EngineDaemon:
         proc = spawn(argv, self.log)
         wait_until(lambda: unix_ping(self.socket), f"dockerd of lab host {self.name}", self.log, alive=lambda: proc.poll() is None)
 
-    def stop(self) -> bool:
-        return stop(self.pidfile, str(self.dir))
-
 
 @dataclass(frozen=True)
-class SSHDaemon:
+class SSHDaemon(_Owned):
     """An sshd on the host's loopback address whose sessions reach the host's engine."""
 
     name: str
@@ -89,12 +99,7 @@ class SSHDaemon:
     def host_key(self) -> Path:
         return self.dir / "ssh_host_ed25519_key"
 
-    @property
-    def pidfile(self) -> Path:
-        return self.dir / "sshd.pid"
-
-    def running(self) -> bool:
-        return our_pid(self.pidfile, str(self.dir)) is not None
+    pid_name = "sshd.pid"
 
     def known_hosts_line(self) -> str:
         key_type, key = self.host_key.with_suffix(".pub").read_text().split()[:2]
@@ -125,12 +130,9 @@ class SSHDaemon:
             raise LabError(f"sshd of lab host {self.name} did not start: {result.stderr.strip()}")
         wait_until(lambda: port_open(self.address, SSH_PORT), f"sshd of lab host {self.name}", log, timeout=20)
 
-    def stop(self) -> bool:
-        return stop(self.pidfile, str(self.dir))
-
 
 @dataclass(frozen=True)
-class RegistryDaemon:
+class RegistryDaemon(_Owned):
     """Debian's docker-registry (CNCF distribution), with htpasswd (bcrypt) auth and TLS."""
 
     address: str
@@ -148,12 +150,7 @@ class RegistryDaemon:
     def password_file(self) -> Path:
         return self.dir / "password"
 
-    @property
-    def pidfile(self) -> Path:
-        return self.dir / "registry.pid"
-
-    def running(self) -> bool:
-        return our_pid(self.pidfile, str(self.dir)) is not None
+    pid_name = "registry.pid"
 
     def start(self, ca: pki.CertKey) -> None:
         registry = _need("docker-registry", "docker-registry")
@@ -192,6 +189,3 @@ class RegistryDaemon:
             },
             "auth": {"htpasswd": {"realm": "shipper-lab", "path": str(htpasswd_file)}},
         }
-
-    def stop(self) -> bool:
-        return stop(self.pidfile, str(self.dir))

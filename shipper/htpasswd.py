@@ -8,7 +8,7 @@ so up front instead of storing a hash that cannot be checked.
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 import bcrypt
 

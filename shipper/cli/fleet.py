@@ -6,9 +6,9 @@ from typing import Any
 
 import click
 
-from shipper.cli.options import env_of, finish, inventory_option, json_option, load
+from shipper.cli.options import env_of, finish, inventory_option, json_option
 from shipper.cli.output import Env, error_json, human_size, short_id, table
-from shipper.inventory import Host, select
+from shipper.inventory import Host, load_inventory, select
 from shipper.ops import fleet
 from shipper.ops.fanout import Outcome, exit_status
 
@@ -43,7 +43,7 @@ def _host_json(host: Host) -> dict[str, Any]:
 def hosts(ctx: click.Context, inventory_path: str, as_json: bool, verbose: bool, target: str) -> None:
     """List the hosts TARGET names (default: all) and how each is reached."""
     env = env_of(ctx)
-    selected = select(load(inventory_path), target)
+    selected = select(load_inventory(inventory_path), target)
     if as_json:
         env.json([_host_json(h) for h in selected])
         return
@@ -71,7 +71,7 @@ def _report_failures(env: Env, outcomes: list[Outcome[Any]]) -> None:
 def ping(ctx: click.Context, inventory_path: str, as_json: bool, target: str) -> None:
     """Reach the engine of every host TARGET names; exit 4 if some failed."""
     env = env_of(ctx)
-    outcomes = fleet.ping(select(load(inventory_path), target))
+    outcomes = fleet.ping(select(load_inventory(inventory_path), target))
     if as_json:
         env.json([_ping_json(o) for o in outcomes])
     else:
@@ -114,7 +114,7 @@ def _ping_json(outcome: Outcome[fleet.PingReport]) -> dict[str, Any]:
 def images(ctx: click.Context, inventory_path: str, as_json: bool, untagged: bool, target: str) -> None:
     """Images across the hosts TARGET names, side by side."""
     env = env_of(ctx)
-    selected = select(load(inventory_path), target)
+    selected = select(load_inventory(inventory_path), target)
     rows, outcomes = fleet.images(selected, untagged=untagged)
     names = [h.name for h in selected]
     if as_json:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import click
 
 from shipper.cli.output import Env
-from shipper.inventory import Inventory, load_inventory
 
 DEFAULT_INVENTORY = "inventory/hosts.yml"
 
@@ -35,10 +35,6 @@ def inventory_option(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="Write JSON to stdout instead of a table.")(func)
-
-
-def load(path: str) -> Inventory:
-    return load_inventory(path)
 
 
 def env_of(ctx: click.Context) -> Env:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass, field
-from typing import IO, Any, Sequence
+from typing import IO, Any
+from collections.abc import Sequence
 
 from shipper.errors import ShipperError
 
@@ -17,10 +18,6 @@ class Env:
     stdout: IO[str] = field(default_factory=lambda: sys.stdout)
     stderr: IO[str] = field(default_factory=lambda: sys.stderr)
     traceback: bool = False
-
-    @property
-    def stderr_is_tty(self) -> bool:
-        return hasattr(self.stderr, "isatty") and self.stderr.isatty()
 
     def out(self, text: str = "") -> None:
         print(text, file=self.stdout)
@@ -38,7 +35,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """Rows as left-aligned columns separated by two spaces."""
     cells = [[str(c) for c in headers]] + [[("" if c is None else str(c)) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells)
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells)
 
 
 def human_size(size: float) -> str:

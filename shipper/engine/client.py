@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from typing import Any, Iterable, Iterator
+from typing import Any
+from collections.abc import Iterable, Iterator
 
 import docker
 import docker.errors

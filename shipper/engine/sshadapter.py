@@ -11,7 +11,7 @@ all we want from it. So shipper builds the client with ``shell_out=True``
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from docker.transport.sshconn import SSHConnectionPool, SSHHTTPAdapter
 

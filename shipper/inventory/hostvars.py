@@ -9,7 +9,8 @@ kept as free variables, so an Ansible inventory can be used unchanged.
 from __future__ import annotations
 
 import difflib
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 
 from shipper.errors import InventoryError, Origin
 

@@ -7,7 +7,8 @@ a library lives elsewhere; these can be built by hand in tests.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
+from collections.abc import Mapping
 
 from shipper.errors import Origin
 

@@ -13,7 +13,8 @@ import getpass
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
 from paramiko.config import SSHConfig

@@ -20,7 +20,8 @@ import platform
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Literal, Sequence
+from typing import Literal
+from collections.abc import Iterable, Iterator, Sequence
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 

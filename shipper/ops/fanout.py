@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Generic, Sequence, TypeVar
+from typing import Generic, TypeVar
+from collections.abc import Callable, Sequence
 
 from shipper.errors import ConnectionFailed, ExitStatus, ShipperError
 from shipper.inventory.model import Host

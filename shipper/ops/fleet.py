@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from collections.abc import Sequence
 
 from shipper.engine import EngineInfo, ImageSummary, connect
 from shipper.inventory.model import Host

@@ -25,6 +25,10 @@ class Env:
     def json(self, document: Any) -> None:
         print(json.dumps(document, indent=2, sort_keys=False, default=str), file=self.stdout)
 
+    def json_line(self, event: Any) -> None:
+        """One JSON document on one line (a stream of events, for --json on long operations)."""
+        print(json.dumps(event, default=str), file=self.stdout, flush=True)
+
     def error(self, exc: ShipperError, prefix: str = "error") -> None:
         print(f"{prefix}: {exc.message}", file=self.stderr)
         if exc.hint:

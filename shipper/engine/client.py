@@ -21,12 +21,13 @@ import requests.exceptions
 from docker.constants import DEFAULT_DOCKER_API_VERSION, MINIMUM_DOCKER_API_VERSION
 from docker.utils import version_lt
 
-from shipper.engine.info import EngineInfo, ImageSummary, engine_info, image_summary
+from shipper.engine.info import EngineInfo, ImageDetails, ImageSummary, engine_info, image_details, image_summary
 from shipper.engine.sshadapter import SessionSSHAdapter
 from shipper.errors import EngineError, EngineUnreachable, ShipperError, SSHError
 from shipper.inventory.model import Host, TLSFiles
 from shipper.transport.ssh import SSHSession
 
+SAVE_CHUNK = 1 << 20
 COMMAND_TIMEOUT = 60.0  # seconds; metadata calls. Transfers pass timeout=None (a save can be silent for minutes).
 
 
@@ -94,7 +95,41 @@ class Engine:
         with self.errors("list images"):
             return [image_summary(raw) for raw in self.api.images(all=False)]
 
-    def load(self, chunks: Iterable[bytes]) -> list[str]:
+    def inspect_image(self, reference: str) -> ImageDetails | None:
+        """The image ``reference`` names (tag or ID), or None if the engine has none."""
+        with self.errors(f"inspect image {reference}"):
+            try:
+                return image_details(self.api.inspect_image(reference))
+            except docker.errors.ImageNotFound:
+                return None
+
+    def tag(self, image_id: str, name: str) -> None:
+        """Point ``name`` (repo:tag) at ``image_id``, replacing whatever it pointed at."""
+        repository, _, tag = name.rpartition(":")
+        with self.errors(f"tag {image_id[:19]} as {name}"):
+            if not self.api.tag(image_id, repository, tag, force=True):
+                raise EngineError(f"cannot tag {image_id[:19]} as {name} on {self.host.describe()}")
+
+    def remove_image(self, image_id: str) -> None:
+        """Remove an image by ID; never forced (an image in use stays)."""
+        with self.errors(f"remove image {image_id[:19]}"):
+            self.api.remove_image(image_id, force=False, noprune=False)
+
+    def save(self, image_ids: Iterable[str]) -> Iterator[bytes]:
+        """``GET /images/get?names=…``: one docker-save tar holding all the images, streamed."""
+        ids = list(image_ids)
+        with self.errors(f"save {len(ids)} image(s)"):
+            # docker-py's get_image takes a single name; the endpoint takes several.
+            api: Any = self.api  # the private helpers every docker-py endpoint uses
+            response = api._get(api._url("/images/get"), params={"names": ids}, stream=True)
+            api._raise_for_status(response)
+        return self._stream(response.iter_content(SAVE_CHUNK), f"save {len(ids)} image(s)")
+
+    def _stream(self, chunks: Iterator[bytes], action: str) -> Iterator[bytes]:
+        with self.errors(action):
+            yield from chunks
+
+    def load(self, chunks: Iterable[bytes | memoryview]) -> list[str]:
         """Stream a docker-save tar into the engine; the names (or IDs) it says it loaded.
 
         The engine answers with a JSON progress stream that must be read to

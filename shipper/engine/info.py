@@ -41,6 +41,29 @@ class ImageSummary:
     created: int
 
 
+@dataclass(frozen=True)
+class ImageDetails:
+    """What ``docker image inspect`` says of one image that matters for moving it."""
+
+    id: str
+    tags: tuple[str, ...]
+    size: int
+    layers: tuple[str, ...]  # RootFS diff IDs
+    architecture: str
+    os: str
+
+
+def image_details(raw: Mapping[str, Any]) -> ImageDetails:
+    return ImageDetails(
+        id=str(raw["Id"]),
+        tags=tuple(raw.get("RepoTags") or ()),
+        size=int(raw.get("Size", 0)),
+        layers=tuple((raw.get("RootFS") or {}).get("Layers") or ()),
+        architecture=str(raw.get("Architecture", "")),
+        os=str(raw.get("Os", "")),
+    )
+
+
 def _image_store(info: Mapping[str, Any]) -> ImageStore:
     for entry in info.get("DriverStatus") or []:
         if len(entry) == 2 and entry[0] == "driver-type" and entry[1] == _CONTAINERD_SNAPSHOTTER:

@@ -35,6 +35,7 @@ class SSHSettings:
     proxy_command: str | None = None
     proxy_jump: str | None = None
     connect_timeout: float = 10.0
+    config_file: str | None = None  # the ssh_config these settings were read from, for the OpenSSH client
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property

@@ -96,6 +96,7 @@ def resolve_ssh(name: str, variables: Mapping[str, Any], explicit: Mapping[str, 
     """SSH settings for host ``name`` from its merged (normalized) variables."""
     explicit = explicit or {}
     alias = str(explicit.get("ssh_host") or variables.get("ssh_host") or name)
+    config_file = os.path.expanduser(variables.get("ssh_config_file") or DEFAULT_SSH_CONFIG)
     conf = read_ssh_config(variables.get("ssh_config_file")).lookup(alias)
     picker = _Picker(explicit, variables, conf)
     # paramiko answers hostname=alias when no Host block renames it.
@@ -122,6 +123,7 @@ def resolve_ssh(name: str, variables: Mapping[str, Any], explicit: Mapping[str, 
         proxy_command=conf.get("proxycommand"),
         proxy_jump=conf.get("proxyjump"),
         connect_timeout=float(timeout),
+        config_file=config_file if os.path.isfile(config_file) else None,
         sources=picker.sources,
     )
 

@@ -48,12 +48,17 @@ def for_each_host(hosts: Sequence[Host], action: Callable[[Host], T]) -> list[Ou
 
 
 def exit_status(outcomes: Sequence[Outcome[T]]) -> ExitStatus:
+    """See ``exit_status_of``."""
+    return exit_status_of([o.error for o in outcomes])
+
+
+def exit_status_of(errors: Sequence[ShipperError | None]) -> ExitStatus:
     """0 when all succeeded, 4 when some failed; when all failed, 3 if all were connection failures, else 1."""
-    failed = [o for o in outcomes if not o.ok]
+    failed = [e for e in errors if e is not None]
     if not failed:
         return ExitStatus.OK
-    if len(failed) < len(outcomes):
+    if len(failed) < len(errors):
         return ExitStatus.PARTIAL
-    if all(isinstance(o.error, ConnectionFailed) for o in failed):
+    if all(isinstance(e, ConnectionFailed) for e in failed):
         return ExitStatus.CONNECTION
     return ExitStatus.ERROR

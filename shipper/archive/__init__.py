@@ -1,0 +1,1 @@
+"""docker-save / OCI-layout tar streams: parse, verify, filter; never extract."""

@@ -1,0 +1,316 @@
+"""Pass a ``docker save`` tar stream through, checked, with its tags taken out.
+
+Standard library only, and importing nothing from shipper: this module is
+also meant to run next to a source engine with the host's own ``python3``.
+
+What it does to the stream, in one pass and bounded memory:
+
+- every member's bytes are hashed as they go by; names and types are checked
+  (no absolute names, no ``..``, no hard links, devices or duplicates);
+- ``manifest.json`` is re-emitted with ``RepoTags`` emptied, ``repositories``
+  is dropped, and in an OCI ``index.json`` the image-name annotations are
+  dropped: the target loads untagged images, and shipper moves tags itself
+  once every image has arrived (``docker load`` of several images is not
+  atomic, and tags it would move cannot be put back);
+- at the end-of-archive marker, every image is checked: its config's digest is
+  its ID, its layers' digests are its config's ``diff_ids``. Only then is the
+  end marker emitted. A stream that is cut short, or wrong, never ends as a
+  valid archive, so the engine loading it fails and creates nothing. (A tar cut
+  on a member boundary would otherwise read back as a valid shorter archive.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+import tarfile
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator
+
+BLOCK = 512
+MAX_METADATA = 4 << 20  # a manifest or config larger than this is refused
+METADATA_NAMES = ("manifest.json", "index.json", "repositories", "oci-layout")
+DROPPED = ("repositories",)
+NAME_ANNOTATIONS = ("io.containerd.image.name", "org.opencontainers.image.ref.name")
+
+
+class ArchiveError(Exception):
+    """The stream is not a sound docker-save archive."""
+
+
+@dataclass
+class Member:
+    name: str
+    size: int
+    digest: str = ""  # sha256:<hex> of the content
+    link: str | None = None  # symlink target, resolved inside the archive
+
+
+@dataclass
+class StreamStats:
+    """What went by."""
+
+    bytes_in: int = 0
+    bytes_out: int = 0
+    members: dict[str, Member] = field(default_factory=dict)
+    images: dict[str, list[str]] = field(default_factory=dict)  # image ID -> its layers' diff IDs
+
+
+class _Input:
+    """Reads exact byte counts out of an iterable of chunks, without joining big ones."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._view = memoryview(b"")
+        self.consumed = 0
+
+    def _fill(self) -> bool:
+        while not self._view:
+            try:
+                self._view = memoryview(next(self._chunks))
+            except StopIteration:
+                return False
+        return True
+
+    def pieces(self, size: int) -> Iterator[memoryview]:
+        """Yield the next ``size`` bytes as views; ``ArchiveError`` if the input ends first."""
+        left = size
+        while left:
+            if not self._fill():
+                raise ArchiveError(f"the archive ends early: {left} bytes missing after {self.consumed} bytes")
+            piece = self._view[:left]
+            self._view = self._view[len(piece) :]
+            left -= len(piece)
+            self.consumed += len(piece)
+            yield piece
+
+    def read(self, size: int) -> bytes:
+        return b"".join(bytes(p) for p in self.pieces(size))
+
+    def at_end(self) -> bool:
+        return not self._fill()
+
+
+def _pad(size: int) -> int:
+    return -size % BLOCK
+
+
+def _check_name(name: str, seen: dict[str, Member]) -> str:
+    clean = posixpath.normpath(name.rstrip("/"))
+    if name.startswith("/") or clean == ".." or clean.startswith("../") or "/../" in f"/{clean}/":
+        raise ArchiveError(f"member {name!r} points outside the archive")
+    if clean in seen:
+        raise ArchiveError(f"member {name!r} appears twice")
+    return clean
+
+
+def _header(name: str, size: int) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = size, 0o644, 0
+    return info.tobuf(format=tarfile.PAX_FORMAT)
+
+
+def _rewrite(name: str, data: bytes) -> bytes:
+    """Tags out of manifest.json and index.json."""
+    try:
+        document: Any = json.loads(data)
+    except ValueError:
+        raise ArchiveError(f"{name} is not valid JSON") from None
+    if name == "manifest.json":
+        if not isinstance(document, list):
+            raise ArchiveError("manifest.json is not a list of images")
+        for entry in document:
+            if isinstance(entry, dict):
+                entry["RepoTags"] = None
+    elif name == "index.json" and isinstance(document, dict):
+        for descriptor in document.get("manifests") or []:
+            annotations = descriptor.get("annotations") or {}
+            for key in NAME_ANNOTATIONS:
+                annotations.pop(key, None)
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+class SaveStreamFilter:
+    """One pass over a docker-save stream; see the module docstring.
+
+    ``expected_ids``: image IDs (``sha256:…``) the archive must contain.
+    """
+
+    def __init__(self, expected_ids: Iterable[str] = ()) -> None:
+        self.expected_ids = set(expected_ids)
+        self.stats = StreamStats()
+        self._metadata: dict[str, bytes] = {}
+        self._pending_pax = b""  # a PAX or GNU long-name header that belongs to the next member
+
+    def run(self, chunks: Iterable[bytes]) -> Iterator[bytes | memoryview]:
+        """The filtered stream. Raises ``ArchiveError`` before the end marker if anything is wrong."""
+        source = _Input(chunks)
+        pax: dict[str, str] = {}
+        while True:
+            block = source.read(BLOCK)
+            if block == bytes(BLOCK):
+                self._finish(source)
+                yield from self._emit(bytes(2 * BLOCK))
+                self.stats.bytes_in = source.consumed
+                return
+            info = self._parse(block)
+            if info.type in (tarfile.XHDTYPE, tarfile.XGLTYPE):
+                raw = source.read(info.size + _pad(info.size))
+                pax = self._pax(raw[: info.size]) if info.type == tarfile.XHDTYPE else pax
+                self._pending_pax = block + raw
+                continue
+            if info.type == tarfile.GNUTYPE_LONGNAME:
+                raw = source.read(info.size + _pad(info.size))
+                pax = {**pax, "path": raw[: info.size].rstrip(b"\0").decode("utf-8", "replace")}
+                self._pending_pax = block + raw
+                continue
+            name = pax.get("path", info.name)
+            size = int(pax.get("size", info.size))
+            yield from self._member(source, block, name, size, info)
+            pax = {}
+
+    def _emit(self, data: bytes | memoryview) -> Iterator[bytes | memoryview]:
+        self.stats.bytes_out += len(data)
+        yield data
+
+    @staticmethod
+    def _parse(block: bytes) -> tarfile.TarInfo:
+        try:
+            return tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+        except tarfile.HeaderError as exc:
+            raise ArchiveError(f"not a tar archive, or corrupt: {exc}") from None
+
+    @staticmethod
+    def _pax(raw: bytes) -> dict[str, str]:
+        records: dict[str, str] = {}
+        while raw:
+            length_text, _, rest = raw.partition(b" ")
+            try:
+                length = int(length_text)
+            except ValueError:
+                raise ArchiveError("corrupt PAX header") from None
+            record = raw[len(length_text) + 1 : length].rstrip(b"\n")
+            key, _, value = record.partition(b"=")
+            records[key.decode()] = value.decode("utf-8", "surrogateescape")
+            raw = raw[length:]
+        return records
+
+    def _member(self, source: _Input, block: bytes, name: str, size: int, info: tarfile.TarInfo) -> Iterator[bytes | memoryview]:
+        clean = _check_name(name, self.stats.members)
+        header, self._pending_pax = self._pending_pax + block, b""
+        if info.isdir() or info.issym():
+            link = None
+            if info.issym():
+                link = posixpath.normpath(posixpath.join(posixpath.dirname(clean), info.linkname))
+                if info.linkname.startswith("/") or link == ".." or link.startswith("../"):
+                    raise ArchiveError(f"symlink {name!r} points outside the archive")
+            self.stats.members[clean] = Member(clean, 0, link=link)
+            yield from self._emit(header)
+        elif not info.isreg():
+            raise ArchiveError(f"member {name!r} is a {_kind(info)}, which a docker-save archive never holds")
+        elif clean in METADATA_NAMES or (clean.endswith(".json") and "/" not in clean):
+            yield from self._metadata_member(source, header, clean, size)
+        else:
+            yield from self._content_member(source, header, clean, size)
+
+    def _metadata_member(self, source: _Input, header: bytes, name: str, size: int) -> Iterator[bytes | memoryview]:
+        if size > MAX_METADATA:
+            raise ArchiveError(f"{name} is {size} bytes; metadata over {MAX_METADATA} bytes is refused")
+        data = source.read(size)
+        source.read(_pad(size))
+        self.stats.members[name] = Member(name, size, "sha256:" + hashlib.sha256(data).hexdigest())
+        self._metadata[name] = data
+        if name in DROPPED:
+            return
+        if name in ("manifest.json", "index.json"):
+            data = _rewrite(name, data)
+            header = _header(name, len(data))
+        yield from self._emit(header)
+        yield from self._emit(data)
+        if _pad(len(data)):
+            yield from self._emit(bytes(_pad(len(data))))
+
+    def _content_member(self, source: _Input, header: bytes, name: str, size: int) -> Iterator[bytes | memoryview]:
+        sha = hashlib.sha256()
+        yield from self._emit(header)
+        for piece in source.pieces(size):
+            sha.update(piece)
+            yield from self._emit(piece)
+        padding = source.read(_pad(size))
+        if padding:
+            yield from self._emit(padding)
+        self.stats.members[name] = Member(name, size, "sha256:" + sha.hexdigest())
+
+    def _resolve(self, name: str) -> Member:
+        seen = set()
+        member = self.stats.members.get(posixpath.normpath(name))
+        while member is not None and member.link is not None and member.name not in seen:
+            seen.add(member.name)
+            member = self.stats.members.get(member.link)
+        if member is None or member.link is not None:
+            raise ArchiveError(f"manifest.json names {name!r}, which the archive does not hold")
+        return member
+
+    def _finish(self, source: _Input) -> None:
+        """Checks at the end marker: content digests, then every image's config and layers."""
+        source.read(BLOCK)  # the second zero block of the end marker
+        for member in self.stats.members.values():
+            expected = _named_digest(member.name)
+            if expected and member.digest and member.digest != expected:
+                raise ArchiveError(f"{member.name} is corrupt: its content has digest {member.digest}")
+        if "manifest.json" not in self._metadata:
+            raise ArchiveError("the archive has no manifest.json")
+        try:
+            manifest = json.loads(self._metadata["manifest.json"])
+        except ValueError:
+            raise ArchiveError("manifest.json is not valid JSON") from None
+        for entry in manifest if isinstance(manifest, list) else []:
+            self._check_image(entry)
+        missing = self.expected_ids - set(self.stats.images)
+        if missing:
+            raise ArchiveError(f"the archive lacks image(s) {', '.join(sorted(missing))}")
+
+    def _check_image(self, entry: Any) -> None:
+        if not isinstance(entry, dict) or not isinstance(entry.get("Config"), str) or not isinstance(entry.get("Layers"), list):
+            raise ArchiveError("manifest.json has an entry without Config and Layers")
+        config = self._resolve(entry["Config"])
+        layers = [self._resolve(layer) for layer in entry["Layers"]]
+        raw = self._metadata.get(config.name)
+        if raw is not None:  # legacy layout: the config is at the top and we hold it
+            diff_ids = _diff_ids(raw, config.name)
+            actual = [layer.digest for layer in layers]
+            if diff_ids != actual:
+                bad = next((i for i, (a, b) in enumerate(zip(diff_ids, actual)) if a != b), len(actual))
+                raise ArchiveError(f"layer {bad + 1} of image {config.digest} does not match its config (corrupt or cut)")
+        self.stats.images[config.digest] = [layer.digest for layer in layers]
+
+
+def _named_digest(name: str) -> str | None:
+    """The digest a content-addressed member must have: blobs/sha256/<hex> or <hex>.json."""
+    base = posixpath.basename(name)
+    hexpart = base[: -len(".json")] if base.endswith(".json") and "/" not in name else base
+    if (name.startswith("blobs/sha256/") or "/" not in name) and len(hexpart) == 64 and all(c in "0123456789abcdef" for c in hexpart):
+        return "sha256:" + hexpart
+    return None
+
+
+def _diff_ids(raw: bytes, name: str) -> list[str]:
+    try:
+        config = json.loads(raw)
+        diff_ids = config["rootfs"]["diff_ids"]
+    except (ValueError, KeyError, TypeError):
+        raise ArchiveError(f"config {name} has no rootfs.diff_ids") from None
+    if not isinstance(diff_ids, list):
+        raise ArchiveError(f"config {name} has no rootfs.diff_ids")
+    return [str(d) for d in diff_ids]
+
+
+def _kind(info: tarfile.TarInfo) -> str:
+    if info.islnk():
+        return "hard link"
+    if info.ischr() or info.isblk():
+        return "device"
+    if info.isfifo():
+        return "fifo"
+    return f"type {info.type!r}"

@@ -1,0 +1,107 @@
+"""``shipper move``: images from one engine to others, tags intact."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+import click
+
+from shipper.cli.options import env_of, finish, inventory_option, json_option
+from shipper.cli.output import Env, error_json, human_size, short_id, table
+from shipper.cli.progress import BarsReporter, JSONLinesReporter
+from shipper.errors import UsageError
+from shipper.inventory import load_inventory, select
+from shipper.ops.fanout import exit_status_of
+from shipper.ops.move_plan import MovePlan, Route, plan_move
+from shipper.ops.move_run import TargetResult, run_move
+from shipper.progress import NullReporter, Reporter
+
+
+@click.command()
+@inventory_option
+@json_option
+@click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
+@click.option("--from", "source", required=True, metavar="HOST", help="The host whose engine has the images.")
+@click.option("--to", "target", required=True, metavar="TARGET", help="A host, a group, or a comma list of both.")
+@click.option("--via", type=click.Choice(["ssh", "direct"]), default=None, help="Route; default: ssh when every engine is behind SSH.")
+@click.option("--force", is_flag=True, help="Send even to targets that already have the images under those tags.")
+@click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
+@click.pass_context
+def move(
+    ctx: click.Context, inventory_path: str, as_json: bool, images: tuple[str, ...], source: str, target: str,
+    via: Route | None, force: bool, dry_run: bool,
+) -> None:  # fmt: skip
+    """Move IMAGE... from one host's engine to TARGET's engines, tags intact.
+
+    The images are saved once and streamed to every target that lacks them;
+    each target loads them untagged, checks every image ID, and only then
+    moves its tags, so a failure leaves a target's tags as they were.
+    """
+    env = env_of(ctx)
+    inventory = load_inventory(inventory_path)
+    sources = select(inventory, source)
+    if len(sources) != 1:
+        raise UsageError(f"--from must name one host; {source!r} names {len(sources)}")
+    plan = plan_move(sources[0], select(inventory, target), list(images), via, force)
+    if as_json:
+        env.json_line({"event": "plan", "dry_run": dry_run, **plan.to_json()})
+    else:
+        _print_plan(env, plan)
+    planned_errors = [t.error for t in plan.targets]
+    if dry_run:
+        _report_errors(env, as_json, [(t.host.name, t.error) for t in plan.targets])
+        finish(exit_status_of(planned_errors))
+        return
+    with _reporter(env, as_json) as reporter:
+        results = run_move(plan, reporter)
+    if as_json:
+        for result in results:
+            env.json_line({"event": "result", **_result_json(result)})
+    else:
+        env.out(table(["HOST", "RESULT", "SENT", "TIME", "RATE"], [_result_row(r) for r in results]))
+    _report_errors(env, as_json, [(r.host, r.error) for r in results])
+    finish(exit_status_of([r.error for r in results]))
+
+
+@contextlib.contextmanager
+def _reporter(env: Env, as_json: bool) -> Iterator[Reporter]:
+    if as_json:
+        yield JSONLinesReporter(env.stdout)
+    elif env.stderr.isatty():
+        with BarsReporter(env.stderr) as bars:
+            yield bars
+    else:
+        yield NullReporter()
+
+
+def _print_plan(env: Env, plan: MovePlan) -> None:
+    env.out(f"plan: {len(plan.images)} image(s) from {plan.source.name} via {plan.route} ({plan.route_reason})")
+    env.out(table(["IMAGE", "ID", "SIZE"], [[i.name or i.requested, short_id(i.id), human_size(i.size)] for i in plan.images]))
+    rows = [[t.host.name, t.action, human_size(plan.bytes_for(t)) if t.send_ids else "-", t.reason or (t.error.message if t.error else "")] for t in plan.targets]
+    env.out(table(["TARGET", "ACTION", "TO SEND", "WHY"], rows))
+    env.out()
+
+
+def _result_row(result: TargetResult) -> list[str]:
+    rate = f"{human_size(result.bytes_sent / result.seconds)}/s" if result.bytes_sent and result.seconds else "-"
+    sent = human_size(result.bytes_sent) if result.bytes_sent else "-"
+    elapsed = f"{result.seconds:.1f}s" if result.seconds else "-"
+    return [result.host, result.status, sent, elapsed, rate]
+
+
+def _result_json(result: TargetResult) -> dict[str, Any]:
+    data: dict[str, Any] = {"host": result.host, "status": result.status, "bytes_sent": result.bytes_sent, "seconds": round(result.seconds, 3)}
+    if result.note:
+        data["note"] = result.note
+    if result.error is not None:
+        data["error"] = error_json(result.error)
+    return data
+
+
+def _report_errors(env: Env, as_json: bool, errors: list[tuple[str, Any]]) -> None:
+    if as_json:
+        return
+    for _, error in errors:
+        if error is not None:
+            env.error(error)

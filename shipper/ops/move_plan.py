@@ -1,0 +1,162 @@
+"""What a move will do, decided before anything changes.
+
+The plan is plain data: which images (by ID), which targets, what each
+target lacks, which tags will move, which route the bytes take. ``--dry-run``
+prints it, ``--json`` emits it, and ``move_run`` walks it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Literal, Sequence
+
+from shipper.engine import Engine, connect
+from shipper.errors import EngineError, ShipperError, UsageError
+from shipper.imageref import parse
+from shipper.inventory.model import Host
+from shipper.ops.fanout import for_each_host
+
+Route = Literal["ssh", "direct"]
+Action = Literal["send", "tag", "unchanged", "skip", "failed"]
+
+
+class ImageNotFound(EngineError, LookupError):
+    """The source engine has no image by that name."""
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    """One image to move, pinned to its ID on the source."""
+
+    requested: str
+    name: str | None  # repo:tag to set on targets; None when moved by ID
+    id: str
+    size: int
+
+
+@dataclass(frozen=True)
+class TargetPlan:
+    """What one target needs."""
+
+    host: Host
+    action: Action
+    send_ids: tuple[str, ...] = ()
+    tags: tuple[tuple[str, str], ...] = ()  # (name, image ID) to point
+    before: dict[str, str | None] = field(default_factory=dict)  # name -> ID it pointed at before
+    present_ids: frozenset[str] = frozenset()
+    reason: str = ""
+    error: ShipperError | None = None
+
+
+@dataclass(frozen=True)
+class MovePlan:
+    source: Host
+    images: tuple[SourceImage, ...]
+    targets: tuple[TargetPlan, ...]
+    route: Route
+    route_reason: str
+
+    @property
+    def send_ids(self) -> tuple[str, ...]:
+        """Every image some target lacks, in the order asked for: one stream carries them all."""
+        wanted = {i for t in self.targets for i in t.send_ids}
+        return tuple(dict.fromkeys(img.id for img in self.images if img.id in wanted))
+
+    def bytes_for(self, target: TargetPlan) -> int:
+        """Estimated bytes to ``target``: the images' sizes (the stream is a bit larger)."""
+        sizes = {img.id: img.size for img in self.images}
+        return sum(sizes[i] for i in target.send_ids)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source.name,
+            "route": self.route,
+            "route_reason": self.route_reason,
+            "images": [vars(img) for img in self.images],
+            "targets": [
+                {
+                    "host": t.host.name,
+                    "action": t.action,
+                    "send": list(t.send_ids),
+                    "bytes_estimate": self.bytes_for(t),
+                    "tags": [{"name": n, "id": i, "before": t.before.get(n)} for n, i in t.tags],
+                    "reason": t.reason,
+                    **({"error": {"type": type(t.error).__name__, "message": t.error.message, "hint": t.error.hint}} if t.error else {}),
+                }
+                for t in self.targets
+            ],
+        }
+
+
+def choose_route(source: Host, targets: Sequence[Host], via: Route | None) -> tuple[Route, str]:
+    """``ssh`` when every engine sits behind SSH (the docker CLI runs there), else ``direct``."""
+    not_ssh = [h for h in (source, *targets) if h.engine.scheme != "ssh"]
+    if via == "ssh" and not_ssh:
+        host = not_ssh[0]
+        raise UsageError(
+            f"--via ssh needs every engine behind SSH, but host {host.name}'s is {host.engine.url}",
+            hint="use --via direct, or remove docker_host for that host so its engine is reached over SSH",
+        )
+    if via == "ssh":
+        return "ssh", "asked for: OpenSSH pipes through this machine"
+    if via == "direct":
+        return "direct", "asked for: Docker API to Docker API through this machine"
+    if not not_ssh:
+        return "ssh", "every engine is behind SSH: OpenSSH pipes through this machine"
+    return "direct", f"host {not_ssh[0].name}'s engine is not behind SSH ({not_ssh[0].engine.url}): Docker API to Docker API"
+
+
+def _source_images(engine: Engine, requested: Sequence[str]) -> tuple[SourceImage, ...]:
+    images = []
+    for text in requested:
+        ref = parse(text)
+        details = engine.inspect_image(str(ref))
+        if details is None:
+            raise _not_found(engine, str(ref))
+        images.append(SourceImage(text, None if ref.is_id else str(ref), details.id, details.size))
+    return tuple(images)
+
+
+def _not_found(engine: Engine, name: str) -> ImageNotFound:
+    names = [t for image in engine.images() for t in image.tags]
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    repository = name.rsplit(":", 1)[0]
+    same_repo = [n for n in names if n.rsplit(":", 1)[0] == repository]
+    suggestions = list(dict.fromkeys(same_repo + close))[:5]
+    hint = f"did you mean {', '.join(suggestions)}?" if suggestions else f"shipper images {engine.host.name} lists what it has"
+    return ImageNotFound(f"image {name} is not on {engine.host.describe()}", hint=hint)
+
+
+def _target_plan(host: Host, source: Host, images: Sequence[SourceImage], force: bool) -> TargetPlan:
+    if host.name == source.name:
+        return TargetPlan(host, "skip", reason="it is the source")
+    with connect(host) as engine:
+        present = frozenset(img.id for img in images if engine.inspect_image(img.id) is not None)
+        before = {}
+        for img in images:
+            if img.name:
+                current = engine.inspect_image(img.name)
+                before[img.name] = current.id if current else None
+    send = tuple(img.id for img in images if force or img.id not in present)
+    tags = tuple((img.name, img.id) for img in images if img.name and (force or before[img.name] != img.id))
+    if send:
+        reason = "forced" if force else f"lacks {len(send)} of {len(images)} image(s)"
+        return TargetPlan(host, "send", send, tags, before, present, reason)
+    if tags:
+        return TargetPlan(host, "tag", (), tags, before, present, "has the image(s); only tags move")
+    return TargetPlan(host, "unchanged", (), (), before, present, "already has the image(s) under those tags")
+
+
+def plan_move(
+    source: Host, targets: Sequence[Host], requested: Sequence[str], via: Route | None = None, force: bool = False
+) -> MovePlan:
+    """Look at the source and every target (reading only) and decide what will cross."""
+    if not requested:
+        raise UsageError("name at least one image to move")
+    route, reason = choose_route(source, [t for t in targets if t.name != source.name], via)
+    with connect(source) as engine:
+        images = _source_images(engine, requested)
+    outcomes = for_each_host(targets, lambda host: _target_plan(host, source, images, force))
+    plans = tuple(o.value if o.value is not None else TargetPlan(o.host, "failed", error=o.error) for o in outcomes)
+    return MovePlan(source, images, plans, route, reason)

@@ -1,0 +1,148 @@
+"""Bulk bytes over the OpenSSH client: a remote command whose stdin or stdout is a stream.
+
+paramiko moves bulk data far slower than OpenSSH, so tarballs go through the
+``ssh`` binary, given exactly the settings shipper resolved (the same host
+key policy, known_hosts, keys and ssh_config). AES-GCM is put first: on
+machines with AES instructions it is much faster than the chacha20 default
+(301 vs 201 MB/s measured here), and OpenSSH falls back to the default list
+when the server lacks it.
+"""
+
+from __future__ import annotations
+
+import collections
+import fcntl
+import functools
+import os
+import re
+import shutil
+import subprocess
+import threading
+from typing import IO, Iterator
+
+from shipper.errors import SSHError
+from shipper.inventory.model import SSHSettings
+
+CHUNK = 1 << 20
+PIPE_SIZE = 1 << 20  # bigger pipes: fewer wake-ups per megabyte
+F_SETPIPE_SZ = 1031  # Linux fcntl; not in Python's fcntl module before 3.10 on every build
+SSH_CONNECTION_ERROR = 255  # ssh's own exit status when the connection failed or broke
+STDERR_KEPT = 64 << 10
+
+
+@functools.lru_cache(maxsize=1)
+def _ssh_binary() -> str:
+    path = shutil.which("ssh")
+    if path is None:
+        raise SSHError("the OpenSSH client (ssh) is not installed on this machine", hint="apt-get install openssh-client")
+    return path
+
+
+@functools.lru_cache(maxsize=1)
+def _cipher_option() -> list[str]:
+    # "^" (put these first, keep the rest) needs OpenSSH 8.2 or newer.
+    version = subprocess.run([_ssh_binary(), "-V"], capture_output=True, text=True).stderr
+    match = re.search(r"OpenSSH_(\d+)\.(\d+)", version)
+    if match and (int(match.group(1)), int(match.group(2))) >= (8, 2):
+        return ["-o", "Ciphers=^aes128-gcm@openssh.com,aes256-gcm@openssh.com"]
+    return []
+
+
+def ssh_argv(settings: SSHSettings, command: str) -> list[str]:
+    """The ``ssh`` command line that runs ``command`` on the host, non-interactively."""
+    s = settings
+    argv = [_ssh_binary(), "-T"]
+    if s.config_file:
+        argv += ["-F", s.config_file]
+    argv += [
+        "-o", "BatchMode=yes",
+        "-o", "LogLevel=ERROR",
+        "-o", f"ConnectTimeout={max(1, int(s.connect_timeout))}",
+        "-o", "ServerAliveInterval=15",
+        "-o", "ServerAliveCountMax=4",
+        "-o", f"HostName={s.hostname}",
+        "-o", f"UserKnownHostsFile={' '.join(s.known_hosts_files) or 'none'}",
+        "-o", f"StrictHostKeyChecking={s.strict_host_key_checking}",
+        "-p", str(s.port),
+        "-l", s.user,
+        *_cipher_option(),
+    ]  # fmt: skip
+    for key in s.identity_files:
+        argv += ["-i", key]
+    if s.proxy_command:
+        argv += ["-o", f"ProxyCommand={s.proxy_command}"]
+    elif s.proxy_jump:
+        argv += ["-J", s.proxy_jump]
+    return argv + ["--", s.alias, command]
+
+
+def _grow_pipe(stream: IO[bytes] | None) -> None:
+    if stream is not None:
+        try:
+            fcntl.fcntl(stream.fileno(), F_SETPIPE_SZ, PIPE_SIZE)
+        except OSError:
+            pass  # capped by /proc/sys/fs/pipe-max-size; the default still works
+
+
+class RemoteCommand:
+    """``command`` running on a host through ``ssh``, with its stderr collected on the side."""
+
+    def __init__(self, settings: SSHSettings, command: str, where: str, stdin: bool = False) -> None:
+        self.where = where
+        self.command = command
+        self.proc = subprocess.Popen(
+            ssh_argv(settings, command),
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            bufsize=0,
+        )
+        _grow_pipe(self.proc.stdout)
+        _grow_pipe(self.proc.stdin)
+        self._stderr: collections.deque[bytes] = collections.deque()
+        self._stderr_size = 0
+        self._stderr_thread = threading.Thread(target=self._drain_stderr, daemon=True)
+        self._stderr_thread.start()
+
+    def _drain_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        while chunk := self.proc.stderr.read(8192):
+            self._stderr.append(chunk)
+            self._stderr_size += len(chunk)
+            while self._stderr_size > STDERR_KEPT and len(self._stderr) > 1:
+                self._stderr_size -= len(self._stderr.popleft())
+
+    def chunks(self) -> Iterator[bytes]:
+        """The command's stdout, as it comes."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        while chunk := os.read(fd, CHUNK):
+            yield chunk
+
+    def write(self, data: bytes | memoryview) -> None:
+        """Write to the command's stdin; ``BrokenPipeError`` when the far end is gone."""
+        assert self.proc.stdin is not None
+        view = memoryview(data)
+        while view:
+            written = os.write(self.proc.stdin.fileno(), view)
+            view = view[written:]
+
+    def close_stdin(self) -> None:
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.close()
+            except BrokenPipeError:
+                pass
+
+    def wait(self, timeout: float | None = None) -> tuple[int, str, str]:
+        """Exit status, stdout left unread, and stderr (its last 64 KiB)."""
+        self.close_stdin()
+        stdout = self.proc.stdout.read() if self.proc.stdout is not None else b""
+        status = self.proc.wait(timeout)
+        self._stderr_thread.join(timeout=5)
+        return status, stdout.decode(errors="replace"), b"".join(self._stderr).decode(errors="replace")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()

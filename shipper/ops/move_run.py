@@ -85,6 +85,22 @@ def _pump(plan: MovePlan, sinks: Sequence[Sink], reporter: Reporter) -> int:
     return check.stats.bytes_in
 
 
+def _explain_source_failure(plan: MovePlan, error: ShipperError) -> ShipperError:
+    """The engine's words for a save of a removed image are cryptic; say it plainly."""
+    try:
+        with connect(plan.source) as engine:
+            gone = [img for img in plan.images if img.id in plan.send_ids and engine.inspect_image(img.id) is None]
+    except ShipperError:
+        return error
+    if not gone:
+        return error
+    names = ", ".join(img.name or img.id for img in gone)
+    return EngineError(
+        f"save on {plan.source.describe()} failed: {names} was removed from it during the move",
+        hint=f"put the image back on {plan.source.name} (build, pull or load it), then run the same command again",
+    )
+
+
 def _commit(target: TargetPlan) -> None:
     """Check every sent image is on the target, then point the tags, then check them."""
     with connect(target.host) as engine:
@@ -146,9 +162,10 @@ def run_move(plan: MovePlan, reporter: Reporter | None = None) -> list[TargetRes
         try:
             _pump(plan, list(sinks.values()), reporter)
         except ShipperError as exc:
+            error = _explain_source_failure(plan, exc)
             for sink in sinks.values():
                 sink.abort()
-                sink.error = exc
+                sink.error = error
         else:
             for sink in sinks.values():
                 sink.finish()

@@ -30,13 +30,24 @@ class Aborted(Exception):
     """The stream to a target was abandoned on purpose."""
 
 
+_ENGINE_GONE = ("Cannot connect to the Docker daemon", "Is the docker daemon running", "error during connect")
+
+
 def _docker_failure(host: Host, stage: str, status: int, stderr: str) -> ShipperError:
-    line = next((ln.strip() for ln in stderr.splitlines() if ln.strip()), f"exit status {status}")
+    line = next((ln.strip() for ln in stderr.splitlines() if ln.strip()), "")
     where = f"{stage} on {host.describe()}"
-    if status == SSH_CONNECTION_ERROR:
-        return SSHError(f"the SSH connection broke during {where}: {line}", hint="check the network to that host, then run the same command again")
-    if "Cannot connect to the Docker daemon" in line or "Is the docker daemon running" in line:
-        return EngineUnreachable(f"the engine stopped answering during {where}: {line}", hint="start dockerd there, then run the same command again")
+    if status == SSH_CONNECTION_ERROR or status < 0:
+        # ssh exits 255 both when the connection drops and when the remote command dies by a signal.
+        return SSHError(
+            f"the SSH session for {where} ended abnormally: {line or 'the connection broke or the remote command was killed'}",
+            hint="check the network to that host and that nothing killed docker there, then run the same command again",
+        )
+    if any(marker in line for marker in _ENGINE_GONE):
+        return EngineUnreachable(
+            f"the engine stopped answering during {where}",
+            hint=f"start dockerd on {host.name}, then run the same command again (docker said: {line[:200]})",
+        )
+    line = line or f"exit status {status}"
     if "no space left" in line:
         return EngineError(f"{where} failed: engine said {line!r}", hint="free space under the engine's data root there, then run again")
     return EngineError(f"{where} failed: {line}")

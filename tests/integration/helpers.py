@@ -1,0 +1,28 @@
+"""Looking at the far side: what a lab engine really holds."""
+
+from __future__ import annotations
+
+from shipper.lab import Lab
+
+
+def image_id_of(lab: Lab, host: str, reference: str) -> str | None:
+    """The ID ``reference`` points at on ``host``'s engine, or None."""
+    result = lab.docker(host, "image", "inspect", "-f", "{{.Id}}", reference, check=False)
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def tags_of(lab: Lab, host: str, image_id: str) -> list[str]:
+    result = lab.docker(host, "image", "inspect", "-f", "{{join .RepoTags \",\"}}", image_id, check=False)
+    return sorted(t for t in result.stdout.strip().split(",") if t) if result.returncode == 0 else []
+
+
+def remove(lab: Lab, hosts: str, *references: str) -> None:
+    """Make sure none of ``references`` (tags or IDs) is on any of ``hosts``."""
+    for host in hosts.split(","):
+        for reference in references:
+            lab.docker(host, "image", "rm", "-f", reference, check=False)
+
+
+def untagged_ids(lab: Lab, host: str) -> set[str]:
+    result = lab.docker(host, "images", "-q", "--no-trunc", "--filter", "dangling=true")
+    return set(result.stdout.split())

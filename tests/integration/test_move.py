@@ -1,0 +1,158 @@
+"""``shipper move``: images arrive with the same ID and tags, by each route, to one target or many."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from shipper.lab import Lab, Layer, SyntheticImage, busybox_image, image_id
+from tests.conftest import ShipperRunner
+from tests.integration.helpers import image_id_of, remove, tags_of
+
+APP = SyntheticImage("lab/app:1", (Layer(6 << 20, "app-base"), Layer(2 << 20, "app-mid", "text"), Layer(64 << 10, "app-top")))
+BUSYBOX = busybox_image()
+
+
+@pytest.fixture(scope="module")
+def on_a(lab: Lab) -> Lab:
+    lab.load_images("a", [APP, BUSYBOX])
+    return lab
+
+
+@pytest.mark.parametrize("via", ["ssh", "direct"])
+def test_a_multi_layer_image_and_a_runnable_one_arrive_identical(shipper: ShipperRunner, on_a: Lab, ssh_inventory: str, via: str) -> None:
+    remove(on_a, "b", APP.name, BUSYBOX.name)
+
+    result = shipper("move", APP.name, BUSYBOX.name, "--from", "a", "--to", "b", "--via", via, "-i", ssh_inventory)
+
+    assert result.status == 0, result.stderr
+    assert image_id_of(on_a, "b", APP.name) == image_id(APP)
+    assert image_id_of(on_a, "b", BUSYBOX.name) == image_id(BUSYBOX)
+    assert on_a.docker("b", "run", "--rm", "--network", "none", BUSYBOX.name, "echo", "busybox on b").stdout == "busybox on b\n"
+    assert [line.split()[:2] for line in result.stdout.splitlines()[-2:]] == [["HOST", "RESULT"], ["b", "moved"]]
+
+
+@pytest.mark.parametrize("via", ["ssh", "direct"])
+def test_a_group_target_gets_the_images_on_every_host(shipper: ShipperRunner, on_a: Lab, ssh_inventory: str, via: str) -> None:
+    remove(on_a, "b,c", APP.name)
+
+    result = shipper("move", APP.name, "--from", "a", "--to", "web", "--via", via, "-i", ssh_inventory, "--json")
+
+    assert result.status == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    results = {e["host"]: e for e in events if e["event"] == "result"}
+    assert {h: r["status"] for h, r in results.items()} == {"b": "moved", "c": "moved"}
+    for host in ("b", "c"):
+        assert image_id_of(on_a, host, APP.name) == image_id(APP)
+        assert results[host]["bytes_sent"] > APP.layers[0].size
+
+
+def test_direct_route_works_between_unix_socket_engines(shipper: ShipperRunner, on_a: Lab, local_inventory: str) -> None:
+    remove(on_a, "c", BUSYBOX.name)
+
+    result = shipper("move", BUSYBOX.name, "--from", "a", "--to", "c", "-i", local_inventory)
+
+    assert result.status == 0, result.stderr
+    assert "via direct" in result.stdout
+    assert on_a.docker("c", "run", "--rm", "--network", "none", BUSYBOX.name, "echo", "ok").stdout == "ok\n"
+
+
+def test_a_second_move_changes_nothing_and_force_sends_again(shipper: ShipperRunner, on_a: Lab, ssh_inventory: str) -> None:
+    assert shipper("move", APP.name, "--from", "a", "--to", "b", "-i", ssh_inventory).status == 0
+
+    again = shipper("move", APP.name, "--from", "a", "--to", "b", "-i", ssh_inventory, "--json")
+    forced = shipper("move", APP.name, "--from", "a", "--to", "b", "-i", ssh_inventory, "--json", "--force")
+
+    [again_result] = [json.loads(x) for x in again.stdout.splitlines() if '"result"' in x]
+    assert (again_result["status"], again_result["bytes_sent"]) == ("unchanged", 0)
+    [forced_result] = [json.loads(x) for x in forced.stdout.splitlines() if '"result"' in x]
+    assert forced_result["status"] == "moved" and forced_result["bytes_sent"] > 0
+    assert image_id_of(on_a, "b", APP.name) == image_id(APP)
+
+
+def test_a_target_that_has_the_image_under_another_tag_only_gets_the_tag(shipper: ShipperRunner, on_a: Lab, ssh_inventory: str) -> None:
+    remove(on_a, "c", APP.name, "lab/app:renamed")
+    on_a.load_images("c", [SyntheticImage("lab/app:renamed", APP.layers)])
+    old = SyntheticImage("lab/app:1", (Layer(1024, "an-older-app"),))
+    on_a.load_images("c", [old])
+
+    result = shipper("move", APP.name, "--from", "a", "--to", "c", "-i", ssh_inventory, "--json")
+
+    [event] = [json.loads(x) for x in result.stdout.splitlines() if '"result"' in x]
+    assert (event["status"], event["bytes_sent"]) == ("tagged", 0)
+    assert tags_of(on_a, "c", image_id(APP)) == ["lab/app:1", "lab/app:renamed"]
+
+
+def test_images_sharing_layers_send_them_once(shipper: ShipperRunner, on_a: Lab, ssh_inventory: str) -> None:
+    base = Layer(8 << 20, "shared-8m")
+    one, two = SyntheticImage("lab/one:1", (base, Layer(1024, "one"))), SyntheticImage("lab/two:1", (base, Layer(1024, "two")))
+    on_a.load_images("a", [one, two])
+    remove(on_a, "b", one.name, two.name)
+
+    result = shipper("move", one.name, two.name, "--from", "a", "--to", "b", "-i", ssh_inventory, "--json")
+
+    [event] = [json.loads(x) for x in result.stdout.splitlines() if '"result"' in x]
+    assert base.size < event["bytes_sent"] < base.size + (1 << 20)
+    assert image_id_of(on_a, "b", one.name) == image_id(one) and image_id_of(on_a, "b", two.name) == image_id(two)
+
+
+def test_dry_run_prints_the_plan_and_touches_nothing(shipper: ShipperRunner, on_a: Lab, ssh_inventory: str) -> None:
+    remove(on_a, "b", APP.name)
+    on_a.docker("b", "tag", image_id(BUSYBOX), "lab/app:1", check=False)  # b has another image under the tag
+
+    result = shipper("move", APP.name, "--from", "a", "--to", "web", "-i", ssh_inventory, "--dry-run", "--json")
+
+    assert result.status == 0, result.stderr
+    [plan] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert plan["event"] == "plan" and plan["dry_run"] and plan["route"] == "ssh"
+    b = next(t for t in plan["targets"] if t["host"] == "b")
+    assert b["action"] == "send" and b["send"] == [image_id(APP)] and b["bytes_estimate"] > 8 << 20
+    assert b["tags"] == [{"name": "lab/app:1", "id": image_id(APP), "before": image_id(BUSYBOX)}]
+    assert image_id_of(on_a, "b", APP.name) == image_id(BUSYBOX)  # untouched
+    assert image_id_of(on_a, "b", image_id(APP)) is None
+
+
+def test_json_output_is_a_stream_of_events(shipper: ShipperRunner, on_a: Lab, ssh_inventory: str) -> None:
+    remove(on_a, "b", APP.name)
+
+    result = shipper("move", APP.name, "--from", "a", "--to", "b", "-i", ssh_inventory, "--json")
+
+    events = [json.loads(line)["event"] for line in result.stdout.splitlines()]
+    assert events[0] == "plan" and events[1] == "start" and events[-2:] == ["finish", "result"]
+    assert not result.stderr
+
+
+def test_an_image_missing_on_the_source_is_named_with_close_names(shipper: ShipperRunner, on_a: Lab, ssh_inventory: str) -> None:
+    result = shipper("move", "lab/app:2", "--from", "a", "--to", "b", "-i", ssh_inventory)
+
+    assert result.status == 1
+    assert result.stderr.startswith(f"error: image lab/app:2 is not on a (ssh://root@{on_a.address('a')}:2222)")
+    assert "hint: did you mean lab/app:1" in result.stderr
+
+
+def test_a_host_not_in_the_inventory_is_a_usage_error(shipper: ShipperRunner, ssh_inventory: str) -> None:
+    result = shipper("move", APP.name, "--from", "a", "--to", "z", "-i", ssh_inventory)
+
+    assert result.status == 2 and "'z' is neither a host nor a group" in result.stderr
+
+
+def test_an_unreachable_target_fails_alone(shipper: ShipperRunner, on_a: Lab, ssh_inventory: str) -> None:
+    remove(on_a, "b,c", APP.name)
+    on_a.stop_engine("c")
+    try:
+        result = shipper("move", APP.name, "--from", "a", "--to", "b,c", "-i", ssh_inventory)
+    finally:
+        on_a.start_host("c")
+
+    assert result.status == 4
+    assert image_id_of(on_a, "b", APP.name) == image_id(APP)
+    assert "error: cannot reach the engine on c" in result.stderr
+    rows = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()[-3:]}
+    assert rows == {"HOST": "RESULT", "b": "moved", "c": "failed"}
+
+
+def test_via_ssh_is_refused_for_an_engine_not_behind_ssh(shipper: ShipperRunner, local_inventory: str) -> None:
+    result = shipper("move", APP.name, "--from", "a", "--to", "b", "--via", "ssh", "-i", local_inventory)
+
+    assert result.status == 2 and "use --via direct" in result.stderr

@@ -11,9 +11,10 @@ from shipper.cli.options import env_of, finish, inventory_option, json_option
 from shipper.cli.output import Env, error_json, human_size, short_id, table
 from shipper.cli.progress import BarsReporter, JSONLinesReporter
 from shipper.errors import UsageError
-from shipper.inventory import load_inventory, select
+from shipper.inventory import Host, load_inventory, select
+from shipper.ops.engines import EnginePool
 from shipper.ops.fanout import exit_status_of
-from shipper.ops.move_plan import MovePlan, Route, plan_move
+from shipper.ops.move_plan import MovePlan, Via, plan_move
 from shipper.ops.move_run import TargetResult, run_move
 from shipper.progress import NullReporter, Reporter
 
@@ -24,13 +25,13 @@ from shipper.progress import NullReporter, Reporter
 @click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
 @click.option("--from", "source", required=True, metavar="HOST", help="The host whose engine has the images.")
 @click.option("--to", "target", required=True, metavar="TARGET", help="A host, a group, or a comma list of both.")
-@click.option("--via", type=click.Choice(["ssh", "direct"]), default=None, help="Route; default: ssh when every engine is behind SSH.")
+@click.option("--via", type=click.Choice(["ssh", "relay", "direct"]), default=None, help="ssh: host to host, else through here; relay: over SSH through here; direct: Docker API to API. Default: ssh when every engine is behind SSH.")
 @click.option("--force", is_flag=True, help="Send even to targets that already have the images under those tags.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @click.pass_context
 def move(
     ctx: click.Context, inventory_path: str, as_json: bool, images: tuple[str, ...], source: str, target: str,
-    via: Route | None, force: bool, dry_run: bool,
+    via: Via | None, force: bool, dry_run: bool,
 ) -> None:  # fmt: skip
     """Move IMAGE... from one host's engine to TARGET's engines, tags intact.
 
@@ -43,7 +44,15 @@ def move(
     sources = select(inventory, source)
     if len(sources) != 1:
         raise UsageError(f"--from must name one host; {source!r} names {len(sources)}")
-    plan = plan_move(sources[0], select(inventory, target), list(images), via, force)
+    with EnginePool() as engines:
+        _move(env, engines, sources[0], select(inventory, target), images, via, force, dry_run, as_json)
+
+
+def _move(
+    env: Env, engines: EnginePool, source: Host, targets: list[Host], images: tuple[str, ...], via: Via | None,
+    force: bool, dry_run: bool, as_json: bool,
+) -> None:  # fmt: skip
+    plan = plan_move(source, targets, list(images), via, force, engines)
     if as_json:
         env.json_line({"event": "plan", "dry_run": dry_run, **plan.to_json()})
     else:
@@ -54,7 +63,7 @@ def move(
         finish(exit_status_of(planned_errors))
         return
     with _reporter(env, as_json) as reporter:
-        results = run_move(plan, reporter)
+        results = run_move(plan, reporter, engines)
     if as_json:
         for result in results:
             env.json_line({"event": "result", **_result_json(result)})

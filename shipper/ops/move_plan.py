@@ -7,17 +7,20 @@ prints it, ``--json`` emits it, and ``move_run`` walks it.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
 
-from shipper.engine import Engine, connect
+from shipper.engine import Engine
 from shipper.errors import EngineError, ShipperError, UsageError
 from shipper.imageref import parse
 from shipper.inventory.model import Host
+from shipper.ops.engines import EnginePool
 from shipper.ops.fanout import for_each_host
 
 Route = Literal["ssh", "direct"]
+Via = Literal["ssh", "relay", "direct"]  # relay: over SSH, but never host to host
 Action = Literal["send", "tag", "unchanged", "skip", "failed"]
 
 
@@ -47,6 +50,7 @@ class TargetPlan:
     present_ids: frozenset[str] = frozenset()
     reason: str = ""
     error: ShipperError | None = None
+    host_key: str | None = None  # known_hosts line of the key verified while planning (for host to host)
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class MovePlan:
     targets: tuple[TargetPlan, ...]
     route: Route
     route_reason: str
+    host_to_host: bool = False  # try sending from the source straight to the targets first
 
     @property
     def send_ids(self) -> tuple[str, ...]:
@@ -73,6 +78,7 @@ class MovePlan:
             "source": self.source.name,
             "route": self.route,
             "route_reason": self.route_reason,
+            "host_to_host": self.host_to_host,
             "images": [vars(img) for img in self.images],
             "targets": [
                 {
@@ -89,22 +95,27 @@ class MovePlan:
         }
 
 
-def choose_route(source: Host, targets: Sequence[Host], via: Route | None) -> tuple[Route, str]:
-    """``ssh`` when every engine sits behind SSH (the docker CLI runs there), else ``direct``."""
+def choose_route(source: Host, targets: Sequence[Host], via: Via | None) -> tuple[Route, str, bool]:
+    """``ssh`` when every engine sits behind SSH (the docker CLI runs there), else ``direct``.
+
+    Over SSH, host to host is tried first (measured faster: the bytes cross once, with
+    one encryption); the relay through this machine is the fallback.
+    """
     not_ssh = [h for h in (source, *targets) if h.engine.scheme != "ssh"]
-    if via == "ssh" and not_ssh:
+    if via in ("ssh", "relay") and not_ssh:
         host = not_ssh[0]
         raise UsageError(
-            f"--via ssh needs every engine behind SSH, but host {host.name}'s is {host.engine.url}",
+            f"--via {via} needs every engine behind SSH, but host {host.name}'s is {host.engine.url}",
             hint="use --via direct, or remove docker_host for that host so its engine is reached over SSH",
         )
-    if via == "ssh":
-        return "ssh", "asked for: OpenSSH pipes through this machine"
+    if via == "relay":
+        return "ssh", "asked for: OpenSSH pipes through this machine", False
     if via == "direct":
-        return "direct", "asked for: Docker API to Docker API through this machine"
+        return "direct", "asked for: Docker API to Docker API through this machine", False
     if not not_ssh:
-        return "ssh", "every engine is behind SSH: OpenSSH pipes through this machine"
-    return "direct", f"host {not_ssh[0].name}'s engine is not behind SSH ({not_ssh[0].engine.url}): Docker API to Docker API"
+        why = "asked for" if via == "ssh" else "every engine is behind SSH"
+        return "ssh", f"{why}: host to host over SSH where the source can reach the targets, else through this machine", True
+    return "direct", f"host {not_ssh[0].name}'s engine is not behind SSH ({not_ssh[0].engine.url}): Docker API to Docker API", False
 
 
 def _source_images(engine: Engine, requested: Sequence[str]) -> tuple[SourceImage, ...]:
@@ -128,35 +139,41 @@ def _not_found(engine: Engine, name: str) -> ImageNotFound:
     return ImageNotFound(f"image {name} is not on {engine.host.describe()}", hint=hint)
 
 
-def _target_plan(host: Host, source: Host, images: Sequence[SourceImage], force: bool) -> TargetPlan:
+def _target_plan(host: Host, source: Host, images: Sequence[SourceImage], force: bool, engines: EnginePool) -> TargetPlan:
     if host.name == source.name:
         return TargetPlan(host, "skip", reason="it is the source")
-    with connect(host) as engine:
-        present = frozenset(img.id for img in images if engine.inspect_image(img.id) is not None)
-        before = {}
-        for img in images:
-            if img.name:
-                current = engine.inspect_image(img.name)
-                before[img.name] = current.id if current else None
+    engine = engines.get(host)
+    host_key = engine.session.known_hosts_line() if engine.session is not None else None
+    present = frozenset(img.id for img in images if engine.inspect_image(img.id) is not None)
+    before = {}
+    for img in images:
+        if img.name:
+            current = engine.inspect_image(img.name)
+            before[img.name] = current.id if current else None
     send = tuple(img.id for img in images if force or img.id not in present)
     tags = tuple((img.name, img.id) for img in images if img.name and (force or before[img.name] != img.id))
     if send:
         reason = "forced" if force else f"lacks {len(send)} of {len(images)} image(s)"
-        return TargetPlan(host, "send", send, tags, before, present, reason)
+        return TargetPlan(host, "send", send, tags, before, present, reason, host_key=host_key)
     if tags:
-        return TargetPlan(host, "tag", (), tags, before, present, "has the image(s); only tags move")
-    return TargetPlan(host, "unchanged", (), (), before, present, "already has the image(s) under those tags")
+        return TargetPlan(host, "tag", (), tags, before, present, "has the image(s); only tags move", host_key=host_key)
+    return TargetPlan(host, "unchanged", (), (), before, present, "already has the image(s) under those tags", host_key=host_key)
 
 
 def plan_move(
-    source: Host, targets: Sequence[Host], requested: Sequence[str], via: Route | None = None, force: bool = False
-) -> MovePlan:
-    """Look at the source and every target (reading only) and decide what will cross."""
+    source: Host, targets: Sequence[Host], requested: Sequence[str], via: Via | None = None, force: bool = False,
+    engines: EnginePool | None = None,
+) -> MovePlan:  # fmt: skip
+    """Look at the source and every target (reading only) and decide what will cross.
+
+    ``engines``: connections to keep for the run that follows (else they are closed).
+    """
     if not requested:
         raise UsageError("name at least one image to move")
-    route, reason = choose_route(source, [t for t in targets if t.name != source.name], via)
-    with connect(source) as engine:
-        images = _source_images(engine, requested)
-    outcomes = for_each_host(targets, lambda host: _target_plan(host, source, images, force))
+    route, reason, host_to_host = choose_route(source, [t for t in targets if t.name != source.name], via)
+    with contextlib.ExitStack() as stack:
+        pool = engines or stack.enter_context(EnginePool())
+        images = _source_images(pool.get(source), requested)
+        outcomes = for_each_host(targets, lambda host: _target_plan(host, source, images, force, pool))
     plans = tuple(o.value if o.value is not None else TargetPlan(o.host, "failed", error=o.error) for o in outcomes)
-    return MovePlan(source, images, plans, route, reason)
+    return MovePlan(source, images, plans, route, reason, host_to_host)

@@ -12,19 +12,20 @@ and an image the failed attempt left behind untagged is removed again.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
-from shipper.archive.savestream import ArchiveError, SaveStreamFilter
+from shipper.archive.fanout import ended_early, pump
+from shipper.archive.savestream import ArchiveError
 from shipper.engine import connect
 from shipper.errors import EngineError, ShipperError
+from shipper.ops.engines import EnginePool
 from shipper.ops.fanout import for_each_host
 from shipper.ops.move_plan import MovePlan, TargetPlan
-from shipper.ops.streams import Sink, make_sinks, make_source
+from shipper.ops.streams import host_to_host, make_sink, make_source, sink_error
 from shipper.progress import NullReporter, Reporter
-
-COALESCE = 1 << 20  # headers and small members are gathered into chunks of about this size
 
 Status = Literal["moved", "tagged", "unchanged", "skipped", "failed"]
 
@@ -37,6 +38,7 @@ class TargetResult:
     seconds: float = 0.0
     error: ShipperError | None = None
     note: str = ""
+    path: str = ""  # how the bytes went: host-to-host, relay, direct
 
     @property
     def ok(self) -> bool:
@@ -47,48 +49,64 @@ class SourceFailed(ShipperError):
     """The source stream could not be read to its end, or was not sound."""
 
 
-def _pump(plan: MovePlan, sinks: Sequence[Sink], reporter: Reporter) -> int:
-    """Stream the source through the filter into every live sink; the bytes read from the source."""
+@dataclass
+class _Delivery:
+    """What streaming gave each sending target: bytes sent and an error, if any."""
+
+    path: str
+    note: str = ""
+    sent: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, ShipperError | None] = field(default_factory=dict)
+
+
+def _through_here(plan: MovePlan, senders: Sequence[TargetPlan], reporter: Reporter) -> _Delivery:
+    """Relay (ssh) or direct: the source's stream passes through this process."""
+    sinks = {t.host.name: make_sink(plan.route, t.host) for t in senders}
     source = make_source(plan.route, plan.source, plan.send_ids)
-    check = SaveStreamFilter(plan.send_ids)
-    pending = bytearray()
-
-    def deliver(chunk: bytes | memoryview) -> None:
-        for sink in sinks:
-            if sink.put(chunk):
-                reporter.advance(sink.host.name, sink.sent)
-
     try:
-        for piece in check.run(source.chunks()):
-            if len(piece) < COALESCE // 4:
-                pending += piece
-                if len(pending) < COALESCE:
-                    continue
-                piece, pending = bytes(pending), bytearray()
-            elif pending:
-                deliver(bytes(pending))
-                pending = bytearray()
-            deliver(piece)
-            if all(s.failed for s in sinks):
-                source.abort()
-                return check.stats.bytes_in
-        if pending:
-            deliver(bytes(pending))
+        pump(source.chunks(), list(sinks.values()), plan.send_ids, lambda sink: reporter.advance(sink.name, sink.sent))
     except (ArchiveError, ShipperError) as exc:
         source.abort()
         # The source's own words (docker save's error) explain a broken stream best.
-        failure = source.failure()
-        raise failure or SourceFailed(f"the stream from {plan.source.describe()} is not sound: {exc}") from None
-    failure = source.failure()
-    if failure:
-        raise failure
-    return check.stats.bytes_in
+        error = source.failure() or SourceFailed(f"the stream from {plan.source.describe()} is not sound: {exc}")
+        error = _explain_source_failure(plan, error)
+        for sink in sinks.values():
+            sink.abort()
+        return _Delivery(_path(plan), sent={n: s.sent for n, s in sinks.items()}, errors={n: error for n in sinks})
+    if ended_early(list(sinks.values())):
+        source.abort()  # every target quit: stop the save, or it blocks on a pipe nobody reads
+    failure = None if ended_early(list(sinks.values())) else source.failure()
+    for sink in sinks.values():
+        sink.finish()
+    delivery = _Delivery(_path(plan), sent={n: s.sent for n, s in sinks.items()})
+    for target in senders:
+        delivery.errors[target.host.name] = failure or sink_error(target.host, sinks[target.host.name])
+    return delivery
+
+
+def _path(plan: MovePlan) -> str:
+    return "relay" if plan.route == "ssh" else "direct"
+
+
+def _deliver(plan: MovePlan, senders: Sequence[TargetPlan], reporter: Reporter) -> _Delivery:
+    """Host to host when planned and available, else through this machine."""
+    if plan.host_to_host:
+        keys = {t.host.name: t.host_key for t in senders if t.host_key}
+        attempt = host_to_host(plan.source, [t.host for t in senders], keys, plan.send_ids, reporter)
+        if attempt.available:
+            if any(attempt.errors.values()):
+                attempt.errors = {n: (_explain_source_failure(plan, e) if e else None) for n, e in attempt.errors.items()}
+            return _Delivery("host-to-host", sent=attempt.sent, errors=attempt.errors)
+        delivery = _through_here(plan, senders, reporter)
+        delivery.note = f"host to host unavailable ({attempt.reason}): sent through this machine"
+        return delivery
+    return _through_here(plan, senders, reporter)
 
 
 def _explain_source_failure(plan: MovePlan, error: ShipperError) -> ShipperError:
     """The engine's words for a save of a removed image are cryptic; say it plainly."""
     try:
-        with connect(plan.source) as engine:
+        with connect(plan.source) as engine:  # rarely needed: not worth keeping a connection for
             gone = [img for img in plan.images if img.id in plan.send_ids and engine.inspect_image(img.id) is None]
     except ShipperError:
         return error
@@ -101,84 +119,77 @@ def _explain_source_failure(plan: MovePlan, error: ShipperError) -> ShipperError
     )
 
 
-def _commit(target: TargetPlan) -> None:
+def _commit(target: TargetPlan, engines: EnginePool) -> None:
     """Check every sent image is on the target, then point the tags, then check them."""
-    with connect(target.host) as engine:
-        for image_id in target.send_ids:
-            if engine.inspect_image(image_id) is None:
-                raise EngineError(f"image {image_id} is missing on {target.host.describe()} after the load")
-        for name, image_id in target.tags:
-            engine.tag(image_id, name)
-        for name, image_id in target.tags:
-            now = engine.inspect_image(name)
-            if now is None or now.id != image_id:
-                raise EngineError(f"{name} on {target.host.describe()} does not point at {image_id} after tagging")
+    engine = engines.get(target.host)
+    for image_id in target.send_ids:
+        if engine.inspect_image(image_id) is None:
+            raise EngineError(f"image {image_id} is missing on {target.host.describe()} after the load")
+    for name, image_id in target.tags:
+        engine.tag(image_id, name)
+    for name, image_id in target.tags:
+        now = engine.inspect_image(name)
+        if now is None or now.id != image_id:
+            raise EngineError(f"{name} on {target.host.describe()} does not point at {image_id} after tagging")
 
 
-def _rollback(target: TargetPlan) -> str:
+def _rollback(target: TargetPlan, engines: EnginePool) -> str:
     """Remove untagged images a failed attempt left behind; say what could not be done."""
     try:
-        with connect(target.host) as engine:
-            for image_id in target.send_ids:
-                if image_id in target.present_ids:
-                    continue
-                details = engine.inspect_image(image_id)
-                if details is not None and not details.tags:
-                    engine.remove_image(image_id)
+        engine = engines.get(target.host)
+        for image_id in target.send_ids:
+            if image_id in target.present_ids:
+                continue
+            details = engine.inspect_image(image_id)
+            if details is not None and not details.tags:
+                engine.remove_image(image_id)
     except ShipperError as exc:
         return f"could not check for leftovers: {exc.message}"
     return ""
 
 
-def _finish_target(target: TargetPlan, sink: Sink | None, started: float, reporter: Reporter) -> TargetResult:
+def _finish_target(target: TargetPlan, delivery: _Delivery | None, started: float, reporter: Reporter, engines: EnginePool) -> TargetResult:
     name = target.host.name
-    sent = sink.sent if sink else 0
-    error = sink.error if sink else None
+    sent = delivery.sent.get(name, 0) if delivery else 0
+    error = delivery.errors.get(name) if delivery else None
+    path, note = (delivery.path, delivery.note) if delivery else ("", "")
     if error is None:
         try:
-            _commit(target)
+            _commit(target, engines)
         except ShipperError as exc:
             error = exc
     elapsed = time.monotonic() - started
     if error is not None:
         reporter.finish(name, "failed")
-        return TargetResult(name, "failed", sent, elapsed, error, _rollback(target) if target.send_ids else "")
+        leftover = _rollback(target, engines) if target.send_ids else ""
+        return TargetResult(name, "failed", sent, elapsed, error, "; ".join(x for x in (note, leftover) if x), path)
     status: Status = "moved" if target.action == "send" else "tagged"
     reporter.finish(name, status)
-    return TargetResult(name, status, sent, elapsed)
+    return TargetResult(name, status, sent, elapsed, note=note, path=path)
 
 
-def run_move(plan: MovePlan, reporter: Reporter | None = None) -> list[TargetResult]:
-    """Execute ``plan``; one result per target, in the plan's order."""
-    reporter = reporter or NullReporter()
+def run_move(plan: MovePlan, reporter: Reporter | None = None, engines: EnginePool | None = None) -> list[TargetResult]:
+    """Execute ``plan``; one result per target, in the plan's order.
+
+    ``engines``: the connections planning opened, to reuse (else new ones, closed at the end).
+    """
+    with contextlib.ExitStack() as stack:
+        return _run(plan, reporter or NullReporter(), engines or stack.enter_context(EnginePool()))
+
+
+def _run(plan: MovePlan, reporter: Reporter, engines: EnginePool) -> list[TargetResult]:
     started = time.monotonic()
     senders = [t for t in plan.targets if t.action == "send"]
-    sinks: dict[str, Sink] = {}
+    delivery = None
     if senders:
         for target in senders:
             reporter.start(target.host.name, plan.bytes_for(target))
-        for sink in make_sinks(plan.route, [t.host for t in senders]):
-            sinks[sink.host.name] = sink
-        try:
-            _pump(plan, list(sinks.values()), reporter)
-        except ShipperError as exc:
-            error = _explain_source_failure(plan, exc)
-            for sink in sinks.values():
-                sink.abort()
-                sink.error = error
-        else:
-            for sink in sinks.values():
-                sink.finish()
+        delivery = _deliver(plan, senders, reporter)
     movers = [t for t in plan.targets if t.action in ("send", "tag")]
-    finished = {
-        o.host.name: o.value
-        for o in for_each_host([t.host for t in movers], lambda h: _finish_target(_by_name(movers, h.name), sinks.get(h.name), started, reporter))
-    }
+    by_name = {t.host.name: t for t in movers}
+    outcomes = for_each_host([t.host for t in movers], lambda h: _finish_target(by_name[h.name], delivery, started, reporter, engines))
+    finished = {o.host.name: o.value for o in outcomes}
     return [finished.get(t.host.name) or _static_result(t) for t in plan.targets]
-
-
-def _by_name(targets: Sequence[TargetPlan], name: str) -> TargetPlan:
-    return next(t for t in targets if t.host.name == name)
 
 
 def _static_result(target: TargetPlan) -> TargetResult:

@@ -1,39 +1,34 @@
-"""Where a move's bytes come from and go to, one kind per route.
+"""Where a move's bytes come from and go to, per route.
 
-A source yields the ``docker save`` stream of the images; a sink feeds one
-target's ``docker load`` from a bounded queue in a thread of its own, so a
-slow target slows the others down (memory stays flat) but a failed one does
-not stop them. A sink that is aborted sends an invalid tar block before it
-lets go: a tar stream that merely stops on a member boundary reads as a
-complete, shorter archive, and must never be loaded as one.
+- relay (``--via ssh`` through this machine): ``ssh SRC docker save`` feeds, through the
+  checking pump here, one ``ssh DST docker load`` per target;
+- host to host (``--via ssh``, the default when available): the same pump runs on the
+  source host (archive/hostpipe.py) and feeds the targets over the source's ssh;
+- direct: ``GET /images/get`` on the source engine, ``POST /images/load`` on each target.
 """
 
 from __future__ import annotations
 
-import queue
+import json
 import shlex
-import threading
-from typing import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Iterator
 
+from shipper.archive.fanout import Aborted, Chunk, ProcessResult, ProcessSink, QueueSink
+from shipper.archive.hostpipe import READY, UNREACHABLE, script
 from shipper.engine import connect
 from shipper.errors import EngineError, EngineUnreachable, ShipperError, SSHError
 from shipper.inventory.model import Host
-from shipper.transport.openssh import SSH_CONNECTION_ERROR, RemoteCommand
-
-QUEUE_DEPTH = 8  # chunks of about 1 MiB per target
-POISON = b"\xff" * 512  # fails a tar header's checksum: the engine's load fails, nothing is created
-_END = object()
-_ABORT = object()
-
-
-class Aborted(Exception):
-    """The stream to a target was abandoned on purpose."""
-
+from shipper.progress import Reporter
+from shipper.transport.agent import Agent
+from shipper.transport.openssh import SSH_CONNECTION_ERROR, RemoteCommand, peer_argv, ssh_argv
 
 _ENGINE_GONE = ("Cannot connect to the Docker daemon", "Is the docker daemon running", "error during connect")
+COMMAND_NOT_FOUND = 127
 
 
-def _docker_failure(host: Host, stage: str, status: int, stderr: str) -> ShipperError:
+def docker_failure(host: Host, stage: str, status: int, stderr: str) -> ShipperError:
+    """A failed ``docker save``/``docker load`` (run over ssh) as a shipper error."""
     line = next((ln.strip() for ln in stderr.splitlines() if ln.strip()), "")
     where = f"{stage} on {host.describe()}"
     if status == SSH_CONNECTION_ERROR or status < 0:
@@ -47,26 +42,20 @@ def _docker_failure(host: Host, stage: str, status: int, stderr: str) -> Shipper
             f"the engine stopped answering during {where}",
             hint=f"start dockerd on {host.name}, then run the same command again (docker said: {line[:200]})",
         )
-    line = line or f"exit status {status}"
     if "no space left" in line:
-        return EngineError(f"{where} failed: engine said {line!r}", hint="free space under the engine's data root there, then run again")
-    return EngineError(f"{where} failed: {line}")
+        return EngineError(f"{where} failed: engine said {line!r}", hint=f"free space under the engine's data root on {host.name}, then run again")
+    return EngineError(f"{where} failed: {line or f'exit status {status}'}")
 
 
-def _loaded_ids(output: str) -> list[str]:
-    return [ln.split(": ", 1)[1].strip() for ln in output.splitlines() if ln.startswith("Loaded image")]
-
-
-# -- sources ----------------------------------------------------------------------
+# -- relay and direct ---------------------------------------------------------------
 
 
 class SSHSaveSource:
-    """``docker save`` run on the source host, its stdout over OpenSSH."""
+    """``docker save`` run on the source host, its stdout over OpenSSH to this machine."""
 
     def __init__(self, host: Host, image_ids: tuple[str, ...]) -> None:
         self.host = host
-        command = "docker save " + " ".join(shlex.quote(i) for i in image_ids)
-        self.proc = RemoteCommand(host.ssh, command, f"host {host.name}")
+        self.proc = RemoteCommand(host.ssh, "docker save " + " ".join(shlex.quote(i) for i in image_ids), f"host {host.name}")
 
     def chunks(self) -> Iterator[bytes]:
         return self.proc.chunks()
@@ -74,7 +63,7 @@ class SSHSaveSource:
     def failure(self) -> ShipperError | None:
         """After the stream ended (or broke): the source's own account of what went wrong, if any."""
         status, _, stderr = self.proc.wait(timeout=30)
-        return _docker_failure(self.host, "save", status, stderr) if status else None
+        return docker_failure(self.host, "save", status, stderr) if status else None
 
     def abort(self) -> None:
         self.proc.kill()
@@ -93,128 +82,125 @@ class APISaveSource:
 
     def failure(self) -> ShipperError | None:
         self.engine.close()
-        return None  # errors surface from chunks() already, as ShipperErrors
+        return None  # its errors surface from chunks() already, as ShipperErrors
 
     def abort(self) -> None:
         self.engine.close()
 
 
-# -- sinks --------------------------------------------------------------------------
-
-
-class Sink:
-    """One target's load, fed through a bounded queue by its own thread."""
-
-    def __init__(self, host: Host) -> None:
-        self.host = host
-        self.sent = 0
-        self.error: ShipperError | None = None
-        self.loaded: list[str] = []
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=QUEUE_DEPTH)
-        self._thread = threading.Thread(target=self._main, name=f"load-{host.name}", daemon=True)
-
-    @property
-    def failed(self) -> bool:
-        return self.error is not None
-
-    def start(self) -> "Sink":
-        self._thread.start()
-        return self
-
-    def put(self, chunk: bytes | memoryview) -> bool:
-        """Queue ``chunk``; False (and nothing queued) once this target has failed."""
-        while not self.failed:
-            try:
-                self._queue.put(chunk, timeout=0.2)
-                self.sent += len(chunk)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def finish(self) -> None:
-        """The stream is complete: let the load end, wait for it."""
-        self._close(_END)
-
-    def abort(self) -> None:
-        """The stream is bad: make the load fail, wait for it."""
-        self._close(_ABORT)
-
-    def _close(self, marker: object) -> None:
-        while self._thread.is_alive():
-            try:
-                self._queue.put(marker, timeout=0.2)
-                break
-            except queue.Full:
-                continue
-        self._thread.join()
-
-    def items(self) -> Iterator[bytes | memoryview]:
-        """What the load reads: chunks, then the end; or a poison block and ``Aborted``."""
-        while True:
-            item = self._queue.get()
-            if item is _END:
-                return
-            if item is _ABORT:
-                yield POISON
-                raise Aborted()
-            yield item  # type: ignore[misc]
-
-    def _main(self) -> None:
-        try:
-            self.loaded = self.load()
-        except Aborted:
-            self.error = ShipperError("aborted")
-        except ShipperError as exc:
-            self.error = exc
-        except Exception as exc:  # a bug must not hang the other targets
-            self.error = ShipperError(f"loading on {self.host.name} failed unexpectedly: {exc!r}")
-        finally:
-            self._drain()
-
-    def _drain(self) -> None:
-        # Unblock a producer waiting on a full queue after this sink gave up.
-        while True:
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                return
-
-    def load(self) -> list[str]:
-        raise NotImplementedError
-
-
-class SSHLoadSink(Sink):
-    """``docker load`` run on the target host, its stdin over OpenSSH."""
-
-    def load(self) -> list[str]:
-        proc = RemoteCommand(self.host.ssh, "docker load -q", f"host {self.host.name}", stdin=True)
-        try:
-            for chunk in self.items():
-                proc.write(chunk)
-        except Aborted:
-            proc.wait(timeout=60)
-            raise
-        except BrokenPipeError:
-            pass  # the far end quit early: its exit status says why
-        status, out, err = proc.wait()
-        if status:
-            raise _docker_failure(self.host, "load", status, err)
-        return _loaded_ids(out)
-
-
-class APILoadSink(Sink):
+class APILoadSink(QueueSink):
     """``POST /images/load`` on the target engine."""
 
-    def load(self) -> list[str]:
+    def __init__(self, host: Host) -> None:
+        super().__init__(host.name)
+        self.host = host
+
+    def consume(self, items: Iterator[Chunk]) -> object:
         with connect(self.host, timeout=None) as engine:
-            return engine.load(self.items())
-
-
-def make_sinks(route: str, hosts: list[Host]) -> list[Sink]:
-    kind: Callable[[Host], Sink] = SSHLoadSink if route == "ssh" else APILoadSink
-    return [kind(h).start() for h in hosts]
+            return engine.load(items)
 
 
 def make_source(route: str, host: Host, image_ids: tuple[str, ...]) -> SSHSaveSource | APISaveSource:
     return SSHSaveSource(host, image_ids) if route == "ssh" else APISaveSource(host, image_ids)
+
+
+def make_sink(route: str, host: Host) -> QueueSink:
+    sink = ProcessSink(host.name, ssh_argv(host.ssh, "docker load -q")) if route == "ssh" else APILoadSink(host)
+    return sink.start()
+
+
+def sink_error(host: Host, sink: QueueSink) -> ShipperError | None:
+    """What went wrong on one target, if anything."""
+    if isinstance(sink.error, ShipperError):
+        return sink.error
+    if isinstance(sink.error, Aborted):
+        return ShipperError(f"the stream to {host.name} was abandoned")
+    if sink.error is not None:
+        return ShipperError(f"loading on {host.name} failed unexpectedly: {sink.error!r}")
+    if isinstance(sink.result, ProcessResult) and sink.result.status:
+        return docker_failure(host, "load", sink.result.status, sink.result.stderr)
+    return None
+
+
+# -- host to host ---------------------------------------------------------------------
+
+
+@dataclass
+class HostToHost:
+    """What a host-to-host attempt gave: unavailable (and why), or per-target outcomes."""
+
+    available: bool
+    reason: str = ""
+    sent: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, ShipperError | None] = field(default_factory=dict)
+
+
+def host_to_host(source: Host, targets: list[Host], host_keys: dict[str, str], image_ids: tuple[str, ...], reporter: Reporter) -> HostToHost:
+    """Send from ``source`` straight to ``targets``; unavailable when that cannot start."""
+    if any(t.ssh.proxy_command or t.ssh.proxy_jump for t in targets):
+        return HostToHost(False, "a target is reached through a proxy")
+    if any(t.name not in host_keys for t in targets):
+        return HostToHost(False, "a target's host key is not known")
+    spec = {
+        "save": ["docker", "save", *image_ids],
+        "expected": list(image_ids),
+        "known_hosts": "".join(host_keys[t.name] for t in targets),
+        "targets": {t.name: peer_argv(t.ssh, f"echo {READY} && exec docker load -q") for t in targets},
+    }
+
+    def progress(line: str) -> bool:
+        if not line.startswith('{"progress"'):
+            return False
+        for name, done in json.loads(line)["progress"].items():
+            reporter.advance(name, done)
+        return True
+
+    with Agent([k for t in targets for k in t.ssh.identity_files]) as agent:
+        if agent is None:
+            return HostToHost(False, "no SSH key to forward to the source (no key files and no agent)")
+        command = RemoteCommand(source.ssh, "python3 - " + shlex.quote(json.dumps(spec)), f"host {source.name}", stdin=True, agent_socket=agent, on_stderr_line=progress)
+        try:
+            command.write(script().encode())
+        except BrokenPipeError:
+            pass
+        status, out, err = command.wait()
+    return _host_to_host_outcome(source, targets, status, out, err)
+
+
+def _host_to_host_outcome(source: Host, targets: list[Host], status: int, out: str, err: str) -> HostToHost:
+    if status == COMMAND_NOT_FOUND:
+        return HostToHost(False, f"no python3 on {source.name}")
+    if status == UNREACHABLE:
+        detail = json.loads(out).get("unreachable", {})
+        names = ", ".join(f"{n} ({why.splitlines()[-1] if why else 'no answer'})" for n, why in detail.items())
+        return HostToHost(False, f"{source.name} cannot reach {names}")
+    try:
+        outcome: dict[str, Any] = json.loads(out)
+    except ValueError:
+        if status == SSH_CONNECTION_ERROR or status < 0:
+            error = docker_failure(source, "host-to-host send", status, err)
+            return HostToHost(True, errors={t.name: error for t in targets})
+        return HostToHost(False, f"the sending program failed on {source.name}: {(err.strip().splitlines() or ['?'])[-1]}")
+    return _per_target(source, targets, outcome)
+
+
+def _per_target(source: Host, targets: list[Host], outcome: dict[str, Any]) -> HostToHost:
+    result = HostToHost(True)
+    src = outcome["source"]
+    source_error: ShipperError | None = None
+    if src["stream_error"] or src["status"]:
+        source_error = docker_failure(source, "save", src["status"], src["stderr"]) if src["status"] else EngineError(
+            f"the stream from {source.describe()} is not sound: {src['stream_error']}"
+        )
+    for target in targets:
+        report = outcome["targets"][target.name]
+        result.sent[target.name] = report["sent"]
+        if source_error is not None:
+            result.errors[target.name] = source_error
+        elif report["error"]:
+            result.errors[target.name] = ShipperError(f"sending to {target.name} from {source.name} failed: {report['error']}")
+        elif report["status"]:
+            result.errors[target.name] = docker_failure(target, f"load (from {source.name})", report["status"], report["stderr"])
+        else:
+            result.errors[target.name] = None
+    return result

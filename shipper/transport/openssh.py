@@ -13,12 +13,13 @@ from __future__ import annotations
 import collections
 import fcntl
 import functools
+import io
 import os
 import re
 import shutil
 import subprocess
 import threading
-from typing import IO, Iterator
+from typing import IO, Any, Callable, Iterator
 
 from shipper.errors import SSHError
 from shipper.inventory.model import SSHSettings
@@ -48,10 +49,36 @@ def _cipher_option() -> list[str]:
     return []
 
 
-def ssh_argv(settings: SSHSettings, command: str) -> list[str]:
+# For an ssh on another host, whose version is unknown: an explicit list (OpenSSH 6.5+), AES-GCM first.
+PEER_CIPHERS = "aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr,aes256-ctr"
+KNOWN_HOSTS_PLACEHOLDER = "{known_hosts}"
+
+
+def peer_argv(target: SSHSettings, command: str) -> list[str]:
+    """The ``ssh`` command line a source host runs to reach ``target`` (host to host).
+
+    Nothing of the source host's own ssh configuration applies (``-F /dev/null``):
+    the host key is checked strictly against the key shipper itself verified,
+    written by the program on the source into a file named by the placeholder.
+    """
+    t = target
+    return [
+        "ssh", "-T", "-F", "/dev/null",
+        "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
+        "-o", f"ConnectTimeout={max(1, int(t.connect_timeout))}",
+        "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4",
+        "-o", f"UserKnownHostsFile={KNOWN_HOSTS_PLACEHOLDER}", "-o", "GlobalKnownHostsFile=/dev/null",
+        "-o", "StrictHostKeyChecking=yes", "-o", f"Ciphers={PEER_CIPHERS}",
+        "-p", str(t.port), "-l", t.user, "--", t.hostname, command,
+    ]  # fmt: skip
+
+
+def ssh_argv(settings: SSHSettings, command: str, forward_agent: bool = False) -> list[str]:
     """The ``ssh`` command line that runs ``command`` on the host, non-interactively."""
     s = settings
     argv = [_ssh_binary(), "-T"]
+    if forward_agent:
+        argv += ["-o", "ForwardAgent=yes"]
     if s.config_file:
         argv += ["-F", s.config_file]
     argv += [
@@ -87,15 +114,22 @@ def _grow_pipe(stream: IO[bytes] | None) -> None:
 class RemoteCommand:
     """``command`` running on a host through ``ssh``, with its stderr collected on the side."""
 
-    def __init__(self, settings: SSHSettings, command: str, where: str, stdin: bool = False) -> None:
+    def __init__(
+        self, settings: SSHSettings, command: str, where: str, stdin: bool = False,
+        agent_socket: str | None = None, on_stderr_line: Callable[[str], bool] | None = None,
+    ) -> None:  # fmt: skip
+        """``agent_socket``: forward this agent. ``on_stderr_line``: sees each stderr line; True means consumed."""
         self.where = where
         self.command = command
+        self._on_line = on_stderr_line
+        env = dict(os.environ, SSH_AUTH_SOCK=agent_socket) if agent_socket else None
         self.proc = subprocess.Popen(
-            ssh_argv(settings, command),
+            ssh_argv(settings, command, forward_agent=agent_socket is not None),
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             bufsize=0,
+            env=env,
         )
         _grow_pipe(self.proc.stdout)
         _grow_pipe(self.proc.stdin)
@@ -106,7 +140,10 @@ class RemoteCommand:
 
     def _drain_stderr(self) -> None:
         assert self.proc.stderr is not None
-        while chunk := self.proc.stderr.read(8192):
+        stream: Any = self.proc.stderr if self._on_line is None else io.BufferedReader(self.proc.stderr)
+        while chunk := (stream.read(8192) if self._on_line is None else stream.readline()):
+            if self._on_line is not None and self._on_line(chunk.decode(errors="replace").rstrip("\n")):
+                continue
             self._stderr.append(chunk)
             self._stderr_size += len(chunk)
             while self._stderr_size > STDERR_KEPT and len(self._stderr) > 1:

@@ -192,6 +192,13 @@ class SSHSession:
             return SSHError(f"cannot connect to {self.where}: {exc or type(exc).__name__}")
         return exc
 
+    def known_hosts_line(self) -> str:
+        """The host key this session verified, as a known_hosts line for its address."""
+        key = self.client.get_transport().get_remote_server_key()  # type: ignore[union-attr]
+        s = self.settings
+        pattern = s.hostname if s.port == 22 else f"[{s.hostname}]:{s.port}"
+        return f"{pattern} {key.get_name()} {key.get_base64()}\n"
+
     def run(self, command: str, timeout: float = 60.0) -> CommandResult:
         """Run ``command``, collecting its output as bytes (for short outputs)."""
         channel = self.client.get_transport().open_session()  # type: ignore[union-attr]

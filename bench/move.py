@@ -1,0 +1,169 @@
+"""Benchmark: shipper move against the hand-made ways, in the same run, on the local lab.
+
+    .venv/bin/python bench/move.py [--runs 3] [--size-mb 500] [--big-gb 0]
+
+For each image (500 MB of random data in 5 layers; the same size of
+compressible text) and each way of moving it, the median of ``--runs`` runs:
+
+- ``shipper --via ssh``    shipper move a -> b (OpenSSH pipes through this machine)
+- ``shipper --via direct`` shipper move a -> b (Docker API to Docker API)
+- ``hand ssh pipe``        ssh a docker save IMG | ssh b docker load
+- ``local limit``          docker -H A save IMG | docker -H B load (no SSH at all)
+- fan-out: shipper to b,c,d against three hand-made pipes one after another
+
+Ratios are shipper / hand-made (below 1 is faster). Bytes are the stream's
+(what crosses each SSH connection before encryption). Peak memory is
+shipper's own process (``wait4`` ru_maxrss, children included). ``--big-gb``
+adds one move of an image that large, to show memory stays flat.
+Each run starts with the image absent from the targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from shipper.lab import Lab, Layer, SyntheticImage  # noqa: E402
+
+BENCH_ROOT = Path("/tmp/shipper-bench")
+BENCH_NET = "127.0.8"
+
+
+@dataclass
+class Measure:
+    seconds: list[float] = field(default_factory=list)
+    peak_mb: list[float] = field(default_factory=list)
+    stream_bytes: int = 0
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+
+def timed(argv: list[str] | str, shell: bool = False) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS in MB of the process tree's largest member, stdout."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, shell=shell, stdout=subprocess.PIPE, stderr=subprocess.PIPE, executable="/bin/bash" if shell else None)
+    out = proc.stdout.read()  # type: ignore[union-attr]
+    err = proc.stderr.read()  # type: ignore[union-attr]
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"failed: {argv}\n{err.decode(errors='replace')}")
+    return elapsed, usage.ru_maxrss / 1024, out.decode(errors="replace")
+
+
+def clear(lab: Lab, hosts: str, image: str) -> None:
+    for host in hosts.split(","):
+        lab.docker(host, "image", "rm", "-f", image, check=False)
+
+
+def shipper(lab: Lab, image: str, targets: str, via: str) -> tuple[float, float, int]:
+    argv = [sys.executable, "-m", "shipper", "move", image, "--from", "a", "--to", targets, "--via", via, "--json", "-i", str(lab.inventory_path)]
+    seconds, peak, out = timed(argv)
+    results = [json.loads(line) for line in out.splitlines() if '"result"' in line]
+    assert all(r["status"] == "moved" for r in results), results
+    return seconds, peak, max(r["bytes_sent"] for r in results)
+
+
+def ssh_cmd(lab: Lab, host: str, command: str) -> str:
+    return f"ssh -F {shlex.quote(str(lab.ssh_config))} {host} {shlex.quote(command)}"
+
+
+def hand_pipe(lab: Lab, image: str, target: str) -> float:
+    return timed(f"set -o pipefail; {ssh_cmd(lab, 'a', f'docker save {image}')} | {ssh_cmd(lab, target, 'docker load -q')}", shell=True)[0]
+
+
+def local_limit(lab: Lab, image: str, target: str) -> float:
+    a, b = lab.engine("a").socket, lab.engine(target).socket
+    return timed(f"set -o pipefail; docker -H unix://{a} save {image} | docker -H unix://{b} load -q", shell=True)[0]
+
+
+def stream_size(lab: Lab, image: str) -> int:
+    out = subprocess.run(f"docker -H unix://{lab.engine('a').socket} save {image} | wc -c", shell=True, capture_output=True, text=True, check=True)
+    return int(out.stdout.strip())
+
+
+def bench_image(lab: Lab, image: SyntheticImage, runs: int) -> dict[str, Measure]:
+    lab.load_images("a", [image])
+    name = image.name
+    ways: dict[str, Measure] = {k: Measure() for k in ("shipper --via ssh", "shipper --via direct", "hand ssh pipe", "local limit", "shipper fan-out b,c,d", "hand pipes b, c, d in turn")}
+    size = stream_size(lab, name)
+    for _ in range(runs):
+        for via in ("ssh", "direct"):
+            clear(lab, "b", name)
+            seconds, peak, sent = shipper(lab, name, "b", via)
+            m = ways[f"shipper --via {via}"]
+            m.seconds.append(seconds), m.peak_mb.append(peak)
+            m.stream_bytes = sent
+        clear(lab, "b", name)
+        ways["hand ssh pipe"].seconds.append(hand_pipe(lab, name, "b"))
+        clear(lab, "b", name)
+        ways["local limit"].seconds.append(local_limit(lab, name, "b"))
+        clear(lab, "b,c,d", name)
+        seconds, peak, sent = shipper(lab, name, "b,c,d", "ssh")
+        fan = ways["shipper fan-out b,c,d"]
+        fan.seconds.append(seconds), fan.peak_mb.append(peak)
+        fan.stream_bytes = sent
+        clear(lab, "b,c,d", name)
+        ways["hand pipes b, c, d in turn"].seconds.append(sum(hand_pipe(lab, name, t) for t in "bcd"))
+    for key in ("hand ssh pipe", "local limit", "hand pipes b, c, d in turn"):
+        ways[key].stream_bytes = size
+    clear(lab, "b,c,d", name)
+    return ways
+
+
+def report(title: str, ways: dict[str, Measure]) -> str:
+    hand, local, hand3 = ways["hand ssh pipe"].median, ways["local limit"].median, ways["hand pipes b, c, d in turn"].median
+    lines = [f"**{title}**", "", "| way | median s | vs hand ssh pipe | vs local limit | stream MB per target | peak MB |", "|---|---|---|---|---|---|"]
+    for key, m in ways.items():
+        base = hand3 if "b,c,d" in key or "in turn" in key else hand
+        peak = f"{max(m.peak_mb):.0f}" if m.peak_mb else "-"
+        lines.append(f"| {key} | {m.median:.2f} | {m.median / base:.2f} | {m.median / local:.2f} | {m.stream_bytes / 1e6:.0f} | {peak} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--size-mb", type=int, default=500)
+    parser.add_argument("--big-gb", type=float, default=0, help="also move one image this large and report peak memory")
+    parser.add_argument("--keep", action="store_true", help="leave the bench lab running")
+    args = parser.parse_args()
+    lab = Lab(BENCH_ROOT, BENCH_NET, ("a", "b", "c", "d"))
+    lab.down(purge=True)
+    lab.up(registry=False)
+    layer = (args.size_mb << 20) // 5
+    images = [
+        ("random data, 5 layers", SyntheticImage("bench/random:1", tuple(Layer(layer, f"bench-random-{i}") for i in range(5)))),
+        ("compressible text, 5 layers", SyntheticImage("bench/text:1", tuple(Layer(layer, f"bench-text-{i}", "text") for i in range(5)))),
+    ]
+    try:
+        sections = [f"{args.size_mb} MB images, median of {args.runs} runs, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores"]
+        for title, image in images:
+            sections.append(report(f"{args.size_mb} MB, {title}", bench_image(lab, image, args.runs)))
+            lab.docker("a", "image", "rm", "-f", image.name, check=False)
+        if args.big_gb:
+            big = SyntheticImage("bench/big:1", tuple(Layer(int(args.big_gb * (1 << 30)) // 8, f"bench-big-{i}") for i in range(8)))
+            lab.load_images("a", [big])
+            seconds, peak, sent = shipper(lab, big.name, "b", "ssh")
+            sections.append(f"**{args.big_gb:g} GB image, shipper --via ssh**: {seconds:.1f} s, {sent / 1e6:.0f} MB streamed, peak memory {peak:.0f} MB")
+        print("\n\n".join(sections))
+    finally:
+        if not args.keep:
+            lab.down(purge=True)
+
+
+if __name__ == "__main__":
+    main()

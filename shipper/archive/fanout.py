@@ -1,0 +1,231 @@
+"""One checked stream, fed to several loads at once. Standard library only.
+
+Used by shipper itself (bytes through this machine) and, unchanged, by the
+program shipper runs on a source host (bytes host to host): see hostpipe.py.
+
+Each sink is fed from a bounded queue by a thread of its own, so a slow
+target slows the stream (memory stays flat) while a failed one drops out
+without stopping the others. An aborted sink sends an invalid tar block
+before it lets go: a tar stream that merely stops on a member boundary reads
+as a complete, shorter archive, and must never be loaded as one.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import subprocess
+import threading
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Union
+
+from shipper.archive.savestream import SaveStreamFilter, StreamStats
+
+Chunk = Union[bytes, memoryview]
+QUEUE_DEPTH = 8  # chunks of about 1 MiB per target
+COALESCE = 1 << 20  # headers and small members are gathered into chunks of about this size
+POISON = b"\xff" * 512  # fails a tar header checksum: the load fails and creates nothing
+PIPE_SIZE = 1 << 20  # 1 MiB pipes: reads come in whole chunks that pass through without copies
+F_SETPIPE_SZ = 1031  # Linux
+
+
+def grow_pipe(stream: object) -> None:
+    """Enlarge a pipe (Linux; silently left as it is elsewhere)."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(stream.fileno(), F_SETPIPE_SZ, PIPE_SIZE)  # type: ignore[attr-defined]
+    except (ImportError, OSError, AttributeError, ValueError):
+        pass
+_END = object()
+_ABORT = object()
+
+
+class Aborted(Exception):
+    """The stream to a target was abandoned on purpose."""
+
+
+class QueueSink:
+    """A consumer of the stream in its own thread; subclasses define ``consume``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.sent = 0
+        self.error: Optional[BaseException] = None
+        self.result: object = None
+        self._queue: "queue.Queue[object]" = queue.Queue(maxsize=QUEUE_DEPTH)
+        self._thread = threading.Thread(target=self._main, name=f"sink-{name}", daemon=True)
+        self._stopped = threading.Event()
+
+    @property
+    def stopped(self) -> bool:
+        """The consumer has ended (failed, or its command quit): nothing more is taken."""
+        return self._stopped.is_set()
+
+    def start(self) -> "QueueSink":
+        self._thread.start()
+        return self
+
+    def put(self, chunk: Chunk) -> bool:
+        """Queue ``chunk``; False (and nothing queued) once this sink has failed."""
+        while not self.stopped:
+            try:
+                self._queue.put(chunk, timeout=0.2)
+                self.sent += len(chunk)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def finish(self) -> None:
+        """The stream is complete: let the consumer end, and wait for it."""
+        self._close(_END)
+
+    def abort(self) -> None:
+        """The stream is bad: make the consumer fail, and wait for it."""
+        self._close(_ABORT)
+
+    def _close(self, marker: object) -> None:
+        while self._thread.is_alive():
+            try:
+                self._queue.put(marker, timeout=0.2)
+                break
+            except queue.Full:
+                continue
+        self._thread.join()
+
+    def items(self) -> Iterator[Chunk]:
+        """What the consumer reads: chunks then the end, or a poison block then ``Aborted``."""
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                return
+            if item is _ABORT:
+                yield POISON
+                raise Aborted()
+            yield item  # type: ignore[misc]
+
+    def _main(self) -> None:
+        try:
+            self.result = self.consume(self.items())
+        except BaseException as exc:  # kept for the caller; a sink must never hang the others
+            self.error = exc
+        finally:
+            self._stopped.set()
+            while True:  # unblock a producer waiting on a full queue
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    break
+
+    def consume(self, items: Iterator[Chunk]) -> object:
+        raise NotImplementedError
+
+
+class ProcessResult:
+    def __init__(self, status: int, stdout: str, stderr: str) -> None:
+        self.status, self.stdout, self.stderr = status, stdout, stderr
+
+
+class ProcessSink(QueueSink):
+    """Writes the stream to a command's stdin (``docker load``, or ``ssh host docker load``).
+
+    ``handshake``: a first line the command prints on stdout once it is ready
+    (connected and authenticated), so nothing is sent to a target that cannot take it.
+    """
+
+    def __init__(self, name: str, argv: Sequence[str], handshake: Optional[str] = None, env: Optional[dict] = None) -> None:
+        super().__init__(name)
+        self.proc = subprocess.Popen(
+            list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0, env=env
+        )
+        grow_pipe(self.proc.stdin)
+        self._stderr: List[bytes] = []
+        self._stderr_thread = threading.Thread(target=self._read_stderr, daemon=True)
+        self._stderr_thread.start()
+        self.ready = self._await(handshake) if handshake else True
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        kept = 0
+        while True:
+            chunk = self.proc.stderr.read(8192)
+            if not chunk:
+                return
+            if kept < 65536:
+                self._stderr.append(chunk)
+                kept += len(chunk)
+
+    def _await(self, handshake: str) -> bool:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().decode(errors="replace").strip()
+        return line == handshake
+
+    def consume(self, items: Iterator[Chunk]) -> ProcessResult:
+        assert self.proc.stdin is not None
+        fd = self.proc.stdin.fileno()
+        try:
+            for chunk in items:
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view) :]
+        except BrokenPipeError:
+            pass  # the command quit early: its exit status says why
+        except Aborted:
+            self.wait()
+            raise
+        return self.wait()
+
+    def wait(self) -> ProcessResult:
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.close()
+            except BrokenPipeError:
+                pass
+        out = self.proc.stdout.read() if self.proc.stdout is not None else b""
+        status = self.proc.wait()
+        self._stderr_thread.join(timeout=5)
+        return ProcessResult(status, out.decode(errors="replace"), b"".join(self._stderr).decode(errors="replace"))
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+
+
+def pump(
+    chunks: Iterable[bytes], sinks: Sequence[QueueSink], expected_ids: Sequence[str] = (),
+    on_progress: Optional[Callable[[QueueSink], None]] = None,
+) -> StreamStats:  # fmt: skip
+    """Check ``chunks`` (a docker-save stream) and deliver it to every live sink.
+
+    Raises ``ArchiveError`` (the stream is bad) or whatever reading ``chunks``
+    raises; the caller then aborts the sinks. Returns early when every sink has
+    stopped: the caller must then stop the source too (see ``ended_early``).
+    """
+    check = SaveStreamFilter(expected_ids)
+    pending = bytearray()
+
+    def deliver(chunk: Chunk) -> None:
+        for sink in sinks:
+            if sink.put(chunk) and on_progress is not None:
+                on_progress(sink)
+
+    for piece in check.run(chunks):
+        if len(piece) < COALESCE // 4:
+            pending += piece
+            if len(pending) < COALESCE:
+                continue
+            piece, pending = bytes(pending), bytearray()
+        elif pending:
+            deliver(bytes(pending))
+            pending = bytearray()
+        deliver(piece)
+        if all(s.stopped for s in sinks):
+            return check.stats
+    if pending:
+        deliver(bytes(pending))
+    return check.stats
+
+
+def ended_early(sinks: Sequence[QueueSink]) -> bool:
+    """After ``pump``: True when it gave up because no sink was taking the stream any more."""
+    return bool(sinks) and all(s.stopped for s in sinks)

@@ -1,0 +1,170 @@
+"""The program shipper runs on a source host to send images host to host.
+
+    python3 - SPEC_JSON    (this program on stdin, as one script; see ``script()``)
+
+``docker save`` runs there, the stream is checked there (SaveStreamFilter)
+and goes from there straight to each target's ``docker load`` over the
+source's own ``ssh``: the bytes cross the network once, and not through the
+machine running shipper. Standard library only.
+
+SPEC: {"save": [argv], "expected": [image IDs], "known_hosts": "lines",
+       "targets": {"name": [ssh argv, with {known_hosts} for the file]}}
+
+Progress goes to stderr as JSON lines ({"progress": {"b": bytes}}); the
+outcome goes to stdout as one JSON document. Exit status 0 when the program
+itself worked (each target's own outcome is in the document), 3 when some
+target could not be reached from here (nothing was sent anywhere).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Dict, Iterator, List
+
+from shipper.archive.fanout import ProcessResult, ProcessSink, QueueSink, ended_early, grow_pipe, pump
+from shipper.archive.savestream import ArchiveError
+
+READY = "SHIPPER-READY"
+PROGRESS_INTERVAL = 0.5
+UNREACHABLE = 3
+
+
+def _report(progress: Dict[str, int]) -> None:
+    sys.stderr.write(json.dumps({"progress": progress}) + "\n")
+    sys.stderr.flush()
+
+
+def _outcome(sinks: List[ProcessSink], extra: dict) -> dict:
+    targets = {}
+    for sink in sinks:
+        result = sink.result if isinstance(sink.result, ProcessResult) else None
+        targets[sink.name] = {
+            "sent": sink.sent,
+            "status": result.status if result else None,
+            "stdout": result.stdout if result else "",
+            "stderr": result.stderr[-4000:] if result else "",
+            "error": None if sink.error is None or type(sink.error).__name__ == "Aborted" else repr(sink.error),
+        }
+    return dict(extra, targets=targets)
+
+
+def run(spec: dict) -> int:
+    fd, known_hosts = tempfile.mkstemp(prefix="shipper-known-hosts-")
+    with os.fdopen(fd, "w") as out:
+        out.write(spec.get("known_hosts", ""))
+    try:
+        return _run(spec, known_hosts)
+    finally:
+        os.unlink(known_hosts)
+
+
+def _connect(spec: dict, known_hosts: str) -> List[ProcessSink]:
+    """Every target's ssh, at once; each says READY once logged in and running docker load."""
+    sinks: List[ProcessSink] = []
+    threads = []
+    for name, argv in spec["targets"].items():
+        args = [a.replace("{known_hosts}", known_hosts) for a in argv]
+        thread = threading.Thread(target=lambda n=name, a=args: sinks.append(ProcessSink(n, a, handshake=READY)))
+        thread.start()
+        threads.append(thread)
+    for thread in threads:
+        thread.join()
+    order = list(spec["targets"])
+    return sorted(sinks, key=lambda s: order.index(s.name))
+
+
+def _run(spec: dict, known_hosts: str) -> int:
+    # docker save first: its export takes a while before the first byte, long enough to log in to the targets.
+    save = subprocess.Popen(spec["save"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    grow_pipe(save.stdout)
+    sinks = _connect(spec, known_hosts)
+    unready = [s for s in sinks if not s.ready]
+    if unready:
+        save.kill()
+        for sink in sinks:
+            sink.kill()
+        details = {s.name: s.wait().stderr.strip()[-1000:] for s in unready}
+        print(json.dumps({"unreachable": details}))
+        return UNREACHABLE
+    for sink in sinks:
+        sink.start()
+    save_stderr: List[bytes] = []
+    threading.Thread(target=lambda: save_stderr.append(save.stderr.read()), daemon=True).start()  # type: ignore[union-attr]
+    last = [0.0]
+
+    def progress(_sink: QueueSink) -> None:
+        now = time.monotonic()
+        if now - last[0] >= PROGRESS_INTERVAL:
+            last[0] = now
+            _report({s.name: s.sent for s in sinks})
+
+    def chunks() -> Iterator[bytes]:
+        fd = save.stdout.fileno()  # type: ignore[union-attr]
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                return
+            yield chunk
+
+    stream_error = None
+    try:
+        pump(chunks(), sinks, spec.get("expected", ()), progress)
+    except ArchiveError as exc:
+        stream_error = str(exc)
+    except BaseException:
+        # Interrupted (shipper's connection to this host dropped: SIGHUP): a target
+        # must see a broken stream, never one that merely stops.
+        save.kill()
+        for sink in sinks:
+            sink.abort()
+        raise
+    stopped_early = stream_error is None and ended_early(sinks)
+    if stream_error is not None or stopped_early:
+        save.kill()  # else docker save blocks forever on a pipe nobody reads
+        save.wait()
+        for sink in sinks:
+            sink.abort()
+    else:
+        for sink in sinks:
+            sink.finish()
+    status = 0 if stopped_early else save.wait()  # our own kill is not the source's failure
+    time.sleep(0.05)  # let the stderr reader finish
+    _report({s.name: s.sent for s in sinks})
+    source = {"status": status, "stderr": b"".join(save_stderr).decode(errors="replace")[-4000:], "stream_error": stream_error}
+    print(json.dumps(_outcome(sinks, {"source": source})))
+    return 0
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main() -> None:
+    import signal
+
+    for signum in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(signum, _interrupted)
+    sys.exit(run(json.loads(sys.argv[1])))
+
+
+def script() -> str:
+    """This program and what it needs as one self-contained script, for ``python3 -``."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    parts = ["from __future__ import annotations"]
+    for module in ("savestream.py", "fanout.py", "hostpipe.py"):
+        with open(os.path.join(here, module), encoding="utf-8") as source:
+            for line in source.read().splitlines():
+                if line.startswith("from __future__") or line.startswith("from shipper."):
+                    continue
+                parts.append(line)
+    return "\n".join(parts) + "\n"  # hostpipe's own __main__ guard runs main()
+
+
+if __name__ == "__main__":
+    main()

@@ -5,8 +5,9 @@
 For each image (500 MB of random data in 5 layers; the same size of
 compressible text) and each way of moving it, the median of ``--runs`` runs:
 
-- ``shipper --via ssh``    shipper move a -> b (OpenSSH pipes through this machine)
-- ``shipper --via direct`` shipper move a -> b (Docker API to Docker API)
+- ``shipper --via ssh``    shipper move a -> b, host to host (the default)
+- ``shipper --via relay``  shipper move a -> b, OpenSSH pipes through this machine
+- ``shipper --via direct`` shipper move a -> b, Docker API to Docker API
 - ``hand ssh pipe``        ssh a docker save IMG | ssh b docker load
 - ``local limit``          docker -H A save IMG | docker -H B load (no SSH at all)
 - fan-out: shipper to b,c,d against three hand-made pipes one after another
@@ -98,10 +99,10 @@ def stream_size(lab: Lab, image: str) -> int:
 def bench_image(lab: Lab, image: SyntheticImage, runs: int) -> dict[str, Measure]:
     lab.load_images("a", [image])
     name = image.name
-    ways: dict[str, Measure] = {k: Measure() for k in ("shipper --via ssh", "shipper --via direct", "hand ssh pipe", "local limit", "shipper fan-out b,c,d", "hand pipes b, c, d in turn")}
+    ways: dict[str, Measure] = {k: Measure() for k in ("shipper --via ssh", "shipper --via relay", "shipper --via direct", "hand ssh pipe", "local limit", "shipper fan-out b,c,d", "hand pipes b, c, d in turn")}
     size = stream_size(lab, name)
     for _ in range(runs):
-        for via in ("ssh", "direct"):
+        for via in ("ssh", "relay", "direct"):
             clear(lab, "b", name)
             seconds, peak, sent = shipper(lab, name, "b", via)
             m = ways[f"shipper --via {via}"]

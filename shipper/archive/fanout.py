@@ -193,15 +193,18 @@ class ProcessSink(QueueSink):
 
 def pump(
     chunks: Iterable[bytes], sinks: Sequence[QueueSink], expected_ids: Sequence[str] = (),
-    on_progress: Optional[Callable[[QueueSink], None]] = None,
+    on_progress: Optional[Callable[[QueueSink], None]] = None, verify_content: bool = False,
 ) -> StreamStats:  # fmt: skip
     """Check ``chunks`` (a docker-save stream) and deliver it to every live sink.
+
+    The sinks are engines' loads, which check each layer's digest themselves:
+    layer hashing is off unless ``verify_content`` (see SaveStreamFilter).
 
     Raises ``ArchiveError`` (the stream is bad) or whatever reading ``chunks``
     raises; the caller then aborts the sinks. Returns early when every sink has
     stopped: the caller must then stop the source too (see ``ended_early``).
     """
-    check = SaveStreamFilter(expected_ids)
+    check = SaveStreamFilter(expected_ids, verify_content)
     pending = bytearray()
 
     def deliver(chunk: Chunk) -> None:

@@ -1,6 +1,6 @@
 """The program shipper runs on a source host to send images host to host.
 
-    python3 - SPEC_JSON    (this program on stdin, as one script; see ``script()``)
+    python3 -c "$(LOADER)"   then, on its stdin: this program (``script()``), then SPEC_JSON on one line
 
 ``docker save`` runs there, the stream is checked there (SaveStreamFilter)
 and goes from there straight to each target's ``docker load`` over the
@@ -10,7 +10,9 @@ machine running shipper. Standard library only.
 SPEC: {"save": [argv], "expected": [image IDs], "known_hosts": "lines",
        "targets": {"name": [ssh argv, with {known_hosts} for the file]}}
 
-Progress goes to stderr as JSON lines ({"progress": {"b": bytes}}); the
+shipper starts it before it has planned (the SSH login and python3's start
+overlap the planning) and sends SPEC when it knows, or STOP when nothing is
+to be sent. Progress goes to stderr as JSON lines ({"progress": {"b": bytes}}); the
 outcome goes to stdout as one JSON document. Exit status 0 when the program
 itself worked (each target's own outcome is in the document), 3 when some
 target could not be reached from here (nothing was sent anywhere).
@@ -31,6 +33,9 @@ from shipper.archive.fanout import ProcessResult, ProcessSink, QueueSink, ended_
 from shipper.archive.savestream import ArchiveError
 
 READY = "SHIPPER-READY"
+STOP = "STOP"
+# Read exactly the script's bytes from stdin and run it; the rest of stdin is the spec line.
+LOADER = "import sys; exec(compile(sys.stdin.buffer.read({size}), 'shipper-hostpipe', 'exec'))"
 PROGRESS_INTERVAL = 0.5
 UNREACHABLE = 3
 
@@ -150,7 +155,10 @@ def main() -> None:
 
     for signum in (signal.SIGHUP, signal.SIGTERM):
         signal.signal(signum, _interrupted)
-    sys.exit(run(json.loads(sys.argv[1])))
+    line = sys.stdin.buffer.readline().decode().strip()
+    if not line or line == STOP:
+        sys.exit(0)
+    sys.exit(run(json.loads(line)))
 
 
 def script() -> str:

@@ -11,11 +11,10 @@ from shipper.cli.options import env_of, finish, inventory_option, json_option
 from shipper.cli.output import Env, error_json, human_size, short_id, table
 from shipper.cli.progress import BarsReporter, JSONLinesReporter
 from shipper.errors import UsageError
-from shipper.inventory import Host, load_inventory, select
-from shipper.ops.engines import EnginePool
+from shipper.inventory import load_inventory, select
 from shipper.ops.fanout import exit_status_of
-from shipper.ops.move_plan import MovePlan, Via, plan_move
-from shipper.ops.move_run import TargetResult, run_move
+from shipper.ops.move_plan import MovePlan, Via
+from shipper.ops.move_run import MoveSession, TargetResult
 from shipper.progress import NullReporter, Reporter
 
 
@@ -44,15 +43,12 @@ def move(
     sources = select(inventory, source)
     if len(sources) != 1:
         raise UsageError(f"--from must name one host; {source!r} names {len(sources)}")
-    with EnginePool() as engines:
-        _move(env, engines, sources[0], select(inventory, target), images, via, force, dry_run, as_json)
+    with MoveSession(sources[0], select(inventory, target), via, prestart=not dry_run) as session:
+        _move(env, session, images, force, dry_run, as_json)
 
 
-def _move(
-    env: Env, engines: EnginePool, source: Host, targets: list[Host], images: tuple[str, ...], via: Via | None,
-    force: bool, dry_run: bool, as_json: bool,
-) -> None:  # fmt: skip
-    plan = plan_move(source, targets, list(images), via, force, engines)
+def _move(env: Env, session: MoveSession, images: tuple[str, ...], force: bool, dry_run: bool, as_json: bool) -> None:
+    plan = session.plan(list(images), force)
     if as_json:
         env.json_line({"event": "plan", "dry_run": dry_run, **plan.to_json()})
     else:
@@ -63,7 +59,7 @@ def _move(
         finish(exit_status_of(planned_errors))
         return
     with _reporter(env, as_json) as reporter:
-        results = run_move(plan, reporter, engines)
+        results = session.run(plan, reporter)
     if as_json:
         for result in results:
             env.json_line({"event": "result", **_result_json(result)})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
 
@@ -139,17 +140,29 @@ def _not_found(engine: Engine, name: str) -> ImageNotFound:
     return ImageNotFound(f"image {name} is not on {engine.host.describe()}", hint=hint)
 
 
-def _target_plan(host: Host, source: Host, images: Sequence[SourceImage], force: bool, engines: EnginePool) -> TargetPlan:
-    if host.name == source.name:
-        return TargetPlan(host, "skip", reason="it is the source")
+@dataclass(frozen=True)
+class _TargetView:
+    """What a target holds, read before the source is resolved (so both are read at once)."""
+
+    tags: dict[str, str]  # name -> image ID
+    ids: frozenset[str]
+    host_key: str | None
+
+
+def _view(host: Host, engines: EnginePool) -> _TargetView:
     engine = engines.get(host)
+    images = engine.images()
+    tags = {tag: image.id for image in images for tag in image.tags}
     host_key = engine.session.known_hosts_line() if engine.session is not None else None
-    present = frozenset(img.id for img in images if engine.inspect_image(img.id) is not None)
-    before = {}
-    for img in images:
-        if img.name:
-            current = engine.inspect_image(img.name)
-            before[img.name] = current.id if current else None
+    return _TargetView(tags, frozenset(image.id for image in images), host_key)
+
+
+def _target_plan(host: Host, view: _TargetView, images: Sequence[SourceImage], force: bool, engines: EnginePool) -> TargetPlan:
+    engine = engines.get(host)
+    # The list shows tagged and dangling images; an ID it lacks is asked for directly to be sure.
+    present = frozenset(img.id for img in images if img.id in view.ids or engine.inspect_image(img.id) is not None)
+    before = {img.name: view.tags.get(img.name) for img in images if img.name}
+    host_key = view.host_key
     send = tuple(img.id for img in images if force or img.id not in present)
     tags = tuple((img.name, img.id) for img in images if img.name and (force or before[img.name] != img.id))
     if send:
@@ -171,9 +184,23 @@ def plan_move(
     if not requested:
         raise UsageError("name at least one image to move")
     route, reason, host_to_host = choose_route(source, [t for t in targets if t.name != source.name], via)
+    others = [t for t in targets if t.name != source.name]
     with contextlib.ExitStack() as stack:
         pool = engines or stack.enter_context(EnginePool())
-        images = _source_images(pool.get(source), requested)
-        outcomes = for_each_host(targets, lambda host: _target_plan(host, source, images, force, pool))
-    plans = tuple(o.value if o.value is not None else TargetPlan(o.host, "failed", error=o.error) for o in outcomes)
-    return MovePlan(source, images, plans, route, reason, host_to_host)
+        with ThreadPoolExecutor(max_workers=1) as background:
+            views = background.submit(for_each_host, others, lambda host: _view(host, pool))
+            images = _source_images(pool.get(source), requested)
+            seen = {o.host.name: o for o in views.result()}
+        plans = []
+        for host in targets:
+            outcome = seen.get(host.name)
+            if outcome is None:
+                plans.append(TargetPlan(host, "skip", reason="it is the source"))
+            elif outcome.value is None:
+                plans.append(TargetPlan(host, "failed", error=outcome.error))
+            else:
+                try:
+                    plans.append(_target_plan(host, outcome.value, images, force, pool))
+                except ShipperError as exc:
+                    plans.append(TargetPlan(host, "failed", error=exc))
+    return MovePlan(source, images, tuple(plans), route, reason, host_to_host)

@@ -20,11 +20,12 @@ from typing import Literal, Sequence
 from shipper.archive.fanout import ended_early, pump
 from shipper.archive.savestream import ArchiveError
 from shipper.engine import connect
-from shipper.errors import EngineError, ShipperError
+from shipper.errors import ConnectionFailed, EngineError, EngineUnreachable, ShipperError
 from shipper.ops.engines import EnginePool
 from shipper.ops.fanout import for_each_host
-from shipper.ops.move_plan import MovePlan, TargetPlan
-from shipper.ops.streams import host_to_host, make_sink, make_source, sink_error
+from shipper.inventory.model import Host
+from shipper.ops.move_plan import MovePlan, TargetPlan, Via, choose_route, plan_move
+from shipper.ops.streams import SourceProgram, host_to_host, make_sink, make_source, sink_error
 from shipper.progress import NullReporter, Reporter
 
 Status = Literal["moved", "tagged", "unchanged", "skipped", "failed"]
@@ -88,11 +89,15 @@ def _path(plan: MovePlan) -> str:
     return "relay" if plan.route == "ssh" else "direct"
 
 
-def _deliver(plan: MovePlan, senders: Sequence[TargetPlan], reporter: Reporter) -> _Delivery:
+def _deliver(plan: MovePlan, senders: Sequence[TargetPlan], reporter: Reporter, program: SourceProgram | None) -> _Delivery:
     """Host to host when planned and available, else through this machine."""
     if plan.host_to_host:
         keys = {t.host.name: t.host_key for t in senders if t.host_key}
-        attempt = host_to_host(plan.source, [t.host for t in senders], keys, plan.send_ids, reporter)
+        hosts = [t.host for t in senders]
+        if program is not None:
+            attempt = program.send(hosts, keys, plan.send_ids, reporter)
+        else:
+            attempt = host_to_host(plan.source, hosts, keys, plan.send_ids, reporter)
         if attempt.available:
             if any(attempt.errors.values()):
                 attempt.errors = {n: (_explain_source_failure(plan, e) if e else None) for n, e in attempt.errors.items()}
@@ -117,6 +122,18 @@ def _explain_source_failure(plan: MovePlan, error: ShipperError) -> ShipperError
         f"save on {plan.source.describe()} failed: {names} was removed from it during the move",
         hint=f"put the image back on {plan.source.name} (build, pull or load it), then run the same command again",
     )
+
+
+def _engine_gone(target: TargetPlan, error: ShipperError, engines: EnginePool) -> ShipperError | None:
+    """A load that failed for no clear reason ("unexpected EOF"): is the engine still there?"""
+    try:
+        engines.get(target.host)
+    except ShipperError:
+        return EngineUnreachable(
+            f"the engine stopped answering during the move to {target.host.describe()} ({error.message})",
+            hint=f"start dockerd on {target.host.name}, then run the same command again",
+        )
+    return None
 
 
 def _commit(target: TargetPlan, engines: EnginePool) -> None:
@@ -158,6 +175,8 @@ def _finish_target(target: TargetPlan, delivery: _Delivery | None, started: floa
             _commit(target, engines)
         except ShipperError as exc:
             error = exc
+    if error is not None and not isinstance(error, ConnectionFailed):
+        error = _engine_gone(target, error, engines) or error
     elapsed = time.monotonic() - started
     if error is not None:
         reporter.finish(name, "failed")
@@ -168,23 +187,62 @@ def _finish_target(target: TargetPlan, delivery: _Delivery | None, started: floa
     return TargetResult(name, status, sent, elapsed, note=note, path=path)
 
 
-def run_move(plan: MovePlan, reporter: Reporter | None = None, engines: EnginePool | None = None) -> list[TargetResult]:
+def run_move(
+    plan: MovePlan, reporter: Reporter | None = None, engines: EnginePool | None = None, program: SourceProgram | None = None
+) -> list[TargetResult]:
     """Execute ``plan``; one result per target, in the plan's order.
 
     ``engines``: the connections planning opened, to reuse (else new ones, closed at the end).
+    ``program``: the host-to-host program, already started on the source (see MoveSession).
     """
     with contextlib.ExitStack() as stack:
-        return _run(plan, reporter or NullReporter(), engines or stack.enter_context(EnginePool()))
+        return _run(plan, reporter or NullReporter(), engines or stack.enter_context(EnginePool()), program)
 
 
-def _run(plan: MovePlan, reporter: Reporter, engines: EnginePool) -> list[TargetResult]:
+class MoveSession:
+    """Plan, then run, a move, with what both share: engine connections and,
+    when the bytes will go host to host, the program on the source, started at
+    once so that its SSH login and start-up overlap the planning.
+
+        with MoveSession(source, targets, via) as session:
+            plan = session.plan(images)
+            results = session.run(plan, reporter)
+    """
+
+    def __init__(self, source: Host, targets: Sequence[Host], via: Via | None = None, prestart: bool = True) -> None:
+        self.source, self.targets, self.via = source, list(targets), via
+        self.engines = EnginePool()
+        self.program: SourceProgram | None = None
+        others = [t for t in self.targets if t.name != source.name]
+        if prestart and others and choose_route(source, others, via)[2]:
+            self.program = SourceProgram(source, [k for t in others for k in t.ssh.identity_files])
+
+    def plan(self, images: Sequence[str], force: bool = False) -> MovePlan:
+        return plan_move(self.source, self.targets, images, self.via, force, self.engines)
+
+    def run(self, plan: MovePlan, reporter: Reporter | None = None) -> list[TargetResult]:
+        program, self.program = self.program, None
+        return run_move(plan, reporter, self.engines, program)
+
+    def __enter__(self) -> "MoveSession":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.program is not None:
+            self.program.cancel()
+        self.engines.close()
+
+
+def _run(plan: MovePlan, reporter: Reporter, engines: EnginePool, program: SourceProgram | None) -> list[TargetResult]:
     started = time.monotonic()
     senders = [t for t in plan.targets if t.action == "send"]
     delivery = None
     if senders:
         for target in senders:
             reporter.start(target.host.name, plan.bytes_for(target))
-        delivery = _deliver(plan, senders, reporter)
+        delivery = _deliver(plan, senders, reporter, program)
+    elif program is not None:
+        program.cancel()
     movers = [t for t in plan.targets if t.action in ("send", "tag")]
     by_name = {t.host.name: t for t in movers}
     outcomes = for_each_host([t.host for t in movers], lambda h: _finish_target(by_name[h.name], delivery, started, reporter, engines))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from shipper.archive.fanout import Aborted, Chunk, ProcessResult, ProcessSink, QueueSink
-from shipper.archive.hostpipe import READY, UNREACHABLE, script
+from shipper.archive.hostpipe import LOADER, READY, STOP, UNREACHABLE, script
 from shipper.engine import connect
 from shipper.errors import EngineError, EngineUnreachable, ShipperError, SSHError
 from shipper.inventory.model import Host
@@ -135,36 +135,89 @@ class HostToHost:
     errors: dict[str, ShipperError | None] = field(default_factory=dict)
 
 
-def host_to_host(source: Host, targets: list[Host], host_keys: dict[str, str], image_ids: tuple[str, ...], reporter: Reporter) -> HostToHost:
-    """Send from ``source`` straight to ``targets``; unavailable when that cannot start."""
-    if any(t.ssh.proxy_command or t.ssh.proxy_jump for t in targets):
-        return HostToHost(False, "a target is reached through a proxy")
-    if any(t.name not in host_keys for t in targets):
-        return HostToHost(False, "a target's host key is not known")
-    spec = {
-        "save": ["docker", "save", *image_ids],
-        "expected": list(image_ids),
-        "known_hosts": "".join(host_keys[t.name] for t in targets),
-        "targets": {t.name: peer_argv(t.ssh, f"echo {READY} && exec docker load -q") for t in targets},
-    }
+class SourceProgram:
+    """The host-to-host program, started on the source before planning ends.
 
-    def progress(line: str) -> bool:
+    Its SSH login and python3's start-up then overlap the planning; ``send``
+    gives it the work, ``cancel`` tells it there is none.
+    """
+
+    def __init__(self, source: Host, key_files: list[str]) -> None:
+        self.source = source
+        self.reporter: Reporter | None = None
+        self.unavailable = ""
+        self.command: RemoteCommand | None = None
+        self._agent: Agent | None = Agent(key_files)
+        socket = self._agent.__enter__()
+        if socket is None:
+            self.unavailable = "no SSH key to forward to the source (no key files and no agent)"
+            return
+        code = script().encode()
+        loader = LOADER.format(size=len(code))
+        self.command = RemoteCommand(
+            source.ssh, f"python3 -c {shlex.quote(loader)}", f"host {source.name}", stdin=True,
+            agent_socket=socket, on_stderr_line=self._progress,
+        )  # fmt: skip
+        self._write(code)
+
+    def _write(self, data: bytes) -> None:
+        assert self.command is not None
+        try:
+            self.command.write(data)
+        except BrokenPipeError:
+            pass  # the program is gone (no python3, say): its exit status says so
+
+    def _progress(self, line: str) -> bool:
         if not line.startswith('{"progress"'):
             return False
-        for name, done in json.loads(line)["progress"].items():
-            reporter.advance(name, done)
+        if self.reporter is not None:
+            for name, done in json.loads(line)["progress"].items():
+                self.reporter.advance(name, done)
         return True
 
-    with Agent([k for t in targets for k in t.ssh.identity_files]) as agent:
-        if agent is None:
-            return HostToHost(False, "no SSH key to forward to the source (no key files and no agent)")
-        command = RemoteCommand(source.ssh, "python3 - " + shlex.quote(json.dumps(spec)), f"host {source.name}", stdin=True, agent_socket=agent, on_stderr_line=progress)
+    def send(self, targets: list[Host], host_keys: dict[str, str], image_ids: tuple[str, ...], reporter: Reporter) -> HostToHost:
+        """Send ``image_ids`` from the source straight to ``targets``; unavailable when that cannot start."""
         try:
-            command.write(script().encode())
-        except BrokenPipeError:
-            pass
-        status, out, err = command.wait()
-    return _host_to_host_outcome(source, targets, status, out, err)
+            if self.command is None:
+                return HostToHost(False, self.unavailable)
+            if any(t.ssh.proxy_command or t.ssh.proxy_jump for t in targets):
+                self.cancel()
+                return HostToHost(False, "a target is reached through a proxy")
+            if any(t.name not in host_keys for t in targets):
+                self.cancel()
+                return HostToHost(False, "a target's host key is not known")
+            spec = {
+                "save": ["docker", "save", *image_ids],
+                "expected": list(image_ids),
+                "known_hosts": "".join(host_keys[t.name] for t in targets),
+                "targets": {t.name: peer_argv(t.ssh, f"echo {READY} && exec docker load -q") for t in targets},
+            }
+            self.reporter = reporter
+            self._write(json.dumps(spec).encode() + b"\n")
+            status, out, err = self.command.wait()
+            return _host_to_host_outcome(self.source, targets, status, out, err)
+        finally:
+            self.close()
+
+    def cancel(self) -> None:
+        """Nothing to send: let the program end."""
+        if self.command is not None:
+            self._write(STOP.encode() + b"\n")
+            self.command.wait(timeout=30)
+        self.close()
+
+    def close(self) -> None:
+        if self.command is not None and self.command.proc.poll() is None:
+            self.command.kill()
+        if self._agent is not None:
+            self._agent.__exit__(None, None, None)
+            self._agent = None
+
+
+def host_to_host(source: Host, targets: list[Host], host_keys: dict[str, str], image_ids: tuple[str, ...], reporter: Reporter) -> HostToHost:
+    """Send from ``source`` straight to ``targets`` (starting the program now)."""
+    program = SourceProgram(source, [k for t in targets for k in t.ssh.identity_files])
+    return program.send(targets, host_keys, image_ids, reporter)
 
 
 def _host_to_host_outcome(source: Host, targets: list[Host], status: int, out: str, err: str) -> HostToHost:

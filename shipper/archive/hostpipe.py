@@ -1,6 +1,7 @@
 """The program shipper runs on a source host to send images host to host.
 
-    python3 -c "$(LOADER)"   then, on its stdin: this program (``script()``), then SPEC_JSON on one line
+    python3 -c "$(LOADER)" '["name:tag", ...]'
+    then, on its stdin: this program (``script()``), then SPEC_JSON on one line
 
 ``docker save`` runs there, the stream is checked there (SaveStreamFilter)
 and goes from there straight to each target's ``docker load`` over the
@@ -10,9 +11,11 @@ machine running shipper. Standard library only.
 SPEC: {"save": [argv], "expected": [image IDs], "known_hosts": "lines",
        "targets": {"name": [ssh argv, with {known_hosts} for the file]}}
 
-shipper starts it before it has planned (the SSH login and python3's start
-overlap the planning) and sends SPEC when it knows, or STOP when nothing is
-to be sent. Progress goes to stderr as JSON lines ({"progress": {"b": bytes}}); the
+shipper starts it before it has planned, with the names of the images. It
+resolves them to IDs and starts ``docker save`` at once: the save's export
+(seconds, before its first byte) overlaps shipper's planning. SPEC then names
+the IDs shipper planned; the early save is used only if it holds exactly
+those, else a new one starts. STOP (nothing to send) ends it. Progress goes to stderr as JSON lines ({"progress": {"b": bytes}}); the
 outcome goes to stdout as one JSON document. Exit status 0 when the program
 itself worked (each target's own outcome is in the document), 3 when some
 target could not be reached from here (nothing was sent anywhere).
@@ -27,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Dict, Iterator, List
+from typing import Dict, Iterator, List, Optional
 
 from shipper.archive.fanout import ProcessResult, ProcessSink, QueueSink, ended_early, grow_pipe, pump
 from shipper.archive.savestream import ArchiveError
@@ -59,12 +62,12 @@ def _outcome(sinks: List[ProcessSink], extra: dict) -> dict:
     return dict(extra, targets=targets)
 
 
-def run(spec: dict) -> int:
+def run(spec: dict, early: "tuple[List[str], Optional[subprocess.Popen[bytes]]]" = ([], None)) -> int:
     fd, known_hosts = tempfile.mkstemp(prefix="shipper-known-hosts-")
     with os.fdopen(fd, "w") as out:
         out.write(spec.get("known_hosts", ""))
     try:
-        return _run(spec, known_hosts)
+        return _run(spec, known_hosts, early)
     finally:
         os.unlink(known_hosts)
 
@@ -84,10 +87,31 @@ def _connect(spec: dict, known_hosts: str) -> List[ProcessSink]:
     return sorted(sinks, key=lambda s: order.index(s.name))
 
 
-def _run(spec: dict, known_hosts: str) -> int:
-    # docker save first: its export takes a while before the first byte, long enough to log in to the targets.
-    save = subprocess.Popen(spec["save"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+def _start_save(ids: List[str]) -> "subprocess.Popen[bytes]":
+    save = subprocess.Popen(["docker", "save", *ids], stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
     grow_pipe(save.stdout)
+    return save
+
+
+def early_save(names: List[str]) -> "tuple[List[str], Optional[subprocess.Popen[bytes]]]":
+    """Resolve ``names`` here and start saving them, before shipper has finished planning."""
+    if not names:
+        return [], None
+    found = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", *names], capture_output=True)
+    ids = found.stdout.decode().split()
+    if found.returncode != 0 or len(ids) != len(names):
+        return [], None
+    return ids, _start_save(list(dict.fromkeys(ids)))
+
+
+def _run(spec: dict, known_hosts: str, early: "tuple[List[str], Optional[subprocess.Popen[bytes]]]" = ([], None)) -> int:
+    # docker save first: its export takes a while before the first byte, long enough to log in to the targets.
+    early_ids, save = early
+    if save is None or sorted(set(early_ids)) != sorted(spec["expected"]):
+        if save is not None:
+            save.kill()
+            save.wait()
+        save = _start_save(spec["expected"])
     sinks = _connect(spec, known_hosts)
     unready = [s for s in sinks if not s.ready]
     if unready:
@@ -155,10 +179,13 @@ def main() -> None:
 
     for signum in (signal.SIGHUP, signal.SIGTERM):
         signal.signal(signum, _interrupted)
+    early = early_save(json.loads(sys.argv[1]) if len(sys.argv) > 1 else [])
     line = sys.stdin.buffer.readline().decode().strip()
     if not line or line == STOP:
+        if early[1] is not None:
+            early[1].kill()
         sys.exit(0)
-    sys.exit(run(json.loads(line)))
+    sys.exit(run(json.loads(line), early))
 
 
 def script() -> str:

@@ -43,12 +43,12 @@ def move(
     sources = select(inventory, source)
     if len(sources) != 1:
         raise UsageError(f"--from must name one host; {source!r} names {len(sources)}")
-    with MoveSession(sources[0], select(inventory, target), via, prestart=not dry_run) as session:
-        _move(env, session, images, force, dry_run, as_json)
+    with MoveSession(sources[0], select(inventory, target), images, via, prestart=not dry_run) as session:
+        _move(env, session, force, dry_run, as_json)
 
 
-def _move(env: Env, session: MoveSession, images: tuple[str, ...], force: bool, dry_run: bool, as_json: bool) -> None:
-    plan = session.plan(list(images), force)
+def _move(env: Env, session: MoveSession, force: bool, dry_run: bool, as_json: bool) -> None:
+    plan = session.plan(force)
     if as_json:
         env.json_line({"event": "plan", "dry_run": dry_run, **plan.to_json()})
     else:

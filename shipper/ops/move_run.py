@@ -23,6 +23,7 @@ from shipper.engine import connect
 from shipper.errors import ConnectionFailed, EngineError, EngineUnreachable, ShipperError
 from shipper.ops.engines import EnginePool
 from shipper.ops.fanout import for_each_host
+from shipper.imageref import parse
 from shipper.inventory.model import Host
 from shipper.ops.move_plan import MovePlan, TargetPlan, Via, choose_route, plan_move
 from shipper.ops.streams import SourceProgram, host_to_host, make_sink, make_source, sink_error
@@ -204,21 +205,22 @@ class MoveSession:
     when the bytes will go host to host, the program on the source, started at
     once so that its SSH login and start-up overlap the planning.
 
-        with MoveSession(source, targets, via) as session:
-            plan = session.plan(images)
+        with MoveSession(source, targets, images, via) as session:
+            plan = session.plan()
             results = session.run(plan, reporter)
     """
 
-    def __init__(self, source: Host, targets: Sequence[Host], via: Via | None = None, prestart: bool = True) -> None:
-        self.source, self.targets, self.via = source, list(targets), via
+    def __init__(self, source: Host, targets: Sequence[Host], images: Sequence[str], via: Via | None = None, prestart: bool = True) -> None:
+        self.source, self.targets, self.images, self.via = source, list(targets), list(images), via
         self.engines = EnginePool()
         self.program: SourceProgram | None = None
         others = [t for t in self.targets if t.name != source.name]
         if prestart and others and choose_route(source, others, via)[2]:
-            self.program = SourceProgram(source, [k for t in others for k in t.ssh.identity_files])
+            names = [str(parse(i)) for i in self.images]  # checked names only reach the source's command line
+            self.program = SourceProgram(source, [k for t in others for k in t.ssh.identity_files], names)
 
-    def plan(self, images: Sequence[str], force: bool = False) -> MovePlan:
-        return plan_move(self.source, self.targets, images, self.via, force, self.engines)
+    def plan(self, force: bool = False) -> MovePlan:
+        return plan_move(self.source, self.targets, self.images, self.via, force, self.engines)
 
     def run(self, plan: MovePlan, reporter: Reporter | None = None) -> list[TargetResult]:
         program, self.program = self.program, None

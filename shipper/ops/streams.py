@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import shlex
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from shipper.archive.fanout import Aborted, Chunk, ProcessResult, ProcessSink, QueueSink
 from shipper.archive.hostpipe import LOADER, READY, STOP, UNREACHABLE, script
@@ -142,7 +142,8 @@ class SourceProgram:
     gives it the work, ``cancel`` tells it there is none.
     """
 
-    def __init__(self, source: Host, key_files: list[str]) -> None:
+    def __init__(self, source: Host, key_files: list[str], names: Sequence[str] = ()) -> None:
+        """``names``: the images as the user named them, for the program to start saving at once."""
         self.source = source
         self.reporter: Reporter | None = None
         self.unavailable = ""
@@ -155,7 +156,7 @@ class SourceProgram:
         code = script().encode()
         loader = LOADER.format(size=len(code))
         self.command = RemoteCommand(
-            source.ssh, f"python3 -c {shlex.quote(loader)}", f"host {source.name}", stdin=True,
+            source.ssh, f"python3 -c {shlex.quote(loader)} {shlex.quote(json.dumps(list(names)))}", f"host {source.name}", stdin=True,
             agent_socket=socket, on_stderr_line=self._progress,
         )  # fmt: skip
         self._write(code)

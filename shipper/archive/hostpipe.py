@@ -8,7 +8,7 @@ and goes from there straight to each target's ``docker load`` over the
 source's own ``ssh``: the bytes cross the network once, and not through the
 machine running shipper. Standard library only.
 
-SPEC: {"save": [argv], "expected": [image IDs], "known_hosts": "lines",
+SPEC: {"expected": [image IDs to save], "known_hosts": "lines",
        "targets": {"name": [ssh argv, with {known_hosts} for the file]}}
 
 shipper starts it before it has planned, with the names of the images. It

@@ -188,7 +188,6 @@ class SourceProgram:
                 self.cancel()
                 return HostToHost(False, "a target's host key is not known")
             spec = {
-                "save": ["docker", "save", *image_ids],
                 "expected": list(image_ids),
                 "known_hosts": "".join(host_keys[t.name] for t in targets),
                 "targets": {t.name: peer_argv(t.ssh, f"echo {READY} && exec docker load -q") for t in targets},

@@ -234,3 +234,22 @@ def test_the_source_image_removed_mid_save_arrives_whole_or_not_at_all(staged: L
         assert image_id_of(staged, "b", BIG.name) == image_id(BIG)
     else:
         assert_untouched(staged, "b", dangling)
+
+
+def test_a_corrupt_byte_reaching_a_target_is_refused_by_its_load_and_creates_nothing(staged: Lab) -> None:
+    from shipper.archive.fanout import pump
+    from shipper.lab import save_stream
+    from shipper.ops.streams import make_sink, sink_error
+
+    image = SyntheticImage("lab/corrupt:1", (Layer(2 << 20, "corrupt-base"),))
+    data = bytearray(b"".join(bytes(c) for c in save_stream([image])))
+    data[len(data) // 3] ^= 0x01  # inside the layer
+    host = load_inventory(staged.inventory_path).host("b")
+    sink = make_sink("ssh", host)
+
+    pump([bytes(data)], [sink], [image_id(image)])
+    sink.finish()
+
+    error = sink_error(host, sink)
+    assert error is not None and "invalid diffID for layer 0" in error.message
+    assert image_id_of(staged, "b", image_id(image)) is None

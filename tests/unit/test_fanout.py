@@ -1,0 +1,78 @@
+"""The fan-out: every sink gets the whole stream, a dead one never blocks the rest,
+and an aborted one ends in a poison block, never in a clean end of file."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from shipper.archive.fanout import POISON, ProcessSink, ended_early, pump
+from shipper.archive.savestream import ArchiveError
+from shipper.lab.images import Layer, SyntheticImage, as_file, image_id
+
+IMAGE = SyntheticImage("lab/fan:1", (Layer(3 << 20, "fan-base"), Layer(10_000, "fan-top")))
+SAVED = as_file([IMAGE]).getvalue()
+
+
+def chunks(data: bytes, size: int = 1 << 16) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def cat_to(path: Path) -> ProcessSink:
+    return ProcessSink(path.name, ["sh", "-c", f"cat > {path}"]).start()
+
+
+def test_every_sink_receives_the_same_whole_stream(tmp_path: Path) -> None:
+    sinks = [cat_to(tmp_path / "one"), cat_to(tmp_path / "two")]
+
+    pump(chunks(SAVED), sinks, [image_id(IMAGE)])
+    for sink in sinks:
+        sink.finish()
+
+    one, two = (tmp_path / "one").read_bytes(), (tmp_path / "two").read_bytes()
+    assert one == two and len(one) == len(SAVED)
+    assert all(s.sent == len(SAVED) for s in sinks)
+
+
+def test_a_sink_whose_command_dies_does_not_block_the_others(tmp_path: Path) -> None:
+    dead = ProcessSink("dead", ["sh", "-c", "head -c 1000 > /dev/null"]).start()
+    alive = cat_to(tmp_path / "alive")
+
+    pump(chunks(SAVED), [dead, alive])
+    assert not ended_early([dead, alive])  # the live one took it all
+    dead.finish()
+    alive.finish()
+
+    assert dead.stopped
+    assert len((tmp_path / "alive").read_bytes()) == len(SAVED)
+
+
+def test_when_every_sink_is_gone_the_pump_stops_early_and_says_so() -> None:
+    bigger = as_file([SyntheticImage("lab/fan-big:1", (Layer(24 << 20, "fan-big"),))]).getvalue()  # more than the queue holds
+    sinks = [ProcessSink("dead", ["true"]).start()]
+
+    pump(chunks(bigger), sinks)
+
+    assert ended_early(sinks)
+    assert sinks[0].sent < len(bigger)
+
+
+def test_an_aborted_stream_ends_in_a_poison_block(tmp_path: Path) -> None:
+    sink = cat_to(tmp_path / "out")
+    cut = SAVED[: len(SAVED) // 2]
+
+    with pytest.raises(ArchiveError):
+        pump(chunks(cut), [sink])
+    sink.abort()
+
+    received = (tmp_path / "out").read_bytes()
+    assert received.endswith(POISON)
+    assert len(received) < len(SAVED)
+
+
+def test_a_handshake_that_never_comes_means_not_ready() -> None:
+    sink = ProcessSink("silent", [sys.executable, "-c", "print('hello')"], handshake="READY")
+
+    assert not sink.ready

@@ -77,7 +77,9 @@ def _through_here(plan: MovePlan, senders: Sequence[TargetPlan], reporter: Repor
         return _Delivery(_path(plan), sent={n: s.sent for n, s in sinks.items()}, errors={n: error for n in sinks})
     if ended_early(list(sinks.values())):
         source.abort()  # every target quit: stop the save, or it blocks on a pipe nobody reads
-    failure = None if ended_early(list(sinks.values())) else source.failure()
+        failure = None
+    else:
+        failure = source.failure()
     for sink in sinks.values():
         sink.finish()
     delivery = _Delivery(_path(plan), sent={n: s.sent for n, s in sinks.items()})
@@ -100,8 +102,10 @@ def _deliver(plan: MovePlan, senders: Sequence[TargetPlan], reporter: Reporter, 
         else:
             attempt = host_to_host(plan.source, hosts, keys, plan.send_ids, reporter)
         if attempt.available:
-            if any(attempt.errors.values()):
-                attempt.errors = {n: (_explain_source_failure(plan, e) if e else None) for n, e in attempt.errors.items()}
+            explained: dict[int, ShipperError] = {}  # one source error is shared by every target: explain it once
+            for name, error in attempt.errors.items():
+                if error is not None:
+                    attempt.errors[name] = explained.setdefault(id(error), _explain_source_failure(plan, error))
             return _Delivery("host-to-host", sent=attempt.sent, errors=attempt.errors)
         delivery = _through_here(plan, senders, reporter)
         delivery.note = f"host to host unavailable ({attempt.reason}): sent through this machine"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -20,7 +21,7 @@ def on_a(lab: Lab) -> Lab:
     return lab
 
 
-@pytest.mark.parametrize("via", ["ssh", "direct"])
+@pytest.mark.parametrize("via", ["ssh", "relay", "direct"])
 def test_a_multi_layer_image_and_a_runnable_one_arrive_identical(shipper: ShipperRunner, on_a: Lab, ssh_inventory: str, via: str) -> None:
     remove(on_a, "b", APP.name, BUSYBOX.name)
 
@@ -33,7 +34,7 @@ def test_a_multi_layer_image_and_a_runnable_one_arrive_identical(shipper: Shippe
     assert [line.split()[:2] for line in result.stdout.splitlines()[-2:]] == [["HOST", "RESULT"], ["b", "moved"]]
 
 
-@pytest.mark.parametrize("via", ["ssh", "direct"])
+@pytest.mark.parametrize("via", ["ssh", "relay", "direct"])
 def test_a_group_target_gets_the_images_on_every_host(shipper: ShipperRunner, on_a: Lab, ssh_inventory: str, via: str) -> None:
     remove(on_a, "b,c", APP.name)
 
@@ -156,3 +157,26 @@ def test_via_ssh_is_refused_for_an_engine_not_behind_ssh(shipper: ShipperRunner,
     result = shipper("move", APP.name, "--from", "a", "--to", "b", "--via", "ssh", "-i", local_inventory)
 
     assert result.status == 2 and "use --via direct" in result.stderr
+
+
+def test_a_target_that_refuses_the_key_or_whose_host_key_is_unknown_fails_with_a_hint(
+    shipper: ShipperRunner, on_a: Lab, tmp_path: Path
+) -> None:
+    import subprocess
+
+    stranger = tmp_path / "stranger"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        f"all:\n  vars:\n    ssh_config_file: {on_a.ssh_config}\n  hosts:\n    a:\n"
+        f"    b:\n      ssh_key: {stranger}\n    c:\n      ssh_known_hosts_file: {empty}\n"
+    )
+
+    result = shipper("move", APP.name, "--from", "a", "--to", "b,c", "-i", str(inventory))
+
+    assert result.status == 3
+    assert "cannot log in to host b over SSH" in result.stderr and "hint: check ssh_user/ssh_key" in result.stderr
+    assert "cannot connect to host c over SSH" in result.stderr and "is not in known_hosts" in result.stderr
+    assert "Traceback" not in result.stderr

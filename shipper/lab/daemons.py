@@ -8,6 +8,7 @@ the lab started.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 import subprocess
@@ -55,12 +56,12 @@ class EngineDaemon(_Owned):
     name: str
     address: str
     dir: Path
+    disk_mb: int | None = None  # a data root of this size (a tmpfs), to meet a full disk
+    pid_name = "dockerd.pid"
 
     @property
     def socket(self) -> str:
         return str(self.dir / "docker.sock")
-
-    pid_name = "dockerd.pid"
 
     @property
     def log(self) -> Path:
@@ -72,6 +73,8 @@ class EngineDaemon(_Owned):
         dockerd = _need("dockerd", "docker.io")
         for sub in ("data", "exec"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        if self.disk_mb and not os.path.ismount(self.dir / "data"):
+            subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.disk_mb}m", "tmpfs", str(self.dir / "data")], check=True)
         config = self.dir / "daemon.json"
         config.write_text("{}\n")  # never the machine's /etc/docker/daemon.json
         argv = [

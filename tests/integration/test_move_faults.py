@@ -12,7 +12,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 
@@ -253,3 +253,32 @@ def test_a_corrupt_byte_reaching_a_target_is_refused_by_its_load_and_creates_not
     error = sink_error(host, sink)
     assert error is not None and "invalid diffID for layer 0" in error.message
     assert image_id_of(staged, "b", image_id(image)) is None
+
+
+@pytest.fixture(scope="module")
+def small_disk() -> Iterator[Lab]:
+    """A lab host whose engine has 96 MB of disk (a tmpfs data root): BIG cannot fit."""
+    lab = Lab(Path("/tmp/shipper-lab-full"), "127.0.11", ("full",), disk_mb={"full": 96})
+    lab.down(purge=True)
+    lab.up(registry=False)
+    yield lab
+    lab.down(purge=True)
+
+
+def test_a_target_whose_disk_fills_up_fails_clearly_and_keeps_its_tags(
+    shipper: ShipperRunner, staged: Lab, small_disk: Lab, tmp_path: Path
+) -> None:
+    small_disk.load_images("full", [OLD])
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        f"all:\n  hosts:\n    a:\n      ssh_config_file: {staged.ssh_config}\n"
+        f"    full:\n      ssh_config_file: {small_disk.ssh_config}\n"
+    )
+
+    result = shipper("move", BIG.name, "--from", "a", "--to", "full", "-i", str(inventory))
+
+    assert result.status == 1
+    assert "no space left on device" in result.stderr
+    assert "hint: free space under the engine's data root on full" in result.stderr
+    assert image_id_of(small_disk, "full", BIG.name) == image_id(OLD)
+    assert image_id_of(small_disk, "full", image_id(BIG)) is None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, Sequence
 
 from shipper.archive.fanout import ended_early, pump
@@ -26,7 +26,7 @@ from shipper.ops.fanout import for_each_host
 from shipper.imageref import parse
 from shipper.inventory.model import Host
 from shipper.ops.move_plan import MovePlan, TargetPlan, Via, choose_route, plan_move
-from shipper.ops.streams import SourceProgram, host_to_host, make_sink, make_source, sink_error
+from shipper.ops.streams import Delivery, SourceProgram, host_to_host, make_sink, make_source, sink_error
 from shipper.progress import NullReporter, Reporter
 
 Status = Literal["moved", "tagged", "unchanged", "skipped", "failed"]
@@ -51,17 +51,7 @@ class SourceFailed(ShipperError):
     """The source stream could not be read to its end, or was not sound."""
 
 
-@dataclass
-class _Delivery:
-    """What streaming gave each sending target: bytes sent and an error, if any."""
-
-    path: str
-    note: str = ""
-    sent: dict[str, int] = field(default_factory=dict)
-    errors: dict[str, ShipperError | None] = field(default_factory=dict)
-
-
-def _through_here(plan: MovePlan, senders: Sequence[TargetPlan], reporter: Reporter) -> _Delivery:
+def _through_here(plan: MovePlan, senders: Sequence[TargetPlan], reporter: Reporter) -> Delivery:
     """Relay (ssh) or direct: the source's stream passes through this process."""
     sinks = {t.host.name: make_sink(plan.route, t.host) for t in senders}
     source = make_source(plan.route, plan.source, plan.send_ids)
@@ -74,7 +64,7 @@ def _through_here(plan: MovePlan, senders: Sequence[TargetPlan], reporter: Repor
         error = _explain_source_failure(plan, error)
         for sink in sinks.values():
             sink.abort()
-        return _Delivery(_path(plan), sent={n: s.sent for n, s in sinks.items()}, errors={n: error for n in sinks})
+        return Delivery(_path(plan), sent={n: s.sent for n, s in sinks.items()}, errors={n: error for n in sinks})
     if ended_early(list(sinks.values())):
         source.abort()  # every target quit: stop the save, or it blocks on a pipe nobody reads
         failure = None
@@ -82,7 +72,7 @@ def _through_here(plan: MovePlan, senders: Sequence[TargetPlan], reporter: Repor
         failure = source.failure()
     for sink in sinks.values():
         sink.finish()
-    delivery = _Delivery(_path(plan), sent={n: s.sent for n, s in sinks.items()})
+    delivery = Delivery(_path(plan), sent={n: s.sent for n, s in sinks.items()})
     for target in senders:
         delivery.errors[target.host.name] = failure or sink_error(target.host, sinks[target.host.name])
     return delivery
@@ -92,7 +82,7 @@ def _path(plan: MovePlan) -> str:
     return "relay" if plan.route == "ssh" else "direct"
 
 
-def _deliver(plan: MovePlan, senders: Sequence[TargetPlan], reporter: Reporter, program: SourceProgram | None) -> _Delivery:
+def _deliver(plan: MovePlan, senders: Sequence[TargetPlan], reporter: Reporter, program: SourceProgram | None) -> Delivery:
     """Host to host when planned and available, else through this machine."""
     if plan.host_to_host:
         keys = {t.host.name: t.host_key for t in senders if t.host_key}
@@ -106,7 +96,7 @@ def _deliver(plan: MovePlan, senders: Sequence[TargetPlan], reporter: Reporter, 
             for name, error in attempt.errors.items():
                 if error is not None:
                     attempt.errors[name] = explained.setdefault(id(error), _explain_source_failure(plan, error))
-            return _Delivery("host-to-host", sent=attempt.sent, errors=attempt.errors)
+            return attempt
         delivery = _through_here(plan, senders, reporter)
         delivery.note = f"host to host unavailable ({attempt.reason}): sent through this machine"
         return delivery
@@ -170,7 +160,7 @@ def _rollback(target: TargetPlan, engines: EnginePool) -> str:
     return ""
 
 
-def _finish_target(target: TargetPlan, delivery: _Delivery | None, started: float, reporter: Reporter, engines: EnginePool) -> TargetResult:
+def _finish_target(target: TargetPlan, delivery: Delivery | None, started: float, reporter: Reporter, engines: EnginePool) -> TargetResult:
     name = target.host.name
     sent = delivery.sent.get(name, 0) if delivery else 0
     error = delivery.errors.get(name) if delivery else None

@@ -126,13 +126,25 @@ def sink_error(host: Host, sink: QueueSink) -> ShipperError | None:
 
 
 @dataclass
-class HostToHost:
-    """What a host-to-host attempt gave: unavailable (and why), or per-target outcomes."""
+class Delivery:
+    """What streaming gave each sending target: bytes sent, and an error (None: delivered)."""
 
-    available: bool
-    reason: str = ""
+    path: str  # host-to-host, relay, direct
+    note: str = ""
     sent: dict[str, int] = field(default_factory=dict)
     errors: dict[str, ShipperError | None] = field(default_factory=dict)
+
+
+@dataclass
+class HostToHost(Delivery):
+    """A host-to-host attempt: a delivery, or unavailable (and why, so the relay takes over)."""
+
+    available: bool = True
+    reason: str = ""
+
+
+def _unavailable(reason: str) -> HostToHost:
+    return HostToHost("host-to-host", available=False, reason=reason)
 
 
 class SourceProgram:
@@ -180,13 +192,13 @@ class SourceProgram:
         """Send ``image_ids`` from the source straight to ``targets``; unavailable when that cannot start."""
         try:
             if self.command is None:
-                return HostToHost(False, self.unavailable)
+                return _unavailable(self.unavailable)
             if any(t.ssh.proxy_command or t.ssh.proxy_jump for t in targets):
                 self.cancel()
-                return HostToHost(False, "a target is reached through a proxy")
+                return _unavailable("a target is reached through a proxy")
             if any(t.name not in host_keys for t in targets):
                 self.cancel()
-                return HostToHost(False, "a target's host key is not known")
+                return _unavailable("a target's host key is not known")
             spec = {
                 "expected": list(image_ids),
                 "known_hosts": "".join(host_keys[t.name] for t in targets),
@@ -222,23 +234,23 @@ def host_to_host(source: Host, targets: list[Host], host_keys: dict[str, str], i
 
 def _host_to_host_outcome(source: Host, targets: list[Host], status: int, out: str, err: str) -> HostToHost:
     if status == COMMAND_NOT_FOUND:
-        return HostToHost(False, f"no python3 on {source.name}")
+        return _unavailable(f"no python3 on {source.name}")
     if status == UNREACHABLE:
         detail = json.loads(out).get("unreachable", {})
         names = ", ".join(f"{n} ({why.splitlines()[-1] if why else 'no answer'})" for n, why in detail.items())
-        return HostToHost(False, f"{source.name} cannot reach {names}")
+        return _unavailable(f"{source.name} cannot reach {names}")
     try:
         outcome: dict[str, Any] = json.loads(out)
     except ValueError:
         if status == SSH_CONNECTION_ERROR or status < 0:
             error = docker_failure(source, "host-to-host send", status, err)
-            return HostToHost(True, errors={t.name: error for t in targets})
-        return HostToHost(False, f"the sending program failed on {source.name}: {(err.strip().splitlines() or ['?'])[-1]}")
+            return HostToHost("host-to-host", errors={t.name: error for t in targets})
+        return _unavailable(f"the sending program failed on {source.name}: {(err.strip().splitlines() or ['?'])[-1]}")
     return _per_target(source, targets, outcome)
 
 
 def _per_target(source: Host, targets: list[Host], outcome: dict[str, Any]) -> HostToHost:
-    result = HostToHost(True)
+    result = HostToHost("host-to-host")
     src = outcome["source"]
     source_error: ShipperError | None = None
     if src["stream_error"] or src["status"]:

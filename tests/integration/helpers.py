@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import yaml
+
 from shipper.lab import Lab
 
 
@@ -26,3 +30,10 @@ def remove(lab: Lab, hosts: str, *references: str) -> None:
 def untagged_ids(lab: Lab, host: str) -> set[str]:
     result = lab.docker(host, "images", "-q", "--no-trunc", "--filter", "dangling=true")
     return set(result.stdout.split())
+
+
+def write_inventory(path: Path, hosts: dict[str, dict[str, str]], **all_vars: str) -> str:
+    """An inventory file at ``path`` with ``hosts`` (name -> variables); its path, for ``-i``."""
+    data = {"all": {"vars": dict(all_vars), "hosts": {name: dict(variables) or None for name, variables in hosts.items()}}}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return str(path)

@@ -9,7 +9,7 @@ import pytest
 
 from shipper.lab import Lab, Layer, SyntheticImage, busybox_image, image_id
 from tests.conftest import ShipperRunner
-from tests.integration.helpers import image_id_of, remove, tags_of
+from tests.integration.helpers import image_id_of, remove, tags_of, write_inventory
 
 APP = SyntheticImage("lab/app:1", (Layer(6 << 20, "app-base"), Layer(2 << 20, "app-mid", "text"), Layer(64 << 10, "app-top")))
 BUSYBOX = busybox_image()
@@ -168,13 +168,12 @@ def test_a_target_that_refuses_the_key_or_whose_host_key_is_unknown_fails_with_a
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
     empty = tmp_path / "empty_known_hosts"
     empty.write_text("")
-    inventory = tmp_path / "hosts.yml"
-    inventory.write_text(
-        f"all:\n  vars:\n    ssh_config_file: {on_a.ssh_config}\n  hosts:\n    a:\n"
-        f"    b:\n      ssh_key: {stranger}\n    c:\n      ssh_known_hosts_file: {empty}\n"
-    )
+    inventory = write_inventory(
+        tmp_path / "hosts.yml", {"a": {}, "b": {"ssh_key": str(stranger)}, "c": {"ssh_known_hosts_file": str(empty)}},
+        ssh_config_file=str(on_a.ssh_config),
+    )  # fmt: skip
 
-    result = shipper("move", APP.name, "--from", "a", "--to", "b,c", "-i", str(inventory))
+    result = shipper("move", APP.name, "--from", "a", "--to", "b,c", "-i", inventory)
 
     assert result.status == 3
     assert "cannot log in to host b over SSH" in result.stderr and "hint: check ssh_user/ssh_key" in result.stderr

@@ -22,7 +22,7 @@ from shipper.lab import Lab, Layer, SyntheticImage, image_id
 from shipper.ops.move_plan import Via, plan_move
 from shipper.ops.move_run import TargetResult, run_move
 from tests.conftest import ShipperRunner
-from tests.integration.helpers import image_id_of, remove, untagged_ids
+from tests.integration.helpers import image_id_of, remove, untagged_ids, write_inventory
 
 BIG = SyntheticImage("lab/fault:2", tuple(Layer(32 << 20, f"fault-{i}") for i in range(3)))
 OLD = SyntheticImage("lab/fault:2", (Layer(1024, "fault-old"),))  # what the targets had under the tag before
@@ -269,13 +269,11 @@ def test_a_target_whose_disk_fills_up_fails_clearly_and_keeps_its_tags(
     shipper: ShipperRunner, staged: Lab, small_disk: Lab, tmp_path: Path
 ) -> None:
     small_disk.load_images("full", [OLD])
-    inventory = tmp_path / "hosts.yml"
-    inventory.write_text(
-        f"all:\n  hosts:\n    a:\n      ssh_config_file: {staged.ssh_config}\n"
-        f"    full:\n      ssh_config_file: {small_disk.ssh_config}\n"
+    inventory = write_inventory(
+        tmp_path / "hosts.yml", {"a": {"ssh_config_file": str(staged.ssh_config)}, "full": {"ssh_config_file": str(small_disk.ssh_config)}}
     )
 
-    result = shipper("move", BIG.name, "--from", "a", "--to", "full", "-i", str(inventory))
+    result = shipper("move", BIG.name, "--from", "a", "--to", "full", "-i", inventory)
 
     assert result.status == 1
     assert "no space left on device" in result.stderr

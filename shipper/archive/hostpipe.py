@@ -154,7 +154,9 @@ def _run(spec: dict, known_hosts: str, early: "tuple[List[str], Optional[subproc
             sink.abort()
         raise
     stopped_early = stream_error is None and ended_early(sinks)
+    killed_by_us = False
     if stream_error is not None or stopped_early:
+        killed_by_us = save.poll() is None  # still running: its exit status will be our kill, not its own failure
         save.kill()  # else docker save blocks forever on a pipe nobody reads
         save.wait()
         for sink in sinks:
@@ -162,7 +164,7 @@ def _run(spec: dict, known_hosts: str, early: "tuple[List[str], Optional[subproc
     else:
         for sink in sinks:
             sink.finish()
-    status = 0 if stopped_early else save.wait()  # our own kill is not the source's failure
+    status = 0 if killed_by_us or stopped_early else save.wait()
     time.sleep(0.05)  # let the stderr reader finish
     _report({s.name: s.sent for s in sinks})
     source = {"status": status, "stderr": b"".join(save_stderr).decode(errors="replace")[-4000:], "stream_error": stream_error}

@@ -249,14 +249,24 @@ def _host_to_host_outcome(source: Host, targets: list[Host], status: int, out: s
     return _per_target(source, targets, outcome)
 
 
+def _source_failure(source: Host, report: dict[str, Any]) -> ShipperError | None:
+    """What went wrong with ``docker save`` on the source, as the program there saw it (no SSH in between)."""
+    status, stderr, stream_error = report["status"], report["stderr"], report["stream_error"]
+    if status and status < 0:
+        return EngineError(
+            f"docker save on {source.describe()} was killed (signal {-status})",
+            hint=f"check what killed it on {source.name} (out of memory?), then run the same command again",
+        )
+    if status:
+        return docker_failure(source, "save", status, stderr)
+    if stream_error:
+        return EngineError(f"the stream from {source.describe()} is not sound: {stream_error}")
+    return None
+
+
 def _per_target(source: Host, targets: list[Host], outcome: dict[str, Any]) -> HostToHost:
     result = HostToHost("host-to-host")
-    src = outcome["source"]
-    source_error: ShipperError | None = None
-    if src["stream_error"] or src["status"]:
-        source_error = docker_failure(source, "save", src["status"], src["stderr"]) if src["status"] else EngineError(
-            f"the stream from {source.describe()} is not sound: {src['stream_error']}"
-        )
+    source_error = _source_failure(source, outcome["source"])
     for target in targets:
         report = outcome["targets"][target.name]
         result.sent[target.name] = report["sent"]

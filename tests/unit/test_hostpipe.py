@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from shipper.inventory import Host
+
 import subprocess
 import sys
 
@@ -30,3 +34,26 @@ def test_the_source_program_reports_a_target_it_cannot_reach_before_sending_anyt
 
     assert result.returncode == 3
     assert b'"unreachable": {"b": "nope"}' in result.stdout
+
+
+def source_host(tmp_path: Path) -> Host:
+    from shipper.inventory import load_inventory
+
+    path = tmp_path / "hosts.yml"
+    path.write_text("all:\n  hosts:\n    a: {ssh_host: 10.0.0.1}\n")
+    return load_inventory(path).host("a")
+
+
+def test_a_save_the_source_program_stopped_is_reported_as_the_streams_fault_not_a_broken_connection(tmp_path: Path) -> None:
+    from shipper.ops.streams import _source_failure
+
+    a = source_host(tmp_path)
+
+    bad_stream = _source_failure(a, {"status": 0, "stderr": "", "stream_error": "the archive ends early"})
+    killed = _source_failure(a, {"status": -9, "stderr": "", "stream_error": "the archive ends early"})
+    failed = _source_failure(a, {"status": 1, "stderr": "Error response from daemon: No such image\n", "stream_error": None})
+
+    assert bad_stream is not None and bad_stream.message == "the stream from a (ssh://root@10.0.0.1:22) is not sound: the archive ends early"
+    assert killed is not None and killed.message == "docker save on a (ssh://root@10.0.0.1:22) was killed (signal 9)"
+    assert failed is not None and failed.message == "save on a (ssh://root@10.0.0.1:22) failed: Error response from daemon: No such image"
+    assert _source_failure(a, {"status": 0, "stderr": "", "stream_error": None}) is None

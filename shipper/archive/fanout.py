@@ -5,7 +5,8 @@ program shipper runs on a source host (bytes host to host): see hostpipe.py.
 
 Each sink is fed from a bounded queue by a thread of its own, so a slow
 target slows the stream (memory stays flat) while a failed one drops out
-without stopping the others. An aborted sink sends an invalid tar block
+without stopping the others. Each sink may leave out layers (``skip``, diff
+IDs): the layers its target already holds. An aborted sink sends an invalid tar block
 before it lets go: a tar stream that merely stops on a member boundary reads
 as a complete, shorter archive, and must never be loaded as one.
 """
@@ -16,7 +17,7 @@ import os
 import queue
 import subprocess
 import threading
-from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Union
+from typing import AbstractSet, Callable, Iterable, Iterator, List, Mapping, Optional, Sequence, Union
 
 from shipper.archive.savestream import SaveStreamFilter, StreamStats
 
@@ -47,8 +48,9 @@ class Aborted(Exception):
 class QueueSink:
     """A consumer of the stream in its own thread; subclasses define ``consume``."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, skip: AbstractSet[str] = frozenset()) -> None:
         self.name = name
+        self.skip = skip  # diff IDs of layers this consumer's target holds: not sent to it
         self.sent = 0
         self.error: Optional[BaseException] = None
         self.result: object = None
@@ -133,8 +135,11 @@ class ProcessSink(QueueSink):
     (connected and authenticated), so nothing is sent to a target that cannot take it.
     """
 
-    def __init__(self, name: str, argv: Sequence[str], handshake: Optional[str] = None, env: Optional[dict] = None) -> None:
-        super().__init__(name)
+    def __init__(
+        self, name: str, argv: Sequence[str], handshake: Optional[str] = None, env: Optional[dict] = None,
+        skip: AbstractSet[str] = frozenset(),
+    ) -> None:  # fmt: skip
+        super().__init__(name, skip)
         self.proc = subprocess.Popen(
             list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0, env=env
         )
@@ -194,38 +199,46 @@ class ProcessSink(QueueSink):
 def pump(
     chunks: Iterable[bytes], sinks: Sequence[QueueSink], expected_ids: Sequence[str] = (),
     on_progress: Optional[Callable[[QueueSink], None]] = None, verify_content: bool = False,
+    layers: Optional[Mapping[str, Sequence[str]]] = None, absent: Iterable[str] = (),
 ) -> StreamStats:  # fmt: skip
     """Check ``chunks`` (a docker-save stream) and deliver it to every live sink.
 
     The sinks are engines' loads, which check each layer's digest themselves:
     layer hashing is off unless ``verify_content`` (see SaveStreamFilter).
+    ``layers`` (image ID -> diff IDs) lets the sinks' ``skip`` sets work;
+    ``absent``: layers the stream itself leaves out.
 
     Raises ``ArchiveError`` (the stream is bad) or whatever reading ``chunks``
     raises; the caller then aborts the sinks. Returns early when every sink has
     stopped: the caller must then stop the source too (see ``ended_early``).
     """
-    check = SaveStreamFilter(expected_ids, verify_content)
+    check = SaveStreamFilter(expected_ids, verify_content, layers, absent)
     pending = bytearray()
+    pending_tag: Optional[str] = None
 
-    def deliver(chunk: Chunk) -> None:
+    def deliver(tag: Optional[str], chunk: Chunk) -> None:
         for sink in sinks:
-            if sink.put(chunk) and on_progress is not None:
+            if (tag is None or tag not in sink.skip) and sink.put(chunk) and on_progress is not None:
                 on_progress(sink)
 
-    for piece in check.run(chunks):
+    for tag, piece in check.run_tagged(chunks):
+        if pending and tag != pending_tag:
+            deliver(pending_tag, bytes(pending))
+            pending = bytearray()
         if len(piece) < COALESCE // 4:
             pending += piece
+            pending_tag = tag
             if len(pending) < COALESCE:
                 continue
             piece, pending = bytes(pending), bytearray()
         elif pending:
-            deliver(bytes(pending))
+            deliver(pending_tag, bytes(pending))
             pending = bytearray()
-        deliver(piece)
+        deliver(tag, piece)
         if all(s.stopped for s in sinks):
             return check.stats
     if pending:
-        deliver(bytes(pending))
+        deliver(pending_tag, bytes(pending))
     return check.stats
 
 

@@ -1,21 +1,28 @@
 """The program shipper runs on a source host to send images host to host.
 
-    python3 -c "$(LOADER)" '["name:tag", ...]'
+    python3 -c "$(LOADER)" '{"names": ["name:tag", ...], "store": true}'
     then, on its stdin: this program (``script()``), then SPEC_JSON on one line
 
-``docker save`` runs there, the stream is checked there (SaveStreamFilter)
+The images are read there, the stream is checked there (SaveStreamFilter)
 and goes from there straight to each target's ``docker load`` over the
 source's own ``ssh``: the bytes cross the network once, and not through the
-machine running shipper. Standard library only.
+machine running shipper. Each target gets only the layers it lacks. Standard
+library only.
 
 SPEC: {"expected": [image IDs to save], "known_hosts": "lines",
+       "layers": {image ID: [diff IDs]}, "skip": {"name": [diff IDs it holds]},
        "targets": {"name": [ssh argv, with {known_hosts} for the file]}}
 
-shipper starts it before it has planned, with the names of the images. It
-resolves them to IDs and starts ``docker save`` at once: the save's export
-(seconds, before its first byte) overlaps shipper's planning. SPEC then names
-the IDs shipper planned; the early save is used only if it holds exactly
-those, else a new one starts. STOP (nothing to send) ends it. Progress goes to stderr as JSON lines ({"progress": {"b": bytes}}); the
+Where the bytes come from: the engine's layer store read directly
+(layerstore.py: only the layers some target needs, no export step) when
+``store`` is allowed and the store is readable here, else ``docker save``.
+
+shipper starts it before it has planned, with the names of the images. When
+the store cannot be read, it resolves the names to IDs and starts
+``docker save`` at once: the save's export (seconds, before its first byte)
+overlaps shipper's planning. SPEC then names the IDs shipper planned; the
+early save is used only if it holds exactly those, else a new one starts.
+STOP (nothing to send) ends it. Progress goes to stderr as JSON lines ({"progress": {"b": bytes}}); the
 outcome goes to stdout as one JSON document. Exit status 0 when the program
 itself worked (each target's own outcome is in the document), 3 when some
 target could not be reached from here (nothing was sent anywhere).
@@ -30,9 +37,10 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Set
 
 from shipper.archive.fanout import ProcessResult, ProcessSink, QueueSink, ended_early, grow_pipe, pump
+from shipper.archive.layerstore import LayerStore
 from shipper.archive.savestream import ArchiveError
 
 READY = "SHIPPER-READY"
@@ -62,7 +70,27 @@ def _outcome(sinks: List[ProcessSink], extra: dict) -> dict:
     return dict(extra, targets=targets)
 
 
-def run(spec: dict, early: "tuple[List[str], Optional[subprocess.Popen[bytes]]]" = ([], None)) -> int:
+class Early:
+    """What the program did before it knew its work: found the store, or started a save."""
+
+    def __init__(self, names: List[str], store_allowed: bool) -> None:
+        self.store: Optional[LayerStore] = None
+        self.store_note = "not asked to" if not store_allowed else ""
+        self.ids: List[str] = []
+        self.save: "Optional[subprocess.Popen[bytes]]" = None
+        if store_allowed:
+            self.store, self.store_note = LayerStore.of_local_engine()
+        if self.store is None:
+            self.ids, self.save = early_save(names)
+
+    def stop(self) -> None:
+        if self.save is not None:
+            self.save.kill()
+            self.save.wait()
+            self.save = None
+
+
+def run(spec: dict, early: Optional[Early] = None) -> int:
     fd, known_hosts = tempfile.mkstemp(prefix="shipper-known-hosts-")
     with os.fdopen(fd, "w") as out:
         out.write(spec.get("known_hosts", ""))
@@ -78,7 +106,8 @@ def _connect(spec: dict, known_hosts: str) -> List[ProcessSink]:
     threads = []
     for name, argv in spec["targets"].items():
         args = [a.replace("{known_hosts}", known_hosts) for a in argv]
-        thread = threading.Thread(target=lambda n=name, a=args: sinks.append(ProcessSink(n, a, handshake=READY)))
+        skip = frozenset(spec.get("skip", {}).get(name, ()))
+        thread = threading.Thread(target=lambda n=name, a=args, k=skip: sinks.append(ProcessSink(n, a, handshake=READY, skip=k)))
         thread.start()
         threads.append(thread)
     for thread in threads:
@@ -104,18 +133,74 @@ def early_save(names: List[str]) -> "tuple[List[str], Optional[subprocess.Popen[
     return ids, _start_save(list(dict.fromkeys(ids)))
 
 
-def _run(spec: dict, known_hosts: str, early: "tuple[List[str], Optional[subprocess.Popen[bytes]]]" = ([], None)) -> int:
-    # docker save first: its export takes a while before the first byte, long enough to log in to the targets.
-    early_ids, save = early
-    if save is None or sorted(set(early_ids)) != sorted(spec["expected"]):
-        if save is not None:
-            save.kill()
-            save.wait()
-        save = _start_save(spec["expected"])
+class _Source:
+    """The stream's origin: the layer store, or a ``docker save`` process."""
+
+    def __init__(self, spec: dict, early: Early) -> None:
+        self.save: "Optional[subprocess.Popen[bytes]]" = None
+        self.stderr: List[bytes] = []
+        self.layers: Dict[str, List[str]] = spec.get("layers") or {}
+        every = {d for diff_ids in self.layers.values() for d in diff_ids}
+        skips = [set(spec.get("skip", {}).get(name, ())) for name in spec["targets"]]
+        needed = set().union(*(every - skip for skip in skips)) if skips else every
+        self.absent: Set[str] = set()
+        self.read, self.note = "save", early.store_note
+        if early.store is not None and set(self.layers) == set(spec["expected"]):
+            self.note = early.store.unreadable(self.layers, needed)
+            if not self.note:
+                self.read, self.absent = "store", every - needed
+                self._chunks: Iterator[bytes] = early.store.save_stream(self.layers, needed)
+                early.stop()
+                return
+        self._use_save(spec["expected"], early)
+
+    def _use_save(self, expected: List[str], early: Early) -> None:
+        save = early.save
+        if save is None or sorted(set(early.ids)) != sorted(expected):
+            early.stop()
+            save = _start_save(expected)
+        early.save = None
+        self.save = save
+        threading.Thread(target=lambda: self.stderr.append(save.stderr.read()), daemon=True).start()  # type: ignore[union-attr]
+
+        def chunks() -> Iterator[bytes]:
+            fd = save.stdout.fileno()  # type: ignore[union-attr]
+            while True:
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    return
+                yield chunk
+
+        self._chunks = chunks()
+
+    def chunks(self) -> Iterator[bytes]:
+        return self._chunks
+
+    def kill(self) -> bool:
+        """Stop reading; True when a running save was killed (its exit status is then ours, not its own)."""
+        if self.save is None:
+            return False
+        running = self.save.poll() is None
+        self.save.kill()  # else docker save blocks forever on a pipe nobody reads
+        self.save.wait()
+        return running
+
+    def status(self) -> int:
+        return self.save.wait() if self.save is not None else 0
+
+    def report(self, status: int, stream_error: Optional[str]) -> dict:
+        time.sleep(0.05 if self.save is not None else 0)  # let the stderr reader finish
+        stderr = b"".join(self.stderr).decode(errors="replace")[-4000:]
+        return {"status": status, "stderr": stderr, "stream_error": stream_error, "read": self.read, "read_note": self.note}
+
+
+def _run(spec: dict, known_hosts: str, early: Optional[Early] = None) -> int:
+    # The source first: docker save's export takes a while before the first byte, long enough to log in to the targets.
+    source = _Source(spec, early or Early([], False))
     sinks = _connect(spec, known_hosts)
     unready = [s for s in sinks if not s.ready]
     if unready:
-        save.kill()
+        source.kill()
         for sink in sinks:
             sink.kill()
         details = {s.name: s.wait().stderr.strip()[-1000:] for s in unready}
@@ -123,8 +208,6 @@ def _run(spec: dict, known_hosts: str, early: "tuple[List[str], Optional[subproc
         return UNREACHABLE
     for sink in sinks:
         sink.start()
-    save_stderr: List[bytes] = []
-    threading.Thread(target=lambda: save_stderr.append(save.stderr.read()), daemon=True).start()  # type: ignore[union-attr]
     last = [0.0]
 
     def progress(_sink: QueueSink) -> None:
@@ -133,42 +216,30 @@ def _run(spec: dict, known_hosts: str, early: "tuple[List[str], Optional[subproc
             last[0] = now
             _report({s.name: s.sent for s in sinks})
 
-    def chunks() -> Iterator[bytes]:
-        fd = save.stdout.fileno()  # type: ignore[union-attr]
-        while True:
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                return
-            yield chunk
-
     stream_error = None
     try:
-        pump(chunks(), sinks, spec.get("expected", ()), progress)
+        pump(source.chunks(), sinks, spec.get("expected", ()), progress, layers=source.layers, absent=source.absent)
     except ArchiveError as exc:
         stream_error = str(exc)
     except BaseException:
         # Interrupted (shipper's connection to this host dropped: SIGHUP): a target
         # must see a broken stream, never one that merely stops.
-        save.kill()
+        source.kill()
         for sink in sinks:
             sink.abort()
         raise
     stopped_early = stream_error is None and ended_early(sinks)
     killed_by_us = False
     if stream_error is not None or stopped_early:
-        killed_by_us = save.poll() is None  # still running: its exit status will be our kill, not its own failure
-        save.kill()  # else docker save blocks forever on a pipe nobody reads
-        save.wait()
+        killed_by_us = source.kill()
         for sink in sinks:
             sink.abort()
     else:
         for sink in sinks:
             sink.finish()
-    status = 0 if killed_by_us or stopped_early else save.wait()
-    time.sleep(0.05)  # let the stderr reader finish
+    status = 0 if killed_by_us or stopped_early else source.status()
     _report({s.name: s.sent for s in sinks})
-    source = {"status": status, "stderr": b"".join(save_stderr).decode(errors="replace")[-4000:], "stream_error": stream_error}
-    print(json.dumps(_outcome(sinks, {"source": source})))
+    print(json.dumps(_outcome(sinks, {"source": source.report(status, stream_error)})))
     return 0
 
 
@@ -181,11 +252,11 @@ def main() -> None:
 
     for signum in (signal.SIGHUP, signal.SIGTERM):
         signal.signal(signum, _interrupted)
-    early = early_save(json.loads(sys.argv[1]) if len(sys.argv) > 1 else [])
+    start = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
+    early = Early(list(start.get("names", ())), bool(start.get("store")))
     line = sys.stdin.buffer.readline().decode().strip()
     if not line or line == STOP:
-        if early[1] is not None:
-            early[1].kill()
+        early.stop()
         sys.exit(0)
     sys.exit(run(json.loads(line), early))
 
@@ -194,7 +265,7 @@ def script() -> str:
     """This program and what it needs as one self-contained script, for ``python3 -``."""
     here = os.path.dirname(os.path.abspath(__file__))
     parts = ["from __future__ import annotations"]
-    for module in ("savestream.py", "fanout.py", "hostpipe.py"):
+    for module in ("layers.py", "savestream.py", "layerstore.py", "fanout.py", "hostpipe.py"):
         with open(os.path.join(here, module), encoding="utf-8") as source:
             for line in source.read().splitlines():
                 if line.startswith("from __future__") or line.startswith("from shipper."):

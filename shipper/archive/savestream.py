@@ -17,6 +17,11 @@ What it does to the stream, in one pass and bounded memory:
   end marker emitted. A stream that is cut short, or wrong, never ends as a
   valid archive, so the engine loading it fails and creates nothing. (A tar cut
   on a member boundary would otherwise read back as a valid shorter archive.)
+
+Layers are recognised as they go by (layers.py): ``run_tagged`` says which
+layer each piece belongs to, so that a fan-out can leave out, per target, the
+layers that target already holds. A stream may itself lack layers (``absent``:
+shipper's own streams carry only what some target needs).
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ import json
 import posixpath
 import tarfile
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Tuple
+
+from shipper.archive.layers import LayerIndex, is_hex64
 
 BLOCK = 512
 MAX_METADATA = 4 << 20  # a manifest or config larger than this is refused
@@ -142,12 +149,25 @@ class SaveStreamFilter:
     completeness are always checked. Untrusted files (bundles) keep it on.
     """
 
-    def __init__(self, expected_ids: Iterable[str] = (), verify_content: bool = True) -> None:
+    def __init__(
+        self, expected_ids: Iterable[str] = (), verify_content: bool = True,
+        layers: Optional[Mapping[str, Sequence[str]]] = None, absent: Iterable[str] = (),
+    ) -> None:  # fmt: skip
+        """``layers``: image ID -> diff IDs, to tell which layer a member holds.
+        ``absent``: diff IDs the stream may leave out (its manifest still names them)."""
         self.expected_ids = set(expected_ids)
         self.verify_content = verify_content
+        self.index = LayerIndex(layers or {})
+        self.absent = set(absent)
+        self._tag: Optional[str] = None  # the layer the piece being emitted belongs to
         self.stats = StreamStats()
         self._metadata: dict[str, bytes] = {}
         self._pending_pax = b""  # a PAX or GNU long-name header that belongs to the next member
+
+    def run_tagged(self, chunks: Iterable[bytes]) -> Iterator[Tuple[Optional[str], bytes | memoryview]]:
+        """Like ``run``, each piece with the diff ID of the layer it belongs to (None: not a layer we know)."""
+        for piece in self.run(chunks):
+            yield self._tag, piece
 
     def run(self, chunks: Iterable[bytes]) -> Iterator[bytes | memoryview]:
         """The filtered stream. Raises ``ArchiveError`` before the end marker if anything is wrong."""
@@ -157,6 +177,7 @@ class SaveStreamFilter:
             block = source.read(BLOCK)
             if block == bytes(BLOCK):
                 self._finish(source)
+                self._tag = None
                 yield from self._emit(bytes(2 * BLOCK))
                 self.stats.bytes_in = source.consumed
                 return
@@ -205,6 +226,7 @@ class SaveStreamFilter:
     def _member(self, source: _Input, block: bytes, name: str, size: int, info: tarfile.TarInfo) -> Iterator[bytes | memoryview]:
         clean = _check_name(name, self.stats.members)
         header, self._pending_pax = self._pending_pax + block, b""
+        self._tag = self.index.layer_of(clean)
         if info.isdir() or info.issym():
             link = None
             if info.issym():
@@ -215,7 +237,7 @@ class SaveStreamFilter:
             yield from self._emit(header)
         elif not info.isreg():
             raise ArchiveError(f"member {name!r} is a {_kind(info)}, which a docker-save archive never holds")
-        elif clean in METADATA_NAMES or (clean.endswith(".json") and "/" not in clean):
+        elif clean in METADATA_NAMES or (clean.endswith(".json") and "/" not in clean) or _is_v1_json(clean):
             yield from self._metadata_member(source, header, clean, size)
         else:
             yield from self._content_member(source, header, clean, size)
@@ -226,7 +248,10 @@ class SaveStreamFilter:
         data = source.read(size)
         source.read(_pad(size))
         self.stats.members[name] = Member(name, size, "sha256:" + hashlib.sha256(data).hexdigest())
-        self._metadata[name] = data
+        if _is_v1_json(name):
+            self.index.identify_v1(name.split("/", 1)[0], data)
+        else:
+            self._metadata[name] = data
         if name in DROPPED:
             return
         if name in ("manifest.json", "index.json"):
@@ -249,12 +274,15 @@ class SaveStreamFilter:
             yield from self._emit(padding)
         self.stats.members[name] = Member(name, size, "sha256:" + sha.hexdigest() if sha is not None else "")
 
-    def _resolve(self, name: str) -> Member:
+    def _resolve(self, name: str, absent_as: Optional[str] = None) -> Member:
+        """The member ``name`` is (links followed). ``absent_as``: the diff ID it stands for, if it may be absent."""
         seen = set()
         member = self.stats.members.get(posixpath.normpath(name))
         while member is not None and member.link is not None and member.name not in seen:
             seen.add(member.name)
             member = self.stats.members.get(member.link)
+        if member is None and absent_as is not None and absent_as in self.absent:
+            return Member(name, 0, absent_as)
         if member is None or member.link is not None:
             raise ArchiveError(f"manifest.json names {name!r}, which the archive does not hold")
         return member
@@ -282,15 +310,21 @@ class SaveStreamFilter:
         if not isinstance(entry, dict) or not isinstance(entry.get("Config"), str) or not isinstance(entry.get("Layers"), list):
             raise ArchiveError("manifest.json has an entry without Config and Layers")
         config = self._resolve(entry["Config"])
-        layers = [self._resolve(layer) for layer in entry["Layers"]]
         raw = self._metadata.get(config.name)
-        if raw is not None and self.verify_content:  # legacy layout: the config is at the top and we hold it
-            diff_ids = _diff_ids(raw, config.name)
+        diff_ids = _diff_ids(raw, config.name) if raw is not None else []  # legacy layout: the config is at the top
+        layers = [self._resolve(layer, diff_ids[i] if i < len(diff_ids) else None) for i, layer in enumerate(entry["Layers"])]
+        if raw is not None and self.verify_content:
             actual = [layer.digest for layer in layers]
             if diff_ids != actual:
                 bad = next((i for i, (a, b) in enumerate(zip(diff_ids, actual)) if a != b), len(actual))
                 raise ArchiveError(f"layer {bad + 1} of image {config.digest} does not match its config (corrupt or cut)")
         self.stats.images[config.digest] = [layer.digest for layer in layers]
+
+
+def _is_v1_json(name: str) -> bool:
+    """``<v1-id>/json``: a legacy layer directory's description, which tells which layer it holds."""
+    directory, _, base = name.partition("/")
+    return base == "json" and is_hex64(directory)
 
 
 def _named_digest(name: str) -> str | None:

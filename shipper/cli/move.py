@@ -13,7 +13,7 @@ from shipper.cli.progress import BarsReporter, JSONLinesReporter
 from shipper.errors import UsageError
 from shipper.inventory import load_inventory, select
 from shipper.ops.fanout import exit_status_of
-from shipper.ops.move_plan import MovePlan, Via
+from shipper.ops.move_plan import MovePlan, TargetPlan, Via
 from shipper.ops.move_run import MoveSession, TargetResult
 from shipper.progress import NullReporter, Reporter
 
@@ -27,23 +27,25 @@ from shipper.progress import NullReporter, Reporter
 @click.option("--via", type=click.Choice(["ssh", "relay", "direct"]), default=None, help="ssh: host to host, else through here; relay: over SSH through here; direct: Docker API to API. Default: ssh when every engine is behind SSH.")
 @click.option("--force", is_flag=True, help="Send even to targets that already have the images under those tags.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
+@click.option("--no-store-read", is_flag=True, help="Host to host: always run docker save on the source, never read its engine's layer store directly.")
 @click.pass_context
 def move(
     ctx: click.Context, inventory_path: str, as_json: bool, images: tuple[str, ...], source: str, target: str,
-    via: Via | None, force: bool, dry_run: bool,
+    via: Via | None, force: bool, dry_run: bool, no_store_read: bool,
 ) -> None:  # fmt: skip
     """Move IMAGE... from one host's engine to TARGET's engines, tags intact.
 
-    The images are saved once and streamed to every target that lacks them;
-    each target loads them untagged, checks every image ID, and only then
-    moves its tags, so a failure leaves a target's tags as they were.
+    The images are read once and streamed to every target that lacks them,
+    each target getting only the layers it does not hold already. Each target
+    loads them untagged, checks every image, and only then moves its tags, so
+    a failure leaves a target's tags as they were.
     """
     env = env_of(ctx)
     inventory = load_inventory(inventory_path)
     sources = select(inventory, source)
     if len(sources) != 1:
         raise UsageError(f"--from must name one host; {source!r} names {len(sources)}")
-    with MoveSession(sources[0], select(inventory, target), images, via, prestart=not dry_run) as session:
+    with MoveSession(sources[0], select(inventory, target), images, via, prestart=not dry_run, store_read=not no_store_read) as session:
         _move(env, session, force, dry_run, as_json)
 
 
@@ -83,9 +85,24 @@ def _reporter(env: Env, as_json: bool) -> Iterator[Reporter]:
 def _print_plan(env: Env, plan: MovePlan) -> None:
     env.out(f"plan: {len(plan.images)} image(s) from {plan.source.name} via {plan.route} ({plan.route_reason})")
     env.out(table(["IMAGE", "ID", "SIZE"], [[i.name or i.requested, short_id(i.id), human_size(i.size)] for i in plan.images]))
-    rows = [[t.host.name, t.action, human_size(plan.bytes_for(t)) if t.send_ids else "-", t.reason or (t.error.message if t.error else "")] for t in plan.targets]
-    env.out(table(["TARGET", "ACTION", "TO SEND", "WHY"], rows))
+    rows = [[t.host.name, t.action, *_crossing(plan, t), _why(t)] for t in plan.targets]
+    env.out(table(["TARGET", "ACTION", "TO SEND", "LAYERS", "WHY"], rows))
     env.out()
+
+
+def _crossing(plan: MovePlan, target: TargetPlan) -> list[str]:
+    """What crosses to ``target``: estimated bytes, and layers sent against layers it holds already."""
+    if not target.send_ids:
+        return ["-", "-"]
+    send, present = plan.layers_for(target)
+    there = f", {len(present)} there ({human_size(plan.present_bytes_for(target))})" if present else ""
+    return [human_size(plan.bytes_for(target)), f"{len(send)} to send{there}"]
+
+
+def _why(target: TargetPlan) -> str:
+    if target.error is not None:
+        return target.error.message
+    return "; ".join(x for x in (target.reason, target.thin_note) if x)
 
 
 def _result_row(result: TargetResult) -> list[str]:
@@ -97,6 +114,10 @@ def _result_row(result: TargetResult) -> list[str]:
 
 def _result_json(result: TargetResult) -> dict[str, Any]:
     data: dict[str, Any] = {"host": result.host, "status": result.status, "bytes_sent": result.bytes_sent, "seconds": round(result.seconds, 3)}
+    if result.path:
+        data["path"] = result.path
+    if result.source_read:
+        data["source_read"] = result.source_read
     if result.note:
         data["note"] = result.note
     if result.error is not None:

@@ -103,6 +103,20 @@ class Engine:
             except docker.errors.ImageNotFound:
                 return None
 
+    def layer_sizes(self, image_id: str, count: int) -> tuple[int, ...]:
+        """Each of an image's ``count`` layers' size (its content; its tar is a little larger), oldest first.
+
+        Read from the image's history, where each entry that made a layer
+        carries its size; () when the history does not line up with the layers.
+        """
+        with self.errors(f"read the history of image {image_id[:19]}"):
+            history = self.api.history(image_id)
+        sizes = [int(entry.get("Size") or 0) for entry in reversed(history)]
+        if len(sizes) == count:
+            return tuple(sizes)
+        made_layers = [size for size in sizes if size]
+        return tuple(made_layers) if len(made_layers) == count else ()
+
     def tag(self, image_id: str, name: str) -> None:
         """Point ``name`` (repo:tag) at ``image_id``, replacing whatever it pointed at."""
         repository, _, tag = name.rpartition(":")

@@ -1,7 +1,8 @@
 """What a move will do, decided before anything changes.
 
 The plan is plain data: which images (by ID), which targets, what each
-target lacks, which tags will move, which route the bytes take. ``--dry-run``
+target lacks (images, and of those images' layers, the ones it does not hold
+already), which tags will move, which route the bytes take. ``--dry-run``
 prints it, ``--json`` emits it, and ``move_run`` walks it.
 """
 
@@ -13,7 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
 
+from shipper.archive.layers import chain_ids, needed_layers
 from shipper.engine import Engine
+from shipper.engine.info import EngineInfo
 from shipper.errors import EngineError, ShipperError, UsageError
 from shipper.imageref import parse
 from shipper.inventory.model import Host
@@ -37,6 +40,15 @@ class SourceImage:
     name: str | None  # repo:tag to set on targets; None when moved by ID
     id: str
     size: int
+    layers: tuple[str, ...] = ()  # diff IDs, base first
+    layer_sizes: tuple[int, ...] = ()  # bytes per layer, as the engine counts them; () when unknown
+
+    def size_of_layers(self) -> dict[str, int]:
+        """diff ID -> estimated bytes (even shares of the image's size when the engine did not say)."""
+        if len(self.layer_sizes) == len(self.layers):
+            return dict(zip(self.layers, self.layer_sizes))
+        share = self.size // max(len(self.layers), 1)
+        return {layer: share for layer in self.layers}
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,8 @@ class TargetPlan:
     reason: str = ""
     error: ShipperError | None = None
     host_key: str | None = None  # known_hosts line of the key verified while planning (for host to host)
+    skip_layers: frozenset[str] = frozenset()  # diff IDs the target holds (whole chain): left out of its stream
+    thin_note: str = ""  # why the target gets every layer, when it cannot take a stream without some
 
 
 @dataclass(frozen=True)
@@ -62,6 +76,7 @@ class MovePlan:
     route: Route
     route_reason: str
     host_to_host: bool = False  # try sending from the source straight to the targets first
+    store_read: bool = True  # host to host: the source may read its engine's layer store instead of running docker save
 
     @property
     def send_ids(self) -> tuple[str, ...]:
@@ -69,10 +84,35 @@ class MovePlan:
         wanted = {i for t in self.targets for i in t.send_ids}
         return tuple(dict.fromkeys(img.id for img in self.images if img.id in wanted))
 
+    @property
+    def layers(self) -> dict[str, tuple[str, ...]]:
+        """image ID -> diff IDs, for every image the stream carries."""
+        wanted = set(self.send_ids)
+        return {img.id: img.layers for img in self.images if img.id in wanted}
+
+    def _layer_sizes(self) -> dict[str, int]:
+        sizes: dict[str, int] = {}
+        for img in self.images:
+            if img.id in self.send_ids:
+                sizes.update(img.size_of_layers())
+        return sizes
+
+    def layers_for(self, target: TargetPlan) -> tuple[list[str], list[str]]:
+        """(layers that will cross to ``target``, layers of the images it lacks that it holds already)."""
+        if not target.send_ids:
+            return [], []
+        stream = list(dict.fromkeys(d for layers in self.layers.values() for d in layers))
+        lacked = {d for img in self.images if img.id in target.send_ids for d in img.layers}
+        return [d for d in stream if d not in target.skip_layers], [d for d in stream if d in lacked and d in target.skip_layers]
+
     def bytes_for(self, target: TargetPlan) -> int:
-        """Estimated bytes to ``target``: the images' sizes (the stream is a bit larger)."""
-        sizes = {img.id: img.size for img in self.images}
-        return sum(sizes[i] for i in target.send_ids)
+        """Estimated bytes to ``target``: the sizes of the layers that cross (the stream is a bit larger)."""
+        sizes = self._layer_sizes()
+        return sum(sizes.get(d, 0) for d in self.layers_for(target)[0])
+
+    def present_bytes_for(self, target: TargetPlan) -> int:
+        sizes = self._layer_sizes()
+        return sum(sizes.get(d, 0) for d in self.layers_for(target)[1])
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -80,13 +120,17 @@ class MovePlan:
             "route": self.route,
             "route_reason": self.route_reason,
             "host_to_host": self.host_to_host,
-            "images": [vars(img) for img in self.images],
+            "store_read": self.store_read,
+            "images": [{k: v for k, v in vars(img).items()} for img in self.images],
             "targets": [
                 {
                     "host": t.host.name,
                     "action": t.action,
                     "send": list(t.send_ids),
+                    "layers": {"send": len(self.layers_for(t)[0]), "present": len(self.layers_for(t)[1])},
                     "bytes_estimate": self.bytes_for(t),
+                    "present_bytes": self.present_bytes_for(t),
+                    **({"thin_note": t.thin_note} if t.thin_note else {}),
                     "tags": [{"name": n, "id": i, "before": t.before.get(n)} for n, i in t.tags],
                     "reason": t.reason,
                     **({"error": {"type": type(t.error).__name__, "message": t.error.message, "hint": t.error.hint}} if t.error else {}),
@@ -126,7 +170,8 @@ def _source_images(engine: Engine, requested: Sequence[str]) -> tuple[SourceImag
         details = engine.inspect_image(str(ref))
         if details is None:
             raise _not_found(engine, str(ref))
-        images.append(SourceImage(text, None if ref.is_id else str(ref), details.id, details.size))
+        sizes = engine.layer_sizes(details.id, len(details.layers))
+        images.append(SourceImage(text, None if ref.is_id else str(ref), details.id, details.size, details.layers, sizes))
     return tuple(images)
 
 
@@ -147,6 +192,17 @@ class _TargetView:
     tags: dict[str, str]  # name -> image ID
     ids: frozenset[str]
     host_key: str | None
+    chains: frozenset[str]  # chain IDs of every layer the engine's images stand on
+    thin_note: str  # why the engine cannot load a stream that leaves out layers ("" when it can)
+
+
+def thin_note(info: EngineInfo) -> str:
+    """Why an engine must get every layer (see ../shared/design.md §7), or "" when it can do without the ones it holds."""
+    if info.product == "podman":
+        return "podman loads a stream only with every layer in it"
+    if info.image_store == "containerd":
+        return "the containerd image store loads this format only with every layer in it"
+    return ""
 
 
 def _view(host: Host, engines: EnginePool) -> _TargetView:
@@ -154,10 +210,19 @@ def _view(host: Host, engines: EnginePool) -> _TargetView:
     images = engine.images()
     tags = {tag: image.id for image in images for tag in image.tags}
     host_key = engine.session.known_hosts_line() if engine.session is not None else None
-    return _TargetView(tags, frozenset(image.id for image in images), host_key)
+    note = thin_note(engine.info())
+    chains: set[str] = set()
+    if not note:
+        for image in images:
+            details = engine.inspect_image(image.id)
+            if details is not None:
+                chains.update(chain_ids(details.layers))
+    return _TargetView(tags, frozenset(image.id for image in images), host_key, frozenset(chains), note)
 
 
-def _target_plan(host: Host, view: _TargetView, images: Sequence[SourceImage], force: bool, engines: EnginePool) -> TargetPlan:
+def _target_plan(
+    host: Host, view: _TargetView, images: Sequence[SourceImage], force: bool, engines: EnginePool
+) -> TargetPlan:  # fmt: skip
     engine = engines.get(host)
     # The list shows tagged and dangling images; an ID it lacks is asked for directly to be sure.
     present = frozenset(img.id for img in images if img.id in view.ids or engine.inspect_image(img.id) is not None)
@@ -167,7 +232,10 @@ def _target_plan(host: Host, view: _TargetView, images: Sequence[SourceImage], f
     tags = tuple((img.name, img.id) for img in images if img.name and (force or before[img.name] != img.id))
     if send:
         reason = "forced" if force else f"lacks {len(send)} of {len(images)} image(s)"
-        return TargetPlan(host, "send", send, tags, before, present, reason, host_key=host_key)
+        every = {d for img in images for d in img.layers}
+        skip = frozenset() if force or view.thin_note else frozenset(every - needed_layers([img.layers for img in images], view.chains))
+        note = view.thin_note or ("forced: every layer is sent" if force else "")
+        return TargetPlan(host, "send", send, tags, before, present, reason, host_key=host_key, skip_layers=skip, thin_note=note)
     if tags:
         return TargetPlan(host, "tag", (), tags, before, present, "has the image(s); only tags move", host_key=host_key)
     return TargetPlan(host, "unchanged", (), (), before, present, "already has the image(s) under those tags", host_key=host_key)
@@ -175,11 +243,12 @@ def _target_plan(host: Host, view: _TargetView, images: Sequence[SourceImage], f
 
 def plan_move(
     source: Host, targets: Sequence[Host], requested: Sequence[str], via: Via | None = None, force: bool = False,
-    engines: EnginePool | None = None,
+    engines: EnginePool | None = None, store_read: bool = True,
 ) -> MovePlan:  # fmt: skip
     """Look at the source and every target (reading only) and decide what will cross.
 
     ``engines``: connections to keep for the run that follows (else they are closed).
+    ``store_read``: host to host, let the source read its engine's layer store (else docker save).
     """
     if not requested:
         raise UsageError("name at least one image to move")
@@ -203,4 +272,4 @@ def plan_move(
                     plans.append(_target_plan(host, outcome.value, images, force, pool))
                 except ShipperError as exc:
                     plans.append(TargetPlan(host, "failed", error=exc))
-    return MovePlan(source, images, tuple(plans), route, reason, host_to_host)
+    return MovePlan(source, images, tuple(plans), route, reason, host_to_host, store_read)

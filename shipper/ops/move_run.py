@@ -13,8 +13,9 @@ and an image the failed attempt left behind untagged is removed again.
 from __future__ import annotations
 
 import contextlib
+import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, Sequence
 
 from shipper.archive.fanout import ended_early, pump
@@ -41,6 +42,7 @@ class TargetResult:
     error: ShipperError | None = None
     note: str = ""
     path: str = ""  # how the bytes went: host-to-host, relay, direct
+    source_read: str = ""  # store: read from the source engine's layer store; save: docker save
 
     @property
     def ok(self) -> bool:
@@ -53,10 +55,11 @@ class SourceFailed(ShipperError):
 
 def _through_here(plan: MovePlan, senders: Sequence[TargetPlan], reporter: Reporter) -> Delivery:
     """Relay (ssh) or direct: the source's stream passes through this process."""
-    sinks = {t.host.name: make_sink(plan.route, t.host) for t in senders}
+    sinks = {t.host.name: make_sink(plan.route, t.host, t.skip_layers) for t in senders}
     source = make_source(plan.route, plan.source, plan.send_ids)
     try:
-        pump(source.chunks(), list(sinks.values()), plan.send_ids, lambda sink: reporter.advance(sink.name, sink.sent))
+        progress = lambda sink: reporter.advance(sink.name, sink.sent)  # noqa: E731
+        pump(source.chunks(), list(sinks.values()), plan.send_ids, progress, layers=plan.layers)
     except (ArchiveError, ShipperError) as exc:
         source.abort()
         # The source's own words (docker save's error) explain a broken stream best.
@@ -87,10 +90,11 @@ def _deliver(plan: MovePlan, senders: Sequence[TargetPlan], reporter: Reporter, 
     if plan.host_to_host:
         keys = {t.host.name: t.host_key for t in senders if t.host_key}
         hosts = [t.host for t in senders]
+        skips = {t.host.name: t.skip_layers for t in senders}
         if program is not None:
-            attempt = program.send(hosts, keys, plan.send_ids, reporter)
+            attempt = program.send(hosts, keys, plan.layers, reporter, skips)
         else:
-            attempt = host_to_host(plan.source, hosts, keys, plan.send_ids, reporter)
+            attempt = host_to_host(plan.source, hosts, keys, plan.layers, reporter, skips, plan.store_read)
         if attempt.available:
             explained: dict[int, ShipperError] = {}  # one source error is shared by every target: explain it once
             for name, error in attempt.errors.items():
@@ -131,12 +135,15 @@ def _engine_gone(target: TargetPlan, error: ShipperError, engines: EnginePool) -
     return None
 
 
-def _commit(target: TargetPlan, engines: EnginePool) -> None:
-    """Check every sent image is on the target, then point the tags, then check them."""
+def _commit(target: TargetPlan, engines: EnginePool, layers: dict[str, tuple[str, ...]]) -> None:
+    """Check every sent image is on the target, whole, then point the tags, then check them."""
     engine = engines.get(target.host)
     for image_id in target.send_ids:
-        if engine.inspect_image(image_id) is None:
+        details = engine.inspect_image(image_id)
+        if details is None:
             raise EngineError(f"image {image_id} is missing on {target.host.describe()} after the load")
+        if image_id in layers and details.layers != layers[image_id]:
+            raise EngineError(f"image {image_id} on {target.host.describe()} does not have the source's layers after the load")
     for name, image_id in target.tags:
         engine.tag(image_id, name)
     for name, image_id in target.tags:
@@ -160,14 +167,20 @@ def _rollback(target: TargetPlan, engines: EnginePool) -> str:
     return ""
 
 
-def _finish_target(target: TargetPlan, delivery: Delivery | None, started: float, reporter: Reporter, engines: EnginePool) -> TargetResult:
+def _finish_target(
+    target: TargetPlan, delivery: Delivery | None, started: float, reporter: Reporter, engines: EnginePool,
+    layers: dict[str, tuple[str, ...]],
+) -> TargetResult:  # fmt: skip
     name = target.host.name
     sent = delivery.sent.get(name, 0) if delivery else 0
     error = delivery.errors.get(name) if delivery else None
     path, note = (delivery.path, delivery.note) if delivery else ("", "")
+    read = delivery.source_read if delivery else ""
+    if delivery is not None and name in delivery.target_notes:
+        note = "; ".join(x for x in (note, delivery.target_notes[name]) if x)
     if error is None:
         try:
-            _commit(target, engines)
+            _commit(target, engines, layers)
         except ShipperError as exc:
             error = exc
     if error is not None and not isinstance(error, ConnectionFailed):
@@ -176,10 +189,10 @@ def _finish_target(target: TargetPlan, delivery: Delivery | None, started: float
     if error is not None:
         reporter.finish(name, "failed")
         leftover = _rollback(target, engines) if target.send_ids else ""
-        return TargetResult(name, "failed", sent, elapsed, error, "; ".join(x for x in (note, leftover) if x), path)
+        return TargetResult(name, "failed", sent, elapsed, error, "; ".join(x for x in (note, leftover) if x), path, read)
     status: Status = "moved" if target.action == "send" else "tagged"
     reporter.finish(name, status)
-    return TargetResult(name, status, sent, elapsed, note=note, path=path)
+    return TargetResult(name, status, sent, elapsed, note=note, path=path, source_read=read)
 
 
 def run_move(
@@ -204,17 +217,21 @@ class MoveSession:
             results = session.run(plan, reporter)
     """
 
-    def __init__(self, source: Host, targets: Sequence[Host], images: Sequence[str], via: Via | None = None, prestart: bool = True) -> None:
+    def __init__(
+        self, source: Host, targets: Sequence[Host], images: Sequence[str], via: Via | None = None, prestart: bool = True,
+        store_read: bool = True,
+    ) -> None:  # fmt: skip
         self.source, self.targets, self.images, self.via = source, list(targets), list(images), via
+        self.store_read = store_read
         self.engines = EnginePool()
         self.program: SourceProgram | None = None
         others = [t for t in self.targets if t.name != source.name]
         if prestart and others and choose_route(source, others, via)[2]:
             names = [str(parse(i)) for i in self.images]  # checked names only reach the source's command line
-            self.program = SourceProgram(source, [k for t in others for k in t.ssh.identity_files], names)
+            self.program = SourceProgram(source, [k for t in others for k in t.ssh.identity_files], names, store_read)
 
     def plan(self, force: bool = False) -> MovePlan:
-        return plan_move(self.source, self.targets, self.images, self.via, force, self.engines)
+        return plan_move(self.source, self.targets, self.images, self.via, force, self.engines, self.store_read)
 
     def run(self, plan: MovePlan, reporter: Reporter | None = None) -> list[TargetResult]:
         program, self.program = self.program, None
@@ -237,13 +254,42 @@ def _run(plan: MovePlan, reporter: Reporter, engines: EnginePool, program: Sourc
         for target in senders:
             reporter.start(target.host.name, plan.bytes_for(target))
         delivery = _deliver(plan, senders, reporter, program)
+        _resend_in_full(plan, senders, delivery, reporter)
     elif program is not None:
         program.cancel()
     movers = [t for t in plan.targets if t.action in ("send", "tag")]
     by_name = {t.host.name: t for t in movers}
-    outcomes = for_each_host([t.host for t in movers], lambda h: _finish_target(by_name[h.name], delivery, started, reporter, engines))
+    layers = plan.layers
+    outcomes = for_each_host(
+        [t.host for t in movers], lambda h: _finish_target(by_name[h.name], delivery, started, reporter, engines, layers)
+    )
     finished = {o.host.name: o.value for o in outcomes}
     return [finished.get(t.host.name) or _static_result(t) for t in plan.targets]
+
+
+_LOST_LAYER = re.compile(r"layer\.tar: no such file or directory")
+
+
+def _resend_in_full(plan: MovePlan, senders: Sequence[TargetPlan], delivery: Delivery, reporter: Reporter) -> None:
+    """Targets that lost a layer they held when the plan left it out (an image removed
+    meanwhile) failed to load, and hold nothing new: send them everything, once."""
+    lost = [t for t in senders if t.skip_layers and _LOST_LAYER.search(_message(delivery.errors.get(t.host.name)))]
+    if not lost:
+        return
+    full = [replace(t, skip_layers=frozenset()) for t in lost]
+    again_plan = replace(plan, targets=tuple(full))
+    for target in full:
+        reporter.start(target.host.name, again_plan.bytes_for(target))
+    again = _deliver(again_plan, full, reporter, None)
+    for target in full:
+        name = target.host.name
+        delivery.sent[name] = delivery.sent.get(name, 0) + again.sent.get(name, 0)
+        delivery.errors[name] = again.errors.get(name)
+        delivery.target_notes[name] = "it no longer held layers the plan left out: sent again with every layer"
+
+
+def _message(error: ShipperError | None) -> str:
+    return error.message if error is not None else ""
 
 
 def _static_result(target: TargetPlan) -> TargetResult:

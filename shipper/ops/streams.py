@@ -5,6 +5,10 @@
 - host to host (``--via ssh``, the default when available): the same pump runs on the
   source host (archive/hostpipe.py) and feeds the targets over the source's ssh;
 - direct: ``GET /images/get`` on the source engine, ``POST /images/load`` on each target.
+
+On every route each target's stream leaves out the layers it holds (its
+sink's ``skip``). Host to host, the source may also read only the needed
+layers from its engine's store (archive/layerstore.py) instead of saving all.
 """
 
 from __future__ import annotations
@@ -91,8 +95,8 @@ class APISaveSource:
 class APILoadSink(QueueSink):
     """``POST /images/load`` on the target engine."""
 
-    def __init__(self, host: Host) -> None:
-        super().__init__(host.name)
+    def __init__(self, host: Host, skip: frozenset[str] = frozenset()) -> None:
+        super().__init__(host.name, skip)
         self.host = host
 
     def consume(self, items: Iterator[Chunk]) -> object:
@@ -104,8 +108,9 @@ def make_source(route: str, host: Host, image_ids: tuple[str, ...]) -> SSHSaveSo
     return SSHSaveSource(host, image_ids) if route == "ssh" else APISaveSource(host, image_ids)
 
 
-def make_sink(route: str, host: Host) -> QueueSink:
-    sink = ProcessSink(host.name, ssh_argv(host.ssh, "docker load -q")) if route == "ssh" else APILoadSink(host)
+def make_sink(route: str, host: Host, skip: frozenset[str] = frozenset()) -> QueueSink:
+    """A load on ``host`` that is not sent the layers in ``skip``."""
+    sink = ProcessSink(host.name, ssh_argv(host.ssh, "docker load -q"), skip=skip) if route == "ssh" else APILoadSink(host, skip)
     return sink.start()
 
 
@@ -131,6 +136,8 @@ class Delivery:
 
     path: str  # host-to-host, relay, direct
     note: str = ""
+    source_read: str = "save"  # store: the source's layer store was read directly; save: docker save
+    target_notes: dict[str, str] = field(default_factory=dict)
     sent: dict[str, int] = field(default_factory=dict)
     errors: dict[str, ShipperError | None] = field(default_factory=dict)
 
@@ -154,8 +161,9 @@ class SourceProgram:
     gives it the work, ``cancel`` tells it there is none.
     """
 
-    def __init__(self, source: Host, key_files: list[str], names: Sequence[str] = ()) -> None:
-        """``names``: the images as the user named them, for the program to start saving at once."""
+    def __init__(self, source: Host, key_files: list[str], names: Sequence[str] = (), store_read: bool = True) -> None:
+        """``names``: the images as the user named them, for the program to start saving at once.
+        ``store_read``: the program may read the engine's layer store instead of running docker save."""
         self.source = source
         self.reporter: Reporter | None = None
         self.unavailable = ""
@@ -168,7 +176,8 @@ class SourceProgram:
         code = script().encode()
         loader = LOADER.format(size=len(code))
         self.command = RemoteCommand(
-            source.ssh, f"python3 -c {shlex.quote(loader)} {shlex.quote(json.dumps(list(names)))}", f"host {source.name}", stdin=True,
+            source.ssh, f"python3 -c {shlex.quote(loader)} {shlex.quote(json.dumps({'names': list(names), 'store': store_read}))}",
+            f"host {source.name}", stdin=True,
             agent_socket=socket, on_stderr_line=self._progress,
         )  # fmt: skip
         self._write(code)
@@ -188,8 +197,12 @@ class SourceProgram:
                 self.reporter.advance(name, done)
         return True
 
-    def send(self, targets: list[Host], host_keys: dict[str, str], image_ids: tuple[str, ...], reporter: Reporter) -> HostToHost:
-        """Send ``image_ids`` from the source straight to ``targets``; unavailable when that cannot start."""
+    def send(
+        self, targets: list[Host], host_keys: dict[str, str], layers: dict[str, tuple[str, ...]], reporter: Reporter,
+        skips: dict[str, frozenset[str]] | None = None,
+    ) -> HostToHost:  # fmt: skip
+        """Send the images of ``layers`` (image ID -> diff IDs) from the source straight to ``targets``,
+        each without the layers in its ``skips`` entry; unavailable when that cannot start."""
         try:
             if self.command is None:
                 return _unavailable(self.unavailable)
@@ -200,7 +213,9 @@ class SourceProgram:
                 self.cancel()
                 return _unavailable("a target's host key is not known")
             spec = {
-                "expected": list(image_ids),
+                "expected": list(layers),
+                "layers": {image_id: list(diff_ids) for image_id, diff_ids in layers.items()},
+                "skip": {name: sorted(skip) for name, skip in (skips or {}).items()},
                 "known_hosts": "".join(host_keys[t.name] for t in targets),
                 "targets": {t.name: peer_argv(t.ssh, f"echo {READY} && exec docker load -q") for t in targets},
             }
@@ -226,10 +241,13 @@ class SourceProgram:
             self._agent = None
 
 
-def host_to_host(source: Host, targets: list[Host], host_keys: dict[str, str], image_ids: tuple[str, ...], reporter: Reporter) -> HostToHost:
+def host_to_host(
+    source: Host, targets: list[Host], host_keys: dict[str, str], layers: dict[str, tuple[str, ...]], reporter: Reporter,
+    skips: dict[str, frozenset[str]] | None = None, store_read: bool = True,
+) -> HostToHost:  # fmt: skip
     """Send from ``source`` straight to ``targets`` (starting the program now)."""
-    program = SourceProgram(source, [k for t in targets for k in t.ssh.identity_files])
-    return program.send(targets, host_keys, image_ids, reporter)
+    program = SourceProgram(source, [k for t in targets for k in t.ssh.identity_files], store_read=store_read)
+    return program.send(targets, host_keys, layers, reporter, skips)
 
 
 def _host_to_host_outcome(source: Host, targets: list[Host], status: int, out: str, err: str) -> HostToHost:
@@ -265,7 +283,11 @@ def _source_failure(source: Host, report: dict[str, Any]) -> ShipperError | None
 
 
 def _per_target(source: Host, targets: list[Host], outcome: dict[str, Any]) -> HostToHost:
-    result = HostToHost("host-to-host")
+    read = outcome["source"].get("read", "save")
+    note = outcome["source"].get("read_note", "")
+    result = HostToHost("host-to-host", source_read=read)
+    if read == "save" and note and note != "not asked to":
+        result.note = f"docker save on {source.name} (its layer store could not be read: {note})"
     source_error = _source_failure(source, outcome["source"])
     for target in targets:
         report = outcome["targets"][target.name]

@@ -117,9 +117,10 @@ def staged(lab: Lab) -> Lab:
     return lab
 
 
-def move(lab: Lab, targets: str, via: Via = "ssh") -> list[TargetResult]:
+def move(lab: Lab, targets: str, via: Via = "ssh", store_read: bool = True) -> list[TargetResult]:
+    """``store_read=False``: host to host, the source runs docker save (the faults that kill it need one)."""
     inventory = load_inventory(lab.inventory_path)
-    plan = plan_move(inventory.host("a"), select(inventory, targets), [BIG.name], via)
+    plan = plan_move(inventory.host("a"), select(inventory, targets), [BIG.name], via, store_read=store_read)
     return run_move(plan)
 
 
@@ -158,7 +159,7 @@ def test_the_source_killed_mid_save_fails_every_target_and_touches_none(shipper:
     dangling = {h: untagged_ids(staged, h) for h in "bc"}
 
     with FaultWhen(staged, "a", "save", TRIGGER, lambda: os.kill(remote_docker(staged, "a", "save"), signal.SIGKILL)) as fault:
-        results = move(staged, "b,c", via)
+        results = move(staged, "b,c", via, store_read=False)
 
     assert fault.fired.is_set()
     for result in results:
@@ -227,7 +228,7 @@ def test_the_source_image_removed_mid_save_arrives_whole_or_not_at_all(staged: L
     dangling = untagged_ids(staged, "b")
 
     with FaultWhen(staged, "a", "save", 0, lambda: staged.docker("a", "image", "rm", "-f", BIG.name)) as fault:
-        [result] = move(staged, "b")
+        [result] = move(staged, "b", store_read=False)
 
     assert fault.fired.is_set()
     if result.status == "moved":  # 20.10 holds the layers of an image it is saving, and finishes the save

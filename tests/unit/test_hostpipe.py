@@ -21,7 +21,7 @@ def run_on_bare_python(stdin: bytes, *args: str) -> subprocess.CompletedProcess[
 
 
 def test_the_source_program_runs_with_the_standard_library_alone() -> None:
-    result = run_on_bare_python(STOP.encode() + b"\n", "[]")
+    result = run_on_bare_python(STOP.encode() + b"\n", "{}")
 
     assert result.returncode == 0, result.stderr.decode()
     assert result.stdout == b""
@@ -30,7 +30,7 @@ def test_the_source_program_runs_with_the_standard_library_alone() -> None:
 def test_the_source_program_reports_a_target_it_cannot_reach_before_sending_anything() -> None:
     spec = '{"expected": [], "known_hosts": "", "targets": {"b": ["sh", "-c", "echo nope >&2; exit 255"]}}'
 
-    result = run_on_bare_python(spec.encode() + b"\n", "[]")
+    result = run_on_bare_python(spec.encode() + b"\n", "{}")
 
     assert result.returncode == 3
     assert b'"unreachable": {"b": "nope"}' in result.stdout

@@ -76,3 +76,55 @@ def test_a_handshake_that_never_comes_means_not_ready() -> None:
     sink = ProcessSink("silent", [sys.executable, "-c", "print('hello')"], handshake="READY")
 
     assert not sink.ready
+
+
+def digest_named_stream(layers: list[bytes], leave_out: int | None = None) -> tuple[bytes, str, list[str]]:
+    """A save stream whose layers are named by their digests (shipper's own form), and its image ID and diff IDs."""
+    import hashlib
+    import io
+    import json
+    import tarfile
+
+    diff_ids = ["sha256:" + hashlib.sha256(layer).hexdigest() for layer in layers]
+    config = json.dumps({"rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+    config_name = hashlib.sha256(config).hexdigest() + ".json"
+    manifest = json.dumps([{"Config": config_name, "RepoTags": None, "Layers": [d[7:] + "/layer.tar" for d in diff_ids]}]).encode()
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as archive:
+        members = [(d[7:] + "/layer.tar", layer) for i, (d, layer) in enumerate(zip(diff_ids, layers)) if i != leave_out]
+        for name, data in [*members, (config_name, config), ("manifest.json", manifest)]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return out.getvalue(), "sha256:" + hashlib.sha256(config).hexdigest(), diff_ids
+
+
+def names_in(path: Path) -> list[str]:
+    import tarfile
+
+    with tarfile.open(path) as archive:
+        return archive.getnames()
+
+
+def test_each_sink_is_sent_the_stream_without_the_layers_its_target_holds(tmp_path: Path) -> None:
+    data, image, diff_ids = digest_named_stream([b"base" * 40_000, b"top" * 1000])
+    holds_base = ProcessSink("b", ["sh", "-c", f"cat > {tmp_path / 'b'}"], skip=frozenset(diff_ids[:1])).start()
+    holds_nothing = cat_to(tmp_path / "c")
+
+    pump(chunks(data, 4096), [holds_base, holds_nothing], [image], layers={image: diff_ids})
+    holds_base.finish()
+    holds_nothing.finish()
+
+    base_member = diff_ids[0][7:] + "/layer.tar"
+    assert base_member not in names_in(tmp_path / "b") and diff_ids[1][7:] + "/layer.tar" in names_in(tmp_path / "b")
+    assert base_member in names_in(tmp_path / "c")
+    assert holds_base.sent < 10_000 < 160_000 < holds_nothing.sent
+    assert (tmp_path / "b").read_bytes().endswith(bytes(1024))  # a complete archive, end marker and all
+
+
+def test_a_stream_may_lack_only_the_layers_it_was_told_no_target_needs(tmp_path: Path) -> None:
+    data, image, diff_ids = digest_named_stream([b"base" * 40_000, b"top" * 1000], leave_out=0)
+
+    with pytest.raises(ArchiveError, match="does not hold"):
+        pump(chunks(data), [cat_to(tmp_path / "refused")], [image], layers={image: diff_ids})
+    pump(chunks(data), [cat_to(tmp_path / "taken")], [image], layers={image: diff_ids}, absent=diff_ids[:1])

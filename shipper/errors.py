@@ -103,3 +103,23 @@ class PartialFailure(ShipperError):
     """An operation over several hosts failed on some of them."""
 
     exit_status = ExitStatus.PARTIAL
+
+
+class RegistryUnreachable(ConnectionFailed):
+    """A registry did not answer, or its TLS certificate could not be verified."""
+
+
+class RegistryAuthFailed(ConnectionFailed):
+    """A registry refused the credentials (or asked for some and there were none)."""
+
+
+class RegistryError(ShipperError):
+    """A registry answered, with an error."""
+
+
+class RegistryNotFound(RegistryError, LookupError):
+    """A registry has no such repository, tag, manifest or blob."""
+
+
+class DigestMismatch(RegistryError):
+    """Content read from (or sent to) a registry does not match its digest."""

@@ -13,7 +13,10 @@ from shipper.cli.progress import BarsReporter, JSONLinesReporter
 from shipper.errors import UsageError
 from shipper.inventory import load_inventory, select
 from shipper.ops.fanout import exit_status_of
+from shipper.inventory.model import Inventory
+from shipper.ops import registry as registry_ops
 from shipper.ops.move_plan import MovePlan, TargetPlan, Via
+from shipper.ops.move_registry import RegistryRoute
 from shipper.ops.move_run import MoveSession, TargetResult
 from shipper.progress import NullReporter, Reporter
 
@@ -24,14 +27,15 @@ from shipper.progress import NullReporter, Reporter
 @click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
 @click.option("--from", "source", required=True, metavar="HOST", help="The host whose engine has the images.")
 @click.option("--to", "target", required=True, metavar="TARGET", help="A host, a group, or a comma list of both.")
-@click.option("--via", type=click.Choice(["ssh", "relay", "direct"]), default=None, help="ssh: host to host, else through here; relay: over SSH through here; direct: Docker API to API. Default: ssh when every engine is behind SSH.")
+@click.option("--via", type=click.Choice(["ssh", "relay", "direct", "registry"]), default=None, help="ssh: host to host, else through here; relay: over SSH through here; direct: Docker API to API; registry: push, then pull on each target. Default: ssh when every engine is behind SSH.")
+@click.option("--registry", "registry_name", metavar="NAME|HOST:PORT", help="--via registry: the registry (a name from the inventory's registries:, or an address).")
 @click.option("--force", is_flag=True, help="Send even to targets that already have the images under those tags.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @click.option("--no-store-read", is_flag=True, help="Host to host: always run docker save on the source, never read its engine's layer store directly.")
 @click.pass_context
 def move(
     ctx: click.Context, inventory_path: str, as_json: bool, images: tuple[str, ...], source: str, target: str,
-    via: Via | None, force: bool, dry_run: bool, no_store_read: bool,
+    via: Via | None, registry_name: str | None, force: bool, dry_run: bool, no_store_read: bool,
 ) -> None:  # fmt: skip
     """Move IMAGE... from one host's engine to TARGET's engines, tags intact.
 
@@ -45,8 +49,23 @@ def move(
     sources = select(inventory, source)
     if len(sources) != 1:
         raise UsageError(f"--from must name one host; {source!r} names {len(sources)}")
-    with MoveSession(sources[0], select(inventory, target), images, via, prestart=not dry_run, store_read=not no_store_read) as session:
+    registry = _registry_route(inventory, registry_name) if via == "registry" or registry_name else None
+    if registry_name and via is None:
+        via = "registry"
+    with MoveSession(
+        sources[0], select(inventory, target), images, via, prestart=not dry_run, store_read=not no_store_read, registry=registry
+    ) as session:
         _move(env, session, force, dry_run, as_json)
+
+
+def _registry_route(inventory: Inventory, name: str | None) -> RegistryRoute:
+    """The registry for --via registry: named, or the inventory's only one."""
+    if name is None:
+        if len(inventory.registries) != 1:
+            raise UsageError("--via registry needs --registry NAME|HOST:PORT", hint="or name exactly one registry in the inventory's registries:")
+        name = next(iter(inventory.registries))
+    address, spec = registry_ops.resolve(name, inventory)
+    return RegistryRoute(address, registry_ops.credentials_for(address, spec, registry_ops.Access()))
 
 
 def _move(env: Env, session: MoveSession, force: bool, dry_run: bool, as_json: bool) -> None:

@@ -11,7 +11,7 @@ import contextlib
 import os
 import time
 from typing import Any
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import docker
 import docker.errors
@@ -23,7 +23,7 @@ from docker.utils import version_lt
 
 from shipper.engine.info import EngineInfo, ImageDetails, ImageSummary, engine_info, image_details, image_summary
 from shipper.engine.sshadapter import SessionSSHAdapter
-from shipper.errors import EngineError, EngineUnreachable, ShipperError, SSHError
+from shipper.errors import EngineError, EngineUnreachable, RegistryAuthFailed, RegistryUnreachable, ShipperError, SSHError
 from shipper.inventory.model import Host, TLSFiles
 from shipper.transport.ssh import SSHSession
 
@@ -129,6 +129,34 @@ class Engine:
         with self.errors(f"remove image {image_id[:19]}"):
             self.api.remove_image(image_id, force=False, noprune=False)
 
+    def untag(self, reference: str) -> None:
+        """Take one name (repo:tag or repo@digest) off an image that keeps another; never deletes an image."""
+        details = self.inspect_image(reference)
+        if details is None:
+            return
+        if len(details.tags) + len(details.digests) < 2:
+            raise EngineError(f"{reference} is the only name of image {details.id[:19]} on {self.host.describe()}: left in place")
+        with self.errors(f"remove the name {reference}"):
+            self.api.remove_image(reference, force=False, noprune=True)
+
+    def push(self, repository: str, tag: str, auth: dict[str, str] | None, on_progress: Callable[[int], None] | None = None) -> str:
+        """Push ``repository:tag`` (credentials go in the X-Registry-Auth header); the manifest digest."""
+        digest = ""
+        with self.errors(f"push {repository}:{tag}"):
+            stream = self.api.push(repository, tag, stream=True, decode=True, auth_config=auth)
+            digest = _follow(stream, f"push {repository}:{tag} from {self.host.describe()}", on_progress).get("Digest", "")
+        if not digest.startswith("sha256:"):
+            raise EngineError(f"the engine on {self.host.describe()} pushed {repository}:{tag} but did not say its digest")
+        return digest
+
+    def pull(self, repository: str, digest: str, auth: dict[str, str] | None, on_progress: Callable[[int], None] | None = None) -> int:
+        """Pull ``repository@digest`` (no tag is set); bytes downloaded."""
+        progress = _Progress(on_progress)
+        with self.errors(f"pull {repository}@{digest}"):
+            stream = self.api.pull(repository, tag=digest, stream=True, decode=True, auth_config=auth)
+            _follow(stream, f"pull {repository}@{digest[:19]} on {self.host.describe()}", progress)
+        return progress.total
+
     def save(self, image_ids: Iterable[str]) -> Iterator[bytes]:
         """``GET /images/get?names=…``: one docker-save tar holding all the images, streamed."""
         ids = list(image_ids)
@@ -171,6 +199,53 @@ class Engine:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class _Progress:
+    """Bytes moved so far across a push's or pull's layers (the engine reports each layer's own count)."""
+
+    def __init__(self, on_progress: Callable[[int], None] | None) -> None:
+        self.on_progress = on_progress
+        self.layers: dict[str, int] = {}
+
+    @property
+    def total(self) -> int:
+        return sum(self.layers.values())
+
+    def __call__(self, layer: str, done: int) -> None:
+        self.layers[layer] = max(done, self.layers.get(layer, 0))
+        if self.on_progress is not None:
+            self.on_progress(self.total)
+
+
+def _follow(stream: Iterable[dict[str, Any]], action: str, on_progress: Callable[..., None] | None) -> dict[str, Any]:
+    """Read a push or pull's JSON messages to the end; the last ``aux`` (the pushed digest); errors raised."""
+    aux: dict[str, Any] = {}
+    progress = on_progress if isinstance(on_progress, _Progress) else _Progress(on_progress)
+    for message in stream:
+        if message.get("errorDetail") or message.get("error"):
+            detail = str((message.get("errorDetail") or {}).get("message") or message.get("error"))
+            raise _registry_refusal(action, detail)
+        current = (message.get("progressDetail") or {}).get("current")
+        if current is not None and message.get("id") and message.get("status") in ("Pushing", "Downloading"):
+            progress(str(message["id"]), int(current))
+        if isinstance(message.get("aux"), dict):
+            aux = message["aux"]
+    return aux
+
+
+def _registry_refusal(action: str, detail: str) -> ShipperError:
+    lowered = detail.lower()
+    if "unauthorized" in lowered or "authentication required" in lowered or "no basic auth credentials" in lowered:
+        return RegistryAuthFailed(f"cannot {action}: the registry refused the credentials ({detail})", hint="check them with shipper registry login")
+    if "x509" in lowered or "certificate" in lowered:
+        return RegistryUnreachable(
+            f"cannot {action}: the engine does not trust the registry's certificate ({detail})",
+            hint="install the registry's CA on that engine as /etc/docker/certs.d/HOST:PORT/ca.crt (shipper registry up does it)",
+        )
+    if "connection refused" in lowered or "no such host" in lowered or "i/o timeout" in lowered:
+        return RegistryUnreachable(f"cannot {action}: the engine cannot reach the registry ({detail})", hint="can that host reach the registry's address?")
+    return EngineError(f"cannot {action}: engine said {detail!r}")
 
 
 def _explanation(exc: docker.errors.APIError) -> str:

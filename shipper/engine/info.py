@@ -51,6 +51,7 @@ class ImageDetails:
     layers: tuple[str, ...]  # RootFS diff IDs
     architecture: str
     os: str
+    digests: tuple[str, ...] = ()  # repo@sha256:… references (from pulls and pushes)
 
 
 def image_details(raw: Mapping[str, Any]) -> ImageDetails:
@@ -61,6 +62,7 @@ def image_details(raw: Mapping[str, Any]) -> ImageDetails:
         layers=tuple((raw.get("RootFS") or {}).get("Layers") or ()),
         architecture=str(raw.get("Architecture", "")),
         os=str(raw.get("Os", "")),
+        digests=tuple(raw.get("RepoDigests") or ()),
     )
 
 

@@ -8,7 +8,11 @@ The shape::
       children:
         web: {hosts: {...}, vars: {...}, children: {...}}
 
-Top-level keys other than ``all`` are groups under ``all``, as in Ansible.
+Top-level keys other than ``all`` are groups under ``all``, as in Ansible,
+except ``registries:``, shipper's own (Ansible warns and skips it)::
+
+    registries:
+      main: {address: registry.example:5000, ca: certs/ca.crt, username: deploy, password_file: secrets/main}
 ``group_vars/`` and ``host_vars/`` beside the file add variables. Precedence,
 lowest first: all < parent group < child group < host (within a level the
 inventory file first, then the ``*_vars`` file); groups of the same depth
@@ -25,11 +29,12 @@ from collections.abc import Iterator, Mapping
 
 from shipper.errors import InventoryError, Origin
 from shipper.inventory.hostvars import normalize
-from shipper.inventory.model import Group, Host, Inventory
+from shipper.inventory.model import Group, Host, Inventory, RegistrySpec
 from shipper.inventory.resolve import resolve_engine, resolve_ssh, ssh_overrides_from_url
 from shipper.yamlfile import LineDict, YAMLFileError, load_file
 
 GROUP_KEYS = ("hosts", "children", "vars")
+REGISTRY_KEYS = ("address", "ca", "username", "password_file", "insecure")
 _GROUP_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _HOST_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
 _RANGE = re.compile(r"\[([0-9a-z]+):([0-9a-z]+)(?::([0-9]+))?\]")
@@ -57,6 +62,7 @@ class _Reader:
     def __init__(self) -> None:
         self.groups: dict[str, _GroupDef] = {}
         self.hosts: dict[str, _HostDef] = {}
+        self.registries: dict[str, tuple[LineDict, Origin]] = {}
 
     def read_top(self, data: Any, path: str) -> None:
         if data is None:
@@ -65,6 +71,9 @@ class _Reader:
             raise InventoryError(f"{path}: an inventory must be a mapping of groups, starting with 'all:'")
         self._group("all", LineDict(), data.origin())
         for name, body in data.items():
+            if name == "registries":
+                self._registries(body, data.origin(name))
+                continue
             self._group(str(name), body, data.origin(name))
             if name != "all":
                 self.groups["all"].children.append(str(name))
@@ -97,6 +106,18 @@ class _Reader:
             if not isinstance(variables, LineDict):
                 raise InventoryError(f"vars of group {name!r} must be a mapping", origin=body.origin("vars"))
             group.vars.append((variables, body.origin("vars")))
+
+    def _registries(self, body: Any, origin: Origin) -> None:
+        if not isinstance(body, LineDict):
+            raise InventoryError("registries: must be a mapping of names to registries", origin=origin)
+        for name, spec in body.items():
+            where = body.origin(name)
+            if not isinstance(spec, LineDict) or not isinstance(spec.get("address"), str):
+                raise InventoryError(f"registry {name!r} needs at least 'address: host:port'", origin=where)
+            for key in spec:
+                if key not in REGISTRY_KEYS:
+                    raise InventoryError(f"unknown key {key!r} in registry {name!r}", hint=f"a registry takes {', '.join(REGISTRY_KEYS)}", origin=spec.origin(key))
+            self.registries[str(name)] = (spec, where)
 
     def _host(self, name: str, body: Any, origin: Origin) -> None:
         if not _HOST_NAME.match(name):
@@ -276,4 +297,16 @@ def load_inventory(path: str | Path, explicit_ssh: Mapping[str, Any] | None = No
         name: Group(name, tuple(dict.fromkeys(g.hosts)), tuple(dict.fromkeys(g.children)), g.origin)
         for name, g in reader.groups.items()
     }
-    return Inventory(str(path), hosts, groups)
+    registries = {name: _registry(name, spec, origin, path.parent) for name, (spec, origin) in reader.registries.items()}
+    return Inventory(str(path), hosts, groups, registries)
+
+
+def _registry(name: str, spec: LineDict, origin: Origin, base: Path) -> RegistrySpec:
+    def file(key: str) -> str | None:
+        value = spec.get(key)
+        return None if value is None else str(base / str(value))
+
+    return RegistrySpec(
+        name, str(spec["address"]), file("ca"), None if spec.get("username") is None else str(spec["username"]),
+        file("password_file"), bool(spec.get("insecure", False)), origin,
+    )  # fmt: skip

@@ -91,12 +91,26 @@ class Group:
 
 
 @dataclass(frozen=True)
+class RegistrySpec:
+    """A registry named in the inventory's ``registries:`` section."""
+
+    name: str
+    address: str  # host:port, or http://host:port
+    ca: str | None = None  # CA file, resolved against the inventory's directory
+    username: str | None = None
+    password_file: str | None = None  # resolved against the inventory's directory
+    insecure: bool = False
+    origin: Origin | None = None
+
+
+@dataclass(frozen=True)
 class Inventory:
-    """Hosts and groups, in the order the inventory file gives them."""
+    """Hosts and groups, in the order the inventory file gives them; and named registries."""
 
     path: str
     hosts: Mapping[str, Host]
     groups: Mapping[str, Group]
+    registries: Mapping[str, RegistrySpec] = field(default_factory=dict)
 
     def host(self, name: str) -> Host:
         """The host called ``name``; see ``targets.select`` for expressions."""

@@ -136,14 +136,16 @@ class SSHDaemon(_Owned):
 
 @dataclass(frozen=True)
 class RegistryDaemon(_Owned):
-    """Debian's docker-registry (CNCF distribution), with htpasswd (bcrypt) auth and TLS."""
+    """Debian's docker-registry (CNCF distribution), with htpasswd (bcrypt) auth and TLS;
+    or, ``secure=False``, plain HTTP with no auth (as many a private registry is run)."""
 
     address: str
     dir: Path
+    secure: bool = True
 
     @property
     def url(self) -> str:
-        return f"https://{self.address}:{REGISTRY_PORT}"
+        return f"{'https' if self.secure else 'http'}://{self.address}:{REGISTRY_PORT}"
 
     @property
     def host_port(self) -> str:
@@ -166,7 +168,8 @@ class RegistryDaemon(_Owned):
             self.password_file.write_text(secrets.token_urlsafe(24))
         htpasswd_file = self.dir / "auth" / "htpasswd"
         htpasswd_file.write_text(htpasswd.render({REGISTRY_USER: self.password_file.read_text()}))
-        pki.issue(ca, "lab registry", [self.address, "localhost"]).write(self.dir / "certs/server.crt", self.dir / "certs/server.key")
+        if not (self.dir / "certs/server.key").exists():
+            pki.issue(ca, "lab registry", [self.address, "localhost"]).write(self.dir / "certs/server.crt", self.dir / "certs/server.key")
         config = self.dir / "config.yml"
         config.write_text(json.dumps(self._config(htpasswd_file), indent=2))  # JSON is YAML
         log = self.dir / "registry.log"
@@ -177,7 +180,8 @@ class RegistryDaemon(_Owned):
         secret_file = self.dir / "http-secret"
         if not secret_file.exists():
             secret_file.write_text(secrets.token_hex(32))  # stable across restarts, or uploads in flight die
-        return {
+        http: dict[str, object] = {"addr": self.host_port, "secret": secret_file.read_text()}
+        config: dict[str, object] = {
             "version": 0.1,
             "log": {"level": "info", "accesslog": {"disabled": True}},
             "storage": {
@@ -185,10 +189,9 @@ class RegistryDaemon(_Owned):
                 "delete": {"enabled": True},
                 "cache": {"blobdescriptor": "inmemory"},
             },
-            "http": {
-                "addr": self.host_port,
-                "secret": secret_file.read_text(),
-                "tls": {"certificate": str(self.dir / "certs/server.crt"), "key": str(self.dir / "certs/server.key")},
-            },
-            "auth": {"htpasswd": {"realm": "shipper-lab", "path": str(htpasswd_file)}},
+            "http": http,
         }
+        if self.secure:
+            http["tls"] = {"certificate": str(self.dir / "certs/server.crt"), "key": str(self.dir / "certs/server.key")}
+            config["auth"] = {"htpasswd": {"realm": "shipper-lab", "path": str(htpasswd_file)}}
+        return config

@@ -77,6 +77,11 @@ class Lab:
         return RegistryDaemon(f"{self.net}.10", self.root / "registry")
 
     @property
+    def plain_registry(self) -> RegistryDaemon:
+        """A second registry: plain HTTP, no auth."""
+        return RegistryDaemon(f"{self.net}.11", self.root / "registry-plain", secure=False)
+
+    @property
     def inventory_path(self) -> Path:
         return self.root / "inventory.yml"
 
@@ -110,6 +115,7 @@ class Lab:
         _parallel([partial(self.start_host, n, ca) for n in self.names])
         if registry:
             self.registry.start(ca)
+            self.plain_registry.start(ca)
         self._write_client_files(registry)
 
     def start_host(self, name: str, ca: pki.CertKey | None = None) -> None:
@@ -131,6 +137,7 @@ class Lab:
     def down(self, purge: bool = False) -> None:
         """Stop what the lab started; with ``purge``, also remove its directory."""
         self.registry.stop()
+        self.plain_registry.stop()
         _parallel([partial(self._stop_host, n) for n in self.names])
         if purge and self.root.exists():
             self._unmount_leftovers()

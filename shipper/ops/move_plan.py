@@ -22,9 +22,10 @@ from shipper.imageref import parse
 from shipper.inventory.model import Host
 from shipper.ops.engines import EnginePool
 from shipper.ops.fanout import for_each_host
+from shipper.ops.move_registry import RegistryRoute, check_movable
 
-Route = Literal["ssh", "direct"]
-Via = Literal["ssh", "relay", "direct"]  # relay: over SSH, but never host to host
+Route = Literal["ssh", "direct", "registry"]
+Via = Literal["ssh", "relay", "direct", "registry"]  # relay: over SSH, but never host to host
 Action = Literal["send", "tag", "unchanged", "skip", "failed"]
 
 
@@ -77,6 +78,7 @@ class MovePlan:
     route_reason: str
     host_to_host: bool = False  # try sending from the source straight to the targets first
     store_read: bool = True  # host to host: the source may read its engine's layer store instead of running docker save
+    registry: RegistryRoute | None = None  # --via registry: the registry the engines push to and pull from
 
     @property
     def send_ids(self) -> tuple[str, ...]:
@@ -121,6 +123,7 @@ class MovePlan:
             "route_reason": self.route_reason,
             "host_to_host": self.host_to_host,
             "store_read": self.store_read,
+            **({"registry": str(self.registry.address)} if self.registry else {}),
             "images": [{k: v for k, v in vars(img).items()} for img in self.images],
             "targets": [
                 {
@@ -140,12 +143,16 @@ class MovePlan:
         }
 
 
-def choose_route(source: Host, targets: Sequence[Host], via: Via | None) -> tuple[Route, str, bool]:
+def choose_route(source: Host, targets: Sequence[Host], via: Via | None, registry: RegistryRoute | None = None) -> tuple[Route, str, bool]:
     """``ssh`` when every engine sits behind SSH (the docker CLI runs there), else ``direct``.
 
     Over SSH, host to host is tried first (measured faster: the bytes cross once, with
     one encryption); the relay through this machine is the fallback.
     """
+    if via == "registry":
+        if registry is None:
+            raise UsageError("--via registry needs a registry", hint="add --registry NAME|HOST:PORT (or name one in the inventory's registries:)")
+        return "registry", f"asked for: {source.name} pushes to {registry.address}, each target pulls", False
     not_ssh = [h for h in (source, *targets) if h.engine.scheme != "ssh"]
     if via in ("ssh", "relay") and not_ssh:
         host = not_ssh[0]
@@ -221,7 +228,7 @@ def _view(host: Host, engines: EnginePool) -> _TargetView:
 
 
 def _target_plan(
-    host: Host, view: _TargetView, images: Sequence[SourceImage], force: bool, engines: EnginePool
+    host: Host, view: _TargetView, images: Sequence[SourceImage], force: bool, engines: EnginePool, route: Route
 ) -> TargetPlan:  # fmt: skip
     engine = engines.get(host)
     # The list shows tagged and dangling images; an ID it lacks is asked for directly to be sure.
@@ -235,6 +242,8 @@ def _target_plan(
         every = {d for img in images for d in img.layers}
         skip = frozenset() if force or view.thin_note else frozenset(every - needed_layers([img.layers for img in images], view.chains))
         note = view.thin_note or ("forced: every layer is sent" if force else "")
+        if route == "registry":  # the engine decides what it pulls
+            skip, note = frozenset(), "the engine pulls the layers it does not know from earlier pulls or pushes"
         return TargetPlan(host, "send", send, tags, before, present, reason, host_key=host_key, skip_layers=skip, thin_note=note)
     if tags:
         return TargetPlan(host, "tag", (), tags, before, present, "has the image(s); only tags move", host_key=host_key)
@@ -243,7 +252,7 @@ def _target_plan(
 
 def plan_move(
     source: Host, targets: Sequence[Host], requested: Sequence[str], via: Via | None = None, force: bool = False,
-    engines: EnginePool | None = None, store_read: bool = True,
+    engines: EnginePool | None = None, store_read: bool = True, registry: RegistryRoute | None = None,
 ) -> MovePlan:  # fmt: skip
     """Look at the source and every target (reading only) and decide what will cross.
 
@@ -252,7 +261,7 @@ def plan_move(
     """
     if not requested:
         raise UsageError("name at least one image to move")
-    route, reason, host_to_host = choose_route(source, [t for t in targets if t.name != source.name], via)
+    route, reason, host_to_host = choose_route(source, [t for t in targets if t.name != source.name], via, registry)
     others = [t for t in targets if t.name != source.name]
     with contextlib.ExitStack() as stack:
         pool = engines or stack.enter_context(EnginePool())
@@ -269,7 +278,9 @@ def plan_move(
                 plans.append(TargetPlan(host, "failed", error=outcome.error))
             else:
                 try:
-                    plans.append(_target_plan(host, outcome.value, images, force, pool))
+                    plans.append(_target_plan(host, outcome.value, images, force, pool, route))
                 except ShipperError as exc:
                     plans.append(TargetPlan(host, "failed", error=exc))
-    return MovePlan(source, images, tuple(plans), route, reason, host_to_host, store_read)
+    if route == "registry":
+        check_movable([img.name for img in images])
+    return MovePlan(source, images, tuple(plans), route, reason, host_to_host, store_read, registry)

@@ -27,6 +27,7 @@ from shipper.ops.fanout import for_each_host
 from shipper.imageref import parse
 from shipper.inventory.model import Host
 from shipper.ops.move_plan import MovePlan, TargetPlan, Via, choose_route, plan_move
+from shipper.ops.move_registry import RegistryRoute, pull_everywhere, push_images
 from shipper.ops.streams import Delivery, SourceProgram, host_to_host, make_sink, make_source, sink_error
 from shipper.progress import NullReporter, Reporter
 
@@ -85,8 +86,27 @@ def _path(plan: MovePlan) -> str:
     return "relay" if plan.route == "ssh" else "direct"
 
 
+def _through_registry(plan: MovePlan, senders: Sequence[TargetPlan], reporter: Reporter) -> Delivery:
+    """The source's engine pushes, each target's engine pulls."""
+    assert plan.registry is not None
+    names = [(img.name or img.id, img.id) for img in plan.images if img.id in plan.send_ids]
+    reporter.start(plan.source.name, sum(img.size for img in plan.images if img.id in plan.send_ids))
+    try:
+        pushed = push_images(plan.source, names, plan.registry, reporter)
+    except ShipperError as exc:
+        reporter.finish(plan.source.name, "failed")
+        error = _explain_source_failure(plan, exc)
+        return Delivery("registry", source_read="push", errors={t.host.name: error for t in senders})
+    reporter.finish(plan.source.name, "pushed")
+    return pull_everywhere([t.host for t in senders], pushed, plan.registry, reporter)
+
+
 def _deliver(plan: MovePlan, senders: Sequence[TargetPlan], reporter: Reporter, program: SourceProgram | None) -> Delivery:
     """Host to host when planned and available, else through this machine."""
+    if plan.route == "registry":
+        if program is not None:
+            program.cancel()
+        return _through_registry(plan, senders, reporter)
     if plan.host_to_host:
         keys = {t.host.name: t.host_key for t in senders if t.host_key}
         hosts = [t.host for t in senders]
@@ -152,6 +172,17 @@ def _commit(target: TargetPlan, engines: EnginePool, layers: dict[str, tuple[str
             raise EngineError(f"{name} on {target.host.describe()} does not point at {image_id} after tagging")
 
 
+def _untag(target: TargetPlan, engines: EnginePool, references: list[str]) -> str:
+    """Take the registry's digest references off the target once its own tags are in place."""
+    try:
+        engine = engines.get(target.host)
+        for reference in references:
+            engine.untag(reference)
+    except ShipperError as exc:
+        return f"left the reference in place: {exc.message}"
+    return ""
+
+
 def _rollback(target: TargetPlan, engines: EnginePool) -> str:
     """Remove untagged images a failed attempt left behind; say what could not be done."""
     try:
@@ -183,6 +214,8 @@ def _finish_target(
             _commit(target, engines, layers)
         except ShipperError as exc:
             error = exc
+    if error is None and delivery is not None and delivery.untag_after.get(name):
+        note = "; ".join(x for x in (note, _untag(target, engines, delivery.untag_after[name])) if x)
     if error is not None and not isinstance(error, ConnectionFailed):
         error = _engine_gone(target, error, engines) or error
     elapsed = time.monotonic() - started
@@ -219,19 +252,19 @@ class MoveSession:
 
     def __init__(
         self, source: Host, targets: Sequence[Host], images: Sequence[str], via: Via | None = None, prestart: bool = True,
-        store_read: bool = True,
+        store_read: bool = True, registry: RegistryRoute | None = None,
     ) -> None:  # fmt: skip
         self.source, self.targets, self.images, self.via = source, list(targets), list(images), via
-        self.store_read = store_read
+        self.store_read, self.registry = store_read, registry
         self.engines = EnginePool()
         self.program: SourceProgram | None = None
         others = [t for t in self.targets if t.name != source.name]
-        if prestart and others and choose_route(source, others, via)[2]:
+        if prestart and others and choose_route(source, others, via, registry)[2]:
             names = [str(parse(i)) for i in self.images]  # checked names only reach the source's command line
             self.program = SourceProgram(source, [k for t in others for k in t.ssh.identity_files], names, store_read)
 
     def plan(self, force: bool = False) -> MovePlan:
-        return plan_move(self.source, self.targets, self.images, self.via, force, self.engines, self.store_read)
+        return plan_move(self.source, self.targets, self.images, self.via, force, self.engines, self.store_read, self.registry)
 
     def run(self, plan: MovePlan, reporter: Reporter | None = None) -> list[TargetResult]:
         program, self.program = self.program, None

@@ -138,6 +138,7 @@ class Delivery:
     note: str = ""
     source_read: str = "save"  # store: the source's layer store was read directly; save: docker save
     target_notes: dict[str, str] = field(default_factory=dict)
+    untag_after: dict[str, list[str]] = field(default_factory=dict)  # names to take off each target once its tags moved
     sent: dict[str, int] = field(default_factory=dict)
     errors: dict[str, ShipperError | None] = field(default_factory=dict)
 

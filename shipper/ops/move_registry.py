@@ -1,0 +1,115 @@
+"""``move --via registry``: the source's engine pushes, each target's engine pulls.
+
+1. On the source, each image gets a temporary name in the registry
+   (``R/REPO:TAG``), is pushed with shipper's credentials (sent to the engine
+   in the ``X-Registry-Auth`` header, never on a command line), and the
+   temporary name is taken off again (or put back as it was).
+2. Each target pulls the image *by digest* (``R/REPO@sha256:…``): nothing is
+   tagged by the pull, so a failed or partial pull leaves the target's tags
+   as they were. The usual commit follows (image ID and layers checked, then
+   the tags moved), and the digest reference is taken off again.
+
+An engine skips layers it already holds only when it knows their compressed
+digests from an earlier pull or push (``../shared/design.md`` §7): a base that
+arrived by ``docker load`` is pulled again. The plan says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from shipper.engine import Engine, connect
+from shipper.errors import ShipperError, UsageError
+from shipper.inventory.model import Host
+from shipper.ops.fanout import for_each_host
+from shipper.ops.streams import Delivery
+from shipper.progress import Reporter
+from shipper.registry import Address, Credentials
+
+
+@dataclass(frozen=True)
+class RegistryRoute:
+    """The registry a move goes through, as the engines reach it, and the credentials they are given."""
+
+    address: Address
+    credentials: Credentials | None
+
+    def auth_config(self) -> dict[str, str] | None:
+        if self.credentials is None:
+            return None
+        return {"username": self.credentials.username, "password": self.credentials.password, "serveraddress": self.address.host}
+
+
+@dataclass(frozen=True)
+class Pushed:
+    name: str  # the image's own repo:tag
+    image_id: str
+    remote: str  # R/REPO (no tag)
+    digest: str  # manifest digest in the registry
+
+
+def remote_repository(route: RegistryRoute, name: str) -> tuple[str, str]:
+    """``lab/app:1`` -> (``R/lab/app``, ``1``)."""
+    repository, _, tag = name.rpartition(":")
+    if "/" in repository and ("." in repository.split("/")[0] or ":" in repository.split("/")[0]):
+        repository = repository.split("/", 1)[1]  # the image's own registry part is replaced by R
+    return f"{route.address.host}/{repository}", tag
+
+
+def push_images(source: Host, images: Sequence[tuple[str, str]], route: RegistryRoute, reporter: Reporter) -> list[Pushed]:
+    """Push ``(name, image ID)`` pairs from ``source``'s engine; the temporary names are gone again afterwards."""
+    pushed = []
+    with connect(source, timeout=None) as engine:
+        for name, image_id in images:
+            remote, tag = remote_repository(route, name)
+            temporary = f"{remote}:{tag}"
+            before = engine.inspect_image(temporary)
+            engine.tag(image_id, temporary)
+            try:
+                digest = engine.push(remote, tag, route.auth_config(), lambda done: reporter.advance(source.name, done))
+            finally:
+                _restore(engine, temporary, before.id if before is not None else None)
+            pushed.append(Pushed(name, image_id, remote, digest))
+    return pushed
+
+
+def _restore(engine: Engine, name: str, previous_id: str | None) -> None:
+    """Put ``name`` back as it was before shipper borrowed it."""
+    if previous_id is None:
+        engine.untag(name)
+    else:
+        engine.tag(previous_id, name)
+
+
+def pull_everywhere(targets: Sequence[Host], pushed: Sequence[Pushed], route: RegistryRoute, reporter: Reporter) -> Delivery:
+    """Each target pulls every pushed image by digest, in parallel across targets."""
+    delivery = Delivery("registry", source_read="push")
+
+    def pull(host: Host) -> int:
+        total = 0
+        with connect(host, timeout=None) as engine:
+            for image in pushed:
+                reference = f"{image.remote}@{image.digest}"
+                had_reference = engine.inspect_image(reference) is not None
+                total += engine.pull(image.remote, image.digest, route.auth_config(), lambda done: reporter.advance(host.name, total + done))
+                if not had_reference:
+                    delivery.untag_after.setdefault(host.name, []).append(reference)
+        return total
+
+    for outcome in for_each_host(list(targets), pull):
+        delivery.sent[outcome.host.name] = outcome.value or 0
+        delivery.errors[outcome.host.name] = outcome.error
+    return delivery
+
+
+def check_movable(names: Sequence[str | None]) -> None:
+    if any(name is None for name in names):
+        raise UsageError(
+            "an image named only by its ID cannot go through a registry (a registry stores names)",
+            hint="name the image (repo:tag), or move it --via ssh",
+        )
+
+
+def registry_failure(source: Host, error: ShipperError) -> ShipperError:
+    return ShipperError(f"pushing from {source.name} failed: {error.message}", hint=error.hint)

@@ -65,7 +65,8 @@ def _registry_route(inventory: Inventory, name: str | None) -> RegistryRoute:
             raise UsageError("--via registry needs --registry NAME|HOST:PORT", hint="or name exactly one registry in the inventory's registries:")
         name = next(iter(inventory.registries))
     address, spec = registry_ops.resolve(name, inventory)
-    return RegistryRoute(address, registry_ops.credentials_for(address, spec, registry_ops.Access()))
+    credentials = registry_ops.credentials_for(address, spec, registry_ops.Access())
+    return RegistryRoute(address, credentials, spec.ca if spec else None, bool(spec and spec.insecure))
 
 
 def _move(env: Env, session: MoveSession, force: bool, dry_run: bool, as_json: bool) -> None:

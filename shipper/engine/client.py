@@ -207,15 +207,22 @@ class _Progress:
     def __init__(self, on_progress: Callable[[int], None] | None) -> None:
         self.on_progress = on_progress
         self.layers: dict[str, int] = {}
+        self.sizes: dict[str, int] = {}
 
     @property
     def total(self) -> int:
         return sum(self.layers.values())
 
-    def __call__(self, layer: str, done: int) -> None:
+    def __call__(self, layer: str, done: int, total: int = 0) -> None:
+        if total:
+            self.sizes[layer] = total
         self.layers[layer] = max(done, self.layers.get(layer, 0))
         if self.on_progress is not None:
             self.on_progress(self.total)
+
+    def complete(self, layer: str) -> None:
+        if layer in self.sizes:
+            self(layer, self.sizes[layer])
 
 
 def _follow(stream: Iterable[dict[str, Any]], action: str, on_progress: Callable[..., None] | None) -> dict[str, Any]:
@@ -226,9 +233,11 @@ def _follow(stream: Iterable[dict[str, Any]], action: str, on_progress: Callable
         if message.get("errorDetail") or message.get("error"):
             detail = str((message.get("errorDetail") or {}).get("message") or message.get("error"))
             raise _registry_refusal(action, detail)
-        current = (message.get("progressDetail") or {}).get("current")
-        if current is not None and message.get("id") and message.get("status") in ("Pushing", "Downloading"):
-            progress(str(message["id"]), int(current))
+        layer, status, counts = str(message.get("id", "")), message.get("status"), message.get("progressDetail") or {}
+        if layer and status in ("Pushing", "Downloading") and counts.get("current") is not None:
+            progress(layer, int(counts["current"]), int(counts.get("total") or 0))
+        elif layer and status in ("Pushed", "Download complete"):
+            progress.complete(layer)  # the engine's last progress message may lag behind
         if isinstance(message.get("aux"), dict):
             aux = message["aux"]
     return aux

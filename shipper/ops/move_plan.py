@@ -283,4 +283,6 @@ def plan_move(
                     plans.append(TargetPlan(host, "failed", error=exc))
     if route == "registry":
         check_movable([img.name for img in images])
+        assert registry is not None
+        registry.check()
     return MovePlan(source, images, tuple(plans), route, reason, host_to_host, store_read, registry)

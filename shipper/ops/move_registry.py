@@ -25,7 +25,7 @@ from shipper.inventory.model import Host
 from shipper.ops.fanout import for_each_host
 from shipper.ops.streams import Delivery
 from shipper.progress import Reporter
-from shipper.registry import Address, Credentials
+from shipper.registry import Address, Credentials, RegistryClient
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,13 @@ class RegistryRoute:
 
     address: Address
     credentials: Credentials | None
+    ca: str | None = None
+    insecure: bool = False
+
+    def check(self) -> None:
+        """Log in to the registry from here first: a wrong password or an unknown CA stops the move before any engine is touched."""
+        with RegistryClient(self.address, self.credentials, ca_file=self.ca, insecure=self.insecure) as client:
+            client.ping()
 
     def auth_config(self) -> dict[str, str] | None:
         if self.credentials is None:

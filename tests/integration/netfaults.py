@@ -22,7 +22,6 @@ class CuttingProxy:
         self, listen: tuple[str, int], target: tuple[str, int], cut_after: int = 1 << 62, before_body_of: tuple[bytes, int] | None = None
     ) -> None:
         self.target, self.cut_after, self.before_body_of = target, cut_after, before_body_of
-        self._seen = b""
         self._requests = 0
         self.cut = threading.Event()
         self._server = socket.create_server(listen, reuse_port=False)
@@ -51,12 +50,13 @@ class CuttingProxy:
 
     def _pipe(self, source: socket.socket, sink: socket.socket, counts: bool) -> None:
         moved = 0
+        tail = bytearray()
         try:
             while True:
                 data = source.recv(65536)
                 if not data:
                     break
-                keep = self._cut_point(data, moved) if counts and not self.cut.is_set() else None
+                keep = self._cut_point(data, moved, tail) if counts and not self.cut.is_set() else None
                 if keep is not None:
                     self.cut.set()
                     sink.sendall(data[:keep])
@@ -75,26 +75,26 @@ class CuttingProxy:
                     pass
 
 
-    def _cut_point(self, data: bytes, moved: int) -> int | None:
-        """Where in ``data`` to cut, if here."""
+    def _cut_point(self, data: bytes, moved: int, tail: bytearray) -> int | None:
+        """Where in ``data`` to cut, if here. ``tail``: this connection's last bytes not yet searched."""
         if self.before_body_of is None:
             return max(self.cut_after - moved, 0) if moved + len(data) >= self.cut_after else None
         marker, nth = self.before_body_of
-        window = self._seen + data
+        window = bytes(tail) + data
         start = 0
         while True:
             found = window.find(marker, start)
             if found < 0:
                 break
+            end = window.find(b"\r\n\r\n", found)
+            if end < 0:  # the headers are not all here yet: search from this marker again next time
+                tail[:] = window[found:]
+                return None
             self._requests += 1
             if self._requests == nth:
-                end = window.find(b"\r\n\r\n", found)
-                if end >= 0:
-                    return max(end + 4 - len(self._seen), 0)
-                self._requests -= 1  # headers not complete yet: look again with more data
-                break
-            start = found + len(marker)
-        self._seen = window[-(len(marker) + 4096) :]
+                return max(end + 4 - len(tail), 0)
+            start = end + 4
+        tail[:] = window[max(start, len(window) - len(marker) + 1) :]
         return None
 
 

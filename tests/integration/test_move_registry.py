@@ -1,0 +1,84 @@
+"""``move --via registry``: the source pushes to the real registry (TLS + htpasswd), each
+target pulls, and the images end up under their own names, with nothing of the registry left."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from shipper.lab import Lab, Layer, SyntheticImage, busybox_image, image_id
+from tests.conftest import ShipperRunner
+from tests.integration.helpers import image_id_of, remove, tags_of
+
+APP = SyntheticImage("lab/viareg:1", (Layer(3 << 20, "viareg-base"), Layer(256 << 10, "viareg-top", "text")))
+BUSYBOX = busybox_image("lab/viareg-busybox:1")
+
+
+def registry_inventory(lab: Lab, tmp_path: Path, password: str | None = None) -> str:
+    """The lab inventory plus ``registries: main`` (TLS + auth) and ``plain``."""
+    user, real = lab.registry_credentials()
+    (tmp_path / "registry-password").write_text(real if password is None else password)
+    data = yaml.safe_load(lab.inventory_path.read_text())
+    data["registries"] = {
+        "main": {"address": lab.registry.host_port, "ca": str(lab.tls_file("ca.crt")), "username": user, "password_file": "registry-password"},
+        "plain": {"address": f"http://{lab.plain_registry.host_port}"},
+    }
+    path = tmp_path / "hosts.yml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def on_a(lab: Lab) -> Lab:
+    lab.load_images("a", [APP, BUSYBOX])
+    return lab
+
+
+def no_registry_names(lab: Lab, host: str, registry: str) -> None:
+    listing = lab.docker(host, "images", "--digests", "--format", "{{.Repository}}").stdout
+    assert registry not in listing, listing
+
+
+@pytest.mark.parametrize("registry", ["main", "plain"])
+def test_images_go_through_a_registry_and_arrive_under_their_own_names(
+    shipper: ShipperRunner, on_a: Lab, tmp_path: Path, registry: str
+) -> None:
+    remove(on_a, "b,c", APP.name, BUSYBOX.name, image_id(APP), image_id(BUSYBOX))
+    inventory = registry_inventory(on_a, tmp_path)
+
+    result = shipper("move", APP.name, BUSYBOX.name, "--from", "a", "--to", "b,c", "--via", "registry", "--registry", registry, "-i", inventory, "--json")
+
+    assert result.status == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {e["host"]: e["status"] for e in events if e["event"] == "result"} == {"b": "moved", "c": "moved"}
+    address = on_a.registry.host_port if registry == "main" else on_a.plain_registry.host_port
+    for host in ("b", "c"):
+        assert image_id_of(on_a, host, APP.name) == image_id(APP)
+        assert tags_of(on_a, host, image_id(BUSYBOX)) == [BUSYBOX.name]
+        assert on_a.docker(host, "run", "--rm", "--network", "none", BUSYBOX.name, "echo", "pulled").stdout == "pulled\n"
+        no_registry_names(on_a, host, address)
+    no_registry_names(on_a, "a", address)
+    assert on_a.registry_credentials()[1] not in result.stdout + result.stderr
+
+
+def test_a_wrong_registry_password_fails_before_any_target_changes(shipper: ShipperRunner, on_a: Lab, tmp_path: Path) -> None:
+    remove(on_a, "b", APP.name, image_id(APP))
+    inventory = registry_inventory(on_a, tmp_path, password="not-the-password")
+
+    result = shipper("move", APP.name, "--from", "a", "--to", "b", "--via", "registry", "--registry", "main", "-i", inventory)
+
+    assert result.status != 0
+    assert "refused the credentials" in result.stderr or "refused user" in result.stderr
+    assert "not-the-password" not in result.stdout + result.stderr
+    assert image_id_of(on_a, "b", image_id(APP)) is None
+    no_registry_names(on_a, "a", on_a.registry.host_port)
+
+
+def test_an_image_moved_by_id_alone_is_refused_for_the_registry_route(shipper: ShipperRunner, on_a: Lab, tmp_path: Path) -> None:
+    result = shipper("move", image_id(APP), "--from", "a", "--to", "b", "--via", "registry", "--registry", "plain", "-i", registry_inventory(on_a, tmp_path))
+
+    assert result.status == 2
+    assert "cannot go through a registry" in result.stderr

@@ -20,7 +20,7 @@ TEST_LAB_NET = "127.0.9"
 
 
 def _require_lab_tools() -> None:
-    missing = [b for b in ("dockerd", "sshd", "docker-registry", "ssh-keygen") if not (shutil.which(b) or os.path.exists(f"/usr/sbin/{b}"))]
+    missing = [b for b in ("dockerd", "sshd", "docker-registry", "ssh-keygen", "skopeo") if not (shutil.which(b) or os.path.exists(f"/usr/sbin/{b}"))]
     if missing or os.geteuid() != 0:
         pytest.fail(
             f"the lab needs root and {', '.join(missing) or 'its tools'}: run scripts/test, which installs them",

@@ -78,6 +78,16 @@ class Engine:
             )
         return why, "the engine answers its local CLI; check that the SSH user may use the docker socket"
 
+    @contextlib.contextmanager
+    def without_timeout(self) -> Iterator["Engine"]:
+        """For a transfer (push, pull) on a connection made for quick calls: no read timeout while it runs."""
+        api: Any = self.api  # docker-py types its timeout as int, but None (no timeout) is what it passes on to requests
+        before, api.timeout = api.timeout, None
+        try:
+            yield self
+        finally:
+            api.timeout = before
+
     def ping(self) -> float:
         """Seconds for one ``/_ping`` round trip."""
         with self.errors("ping the engine"):

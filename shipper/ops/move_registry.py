@@ -19,9 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from shipper.engine import Engine, connect
+from shipper.engine import Engine
 from shipper.errors import ShipperError, UsageError
 from shipper.inventory.model import Host
+from shipper.ops.engines import EnginePool
 from shipper.ops.fanout import for_each_host
 from shipper.ops.streams import Delivery
 from shipper.progress import Reporter
@@ -64,10 +65,10 @@ def remote_repository(route: RegistryRoute, name: str) -> tuple[str, str]:
     return f"{route.address.host}/{repository}", tag
 
 
-def push_images(source: Host, images: Sequence[tuple[str, str]], route: RegistryRoute, reporter: Reporter) -> list[Pushed]:
+def push_images(source: Host, images: Sequence[tuple[str, str]], route: RegistryRoute, reporter: Reporter, engines: EnginePool) -> list[Pushed]:
     """Push ``(name, image ID)`` pairs from ``source``'s engine; the temporary names are gone again afterwards."""
     pushed = []
-    with connect(source, timeout=None) as engine:
+    with engines.get(source).without_timeout() as engine:
         for name, image_id in images:
             remote, tag = remote_repository(route, name)
             temporary = f"{remote}:{tag}"
@@ -89,13 +90,15 @@ def _restore(engine: Engine, name: str, previous_id: str | None) -> None:
         engine.tag(previous_id, name)
 
 
-def pull_everywhere(targets: Sequence[Host], pushed: Sequence[Pushed], route: RegistryRoute, reporter: Reporter) -> Delivery:
+def pull_everywhere(
+    targets: Sequence[Host], pushed: Sequence[Pushed], route: RegistryRoute, reporter: Reporter, engines: EnginePool
+) -> Delivery:  # fmt: skip
     """Each target pulls every pushed image by digest, in parallel across targets."""
     delivery = Delivery("registry", source_read="push")
 
     def pull(host: Host) -> int:
         total = 0
-        with connect(host, timeout=None) as engine:
+        with engines.get(host).without_timeout() as engine:
             for image in pushed:
                 reference = f"{image.remote}@{image.digest}"
                 had_reference = engine.inspect_image(reference) is not None

@@ -86,27 +86,29 @@ def _path(plan: MovePlan) -> str:
     return "relay" if plan.route == "ssh" else "direct"
 
 
-def _through_registry(plan: MovePlan, senders: Sequence[TargetPlan], reporter: Reporter) -> Delivery:
+def _through_registry(plan: MovePlan, senders: Sequence[TargetPlan], reporter: Reporter, engines: EnginePool) -> Delivery:
     """The source's engine pushes, each target's engine pulls."""
     assert plan.registry is not None
     names = [(img.name or img.id, img.id) for img in plan.images if img.id in plan.send_ids]
     reporter.start(plan.source.name, sum(img.size for img in plan.images if img.id in plan.send_ids))
     try:
-        pushed = push_images(plan.source, names, plan.registry, reporter)
+        pushed = push_images(plan.source, names, plan.registry, reporter, engines)
     except ShipperError as exc:
         reporter.finish(plan.source.name, "failed")
         error = _explain_source_failure(plan, exc)
         return Delivery("registry", source_read="push", errors={t.host.name: error for t in senders})
     reporter.finish(plan.source.name, "pushed")
-    return pull_everywhere([t.host for t in senders], pushed, plan.registry, reporter)
+    return pull_everywhere([t.host for t in senders], pushed, plan.registry, reporter, engines)
 
 
-def _deliver(plan: MovePlan, senders: Sequence[TargetPlan], reporter: Reporter, program: SourceProgram | None) -> Delivery:
+def _deliver(
+    plan: MovePlan, senders: Sequence[TargetPlan], reporter: Reporter, program: SourceProgram | None, engines: EnginePool
+) -> Delivery:  # fmt: skip
     """Host to host when planned and available, else through this machine."""
     if plan.route == "registry":
         if program is not None:
             program.cancel()
-        return _through_registry(plan, senders, reporter)
+        return _through_registry(plan, senders, reporter, engines)
     if plan.host_to_host:
         keys = {t.host.name: t.host_key for t in senders if t.host_key}
         hosts = [t.host for t in senders]
@@ -286,8 +288,8 @@ def _run(plan: MovePlan, reporter: Reporter, engines: EnginePool, program: Sourc
     if senders:
         for target in senders:
             reporter.start(target.host.name, plan.bytes_for(target))
-        delivery = _deliver(plan, senders, reporter, program)
-        _resend_in_full(plan, senders, delivery, reporter)
+        delivery = _deliver(plan, senders, reporter, program, engines)
+        _resend_in_full(plan, senders, delivery, reporter, engines)
     elif program is not None:
         program.cancel()
     movers = [t for t in plan.targets if t.action in ("send", "tag")]
@@ -303,7 +305,7 @@ def _run(plan: MovePlan, reporter: Reporter, engines: EnginePool, program: Sourc
 _LOST_LAYER = re.compile(r"layer\.tar: no such file or directory")
 
 
-def _resend_in_full(plan: MovePlan, senders: Sequence[TargetPlan], delivery: Delivery, reporter: Reporter) -> None:
+def _resend_in_full(plan: MovePlan, senders: Sequence[TargetPlan], delivery: Delivery, reporter: Reporter, engines: EnginePool) -> None:
     """Targets that lost a layer they held when the plan left it out (an image removed
     meanwhile) failed to load, and hold nothing new: send them everything, once."""
     lost = [t for t in senders if t.skip_layers and _LOST_LAYER.search(_message(delivery.errors.get(t.host.name)))]
@@ -313,7 +315,7 @@ def _resend_in_full(plan: MovePlan, senders: Sequence[TargetPlan], delivery: Del
     again_plan = replace(plan, targets=tuple(full))
     for target in full:
         reporter.start(target.host.name, again_plan.bytes_for(target))
-    again = _deliver(again_plan, full, reporter, None)
+    again = _deliver(again_plan, full, reporter, None, engines)
     for target in full:
         name = target.host.name
         delivery.sent[name] = delivery.sent.get(name, 0) + again.sent.get(name, 0)

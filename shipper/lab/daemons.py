@@ -12,6 +12,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -23,6 +24,10 @@ SSH_PORT = 2222
 DOCKER_TLS_PORT = 2376
 REGISTRY_PORT = 5000
 REGISTRY_USER = "shipper"
+TOKEN_PORT = 5001
+TOKEN_SERVICE = "shipper-lab-registry"
+TOKEN_ISSUER = "shipper-lab-tokens"
+TOKEN_LIFETIME = 12  # seconds: short, so that a client renews its tokens during a test
 
 
 def _need(binary: str, package: str) -> str:
@@ -136,12 +141,21 @@ class SSHDaemon(_Owned):
 
 @dataclass(frozen=True)
 class RegistryDaemon(_Owned):
-    """Debian's docker-registry (CNCF distribution), with htpasswd (bcrypt) auth and TLS;
-    or, ``secure=False``, plain HTTP with no auth (as many a private registry is run)."""
+    """Debian's docker-registry (CNCF distribution), with TLS and htpasswd (bcrypt) auth;
+    ``auth="token"``: TLS and Bearer tokens from the lab's token service (tokens.py);
+    ``auth="none"``: plain HTTP, no auth (as many a private registry is run)."""
 
     address: str
     dir: Path
-    secure: bool = True
+    auth: str = "htpasswd"
+
+    @property
+    def secure(self) -> bool:
+        return self.auth != "none"
+
+    @property
+    def token_realm(self) -> str:
+        return f"https://{self.address}:{TOKEN_PORT}/token"
 
     @property
     def url(self) -> str:
@@ -157,7 +171,8 @@ class RegistryDaemon(_Owned):
 
     pid_name = "registry.pid"
 
-    def start(self, ca: pki.CertKey) -> None:
+    def start(self, ca: pki.CertKey, password_from: Path | None = None) -> None:
+        """``password_from``: use the password another lab registry has (one user for all)."""
         registry = _need("docker-registry", "docker-registry")
         if self.running() and port_open(self.address, REGISTRY_PORT):
             return
@@ -165,16 +180,38 @@ class RegistryDaemon(_Owned):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         if not self.password_file.exists():
             self.password_file.touch(mode=0o600)
-            self.password_file.write_text(secrets.token_urlsafe(24))
+            self.password_file.write_text(password_from.read_text() if password_from else secrets.token_urlsafe(24))
         htpasswd_file = self.dir / "auth" / "htpasswd"
         htpasswd_file.write_text(htpasswd.render({REGISTRY_USER: self.password_file.read_text()}))
         if not (self.dir / "certs/server.key").exists():
             pki.issue(ca, "lab registry", [self.address, "localhost"]).write(self.dir / "certs/server.crt", self.dir / "certs/server.key")
         config = self.dir / "config.yml"
         config.write_text(json.dumps(self._config(htpasswd_file), indent=2))  # JSON is YAML
+        if self.auth == "token":
+            self._start_token_service(ca, htpasswd_file)
         log = self.dir / "registry.log"
         proc = spawn([registry, "serve", str(config)], log, self.pidfile)
         wait_until(lambda: port_open(self.address, REGISTRY_PORT), "lab registry", log, alive=lambda: proc.poll() is None)
+
+    def _start_token_service(self, ca: pki.CertKey, htpasswd_file: Path) -> None:
+        certs = self.dir / "certs"
+        if not (certs / "token-signer.key").exists():
+            pki.issue(ca, "lab token signer").write(certs / "token-signer.crt", certs / "token-signer.key")
+        pidfile = self.dir / "tokens.pid"
+        if our_pid(pidfile, str(self.dir)) is not None and port_open(self.address, TOKEN_PORT):
+            return
+        argv = [
+            sys.executable, "-m", "shipper.lab.tokens", "--addr", f"{self.address}:{TOKEN_PORT}",
+            "--cert", str(certs / "server.crt"), "--key", str(certs / "server.key"), "--signing-key", str(certs / "token-signer.key"),
+            "--htpasswd", str(htpasswd_file), "--issuer", TOKEN_ISSUER, "--service", TOKEN_SERVICE, "--lifetime", str(TOKEN_LIFETIME),
+        ]  # fmt: skip
+        log = self.dir / "tokens.log"
+        proc = spawn(argv, log, pidfile)
+        wait_until(lambda: port_open(self.address, TOKEN_PORT), "lab token service", log, alive=lambda: proc.poll() is None)
+
+    def stop(self) -> bool:
+        stop(self.dir / "tokens.pid", str(self.dir))
+        return super().stop()
 
     def _config(self, htpasswd_file: Path) -> dict[str, object]:
         secret_file = self.dir / "http-secret"
@@ -193,5 +230,10 @@ class RegistryDaemon(_Owned):
         }
         if self.secure:
             http["tls"] = {"certificate": str(self.dir / "certs/server.crt"), "key": str(self.dir / "certs/server.key")}
+        if self.auth == "htpasswd":
             config["auth"] = {"htpasswd": {"realm": "shipper-lab", "path": str(htpasswd_file)}}
+        elif self.auth == "token":
+            config["auth"] = {
+                "token": {"realm": self.token_realm, "service": TOKEN_SERVICE, "issuer": TOKEN_ISSUER, "rootcertbundle": str(self.dir / "certs/token-signer.crt")}
+            }
         return config

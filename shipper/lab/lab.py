@@ -79,7 +79,12 @@ class Lab:
     @property
     def plain_registry(self) -> RegistryDaemon:
         """A second registry: plain HTTP, no auth."""
-        return RegistryDaemon(f"{self.net}.11", self.root / "registry-plain", secure=False)
+        return RegistryDaemon(f"{self.net}.11", self.root / "registry-plain", auth="none")
+
+    @property
+    def token_registry(self) -> RegistryDaemon:
+        """A third registry: TLS, and Bearer tokens from the lab's token service (same user and password)."""
+        return RegistryDaemon(f"{self.net}.12", self.root / "registry-token", auth="token")
 
     @property
     def inventory_path(self) -> Path:
@@ -116,6 +121,7 @@ class Lab:
         if registry:
             self.registry.start(ca)
             self.plain_registry.start(ca)
+            self.token_registry.start(ca, password_from=self.registry.password_file)
         self._write_client_files(registry)
 
     def start_host(self, name: str, ca: pki.CertKey | None = None) -> None:
@@ -138,6 +144,7 @@ class Lab:
         """Stop what the lab started; with ``purge``, also remove its directory."""
         self.registry.stop()
         self.plain_registry.stop()
+        self.token_registry.stop()
         _parallel([partial(self._stop_host, n) for n in self.names])
         if purge and self.root.exists():
             self._unmount_leftovers()

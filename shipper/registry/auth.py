@@ -56,6 +56,7 @@ class Authenticator:
         self._challenge: Challenge | None = None
         self._tokens: dict[str, _Token] = {}
         self._refetched: set[str] = set()
+        self.fetched = 0  # tokens fetched so far
 
     def header(self, scope: str) -> dict[str, str]:
         """The header to send for ``scope`` (empty until a challenge has been seen)."""
@@ -124,4 +125,5 @@ class Authenticator:
             raise RegistryError(f"the token service of {self.registry} sent no token") from None
         if value in ("", "None"):
             raise RegistryError(f"the token service of {self.registry} sent no token")
+        self.fetched += 1
         return _Token(value, time.monotonic() + lifetime)

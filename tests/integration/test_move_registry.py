@@ -18,13 +18,14 @@ BUSYBOX = busybox_image("lab/viareg-busybox:1")
 
 
 def registry_inventory(lab: Lab, tmp_path: Path, password: str | None = None) -> str:
-    """The lab inventory plus ``registries: main`` (TLS + auth) and ``plain``."""
+    """The lab inventory plus ``registries:`` main (TLS + htpasswd), plain (HTTP, no auth), token (TLS + Bearer tokens)."""
     user, real = lab.registry_credentials()
     (tmp_path / "registry-password").write_text(real if password is None else password)
     data = yaml.safe_load(lab.inventory_path.read_text())
     data["registries"] = {
         "main": {"address": lab.registry.host_port, "ca": str(lab.tls_file("ca.crt")), "username": user, "password_file": "registry-password"},
         "plain": {"address": f"http://{lab.plain_registry.host_port}"},
+        "token": {"address": lab.token_registry.host_port, "ca": str(lab.tls_file("ca.crt")), "username": user, "password_file": "registry-password"},
     }
     path = tmp_path / "hosts.yml"
     path.write_text(yaml.safe_dump(data))
@@ -42,7 +43,7 @@ def no_registry_names(lab: Lab, host: str, registry: str) -> None:
     assert registry not in listing, listing
 
 
-@pytest.mark.parametrize("registry", ["main", "plain"])
+@pytest.mark.parametrize("registry", ["main", "plain", "token"])
 def test_images_go_through_a_registry_and_arrive_under_their_own_names(
     shipper: ShipperRunner, on_a: Lab, tmp_path: Path, registry: str
 ) -> None:
@@ -54,7 +55,7 @@ def test_images_go_through_a_registry_and_arrive_under_their_own_names(
     assert result.status == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert {e["host"]: e["status"] for e in events if e["event"] == "result"} == {"b": "moved", "c": "moved"}
-    address = on_a.registry.host_port if registry == "main" else on_a.plain_registry.host_port
+    address = {"main": on_a.registry, "plain": on_a.plain_registry, "token": on_a.token_registry}[registry].host_port
     for host in ("b", "c"):
         assert image_id_of(on_a, host, APP.name) == image_id(APP)
         assert tags_of(on_a, host, image_id(BUSYBOX)) == [BUSYBOX.name]

@@ -231,3 +231,46 @@ def test_an_upload_the_registry_dropped_after_a_cut_mid_chunk_starts_again_and_c
     assert client.uploads.restarts + len(client.uploads.resumed_at) == 1
     with plain_client(lab) as direct:
         assert b"".join(direct.blob("client/restarted", digest_of(blob), len(blob))) == blob
+
+
+# -- Bearer tokens (the lab's token registry and token service) -----------------------
+
+
+def token_client(lab: Lab, password: str | None = None) -> RegistryClient:
+    user, real = lab.registry_credentials()
+    return RegistryClient(
+        parse_address(lab.token_registry.host_port), Credentials(user, real if password is None else password, "test"),
+        ca_file=str(lab.tls_file("ca.crt")),
+    )  # fmt: skip
+
+
+def test_a_token_registry_is_used_with_bearer_tokens_per_scope(lab: Lab) -> None:
+    with token_client(lab) as client:
+        manifest = push(client, "token/app", "1", [b"behind a token"])
+
+        assert client.manifest("token/app", "1").digest == manifest.digest
+        assert "token/app" in list(client.catalog())
+        assert client.auth.fetched >= 2  # push scope, catalog scope: one token each
+
+
+def test_a_token_about_to_expire_is_renewed_and_a_refused_one_replaced_once(lab: Lab) -> None:
+    import time
+
+    with token_client(lab) as client:
+        push(client, "token/renew", "1", [b"renewed"])
+        fetched = client.auth.fetched
+        time.sleep(3)  # the lab's tokens live 12 s; shipper renews 10 s before expiry
+        assert client.manifest_head("token/renew", "1") is not None
+        assert client.auth.fetched == fetched + 1
+
+        for token in client.auth._tokens.values():
+            token.value = token.value[:-8] + "AAAAAAAA"  # the registry refuses a token with a bad signature
+        assert client.manifest_head("token/renew", "1") is not None
+        assert client.auth.fetched == fetched + 2
+
+
+def test_a_wrong_password_at_the_token_service_is_a_clear_authentication_error(lab: Lab) -> None:
+    with token_client(lab, password="wrong") as client, pytest.raises(RegistryAuthFailed) as caught:
+        list(client.tags("token/app"))
+
+    assert caught.value.message == f"registry {lab.token_registry.host_port} refused user 'shipper' (credentials from test)"

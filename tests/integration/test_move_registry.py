@@ -83,3 +83,22 @@ def test_an_image_moved_by_id_alone_is_refused_for_the_registry_route(shipper: S
 
     assert result.status == 2
     assert "cannot go through a registry" in result.stderr
+
+
+def test_layers_a_target_pulled_before_are_not_pulled_again(shipper: ShipperRunner, on_a: Lab, tmp_path: Path) -> None:
+    base = (Layer(4 << 20, "viareg-shared-base"),)
+    first = SyntheticImage("lab/viareg-first:1", base)
+    second = SyntheticImage("lab/viareg-second:1", (*base, Layer(64 << 10, "viareg-second-top")))
+    on_a.load_images("a", [first, second])
+    remove(on_a, "b", first.name, second.name, image_id(first), image_id(second))
+    inventory = registry_inventory(on_a, tmp_path)
+
+    moves = [
+        shipper("move", image.name, "--from", "a", "--to", "b", "--via", "registry", "--registry", "plain", "-i", inventory, "--json")
+        for image in (first, second)
+    ]
+
+    pulled = [next(json.loads(line) for line in m.stdout.splitlines() if '"result"' in line)["bytes_sent"] for m in moves]
+    assert pulled[0] > 4 << 20  # the base (random data: gzip does not shrink it)
+    assert pulled[1] < 1 << 20  # only the new top layer
+    assert image_id_of(on_a, "b", second.name) == image_id(second)

@@ -92,6 +92,20 @@ def _san(names: Sequence[str]) -> x509.SubjectAlternativeName:
     return x509.SubjectAlternativeName(entries)
 
 
+def san_names(cert_pem: bytes) -> set[str]:
+    """The DNS names and IP addresses a certificate covers."""
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    return set(san.get_values_for_type(x509.DNSName)) | {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
+
+
+def expires(cert_pem: bytes) -> datetime.datetime:
+    return x509.load_pem_x509_certificate(cert_pem).not_valid_after_utc
+
+
 def issue(
     ca: CertKey, common_name: str, names: Sequence[str] = (), usage: Literal["server", "client"] = "server", days: int = LEAF_DAYS
 ) -> CertKey:

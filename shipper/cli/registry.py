@@ -12,9 +12,10 @@ import click
 from shipper.cli.options import env_of, json_option
 from shipper.cli.output import human_size, short_id, table
 from shipper.errors import UsageError
-from shipper.inventory import load_inventory
+from shipper.inventory import Host, load_inventory, select
 from shipper.inventory.model import Inventory
 from shipper.ops import registry as ops
+from shipper.ops import registry_host as host_ops
 from shipper.registry.credentials import Credentials, from_password_file
 
 
@@ -162,3 +163,126 @@ def login(ctx: click.Context, inventory_path: str | None, username: str | None, 
         env.json({"registry": str(address), "username": username, "stored_in": where})
     else:
         env.out(f"logged in to {address} as {username}; credentials kept in {where}")
+
+
+# -- a registry of shipper's own on an inventory host ----------------------------------------
+
+
+def _one_host(inventory_path: str | None, name: str) -> tuple[Inventory, Host]:
+    inventory = load_inventory(inventory_path or os.environ.get("SHIPPER_INVENTORY") or "inventory/hosts.yml")
+    hosts = select(inventory, name)
+    if len(hosts) != 1:
+        raise UsageError(f"name one host; {name!r} names {len(hosts)}")
+    return inventory, hosts[0]
+
+
+@registry.command("up")
+@click.option("-i", "--inventory", "inventory_path", metavar="FILE", default=None, help="The inventory file.")
+@json_option
+@click.option("--port", type=int, default=5000, show_default=True)
+@click.option("--address", metavar="ADDR", help="The address engines reach it at (default: the host's SSH address).")
+@click.option("--user", "user", metavar="NAME", required=True, help="The registry user.")
+@click.option("--password-file", metavar="FILE", help="Its password: FILE's first line ('-': stdin); default: a prompt.")
+@click.option("--tls", type=click.Choice(["self-signed"]), default="self-signed", show_default=True, help="A CA of shipper's own, or --cert/--key.")
+@click.option("--cert", metavar="FILE", help="A server certificate to use instead (with --key).")
+@click.option("--key", metavar="FILE", help="Its private key.")
+@click.option("--ca", metavar="FILE", help="The CA of --cert (default: the certificate itself).")
+@click.option("--image", default="registry:2", show_default=True, help="The registry image (registry:2 or registry:3), already on HOST.")
+@click.option("--data", metavar="PATH", help="Where on HOST the images are stored (default: /var/lib/shipper/registry-PORT/data).")
+@click.option("--trust", metavar="TARGET", default="all", show_default=True, help="Engines that get the CA (and the canary).")
+@click.argument("host_name", metavar="HOST")
+@click.pass_context
+def up(
+    ctx: click.Context, inventory_path: str | None, as_json: bool, port: int, address: str | None, user: str, password_file: str | None,
+    tls: str, cert: str | None, key: str | None, ca: str | None, image: str, data: str | None, trust: str, host_name: str,
+) -> None:  # fmt: skip
+    """Run a private registry on HOST: htpasswd (bcrypt) + TLS, trusted by every engine, proven by a canary."""
+    env = env_of(ctx)
+    inventory, host = _one_host(inventory_path, host_name)
+    if bool(cert) != bool(key):
+        raise UsageError("--cert and --key go together")
+    password = from_password_file(user, password_file).password if password_file else getpass.getpass(f"password for registry user {user}: ")
+    request = host_ops.UpRequest(
+        host, {user: password}, port=port, address=address, image=image, data=data,
+        cert=(cert, key) if cert and key else None, ca=ca, trust=tuple(select(inventory, trust)) if trust else (),
+    )  # fmt: skip
+    result = host_ops.up(request)
+    if as_json:
+        env.json(result.to_json())
+        return
+    if result.changed:
+        env.out(f"registry at {result.address}: " + "; ".join(result.changes))
+    else:
+        env.out(f"registry at {result.address}: unchanged")
+    if result.trusted:
+        env.out(f"trusted by the engines of {', '.join(result.trusted)}")
+    if result.canary:
+        env.out(f"canary {result.canary}: ok")
+
+
+@registry.command("status")
+@click.option("-i", "--inventory", "inventory_path", metavar="FILE", default=None, help="The inventory file.")
+@json_option
+@click.option("--port", type=int, default=5000, show_default=True)
+@click.argument("host_name", metavar="HOST")
+@click.pass_context
+def status(ctx: click.Context, inventory_path: str | None, as_json: bool, port: int, host_name: str) -> None:
+    """The registry shipper runs on HOST: container, image, address, TLS expiry, users, storage."""
+    env = env_of(ctx)
+    _, host = _one_host(inventory_path, host_name)
+    found = host_ops.status(host, port)
+    if as_json:
+        env.json(found.to_json())
+        return
+    rows = [
+        ["container", found.container or "none"], ["image", found.image or "-"], ["address", found.address or "-"],
+        ["TLS expires", found.tls_expires or "-"], ["users", ", ".join(found.users) or "-"],
+        ["storage", human_size(found.storage_bytes) if found.storage_bytes is not None else "-"],
+    ]  # fmt: skip
+    env.out(table(["", f"{host.name}:{port}"], rows))
+
+
+@registry.command("down")
+@click.option("-i", "--inventory", "inventory_path", metavar="FILE", default=None, help="The inventory file.")
+@json_option
+@click.option("--port", type=int, default=5000, show_default=True)
+@click.option("--purge", is_flag=True, help="Also remove its files and every stored image.")
+@click.argument("host_name", metavar="HOST")
+@click.pass_context
+def down(ctx: click.Context, inventory_path: str | None, as_json: bool, port: int, purge: bool, host_name: str) -> None:
+    """Stop the registry shipper runs on HOST (its stored images stay unless --purge)."""
+    env = env_of(ctx)
+    _, host = _one_host(inventory_path, host_name)
+    done = host_ops.down(host, port, purge)
+    if as_json:
+        env.json({"host": host.name, "port": port, "done": done})
+    else:
+        env.out("\n".join(done) or "nothing to do")
+
+
+@registry.command("gc")
+@access_options
+@json_option
+@click.option("--port", type=int, default=5000, show_default=True)
+@click.option("--dry-run", is_flag=True, help="Say what would be deleted; delete nothing.")
+@click.option("--delete-untagged", is_flag=True, help="Also delete manifests no tag points at (refused on 2.x with indexes stored).")
+@click.argument("host_name", metavar="HOST")
+@click.pass_context
+def gc(
+    ctx: click.Context, inventory_path: str | None, username: str | None, password_file: str | None, ca: str | None, insecure: bool,
+    as_json: bool, port: int, dry_run: bool, delete_untagged: bool, host_name: str,
+) -> None:  # fmt: skip
+    """Reclaim the space of deleted images: read-only (proven), garbage-collect, read-write, every tag checked."""
+    env = env_of(ctx)
+    _, host = _one_host(inventory_path, host_name)
+    if not (username and password_file):
+        raise UsageError("gc needs the registry's credentials to check every tag", hint="give --username NAME --password-file FILE")
+    result = host_ops.gc(host, port, from_password_file(username, password_file), dry_run, delete_untagged)
+    if as_json:
+        env.json(result.to_json())
+        return
+    reclaimed = human_size(result.reclaimed_bytes) if result.reclaimed_bytes is not None else "?"
+    if dry_run:
+        env.out(f"would delete {result.eligible_blobs} blob(s); read-only proven; {result.tags_checked} tag(s) checked, all resolve")
+    else:
+        env.out(f"deleted {result.eligible_blobs} blob(s), reclaimed {reclaimed}; read-only proven; {result.tags_checked} tag(s) checked, all resolve")

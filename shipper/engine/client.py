@@ -167,6 +167,46 @@ class Engine:
             _follow(stream, f"pull {repository}@{digest[:19]} on {self.host.describe()}", progress)
         return progress.total
 
+    # -- containers (the registry shipper runs) ----------------------------------------
+
+    def container(self, name: str) -> dict[str, Any] | None:
+        """``docker inspect`` of a container, or None."""
+        with self.errors(f"inspect container {name}"):
+            try:
+                found: dict[str, Any] = self.api.inspect_container(name)
+                return found
+            except docker.errors.NotFound:
+                return None
+
+    def run_container(
+        self, name: str, image: str, env: dict[str, str], binds: dict[str, str], labels: dict[str, str],
+        restart: str = "always", network_mode: str = "host",
+    ) -> str:  # fmt: skip
+        """Create and start a detached container; its ID. ``binds``: host path -> container path[:ro]."""
+        with self.errors(f"run container {name}"):
+            host_config = self.api.create_host_config(
+                binds=[f"{source}:{target}" for source, target in binds.items()],
+                restart_policy={"Name": restart}, network_mode=network_mode,
+            )  # fmt: skip
+            created = self.api.create_container(image, name=name, environment=env, labels=labels, host_config=host_config, detach=True)
+            self.api.start(created["Id"])
+            return str(created["Id"])
+
+    def remove_container(self, name: str) -> None:
+        with self.errors(f"remove container {name}"):
+            try:
+                self.api.remove_container(name, force=True)
+            except docker.errors.NotFound:
+                pass
+
+    def exec(self, name: str, argv: list[str]) -> tuple[int, str]:
+        """Run ``argv`` in a running container; exit status and output (stdout and stderr)."""
+        with self.errors(f"run {argv[0]} in container {name}"):
+            created = self.api.exec_create(name, argv, stdout=True, stderr=True)
+            output = self.api.exec_start(created["Id"])
+            status = self.api.exec_inspect(created["Id"]).get("ExitCode")
+        return int(status if status is not None else -1), output.decode(errors="replace") if isinstance(output, bytes) else str(output)
+
     def save(self, image_ids: Iterable[str]) -> Iterator[bytes]:
         """``GET /images/get?names=…``: one docker-save tar holding all the images, streamed."""
         ids = list(image_ids)
@@ -189,7 +229,7 @@ class Engine:
         """
         loaded: list[str] = []
         with self.errors("load images"):
-            for message in self.api.load_image(chunks, quiet=True):
+            for message in self.api.load_image(iter(chunks), quiet=True):  # a list would be taken for form fields
                 if message.get("errorDetail") or message.get("error"):
                     detail = message.get("errorDetail", {}).get("message") or message.get("error")
                     raise EngineError(f"cannot load images on {self.host.describe()}: engine said {detail!r}")

@@ -52,6 +52,7 @@ class ImageDetails:
     architecture: str
     os: str
     digests: tuple[str, ...] = ()  # repo@sha256:… references (from pulls and pushes)
+    command: tuple[str, ...] = ()  # Entrypoint then Cmd
 
 
 def image_details(raw: Mapping[str, Any]) -> ImageDetails:
@@ -63,6 +64,7 @@ def image_details(raw: Mapping[str, Any]) -> ImageDetails:
         architecture=str(raw.get("Architecture", "")),
         os=str(raw.get("Os", "")),
         digests=tuple(raw.get("RepoDigests") or ()),
+        command=tuple((raw.get("Config") or {}).get("Entrypoint") or ()) + tuple((raw.get("Config") or {}).get("Cmd") or ()),
     )
 
 

@@ -229,6 +229,41 @@ def busybox_image(name: str = "shipper-lab/busybox:1") -> SyntheticImage:
     return SyntheticImage(name, layers=(), cmd=("sh",), files=(("bin/busybox", BUSYBOX),))
 
 
+REGISTRY_BINARY = Path("/usr/bin/docker-registry")
+# Where the official images keep their config: registry:2 and registry:3 differ.
+REGISTRY_CONFIG_PATHS = {"2": "etc/docker/registry/config.yml", "3": "etc/distribution/config.yml"}
+REGISTRY_BASE_CONFIG = """version: 0.1
+log:
+  fields:
+    service: registry
+storage:
+  cache:
+    blobdescriptor: inmemory
+  filesystem:
+    rootdirectory: /var/lib/registry
+http:
+  addr: :5000
+  headers:
+    X-Content-Type-Options: [nosniff]
+health:
+  storagedriver:
+    enabled: true
+    interval: 10s
+    threshold: 3
+"""
+
+
+def registry_image(name: str = "shipper-lab/registry:2", flavour: str = "2", work_dir: Path = Path("/tmp")) -> SyntheticImage:
+    """The registry as an image, made from Debian's ``docker-registry`` (no pull): the binary as
+    ``/bin/registry``, libc and the loader, and the config where registry:2 or registry:3 keeps it."""
+    config = work_dir / f"shipper-registry-config-{flavour}.yml"
+    config.write_text(REGISTRY_BASE_CONFIG)
+    path = REGISTRY_CONFIG_PATHS[flavour]
+    libraries = [("lib/x86_64-linux-gnu/libc.so.6", Path("/lib/x86_64-linux-gnu/libc.so.6")), ("lib64/ld-linux-x86-64.so.2", Path("/lib64/ld-linux-x86-64.so.2"))]
+    files = (("bin/registry", REGISTRY_BINARY), *((n, p.resolve()) for n, p in libraries), (path, config))
+    return SyntheticImage(name, layers=(), cmd=("/bin/registry", "serve", f"/{path}"), files=files)
+
+
 def as_file(images: Sequence[SyntheticImage]) -> io.BytesIO:
     """A whole save tar in memory: only for the tiny images of unit tests."""
     return io.BytesIO(b"".join(save_stream(images)))

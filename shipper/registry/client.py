@@ -70,7 +70,11 @@ _CODES: dict[str, tuple[type[ShipperError], str | None]] = {
     "MANIFEST_INVALID": (RegistryError, None),
     "NAME_INVALID": (RegistryError, None),
     "TAG_INVALID": (RegistryError, None),
-    "UNSUPPORTED": (RegistryError, "the registry does not allow this (deleting needs REGISTRY_STORAGE_DELETE_ENABLED=true)"),
+    "UNSUPPORTED": (
+        RegistryError,
+        "the registry does not allow this: it may be read-only for maintenance (garbage collection: try again shortly), "
+        "or have deleting switched off (REGISTRY_STORAGE_DELETE_ENABLED=true)",
+    ),
     "TOOMANYREQUESTS": (RegistryError, "the registry limits requests: wait a while, then run again"),
 }
 
@@ -274,6 +278,8 @@ class RegistryClient:
         code = str(errors[0].get("code", "")) if errors else ""
         detail = "; ".join(str(e.get("message", "")) for e in errors if e.get("message")) or response.reason or ""
         status = response.status_code
+        if not code and status == 405:
+            code = "UNSUPPORTED"  # distribution's read-only mode answers 405 with no body
         kind, hint = _CODES.get(code, (None, None))
         if kind is None:
             kind = {401: RegistryAuthFailed, 403: RegistryAuthFailed, 404: RegistryNotFound}.get(status, RegistryError)

@@ -199,12 +199,14 @@ class SSHSession:
         pattern = s.hostname if s.port == 22 else f"[{s.hostname}]:{s.port}"
         return f"{pattern} {key.get_name()} {key.get_base64()}\n"
 
-    def run(self, command: str, timeout: float = 60.0) -> CommandResult:
-        """Run ``command``, collecting its output as bytes (for short outputs)."""
+    def run(self, command: str, timeout: float = 60.0, stdin: bytes = b"") -> CommandResult:
+        """Run ``command`` (``stdin`` fed to it), collecting its output as bytes (for short outputs)."""
         channel = self.client.get_transport().open_session()  # type: ignore[union-attr]
         try:
             channel.settimeout(timeout)
             channel.exec_command(command)
+            if stdin:
+                channel.sendall(stdin)
             channel.shutdown_write()
             stdout = channel.makefile("rb").read()
             stderr = channel.makefile_stderr("rb").read()
@@ -213,6 +215,26 @@ class SSHSession:
             raise SSHError(f"{command.split()[0]} on {self.where} failed: {exc or 'timed out'}") from None
         finally:
             channel.close()
+
+    def write_file(self, path: str, data: bytes, mode: int = 0o600) -> None:
+        """Put ``data`` at ``path`` on the host, created with ``mode`` (never readable by others first), atomically."""
+        directory, temporary = os.path.dirname(path), f"{path}.shipper-new"
+        command = (
+            f"umask 077 && mkdir -p {shlex.quote(directory)} && cat > {shlex.quote(temporary)} && "
+            f"chmod {mode:o} {shlex.quote(temporary)} && mv -f {shlex.quote(temporary)} {shlex.quote(path)}"
+        )
+        result = self.run(command, stdin=data)
+        if not result.ok:
+            raise SSHError(f"cannot write {path} on {self.where}: {result.first_error_line()}", hint="can the SSH user write there (root, typically)?")
+
+    def read_file(self, path: str) -> bytes | None:
+        """The content of ``path`` on the host, or None when it does not exist."""
+        result = self.run(f"test -e {shlex.quote(path)} || exit 3; cat {shlex.quote(path)}")
+        if result.exit_status == 3:
+            return None
+        if not result.ok:
+            raise SSHError(f"cannot read {path} on {self.where}: {result.first_error_line()}")
+        return result.stdout
 
     def close(self) -> None:
         """Close the connection; safe to call twice."""

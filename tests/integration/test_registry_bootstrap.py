@@ -1,0 +1,228 @@
+"""``shipper registry up|status|down|gc``: a registry container on lab host a, built from
+Debian's docker-registry, reached at a non-loopback address (so the engines really check
+its certificate through /etc/docker/certs.d), trusted by every engine, collected safely."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import yaml
+
+from shipper import htpasswd
+from shipper.errors import RegistryAuthFailed, ShipperError
+from shipper.lab import Lab, Layer, SyntheticImage, image_id, registry_image
+from shipper.ops.registry_host import state_dir
+from shipper.registry import Credentials, RegistryClient, parse_address
+from shipper.registry.client import DOCKER_MANIFEST, OCI_INDEX, digest_of
+from shipper.registry import Manifest
+from tests.conftest import ShipperRunner
+from tests.integration.helpers import image_id_of, remove
+from tests.integration.test_registry_client import push
+
+ADDRESS = "10.213.9.1"  # not loopback: engines verify TLS for it (127.0.0.0/8 would be "insecure")
+PASSWORD = "bootstrap-Pa55"
+APP = SyntheticImage("lab/boot:1", (Layer(2 << 20, "boot-base"), Layer(64 << 10, "boot-top")))
+OTHER = SyntheticImage("lab/boot-other:1", (Layer(1 << 20, "boot-other"),))
+
+
+@pytest.fixture(scope="module")
+def routable(lab: Lab) -> Iterator[Lab]:
+    """A non-loopback address on this machine for the registry; the registry images on a."""
+    subprocess.run(["ip", "addr", "add", f"{ADDRESS}/32", "dev", "lo"], capture_output=True)
+    lab.load_images("a", [registry_image("shipper-lab/registry:2", "2"), registry_image("shipper-lab/registry:3", "3"), APP, OTHER])
+    yield lab
+    subprocess.run(["ip", "addr", "del", f"{ADDRESS}/32", "dev", "lo"], capture_output=True)
+
+
+@pytest.fixture
+def secrets_dir(tmp_path: Path) -> Path:
+    (tmp_path / "password").write_text(PASSWORD + "\n")
+    return tmp_path
+
+
+class Booted:
+    """A registry shipper brought up on a for one test, and everything it leaves, cleaned after."""
+
+    def __init__(self, shipper: ShipperRunner, lab: Lab, port: int, image: str, secrets: Path) -> None:
+        self.shipper, self.lab, self.port, self.image, self.secrets = shipper, lab, port, image, secrets
+        self.address = f"{ADDRESS}:{port}"
+
+    def up(self, *extra: str, user: str = "admin") -> dict:
+        result = self.shipper(
+            "registry", "up", "a", "--port", str(self.port), "--address", ADDRESS, "--user", user,
+            "--password-file", str(self.secrets / "password"), "--image", self.image, "--json", "-i", str(self.lab.inventory_path), *extra,
+        )  # fmt: skip
+        assert result.status == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def client(self, user: str = "admin", password: str = PASSWORD) -> RegistryClient:
+        return RegistryClient(parse_address(self.address), Credentials(user, password, "test"))  # CA from /etc/docker/certs.d
+
+    def inventory(self) -> str:
+        data = yaml.safe_load(self.lab.inventory_path.read_text())
+        data["registries"] = {"boot": {"address": self.address, "username": "admin", "password_file": str(self.secrets / "password")}}
+        path = self.secrets / "hosts.yml"
+        path.write_text(yaml.safe_dump(data))
+        return str(path)
+
+    def clean(self) -> None:
+        self.shipper("registry", "down", "a", "--port", str(self.port), "--purge", "-i", str(self.lab.inventory_path))
+        shutil.rmtree(f"/etc/docker/certs.d/{self.address}", ignore_errors=True)
+
+
+@pytest.fixture
+def booted(shipper: ShipperRunner, routable: Lab, secrets_dir: Path) -> Iterator[Booted]:
+    registry = Booted(shipper, routable, 5443, "shipper-lab/registry:2", secrets_dir)
+    registry.clean()
+    yield registry
+    registry.clean()
+
+
+def test_up_makes_a_registry_every_engine_trusts_and_a_second_up_changes_nothing(booted: Booted) -> None:
+    first = booted.up()
+    second = booted.up()
+
+    assert first["changed"] and "a registry container on a" in first["changes"]
+    assert sorted(first["trusted"]) == ["a", "b", "c"]
+    assert first["canary"] == "pushed from a, pulled on c"
+    assert any(change.startswith("CA installed on") for change in first["changes"])
+    assert second["changed"] is False and second["changes"] == [] and sorted(second["trusted"]) == ["a", "b", "c"]
+    root = Path(state_dir(booted.port))
+    assert htpasswd.is_bcrypt_file((root / "auth/htpasswd").read_text())
+    for secret in ("auth/htpasswd", "certs/ca.key", "certs/server.key", "http-secret"):
+        assert stat.S_IMODE((root / secret).stat().st_mode) == 0o600, secret
+    with booted.client() as client:
+        assert client.ping() == "registry/2.0"
+
+
+def test_engines_push_and_pull_through_it_with_the_ca_and_fail_clearly_without(shipper: ShipperRunner, booted: Booted) -> None:
+    booted.up()
+    remove(booted.lab, "c", APP.name, image_id(APP))
+
+    moved = shipper("move", APP.name, "--from", "a", "--to", "c", "--via", "registry", "--registry", "boot", "-i", booted.inventory())
+    assert moved.status == 0, moved.stderr
+    assert image_id_of(booted.lab, "c", APP.name) == image_id(APP)
+
+    ca = Path(f"/etc/docker/certs.d/{booted.address}/ca.crt")
+    kept = ca.read_bytes()
+    ca.unlink()
+    try:
+        remove(booted.lab, "c", APP.name, image_id(APP))
+        inventory = booted.inventory()
+        data = yaml.safe_load(Path(inventory).read_text())
+        data["registries"]["boot"]["ca"] = str(Path(state_dir(booted.port)) / "certs/ca.crt")  # shipper itself still trusts it
+        Path(inventory).write_text(yaml.safe_dump(data))
+        refused = shipper("move", APP.name, "--from", "a", "--to", "c", "--via", "registry", "--registry", "boot", "-i", inventory)
+    finally:
+        ca.write_bytes(kept)
+
+    assert refused.status != 0
+    assert "does not trust the registry's certificate" in refused.stderr and "x509" in refused.stderr
+    assert "/etc/docker/certs.d/" in refused.stderr
+    assert image_id_of(booted.lab, "c", image_id(APP)) is None
+
+
+def test_a_wrong_password_is_refused(booted: Booted) -> None:
+    booted.up()
+
+    with booted.client(password="wrong") as client, pytest.raises(RegistryAuthFailed, match="refused user 'admin'"):
+        client.ping()
+
+
+def test_changed_settings_replace_the_container_and_keep_the_stored_images(booted: Booted) -> None:
+    booted.up()
+    with booted.client() as client:
+        stored = push(client, "boot/kept", "1", [b"kept across a new container"])
+
+    changed = booted.up(user="deployer")
+
+    assert changed["changed"] and "users: deployer" in changed["changes"]
+    assert "the container, replaced (the stored images stay)" in changed["changes"]
+    with booted.client(user="deployer") as client:
+        assert client.manifest("boot/kept", "1").digest == stored.digest
+    with booted.client(user="admin") as client, pytest.raises(RegistryAuthFailed):
+        client.ping()
+
+
+def test_status_and_down(shipper: ShipperRunner, booted: Booted) -> None:
+    booted.up()
+
+    status = shipper("registry", "status", "a", "--port", str(booted.port), "--json", "-i", str(booted.lab.inventory_path))
+    down = shipper("registry", "down", "a", "--port", str(booted.port), "-i", str(booted.lab.inventory_path))
+
+    found = json.loads(status.stdout)
+    assert (found["container"], found["image"], found["address"], found["users"]) == ("running", booted.image, booted.address, ["admin"])
+    assert found["tls_expires"] and found["storage_bytes"] is not None
+    assert down.status == 0 and "removed container" in down.stdout
+    assert Path(state_dir(booted.port), "auth/htpasswd").exists()  # no --purge: the files and images stay
+
+
+@pytest.mark.parametrize("flavour", ["2", "3"])
+def test_gc_after_rm_reclaims_the_blobs_refuses_uploads_meanwhile_and_keeps_every_other_tag(
+    shipper: ShipperRunner, routable: Lab, secrets_dir: Path, flavour: str
+) -> None:
+    booted = Booted(shipper, routable, 5450 + int(flavour), f"shipper-lab/registry:{flavour}", secrets_dir)
+    booted.clean()
+    try:
+        booted.up("--trust", "a")
+        with booted.client() as client:
+            doomed = push(client, "boot/doomed", "1", [os.urandom(3 << 20)])
+            push(client, "boot/kept", "1", [os.urandom(1 << 20)])
+        removed = shipper("registry", "rm", f"{booted.address}/boot/doomed:1", "--username", "admin", "--password-file", str(secrets_dir / "password"))
+        assert removed.status == 0, removed.stderr
+
+        refusals: list[str] = []
+        stop = threading.Event()
+
+        def keep_pushing() -> None:  # an engine-like client pushing all through the collection
+            with booted.client() as pusher:
+                while not stop.is_set():
+                    try:
+                        push(pusher, "boot/during-gc", "1", [os.urandom(1000)])
+                    except ShipperError as exc:  # refused (read-only), or not answering (restarting)
+                        refusals.append(exc.message)
+
+        thread = threading.Thread(target=keep_pushing)
+        thread.start()
+        try:
+            gc = shipper("registry", "gc", "a", "--port", str(booted.port), "--username", "admin",
+                         "--password-file", str(secrets_dir / "password"), "--json", "-i", str(routable.inventory_path))  # fmt: skip
+        finally:
+            stop.set()
+            thread.join()
+
+        assert gc.status == 0, gc.stderr
+        result = json.loads(gc.stdout)
+        assert result["read_only_proven"] and result["reclaimed_bytes"] > 2 << 20  # the 3 MiB layer, less what was pushed meanwhile
+        assert result["tags_checked"] >= 2
+        assert any("UNSUPPORTED" in message for message in refusals), refusals  # refused while read-only, never half-written
+        with booted.client() as client:
+            assert client.blob_size("boot/doomed", doomed.layers[0].digest) is None
+            kept = client.manifest("boot/kept", "1")
+            assert sum(len(c) for c in client.blob("boot/kept", kept.layers[0].digest, kept.layers[0].size)) == 1 << 20
+            assert client.manifest_head("boot/during-gc", "1") is not None
+    finally:
+        booted.clean()
+
+
+def test_delete_untagged_is_refused_on_2x_when_an_index_is_stored(shipper: ShipperRunner, booted: Booted) -> None:
+    booted.up("--trust", "a")
+    with booted.client() as client:
+        child = push(client, "boot/multi", "amd64", [b"one platform"])
+        index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+            {"mediaType": DOCKER_MANIFEST, "digest": child.digest, "size": len(child.raw), "platform": {"os": "linux", "architecture": "amd64"}}]}).encode()  # fmt: skip
+        client.put_manifest("boot/multi", "1", Manifest(index, OCI_INDEX, digest_of(index)))
+
+    result = shipper("registry", "gc", "a", "--port", str(booted.port), "--delete-untagged", "--username", "admin",
+                     "--password-file", str(booted.secrets / "password"), "-i", str(booted.lab.inventory_path))  # fmt: skip
+
+    assert result.status == 2
+    assert "--delete-untagged is unsafe on registry 2.8" in result.stderr and "boot/multi:1" in result.stderr

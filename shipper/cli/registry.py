@@ -190,11 +190,12 @@ def _one_host(inventory_path: str | None, name: str) -> tuple[Inventory, Host]:
 @click.option("--image", default="registry:2", show_default=True, help="The registry image (registry:2 or registry:3), already on HOST.")
 @click.option("--data", metavar="PATH", help="Where on HOST the images are stored (default: /var/lib/shipper/registry-PORT/data).")
 @click.option("--trust", metavar="TARGET", default="all", show_default=True, help="Engines that get the CA (and the canary).")
+@click.option("--login", is_flag=True, help="Also run docker login on those hosts (password on stdin).")
 @click.argument("host_name", metavar="HOST")
 @click.pass_context
 def up(
     ctx: click.Context, inventory_path: str | None, as_json: bool, port: int, address: str | None, user: str, password_file: str | None,
-    tls: str, cert: str | None, key: str | None, ca: str | None, image: str, data: str | None, trust: str, host_name: str,
+    tls: str, cert: str | None, key: str | None, ca: str | None, image: str, data: str | None, trust: str, login: bool, host_name: str,
 ) -> None:  # fmt: skip
     """Run a private registry on HOST: htpasswd (bcrypt) + TLS, trusted by every engine, proven by a canary."""
     env = env_of(ctx)
@@ -204,7 +205,7 @@ def up(
     password = from_password_file(user, password_file).password if password_file else getpass.getpass(f"password for registry user {user}: ")
     request = host_ops.UpRequest(
         host, {user: password}, port=port, address=address, image=image, data=data,
-        cert=(cert, key) if cert and key else None, ca=ca, trust=tuple(select(inventory, trust)) if trust else (),
+        cert=(cert, key) if cert and key else None, ca=ca, trust=tuple(select(inventory, trust)) if trust else (), login=login,
     )  # fmt: skip
     result = host_ops.up(request)
     if as_json:

@@ -128,8 +128,9 @@ class SSHDaemon(_Owned):
             f"AuthorizedKeysFile {self.authorized_keys}\n"
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"
             "UsePAM no\nStrictModes no\nPrintMotd no\n"
-            # Remote `docker` (and docker-py's `docker system dial-stdio`) reaches this host's engine.
-            f"SetEnv DOCKER_HOST=unix://{self.engine_socket}\n"
+            # Remote `docker` (and docker-py's `docker system dial-stdio`) reaches this host's engine,
+            # and keeps its CLI config (docker login) per lab host, not in this machine's /root/.docker.
+            f"SetEnv DOCKER_HOST=unix://{self.engine_socket} DOCKER_CONFIG={self.dir / 'docker-config'}\n"
             "Subsystem sftp internal-sftp\n"
         )
         log = self.dir / "sshd.log"

@@ -68,6 +68,7 @@ class UpRequest:
     cert: tuple[str, str] | None = None  # (cert file, key file) here; None: self-signed
     ca: str | None = None  # CA of a given cert (default: the cert itself)
     trust: tuple[Host, ...] = ()
+    login: bool = False  # also log the trusting engines' docker CLIs in (docker login, password on stdin)
 
     @property
     def registry_address(self) -> str:
@@ -262,6 +263,20 @@ def _trust(hosts: Sequence[Host], address: str, ca: bytes) -> list[str]:
     return [o.host.name for o in outcomes if o.value]
 
 
+def _login(hosts: Sequence[Host], address: str, user: str, password: str) -> None:
+    """``docker login`` on each host, the password on stdin (never in argv)."""
+
+    def login(host: Host) -> None:
+        with SSHSession(host.ssh, host.name) as session:
+            result = session.run(f"docker login --username {shlex.quote(user)} --password-stdin {shlex.quote(address)}", stdin=password.encode())
+            if not result.ok:
+                raise RegistryAuthFailed(f"docker login to {address} on {host.name} failed: {result.first_error_line()}")
+
+    for outcome in for_each_host(list(hosts), login):
+        if outcome.error is not None:
+            raise outcome.error
+
+
 def canary_archive(token: str) -> bytes:
     """A tiny image as a docker-save tar: one layer holding one file (``token``), made here."""
     layer_buffer = io.BytesIO()
@@ -347,6 +362,8 @@ def up(request: UpRequest) -> UpResult:
         result.trusted = [h.name for h in request.trust]
         if installed:
             result.changes.append(f"CA installed on {', '.join(installed)}")
+        if request.login:
+            _login(request.trust, request.registry_address, user, password)
         result.canary = _canary(request.trust, request, ca, user, password)
     return result
 

@@ -226,3 +226,16 @@ def test_delete_untagged_is_refused_on_2x_when_an_index_is_stored(shipper: Shipp
 
     assert result.status == 2
     assert "--delete-untagged is unsafe on registry 2.8" in result.stderr and "boot/multi:1" in result.stderr
+
+
+def test_up_can_log_the_engines_in_with_the_password_on_stdin(booted: Booted) -> None:
+    booted.lab.load_images("b", [APP])
+    booted.up("--trust", "b", "--login")
+
+    config = json.loads((booted.lab.root / "b" / "sshd" / "docker-config" / "config.json").read_text())
+    assert booted.address in config["auths"]
+    pushed = subprocess.run(
+        ["ssh", "-F", str(booted.lab.ssh_config), "b", f"docker tag lab/boot:1 {booted.address}/boot/login:1 && docker push {booted.address}/boot/login:1"],
+        capture_output=True, text=True,
+    )
+    assert pushed.returncode == 0, pushed.stderr

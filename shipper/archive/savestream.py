@@ -31,7 +31,7 @@ import json
 import posixpath
 import tarfile
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Tuple
 
 from shipper.archive.layers import LayerIndex, is_hex64
 
@@ -95,6 +95,10 @@ class _Input:
     def read(self, size: int) -> bytes:
         return b"".join(bytes(p) for p in self.pieces(size))
 
+    def rest(self) -> memoryview:
+        """What was read past the last byte consumed (the caller reads on from its own iterator)."""
+        return self._view
+
     def at_end(self) -> bool:
         return not self._fill()
 
@@ -152,9 +156,18 @@ class SaveStreamFilter:
     def __init__(
         self, expected_ids: Iterable[str] = (), verify_content: bool = True,
         layers: Optional[Mapping[str, Sequence[str]]] = None, absent: Iterable[str] = (),
+        keep_tags: bool = False, trailer: Optional[Callable[[StreamStats], Sequence[Tuple[str, bytes]]]] = None,
+        declared_absent: Optional[Callable[[Mapping[str, bytes]], Iterable[str]]] = None,
     ) -> None:  # fmt: skip
         """``layers``: image ID -> diff IDs, to tell which layer a member holds.
-        ``absent``: diff IDs the stream may leave out (its manifest still names them)."""
+        ``absent``: diff IDs the stream may leave out (its manifest still names them).
+        ``keep_tags``: leave manifest.json and repositories as they are (a bundle, for plain ``docker load``).
+        ``trailer``: members to add just before the end marker, once everything is checked (a bundle's own manifest).
+        ``declared_absent``: given the archive's metadata members, further diff IDs it may leave out (a delta bundle says which)."""
+        self.declared_absent = declared_absent
+        self.keep_tags = keep_tags
+        self.leftover = b""  # bytes after the end marker that came in the same chunk
+        self.trailer = trailer
         self.expected_ids = set(expected_ids)
         self.verify_content = verify_content
         self.index = LayerIndex(layers or {})
@@ -163,6 +176,10 @@ class SaveStreamFilter:
         self.stats = StreamStats()
         self._metadata: dict[str, bytes] = {}
         self._pending_pax = b""  # a PAX or GNU long-name header that belongs to the next member
+
+    def metadata(self, name: str) -> bytes | None:
+        """A metadata member's content (manifest.json, a config, …) as it was read."""
+        return self._metadata.get(name)
 
     def run_tagged(self, chunks: Iterable[bytes]) -> Iterator[Tuple[Optional[str], bytes | memoryview]]:
         """Like ``run``, each piece with the diff ID of the layer it belongs to (None: not a layer we know)."""
@@ -178,8 +195,11 @@ class SaveStreamFilter:
             if block == bytes(BLOCK):
                 self._finish(source)
                 self._tag = None
+                for name, data in self.trailer(self.stats) if self.trailer else ():
+                    yield from self._emit(_header(name, len(data)) + data + bytes(_pad(len(data))))
                 yield from self._emit(bytes(2 * BLOCK))
                 self.stats.bytes_in = source.consumed
+                self.leftover = bytes(source.rest())
                 return
             info = self._parse(block)
             if info.type in (tarfile.XHDTYPE, tarfile.XGLTYPE):
@@ -252,9 +272,9 @@ class SaveStreamFilter:
             self.index.identify_v1(name.split("/", 1)[0], data)
         else:
             self._metadata[name] = data
-        if name in DROPPED:
+        if name in DROPPED and not self.keep_tags:
             return
-        if name in ("manifest.json", "index.json"):
+        if name in ("manifest.json", "index.json") and not self.keep_tags:
             data = _rewrite(name, data)
             header = _header(name, len(data))
         yield from self._emit(header)
@@ -296,6 +316,8 @@ class SaveStreamFilter:
                 raise ArchiveError(f"{member.name} is corrupt: its content has digest {member.digest}")
         if "manifest.json" not in self._metadata:
             raise ArchiveError("the archive has no manifest.json")
+        if self.declared_absent is not None:
+            self.absent |= set(self.declared_absent(self._metadata))
         try:
             manifest = json.loads(self._metadata["manifest.json"])
         except ValueError:

@@ -80,19 +80,19 @@ def _move(env: Env, session: MoveSession, force: bool, dry_run: bool, as_json: b
         _report_errors(env, as_json, [(t.host.name, t.error) for t in plan.targets])
         finish(exit_status_of(planned_errors))
         return
-    with _reporter(env, as_json) as reporter:
+    with reporter_for(env, as_json) as reporter:
         results = session.run(plan, reporter)
     if as_json:
         for result in results:
-            env.json_line({"event": "result", **_result_json(result)})
+            env.json_line({"event": "result", **result_json(result)})
     else:
-        env.out(table(["HOST", "RESULT", "SENT", "TIME", "RATE"], [_result_row(r) for r in results]))
+        env.out(table(["HOST", "RESULT", "SENT", "TIME", "RATE"], [result_row(r) for r in results]))
     _report_errors(env, as_json, [(r.host, r.error) for r in results])
     finish(exit_status_of([r.error for r in results]))
 
 
 @contextlib.contextmanager
-def _reporter(env: Env, as_json: bool) -> Iterator[Reporter]:
+def reporter_for(env: Env, as_json: bool) -> Iterator[Reporter]:
     if as_json:
         yield JSONLinesReporter(env.stdout)
     elif env.stderr.isatty():
@@ -125,14 +125,14 @@ def _why(target: TargetPlan) -> str:
     return "; ".join(x for x in (target.reason, target.thin_note) if x)
 
 
-def _result_row(result: TargetResult) -> list[str]:
+def result_row(result: TargetResult) -> list[str]:
     rate = f"{human_size(result.bytes_sent / result.seconds)}/s" if result.bytes_sent and result.seconds else "-"
     sent = human_size(result.bytes_sent) if result.bytes_sent else "-"
     elapsed = f"{result.seconds:.1f}s" if result.seconds else "-"
     return [result.host, result.status, sent, elapsed, rate]
 
 
-def _result_json(result: TargetResult) -> dict[str, Any]:
+def result_json(result: TargetResult) -> dict[str, Any]:
     data: dict[str, Any] = {"host": result.host, "status": result.status, "bytes_sent": result.bytes_sent, "seconds": round(result.seconds, 3)}
     if result.path:
         data["path"] = result.path

@@ -19,7 +19,7 @@ from shipper.ops import registry_host as host_ops
 from shipper.registry.credentials import Credentials, from_password_file
 
 
-def _inventory(path: str | None) -> Inventory | None:
+def optional_inventory(path: str | None) -> Inventory | None:
     """The inventory when one is given or the default exists: registries may be named there."""
     path = path or os.environ.get("SHIPPER_INVENTORY") or "inventory/hosts.yml"
     return load_inventory(path) if Path(path).is_file() else None
@@ -40,7 +40,7 @@ def access_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def _access(username: str | None, password_file: str | None, ca: str | None, insecure: bool) -> ops.Access:
+def access(username: str | None, password_file: str | None, ca: str | None, insecure: bool) -> ops.Access:
     return ops.Access(username, password_file, ca, insecure)
 
 
@@ -57,8 +57,8 @@ def registry() -> None:
 def ls(ctx: click.Context, inventory_path: str | None, username: str | None, password_file: str | None, ca: str | None, insecure: bool, as_json: bool, name: str) -> None:
     """List REGISTRY's repositories (REGISTRY: host:port, or a name from the inventory)."""
     env = env_of(ctx)
-    address, spec = ops.resolve(name, _inventory(inventory_path))
-    with ops.open_client(address, spec, _access(username, password_file, ca, insecure)) as client:
+    address, spec = ops.resolve(name, optional_inventory(inventory_path))
+    with ops.open_client(address, spec, access(username, password_file, ca, insecure)) as client:
         repositories = sorted(client.catalog())
     if as_json:
         env.json({"registry": str(address), "repositories": repositories})
@@ -75,8 +75,8 @@ def ls(ctx: click.Context, inventory_path: str | None, username: str | None, pas
 def tags(ctx: click.Context, inventory_path: str | None, username: str | None, password_file: str | None, ca: str | None, insecure: bool, as_json: bool, ref: str) -> None:
     """List the tags of a repository."""
     env = env_of(ctx)
-    repo, spec = ops.resolve_ref(ref, _inventory(inventory_path))
-    with ops.open_client(repo.registry, spec, _access(username, password_file, ca, insecure)) as client:
+    repo, spec = ops.resolve_ref(ref, optional_inventory(inventory_path))
+    with ops.open_client(repo.registry, spec, access(username, password_file, ca, insecure)) as client:
         found = sorted(client.tags(repo.repository))
     if as_json:
         env.json({"repository": f"{repo.registry}/{repo.repository}", "tags": found})
@@ -93,8 +93,8 @@ def tags(ctx: click.Context, inventory_path: str | None, username: str | None, p
 def inspect(ctx: click.Context, inventory_path: str | None, username: str | None, password_file: str | None, ca: str | None, insecure: bool, as_json: bool, ref: str) -> None:
     """Digest, media type, platforms, layers and sizes of an image."""
     env = env_of(ctx)
-    repo, spec = ops.resolve_ref(ref, _inventory(inventory_path), need_reference=True)
-    with ops.open_client(repo.registry, spec, _access(username, password_file, ca, insecure)) as client:
+    repo, spec = ops.resolve_ref(ref, optional_inventory(inventory_path), need_reference=True)
+    with ops.open_client(repo.registry, spec, access(username, password_file, ca, insecure)) as client:
         found = ops.inspect(client, repo)
     if as_json:
         env.json(found.to_json())
@@ -119,10 +119,10 @@ def rm(ctx: click.Context, inventory_path: str | None, username: str | None, pas
     by a garbage collection afterwards (shipper registry gc).
     """
     env = env_of(ctx)
-    repo, spec = ops.resolve_ref(ref, _inventory(inventory_path), need_reference=True)
+    repo, spec = ops.resolve_ref(ref, optional_inventory(inventory_path), need_reference=True)
     if repo.digest:
         raise UsageError("give the image by tag (REGISTRY/REPO:TAG)", hint="shipper resolves the tag to its digest itself")
-    with ops.open_client(repo.registry, spec, _access(username, password_file, ca, insecure)) as client:
+    with ops.open_client(repo.registry, spec, access(username, password_file, ca, insecure)) as client:
         removal = ops.plan_removal(client, repo)
         if removal.other_tags and not yes:
             raise UsageError(
@@ -149,7 +149,7 @@ def login(ctx: click.Context, inventory_path: str | None, username: str | None, 
     never from the command line.
     """
     env = env_of(ctx)
-    address, spec = ops.resolve(name, _inventory(inventory_path))
+    address, spec = ops.resolve(name, optional_inventory(inventory_path))
     username = username or (spec.username if spec else None)
     if not username:
         raise UsageError("name the user with --username")
@@ -158,7 +158,7 @@ def login(ctx: click.Context, inventory_path: str | None, username: str | None, 
         credentials = from_password_file(username, password_file)
     else:
         credentials = Credentials(username, getpass.getpass(f"password for {username} at {address}: "), "prompt")
-    where = ops.login(address, spec, _access(None, None, ca, insecure), credentials)
+    where = ops.login(address, spec, access(None, None, ca, insecure), credentials)
     if as_json:
         env.json({"registry": str(address), "username": username, "stored_in": where})
     else:

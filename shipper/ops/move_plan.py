@@ -170,7 +170,7 @@ def choose_route(source: Host, targets: Sequence[Host], via: Via | None, registr
     return "direct", f"host {not_ssh[0].name}'s engine is not behind SSH ({not_ssh[0].engine.url}): Docker API to Docker API", False
 
 
-def _source_images(engine: Engine, requested: Sequence[str]) -> tuple[SourceImage, ...]:
+def source_images(engine: Engine, requested: Sequence[str]) -> tuple[SourceImage, ...]:
     images = []
     for text in requested:
         ref = parse(text)
@@ -193,7 +193,7 @@ def _not_found(engine: Engine, name: str) -> ImageNotFound:
 
 
 @dataclass(frozen=True)
-class _TargetView:
+class TargetView:
     """What a target holds, read before the source is resolved (so both are read at once)."""
 
     tags: dict[str, str]  # name -> image ID
@@ -212,7 +212,7 @@ def thin_note(info: EngineInfo) -> str:
     return ""
 
 
-def _view(host: Host, engines: EnginePool) -> _TargetView:
+def target_view(host: Host, engines: EnginePool) -> TargetView:
     engine = engines.get(host)
     images = engine.images()
     tags = {tag: image.id for image in images for tag in image.tags}
@@ -224,11 +224,11 @@ def _view(host: Host, engines: EnginePool) -> _TargetView:
             details = engine.inspect_image(image.id)
             if details is not None:
                 chains.update(chain_ids(details.layers))
-    return _TargetView(tags, frozenset(image.id for image in images), host_key, frozenset(chains), note)
+    return TargetView(tags, frozenset(image.id for image in images), host_key, frozenset(chains), note)
 
 
-def _target_plan(
-    host: Host, view: _TargetView, images: Sequence[SourceImage], force: bool, engines: EnginePool, route: Route
+def target_plan(
+    host: Host, view: TargetView, images: Sequence[SourceImage], force: bool, engines: EnginePool, route: Route
 ) -> TargetPlan:  # fmt: skip
     engine = engines.get(host)
     # The list shows tagged and dangling images; an ID it lacks is asked for directly to be sure.
@@ -266,8 +266,8 @@ def plan_move(
     with contextlib.ExitStack() as stack:
         pool = engines or stack.enter_context(EnginePool())
         with ThreadPoolExecutor(max_workers=1) as background:
-            views = background.submit(for_each_host, others, lambda host: _view(host, pool))
-            images = _source_images(pool.get(source), requested)
+            views = background.submit(for_each_host, others, lambda host: target_view(host, pool))
+            images = source_images(pool.get(source), requested)
             seen = {o.host.name: o for o in views.result()}
         plans = []
         for host in targets:
@@ -278,7 +278,7 @@ def plan_move(
                 plans.append(TargetPlan(host, "failed", error=outcome.error))
             else:
                 try:
-                    plans.append(_target_plan(host, outcome.value, images, force, pool, route))
+                    plans.append(target_plan(host, outcome.value, images, force, pool, route))
                 except ShipperError as exc:
                     plans.append(TargetPlan(host, "failed", error=exc))
     if route == "registry":

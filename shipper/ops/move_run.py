@@ -200,7 +200,7 @@ def _rollback(target: TargetPlan, engines: EnginePool) -> str:
     return ""
 
 
-def _finish_target(
+def finish_target(
     target: TargetPlan, delivery: Delivery | None, started: float, reporter: Reporter, engines: EnginePool,
     layers: dict[str, tuple[str, ...]],
 ) -> TargetResult:  # fmt: skip
@@ -296,10 +296,10 @@ def _run(plan: MovePlan, reporter: Reporter, engines: EnginePool, program: Sourc
     by_name = {t.host.name: t for t in movers}
     layers = plan.layers
     outcomes = for_each_host(
-        [t.host for t in movers], lambda h: _finish_target(by_name[h.name], delivery, started, reporter, engines, layers)
+        [t.host for t in movers], lambda h: finish_target(by_name[h.name], delivery, started, reporter, engines, layers)
     )
     finished = {o.host.name: o.value for o in outcomes}
-    return [finished.get(t.host.name) or _static_result(t) for t in plan.targets]
+    return [finished.get(t.host.name) or static_result(t) for t in plan.targets]
 
 
 _LOST_LAYER = re.compile(r"layer\.tar: no such file or directory")
@@ -327,7 +327,7 @@ def _message(error: ShipperError | None) -> str:
     return error.message if error is not None else ""
 
 
-def _static_result(target: TargetPlan) -> TargetResult:
+def static_result(target: TargetPlan) -> TargetResult:
     if target.action == "failed":
         return TargetResult(target.host.name, "failed", error=target.error)
     if target.action == "skip":

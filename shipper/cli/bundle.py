@@ -1,0 +1,151 @@
+"""``shipper bundle``: carry images across an air gap."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import click
+
+from shipper.cli.move import reporter_for, result_json, result_row
+from shipper.cli.options import env_of, finish, inventory_option, json_option
+from shipper.cli.output import Env, human_size, short_id, table
+from shipper.cli.registry import access, access_options, optional_inventory
+from shipper.errors import UsageError
+from shipper.inventory import load_inventory, select
+from shipper.ops import bundle as ops
+from shipper.ops import registry as registry_ops
+from shipper.ops.fanout import exit_status_of
+
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)([KMGT]?)i?B?$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """``4G``, ``700M``, ``1.5G`` -> bytes (binary units, as media sizes are usually read)."""
+    match = _SIZE.match(text.strip())
+    if not match:
+        raise UsageError(f"{text!r} is not a size", hint="write it like 4G, 700M or 1048576")
+    scale = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[match.group(2).upper()]
+    size = int(float(match.group(1)) * scale)
+    if size < 1 << 20:
+        raise UsageError("--split parts must be at least 1M")
+    return size
+
+
+@click.group()
+def bundle() -> None:
+    """Carry images across an air gap: create, verify, load, push, have."""
+
+
+@bundle.command("create")
+@inventory_option
+@json_option
+@click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
+@click.option("--from", "source", required=True, metavar="HOST", help="The host whose engine has the images.")
+@click.option("-o", "--output", required=True, metavar="FILE", help="The bundle: FILE.tar, or FILE.tar.zst to compress with zstd.")
+@click.option("--split", metavar="SIZE", help="Write parts FILE.000, FILE.001, … of at most SIZE (4G, 700M) each.")
+@click.option("--have", "have_file", metavar="FILE", help="A have file from the far side (bundle have): leave out the layers it holds.")
+@click.pass_context
+def create(ctx: click.Context, inventory_path: str, as_json: bool, images: tuple[str, ...], source: str, output: str, split: str | None, have_file: str | None) -> None:
+    """Save IMAGE... from HOST into one verified file (a standard image archive inside)."""
+    env = env_of(ctx)
+    hosts = select(load_inventory(inventory_path), source)
+    if len(hosts) != 1:
+        raise UsageError(f"--from must name one host; {source!r} names {len(hosts)}")
+    held = ops.held_everywhere(json.loads(Path(have_file).read_text())) if have_file else None
+    path = Path(output)
+    with reporter_for(env, as_json) as reporter:
+        created = ops.create(hosts[0], images, path, compress=path.suffix == ".zst", split=parse_size(split) if split else None, held=held, reporter=reporter)
+    if as_json:
+        env.json(created.to_json())
+        return
+    env.out(table(["IMAGE", "ID", "TAGS", "SIZE"], [[i.tags[0] if i.tags else "-", short_id(i.id), ",".join(i.tags), human_size(i.size)] for i in created.images]))
+    left = f"; {len(created.left_out)} layer(s) the far side holds left out" if created.left_out else ""
+    env.out(f"wrote {', '.join(str(p) for p in created.parts)} ({human_size(created.bytes_written)}){left}; checksums in {path}.sha256")
+
+
+def _report(env: Env, verified: Any, path: Path) -> None:
+    manifest = verified.manifest
+    env.out(f"{path}: sound ({human_size(verified.size)}, {len(manifest.members)} members, made {manifest.created} by {manifest.created_by} from {manifest.source})")
+    if not verified.checksum_file:
+        env.out(f"note: no {path}.sha256 beside it: the file as a whole could not be checked, only its content")
+    rows = [[",".join(i.tags) or "-", short_id(i.id), i.platform, len(i.layers), human_size(i.size)] for i in manifest.images]
+    env.out(table(["TAGS", "ID", "PLATFORM", "LAYERS", "SIZE"], rows))
+    if manifest.relies_on:
+        env.out(f"delta bundle: relies on {len(manifest.relies_on)} layer(s) the far side must hold")
+
+
+def _verified_json(verified: Any) -> dict[str, Any]:
+    manifest = verified.manifest
+    return {"sound": True, "bytes": verified.size, "checksum_file": verified.checksum_file, "relies_on": manifest.relies_on,
+            "created": manifest.created, "created_by": manifest.created_by, "source": manifest.source,
+            "images": [{"id": i.id, "tags": list(i.tags), "platform": i.platform, "layers": list(i.layers), "size": i.size} for i in manifest.images]}  # fmt: skip
+
+
+@bundle.command("verify")
+@json_option
+@click.argument("file", metavar="FILE")
+@click.pass_context
+def verify(ctx: click.Context, as_json: bool, file: str) -> None:
+    """Check every checksum and digest of a bundle and say what is inside."""
+    env = env_of(ctx)
+    verified = ops.read_verified(Path(file))
+    env.json(_verified_json(verified)) if as_json else _report(env, verified, Path(file))
+
+
+@bundle.command("load")
+@inventory_option
+@json_option
+@click.argument("file", metavar="FILE")
+@click.option("--to", "target", required=True, metavar="TARGET", help="A host, a group, or a comma list of both.")
+@click.option("--force", is_flag=True, help="Load even where the images are already under those tags.")
+@click.pass_context
+def load(ctx: click.Context, inventory_path: str, as_json: bool, file: str, target: str, force: bool) -> None:
+    """Verify a bundle, then load it into TARGET's engines (each gets only what it lacks; tags last)."""
+    env = env_of(ctx)
+    hosts = select(load_inventory(inventory_path), target)
+    with reporter_for(env, as_json) as reporter:
+        verified, results = ops.load(Path(file), hosts, force, reporter)
+    if as_json:
+        env.json_line({"event": "verified", **_verified_json(verified)})
+        for result in results:
+            env.json_line({"event": "result", **result_json(result)})
+    else:
+        env.out(table(["HOST", "RESULT", "SENT", "TIME", "RATE"], [result_row(r) for r in results]))
+        for result in results:
+            if result.error is not None:
+                env.error(result.error)
+    finish(exit_status_of([r.error for r in results]))
+
+
+@bundle.command("push")
+@access_options
+@json_option
+@click.argument("file", metavar="FILE")
+@click.option("--registry", "registry_name", required=True, metavar="NAME|HOST:PORT", help="The registry to seed.")
+@click.pass_context
+def push(ctx: click.Context, inventory_path: str | None, username: str | None, password_file: str | None, ca: str | None, insecure: bool, as_json: bool, file: str, registry_name: str) -> None:
+    """Seed a registry straight from a bundle (no engine): only the missing blobs, manifests and tags last."""
+    env = env_of(ctx)
+    address, spec = registry_ops.resolve(registry_name, optional_inventory(inventory_path))
+    with registry_ops.open_client(address, spec, access(username, password_file, ca, insecure)) as client:
+        _, pushed = ops.push(Path(file), client)
+    if as_json:
+        env.json(pushed.to_json())
+    else:
+        env.out(f"pushed to {address}: {len(pushed.uploaded)} blob(s) uploaded, {len(pushed.present)} already there; tags {', '.join(pushed.tags)}")
+
+
+@bundle.command("have")
+@inventory_option
+@click.argument("target", metavar="TARGET")
+@click.option("-o", "--output", required=True, metavar="FILE", help="Where to write the have file.")
+@click.pass_context
+def have(ctx: click.Context, inventory_path: str, target: str, output: str) -> None:
+    """On the far side: list what TARGET's engines hold, for bundle create --have."""
+    env = env_of(ctx)
+    document = ops.have(select(load_inventory(inventory_path), target))
+    Path(output).write_text(json.dumps(document, indent=1) + "\n")
+    env.out(f"wrote {output}: layers held by {', '.join(document['engines'])}")

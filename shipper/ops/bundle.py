@@ -1,0 +1,356 @@
+"""Air-gapped bundles: create on one side, verify, then load into engines or push into a registry on the other.
+
+- ``create``: the images saved from a host's engine (by name: the archive
+  keeps its tags, so a plain ``docker load -i`` works), checked as they stream
+  by, straight into the file (see bundle/format.py); ``have`` (chain IDs the
+  far side holds, from ``bundle have``) leaves those layers out.
+- ``load``: the whole bundle is verified first; then, as ``move`` does, each
+  target gets only the layers it lacks, loads untagged, its images are checked,
+  and only then do the tags move.
+- ``push``: verified first; blobs uploaded straight from the bundle (layers
+  uncompressed, as OCI allows: their digest is their diff ID, so "already
+  there" is a HEAD away), only the missing ones; manifests and tags last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import tarfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from shipper.archive.fanout import ended_early, pump
+from shipper.archive.layers import chain_ids, needed_layers
+from shipper.archive.savestream import ArchiveError, SaveStreamFilter
+from shipper.bundle import BundleError, BundleImage, BundleWriter, Verified, content_chunks, read_verified
+from shipper.bundle.format import trailer_for
+from shipper.errors import ShipperError, UsageError
+from shipper.inventory.model import Host
+from shipper.ops.engines import EnginePool
+from shipper.ops.fanout import for_each_host
+from shipper.ops.move_plan import SourceImage, TargetPlan, source_images, target_plan, target_view
+from shipper.ops.move_run import TargetResult, finish_target, static_result
+from shipper.ops.streams import Delivery, make_sink, make_source, sink_error
+from shipper.progress import NullReporter, Reporter
+from shipper.registry import Manifest, RegistryClient
+from shipper.registry.client import digest_of
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+
+
+# -- have ------------------------------------------------------------------------------------
+
+
+def have(targets: Sequence[Host]) -> dict[str, Any]:
+    """What the far side's engines hold: per host, the chain IDs of every layer its images stand on."""
+    with EnginePool() as engines:
+        outcomes = for_each_host(list(targets), lambda host: sorted(target_view(host, engines).chains))
+    failed = [o for o in outcomes if o.error is not None]
+    if failed:
+        raise failed[0].error  # type: ignore[misc]
+    return {"format": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "engines": {o.host.name: o.value for o in outcomes}}
+
+
+def held_everywhere(have_document: dict[str, Any]) -> set[str]:
+    """Chain IDs every engine of a ``have`` document holds (a bundle may rely only on those)."""
+    try:
+        sets = [set(chains) for chains in have_document["engines"].values()]
+    except (KeyError, AttributeError, TypeError):
+        raise UsageError("the have file is not one shipper bundle have wrote") from None
+    return set.intersection(*sets) if sets else set()
+
+
+# -- create ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Created:
+    parts: list[Path]
+    images: list[BundleImage]
+    bytes_written: int
+    left_out: list[str]  # layers the far side holds, not in the bundle
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "files": [str(p) for p in self.parts], "bytes": self.bytes_written, "left_out": self.left_out,
+            "images": [{"id": i.id, "tags": list(i.tags), "size": i.size, "layers": len(i.layers)} for i in self.images],
+        }  # fmt: skip
+
+
+def _bundle_images(engine: Any, images: Sequence[SourceImage]) -> list[BundleImage]:
+    found: dict[str, BundleImage] = {}
+    for image in images:
+        details = engine.inspect_image(image.id)
+        tags = tuple(t for t in details.tags if t == image.name) if image.name else ()
+        previous = found.get(image.id)
+        merged = tuple(dict.fromkeys((*(previous.tags if previous else ()), *tags)))
+        found[image.id] = BundleImage(image.id, merged, image.size, image.layers, f"{details.os}/{details.architecture}")
+    return list(found.values())
+
+
+def create(
+    source: Host, requested: Sequence[str], output: Path, compress: bool = False, split: int | None = None,
+    held: set[str] | None = None, reporter: Reporter | None = None,
+) -> Created:  # fmt: skip
+    """Save ``requested`` from ``source`` into a bundle at ``output``; ``held``: chain IDs the far side has."""
+    reporter = reporter or NullReporter()
+    if output.exists() or output.with_name(output.name + ".000").exists():
+        raise UsageError(f"{output} exists already", hint="choose another name, or remove it first")
+    with EnginePool() as engines:
+        engine = engines.get(source)
+        images = source_images(engine, requested)
+        bundle_images = _bundle_images(engine, images)
+    layers = {i.id: list(i.layers) for i in bundle_images}
+    left_out = sorted({d for ls in layers.values() for d in ls} - needed_layers(layers.values(), held)) if held else []
+    names = tuple(dict.fromkeys(i.name or i.id for i in images))
+    checker = SaveStreamFilter(
+        [i.id for i in bundle_images], verify_content=True, layers=layers, keep_tags=True,
+        trailer=_trailer(bundle_images, source.name, left_out),
+    )  # fmt: skip
+    writer = BundleWriter(output, compress, split)
+    stream = make_source("ssh" if source.engine.scheme == "ssh" else "direct", source, names)
+    reporter.start(output.name, sum(i.size for i in bundle_images))
+    try:
+        for tag, piece in checker.run_tagged(stream.chunks()):
+            if tag is None or tag not in left_out:
+                writer.write(piece)
+                reporter.advance(output.name, writer.written)
+        failure = stream.failure()
+        if failure is not None:
+            raise failure
+        parts = writer.commit()
+    except ArchiveError as exc:
+        writer.abort()
+        stream.abort()
+        raise stream.failure() or BundleError(f"the save from {source.describe()} is not sound: {exc}") from None
+    except BaseException:
+        writer.abort()
+        stream.abort()
+        raise
+    reporter.finish(output.name, "written")
+    return Created(parts, bundle_images, writer.written, left_out)
+
+
+def _trailer(images: list[BundleImage], source: str, left_out: list[str]) -> Any:
+    """The bundle's manifest lists the members it really holds: not the layers left out."""
+    make = trailer_for(images, source, left_out)
+
+    def without_left_out(stats: Any) -> list[tuple[str, bytes]]:
+        kept = {name: m for name, m in stats.members.items() if m.digest not in left_out}
+        return make(type(stats)(stats.bytes_in, stats.bytes_out, kept, stats.images))
+
+    return without_left_out
+
+
+# -- load ------------------------------------------------------------------------------------
+
+
+def _requested(verified: Verified) -> list[SourceImage]:
+    """The bundle's images as move plans see them: one entry per tag (or one by ID)."""
+    wanted = []
+    for image in verified.manifest.images:
+        for name in image.tags or (None,):
+            wanted.append(SourceImage(name or image.id, name, image.id, image.size, image.layers))
+    return wanted
+
+
+def _plan_targets(targets: Sequence[Host], verified: Verified, engines: EnginePool, force: bool) -> list[TargetPlan]:
+    images = _requested(verified)
+    relied = verified.manifest.relies_on
+
+    def plan(host: Host) -> TargetPlan:
+        view = target_view(host, engines)
+        missing = [d for i in verified.manifest.images for d, c in zip(i.layers, chain_ids(i.layers)) if d in relied and c not in view.chains]
+        if missing:
+            return TargetPlan(host, "failed", error=BundleError(
+                f"{host.name} lacks {len(missing)} layer(s) this delta bundle relies on (first: {missing[0][:19]}…)",
+                hint="load the full bundle there, or make the delta bundle against that host's own have file",
+            ))  # fmt: skip
+        planned = target_plan(host, view, images, force, engines, "ssh")
+        return planned if planned.action != "send" else _dedupe(planned)
+
+    outcomes = for_each_host(list(targets), plan)
+    return [o.value if o.value is not None else TargetPlan(o.host, "failed", error=o.error) for o in outcomes]
+
+
+def _dedupe(target: TargetPlan) -> TargetPlan:
+    from dataclasses import replace
+
+    return replace(target, send_ids=tuple(dict.fromkeys(target.send_ids)))
+
+
+def load(path: Path, targets: Sequence[Host], force: bool = False, reporter: Reporter | None = None) -> tuple[Verified, list[TargetResult]]:
+    """Verify the bundle, then load it into every target that lacks its images, tags last."""
+    reporter = reporter or NullReporter()
+    verified = read_verified(path)  # nothing is touched before the whole bundle passed
+    started = time.monotonic()
+    with EnginePool() as engines:
+        plans = _plan_targets(targets, verified, engines, force)
+        senders = [t for t in plans if t.action == "send"]
+        delivery = _deliver_file(path, verified, senders, reporter) if senders else None
+        layers = {i.id: i.layers for i in verified.manifest.images}
+        movers = [t for t in plans if t.action in ("send", "tag")]
+        by_name = {t.host.name: t for t in movers}
+        outcomes = for_each_host([t.host for t in movers], lambda h: finish_target(by_name[h.name], delivery, started, reporter, engines, layers))
+        finished = {o.host.name: o.value for o in outcomes}
+        return verified, [finished.get(t.host.name) or static_result(t) for t in plans]
+
+
+def _deliver_file(path: Path, verified: Verified, senders: Sequence[TargetPlan], reporter: Reporter) -> Delivery:
+    route = "ssh" if all(t.host.engine.scheme == "ssh" for t in senders) else "direct"
+    sinks = {t.host.name: make_sink(route, t.host, t.skip_layers) for t in senders}
+    for target in senders:
+        reporter.start(target.host.name, verified.size)
+    layers = {i.id: i.layers for i in verified.manifest.images}
+    try:
+        pump(content_chunks(path), list(sinks.values()), list(layers), lambda s: reporter.advance(s.name, s.sent),
+             layers=layers, absent=verified.manifest.relies_on)  # fmt: skip
+    except (ArchiveError, ShipperError) as exc:
+        for sink in sinks.values():
+            sink.abort()
+        error = BundleError(f"{path.name} changed while it was being loaded: {exc}")
+        return Delivery("bundle", sent={n: s.sent for n, s in sinks.items()}, errors={n: error for n in sinks})
+    if not ended_early(list(sinks.values())):
+        for sink in sinks.values():
+            sink.finish()
+    delivery = Delivery("bundle", sent={n: s.sent for n, s in sinks.items()})
+    for target in senders:
+        delivery.errors[target.host.name] = sink_error(target.host, sinks[target.host.name])
+    return delivery
+
+
+# -- push ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Pushed:
+    uploaded: list[str] = field(default_factory=list)
+    present: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"uploaded": len(self.uploaded), "already_there": len(self.present), "tags": self.tags}
+
+
+class _ChunkReader(io.RawIOBase):
+    """The bundle's tar bytes as a file, for tarfile's streaming mode (sequential; never extracted)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks, self._buffer = chunks, b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        while not self._buffer:
+            self._buffer = next(self._chunks, b"")
+            if not self._buffer:
+                return 0
+        size = min(len(target), len(self._buffer))
+        target[:size], self._buffer = self._buffer[:size], self._buffer[size:]
+        return size
+
+
+def _repositories(image: BundleImage) -> list[tuple[str, str]]:
+    """(repository, tag) of each of an image's tags, without any registry part."""
+    found = []
+    for name in image.tags:
+        repository, _, tag = name.rpartition(":")
+        first = repository.split("/")[0]
+        if "/" in repository and ("." in first or ":" in first or first == "localhost"):
+            repository = repository.split("/", 1)[1]
+        found.append((repository, tag))
+    return found
+
+
+def push(path: Path, client: RegistryClient, reporter: Reporter | None = None) -> tuple[Verified, Pushed]:
+    """Seed a registry from the bundle: verified first, then only the missing blobs, then manifests and tags."""
+    reporter = reporter or NullReporter()
+    verified = read_verified(path)
+    targets = {image.id: _repositories(image) for image in verified.manifest.images}
+    untagged = [i.id for i in verified.manifest.images if not targets[i.id]]
+    if untagged:
+        raise UsageError(f"image {untagged[0][:19]} in {path.name} has no tag: a registry needs a name for it")
+    members = verified.stats.members
+    by_digest = {m.digest: m for m in members.values() if m.link is None and m.digest}
+    for image in verified.manifest.images:
+        repository = targets[image.id][0][0]
+        for layer in image.layers:
+            if layer in verified.manifest.relies_on and client.blob_size(repository, layer) is None:
+                raise BundleError(f"registry {client.address} lacks layer {layer[:19]}… of {repository}, which this delta bundle relies on")
+    result = Pushed()
+    wanted: dict[str, str] = {}  # blob digest -> repository to put it in first
+    for image in verified.manifest.images:
+        for digest in (*image.layers, image.id):
+            wanted.setdefault(digest, targets[image.id][0][0])
+    with tarfile.open(fileobj=io.BufferedReader(_ChunkReader(content_chunks(path)), 1 << 20), mode="r|") as archive:
+        for member in archive:
+            digest = members.get(member.name).digest if member.name in members else ""  # type: ignore[union-attr]
+            if not member.isfile() or digest not in wanted:
+                continue
+            repository = wanted.pop(digest)
+            content = archive.extractfile(member)
+            assert content is not None
+            status = client.upload_blob(repository, digest, member.size, _forward_reader(content))
+            (result.uploaded if status == "uploaded" else result.present).append(digest)
+    for digest in wanted:  # blobs the bundle relies on, or shared: already in the registry
+        result.present.append(digest)
+    for image in verified.manifest.images:
+        _put_image(client, image, members, by_digest, targets[image.id], result)
+    return verified, result
+
+
+def _forward_reader(content: Any) -> Any:
+    """``read_from(offset)`` over a member read front to back: the client asks for each chunk once, in order."""
+    position = [0]
+
+    def read_from(offset: int) -> Iterator[bytes]:
+        if offset < position[0]:
+            raise BundleError("an upload from a bundle cannot go back (the registry lost part of a chunk): run bundle push again")
+        while position[0] < offset:
+            skipped = content.read(min(1 << 20, offset - position[0]))
+            if not skipped:
+                return
+            position[0] += len(skipped)
+        while True:
+            chunk = content.read(1 << 20)
+            if not chunk:
+                return
+            position[0] += len(chunk)
+            yield chunk
+
+    return read_from
+
+
+def _put_image(client: RegistryClient, image: BundleImage, members: Any, by_digest: Any, tags: list[tuple[str, str]], result: Pushed) -> None:
+    config = by_digest[image.id]
+    document = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": image.id, "size": config.size},
+        "layers": [{"mediaType": OCI_LAYER, "digest": layer, "size": _layer_size(client, tags[0][0], layer, by_digest)} for layer in image.layers],
+    }
+    raw = json.dumps(document, separators=(",", ":")).encode()
+    manifest = Manifest(raw, OCI_MANIFEST, digest_of(raw))
+    for repository, tag in tags:
+        for layer in (*image.layers, image.id):
+            if repository != tags[0][0] and client.blob_size(repository, layer) is None:
+                client.mount_blob(repository, layer, tags[0][0])
+        client.put_manifest(repository, tag, manifest)
+        result.tags.append(f"{repository}:{tag}")
+
+
+def _layer_size(client: RegistryClient, repository: str, layer: str, by_digest: Any) -> int:
+    member = by_digest.get(layer)
+    if member is not None:
+        return int(member.size)
+    size = client.blob_size(repository, layer)  # a layer the bundle relies on
+    if size is None:
+        raise BundleError(f"registry {client.address} lacks layer {layer[:19]}… of {repository}")
+    return size

@@ -59,7 +59,7 @@ def create(ctx: click.Context, inventory_path: str, as_json: bool, images: tuple
     with reporter_for(env, as_json) as reporter:
         created = ops.create(hosts[0], images, path, compress=path.suffix == ".zst", split=parse_size(split) if split else None, held=held, reporter=reporter)
     if as_json:
-        env.json(created.to_json())
+        env.json_line({"event": "created", **created.to_json()})  # after the progress events: JSON lines, as move writes
         return
     env.out(table(["IMAGE", "ID", "TAGS", "SIZE"], [[i.tags[0] if i.tags else "-", short_id(i.id), ",".join(i.tags), human_size(i.size)] for i in created.images]))
     left = f"; {len(created.left_out)} layer(s) the far side holds left out" if created.left_out else ""

@@ -139,8 +139,11 @@ class LayerStore:
 
     # -- the stream -------------------------------------------------------------------
 
-    def save_stream(self, images: Mapping[str, Sequence[str]], send: Set[str]) -> Iterator[bytes]:
-        """A docker-save tar of ``images`` (image ID -> diff IDs) holding only the layers in ``send``.
+    def save_stream(
+        self, images: Mapping[str, Sequence[str]], send: Set[str], tags: Optional[Mapping[str, Sequence[str]]] = None
+    ) -> Iterator[bytes]:
+        """A docker-save tar of ``images`` (image ID -> diff IDs) holding only the layers in ``send``;
+        ``tags`` (image ID -> names) go into manifest.json, as ``docker save NAME`` puts them.
 
         manifest.json still lists every layer; a loading engine that holds a
         left-out layer's whole chain never opens it.
@@ -155,7 +158,8 @@ class LayerStore:
         for image_id, diff_ids in images.items():
             name = image_id.split(":", 1)[1] + ".json"
             yield _member(name, self.config(image_id))
-            manifest.append({"Config": name, "RepoTags": None, "Layers": [layer_path(d) for d in diff_ids]})
+            repo_tags = list((tags or {}).get(image_id, ())) or None
+            manifest.append({"Config": name, "RepoTags": repo_tags, "Layers": [layer_path(d) for d in diff_ids]})
         yield _member("manifest.json", json.dumps(manifest, separators=(",", ":")).encode())
         yield bytes(2 * BLOCK)
 

@@ -340,7 +340,8 @@ class SaveStreamFilter:
             if diff_ids != actual:
                 bad = next((i for i, (a, b) in enumerate(zip(diff_ids, actual)) if a != b), len(actual))
                 raise ArchiveError(f"layer {bad + 1} of image {config.digest} does not match its config (corrupt or cut)")
-        self.stats.images[config.digest] = [layer.digest for layer in layers]
+        # Layers not hashed (verify_content off) stand for what their config says they are.
+        self.stats.images[config.digest] = [layer.digest or (diff_ids[i] if i < len(diff_ids) else "") for i, layer in enumerate(layers)]
 
 
 def _is_v1_json(name: str) -> bool:

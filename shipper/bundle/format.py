@@ -186,35 +186,36 @@ def parts_of(path: Path) -> list[Path]:
     return parts
 
 
-def check_sums(path: Path, parts: list[Path]) -> bool:
-    """Check the parts against ``PATH.sha256`` when it is there; False when there is none."""
+def expected_sums(path: Path) -> dict[str, str] | None:
+    """``PATH.sha256``: part name -> sha256, or None when there is no such file."""
     sums_file = Path(f"{path}.sha256")
     if not sums_file.exists():
-        return False
+        return None
     expected = {}
     for line in sums_file.read_text().splitlines():
         digest, _, name = line.partition("  ")
         expected[name.strip()] = digest.strip()
-    for part in parts:
-        sha = hashlib.sha256()
-        with open(part, "rb") as source:
-            while chunk := source.read(READ_CHUNK):
-                sha.update(chunk)
-        if expected.get(part.name) != sha.hexdigest():
-            raise BundleError(f"{part.name} does not match its checksum in {sums_file.name}: the file is damaged or was changed")
-    return True
+    return expected
 
 
-def _raw_chunks(parts: list[Path]) -> Iterator[bytes]:
+def _raw_chunks(parts: list[Path], sums: dict[str, Any] | None = None) -> Iterator[bytes]:
+    """The parts' bytes in order; ``sums``: filled with a sha256 per part as they are read."""
     for part in parts:
+        sha = hashlib.sha256() if sums is not None else None
         with open(part, "rb") as source:
             while chunk := source.read(READ_CHUNK):
+                if sha is not None:
+                    sha.update(chunk)
                 yield chunk
+        if sums is not None and sha is not None:
+            sums[part.name] = sha.hexdigest()
 
 
-def content_chunks(path: Path) -> Iterator[bytes]:
-    """The bundle's tar bytes, its parts joined and decompressed; ``BundleError`` on garbage after a zstd frame."""
-    raw = _raw_chunks(parts_of(path))
+def content_chunks(path: Path, sums: dict[str, Any] | None = None) -> Iterator[bytes]:
+    """The bundle's tar bytes, its parts joined and decompressed; ``BundleError`` on garbage after a zstd frame.
+
+    ``sums``: filled with the sha256 of each part's raw bytes, read in the same pass."""
+    raw = _raw_chunks(parts_of(path), sums)
     first = next(raw, b"")
     if not first.startswith(ZSTD_MAGIC):
         yield first
@@ -259,36 +260,59 @@ def _declared_absent(metadata: Mapping[str, bytes]) -> list[str]:
 
 
 def read_verified(path: Path) -> Verified:
-    """Check the whole bundle (nothing is touched anywhere); what it holds."""
+    """Check the whole bundle in one read (nothing is touched anywhere); what it holds.
+
+    With a checksum file beside it, the file's own sha256 proves every byte is
+    as written (and ``create`` checked every layer as it wrote), so layers are
+    not hashed a second time; without one, every layer is.
+    """
     parts = parts_of(path)
-    sums = check_sums(path, parts)
-    checker = SaveStreamFilter(verify_content=True, keep_tags=True, declared_absent=_declared_absent)
-    chunks = content_chunks(path)
+    expected = expected_sums(path)
+    actual: dict[str, Any] = {}
+    checker = SaveStreamFilter(verify_content=expected is None, keep_tags=True, declared_absent=_declared_absent)
+    chunks = content_chunks(path, actual)
     size = 0
     try:
-        for piece in checker.run(chunks):
-            size += len(piece)
-    except ArchiveError as exc:
-        raise BundleError(f"{path.name}: {exc}") from None
-    for rest in _chain(checker.leftover, chunks):  # after the end marker, a tar may only be padded with zeros
-        if rest.strip(b"\0"):
-            raise BundleError(f"{path.name} has data after the end of its archive (appended garbage)")
-    return Verified(_check_manifest(path, checker), checker.stats, sums, size)
+        try:
+            for piece in checker.run(chunks):
+                size += len(piece)
+        except ArchiveError as exc:
+            raise BundleError(f"{path.name}: {exc}") from None
+        for rest in _chain(checker.leftover, chunks):  # after the end marker, a tar may only be padded with zeros
+            if rest.strip(b"\0"):
+                raise BundleError(f"{path.name} has data after the end of its archive (appended garbage)")
+    except BundleError as problem:
+        if expected is not None:  # the checksum file says best what happened: say that first
+            for _ in _raw_chunks(parts, actual):
+                pass
+            _check_sums(path, parts, expected, actual, f" (first problem found: {problem.message})")
+        raise
+    if expected is not None:
+        _check_sums(path, parts, expected, actual)
+    return Verified(_check_manifest(path, checker, expected is not None), checker.stats, expected is not None, size)
 
 
-def _check_manifest(path: Path, checker: SaveStreamFilter) -> BundleManifest:
+def _check_sums(path: Path, parts: list[Path], expected: dict[str, str], actual: dict[str, Any], more: str = "") -> None:
+    for part in parts:
+        if expected.get(part.name) != actual.get(part.name):
+            raise BundleError(f"{part.name} does not match its checksum in {path.name}.sha256: the file is damaged or was changed{more}")
+
+
+def _check_manifest(path: Path, checker: SaveStreamFilter, hashed_whole: bool) -> BundleManifest:
     data, digest = checker.metadata(BUNDLE_JSON), checker.metadata(BUNDLE_DIGEST)
     if data is None or digest is None:
         raise BundleError(f"{path.name} is an image archive but not a shipper bundle (no {BUNDLE_JSON})", hint="docker load -i can load it")
     if json.loads(digest).get("sha256") != hashlib.sha256(data).hexdigest():
         raise BundleError(f"{BUNDLE_JSON} in {path.name} does not match its digest: it was damaged or changed")
     manifest = BundleManifest.from_json(data)
-    seen = {m.name: m for m in checker.stats.members.values() if m.link is None and m.digest and m.name not in (BUNDLE_JSON, BUNDLE_DIGEST)}
+    seen = {m.name: m for m in checker.stats.members.values() if m.link is None and m.name not in (BUNDLE_JSON, BUNDLE_DIGEST)}
+    seen = {n: m for n, m in seen.items() if m.digest or (hashed_whole and n in manifest.members)}
     for name, member in seen.items():
         listed = manifest.members.get(name)
         if listed is None:
             raise BundleError(f"{path.name} holds {name}, which its manifest does not list (added after the bundle was made)")
-        if listed.get("sha256") != member.digest or listed.get("size") != member.size:
+        # Not hashed this time (the checksum file vouched for every byte): the size must still match.
+        if (member.digest and listed.get("sha256") != member.digest) or listed.get("size") != member.size:
             raise BundleError(f"{name} in {path.name} does not match the bundle's manifest: it was damaged or changed")
     missing = sorted(set(manifest.members) - set(seen))
     if missing:

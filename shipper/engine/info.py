@@ -28,6 +28,7 @@ class EngineInfo:
     name: str
     images: int
     containers: int
+    data_root: str = ""  # DockerRootDir: where the engine keeps its store (on the engine's host)
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ def engine_info(version: Mapping[str, Any], info: Mapping[str, Any], client_api_
         name=str(info.get("Name", "?")),
         images=int(info.get("Images", 0)),
         containers=int(info.get("Containers", 0)),
+        data_root=str(info.get("DockerRootDir", "")),
     )
 
 

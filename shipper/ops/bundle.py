@@ -25,9 +25,11 @@ from typing import Any, Iterator, Sequence
 
 from shipper.archive.fanout import ended_early, pump
 from shipper.archive.layers import chain_ids, needed_layers
+from shipper.archive.layerstore import LayerStore
 from shipper.archive.savestream import ArchiveError, SaveStreamFilter
 from shipper.bundle import BundleError, BundleImage, BundleWriter, Verified, content_chunks, read_verified
 from shipper.bundle.format import trailer_for
+from shipper.engine import connect
 from shipper.errors import ShipperError, UsageError
 from shipper.inventory.model import Host
 from shipper.ops.engines import EnginePool
@@ -75,10 +77,11 @@ class Created:
     images: list[BundleImage]
     bytes_written: int
     left_out: list[str]  # layers the far side holds, not in the bundle
+    source_read: str = "save"  # store: read from the local engine's layer store; save: docker save
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "files": [str(p) for p in self.parts], "bytes": self.bytes_written, "left_out": self.left_out,
+            "files": [str(p) for p in self.parts], "bytes": self.bytes_written, "left_out": self.left_out, "source_read": self.source_read,
             "images": [{"id": i.id, "tags": list(i.tags), "size": i.size, "layers": len(i.layers)} for i in self.images],
         }  # fmt: skip
 
@@ -109,12 +112,16 @@ def create(
     layers = {i.id: list(i.layers) for i in bundle_images}
     left_out = sorted({d for ls in layers.values() for d in ls} - needed_layers(layers.values(), held)) if held else []
     names = tuple(dict.fromkeys(i.name or i.id for i in images))
+    store = _local_store(source, layers)
     checker = SaveStreamFilter(
-        [i.id for i in bundle_images], verify_content=True, layers=layers, keep_tags=True,
+        [i.id for i in bundle_images], verify_content=True, layers=layers, keep_tags=True, absent=left_out,
         trailer=_trailer(bundle_images, source.name, left_out),
     )  # fmt: skip
     writer = BundleWriter(output, compress, split)
-    stream = make_source("ssh" if source.engine.scheme == "ssh" else "direct", source, names)
+    stream: Any = (
+        _StoreSource(store, layers, {i.id: list(i.tags) for i in bundle_images}, set(left_out)) if store is not None
+        else make_source("ssh" if source.engine.scheme == "ssh" else "direct", source, names)
+    )  # fmt: skip
     reporter.start(output.name, sum(i.size for i in bundle_images))
     try:
         for tag, piece in checker.run_tagged(stream.chunks()):
@@ -134,7 +141,38 @@ def create(
         stream.abort()
         raise
     reporter.finish(output.name, "written")
-    return Created(parts, bundle_images, writer.written, left_out)
+    return Created(parts, bundle_images, writer.written, left_out, "store" if store is not None else "save")
+
+
+def _local_store(source: Host, layers: dict[str, list[str]]) -> LayerStore | None:
+    """The source engine's layer store, when it is on this machine and readable here (see archive/layerstore.py):
+    reading just the layers skips ``docker save``'s export of everything to disk first."""
+    if source.engine.scheme != "unix":
+        return None
+    with connect(source) as engine:
+        info = engine.info()
+    if info.storage_driver != "overlay2" or info.image_store != "classic" or not info.data_root:
+        return None
+    store = LayerStore(info.data_root)
+    every = {d for diff_ids in layers.values() for d in diff_ids}
+    return None if store.unreadable(layers, every) else store
+
+
+class _StoreSource:
+    """A bundle's stream read from the local engine's store (only the layers it will hold)."""
+
+    def __init__(self, store: LayerStore, layers: dict[str, list[str]], tags: dict[str, list[str]], left_out: set[str]) -> None:
+        every = {d for diff_ids in layers.values() for d in diff_ids}
+        self._chunks = store.save_stream(layers, every - left_out, tags)
+
+    def chunks(self) -> Iterator[bytes]:
+        return self._chunks
+
+    def failure(self) -> ShipperError | None:
+        return None
+
+    def abort(self) -> None:
+        pass
 
 
 def _trailer(images: list[BundleImage], source: str, left_out: list[str]) -> Any:
@@ -277,8 +315,9 @@ def push(path: Path, client: RegistryClient, reporter: Reporter | None = None) -
     untagged = [i.id for i in verified.manifest.images if not targets[i.id]]
     if untagged:
         raise UsageError(f"image {untagged[0][:19]} in {path.name} has no tag: a registry needs a name for it")
-    members = verified.stats.members
-    by_digest = {m.digest: m for m in members.values() if m.link is None and m.digest}
+    # The bundle's own list of members (every entry checked by read_verified): name -> digest and size.
+    digest_of_member = {name: str(entry["sha256"]) for name, entry in verified.manifest.members.items()}
+    size_of_digest = {str(entry["sha256"]): int(entry["size"]) for entry in verified.manifest.members.values()}
     for image in verified.manifest.images:
         repository = targets[image.id][0][0]
         for layer in image.layers:
@@ -291,7 +330,7 @@ def push(path: Path, client: RegistryClient, reporter: Reporter | None = None) -
             wanted.setdefault(digest, targets[image.id][0][0])
     with tarfile.open(fileobj=io.BufferedReader(_ChunkReader(content_chunks(path)), 1 << 20), mode="r|") as archive:
         for member in archive:
-            digest = members.get(member.name).digest if member.name in members else ""  # type: ignore[union-attr]
+            digest = digest_of_member.get(member.name, "")
             if not member.isfile() or digest not in wanted:
                 continue
             repository = wanted.pop(digest)
@@ -302,7 +341,7 @@ def push(path: Path, client: RegistryClient, reporter: Reporter | None = None) -
     for digest in wanted:  # blobs the bundle relies on, or shared: already in the registry
         result.present.append(digest)
     for image in verified.manifest.images:
-        _put_image(client, image, members, by_digest, targets[image.id], result)
+        _put_image(client, image, size_of_digest, targets[image.id], result)
     return verified, result
 
 
@@ -328,13 +367,12 @@ def _forward_reader(content: Any) -> Any:
     return read_from
 
 
-def _put_image(client: RegistryClient, image: BundleImage, members: Any, by_digest: Any, tags: list[tuple[str, str]], result: Pushed) -> None:
-    config = by_digest[image.id]
+def _put_image(client: RegistryClient, image: BundleImage, sizes: dict[str, int], tags: list[tuple[str, str]], result: Pushed) -> None:
     document = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "digest": image.id, "size": config.size},
-        "layers": [{"mediaType": OCI_LAYER, "digest": layer, "size": _layer_size(client, tags[0][0], layer, by_digest)} for layer in image.layers],
+        "config": {"mediaType": OCI_CONFIG, "digest": image.id, "size": sizes[image.id]},
+        "layers": [{"mediaType": OCI_LAYER, "digest": layer, "size": _layer_size(client, tags[0][0], layer, sizes)} for layer in image.layers],
     }
     raw = json.dumps(document, separators=(",", ":")).encode()
     manifest = Manifest(raw, OCI_MANIFEST, digest_of(raw))
@@ -346,10 +384,9 @@ def _put_image(client: RegistryClient, image: BundleImage, members: Any, by_dige
         result.tags.append(f"{repository}:{tag}")
 
 
-def _layer_size(client: RegistryClient, repository: str, layer: str, by_digest: Any) -> int:
-    member = by_digest.get(layer)
-    if member is not None:
-        return int(member.size)
+def _layer_size(client: RegistryClient, repository: str, layer: str, sizes: dict[str, int]) -> int:
+    if layer in sizes:
+        return sizes[layer]
     size = client.blob_size(repository, layer)  # a layer the bundle relies on
     if size is None:
         raise BundleError(f"registry {client.address} lacks layer {layer[:19]}… of {repository}")

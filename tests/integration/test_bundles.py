@@ -266,3 +266,20 @@ def test_the_checksum_file_beside_a_bundle_catches_any_change_to_the_file(shippe
 
     assert result.status != 0
     assert "site.tar does not match its checksum in site.tar.sha256" in result.stderr
+
+
+def test_a_bundle_from_a_local_engine_is_read_from_its_store_and_loads_anywhere(
+    shipper: ShipperRunner, on_a: Lab, local_inventory: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "local.tar"
+
+    made = shipper("bundle", "create", APP.name, BUSYBOX.name, "--from", "a", "-o", str(path), "--json", "-i", local_inventory)
+
+    assert made.status == 0, made.stderr
+    assert json.loads(made.stdout.splitlines()[-1])["source_read"] == "store"
+    assert shipper("bundle", "verify", str(path)).status == 0
+    remove(on_a, "b,c", APP.name, BUSYBOX.name, image_id(APP), image_id(BUSYBOX))
+    assert shipper("bundle", "load", str(path), "--to", "b", "-i", local_inventory).status == 0
+    assert image_id_of(on_a, "b", APP.name) == image_id(APP)
+    assert BUSYBOX.name in on_a.docker("c", "load", "-i", str(path)).stdout  # plain docker load, tags and all
+    assert run(on_a, "c", BUSYBOX.name) == "from the bundle\n"

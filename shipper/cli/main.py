@@ -8,7 +8,7 @@ import traceback
 import click
 
 from shipper import __version__
-from shipper.cli import bundle, fleet, move, registry
+from shipper.cli import bundle, fleet, move, play, registry
 from shipper.cli.options import ExitRequest
 from shipper.cli.output import Env
 from shipper.errors import ExitStatus, ShipperError
@@ -30,6 +30,7 @@ cli.add_command(fleet.images)
 cli.add_command(move.move)
 cli.add_command(registry.registry)
 cli.add_command(bundle.bundle)
+cli.add_command(play.play)
 
 
 def run(argv: list[str], env: Env | None = None) -> int:

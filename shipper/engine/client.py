@@ -180,15 +180,21 @@ class Engine:
 
     def run_container(
         self, name: str, image: str, env: dict[str, str], binds: dict[str, str], labels: dict[str, str],
-        restart: str = "always", network_mode: str = "host",
+        restart: str = "always", network_mode: str = "host", command: list[str] | None = None,
+        ports: dict[str, str] | None = None,
     ) -> str:  # fmt: skip
-        """Create and start a detached container; its ID. ``binds``: host path -> container path[:ro]."""
+        """Create and start a detached container; its ID. ``binds``: host path -> container path[:ro];
+        ``ports``: "8080/tcp" -> host port (bridge networks only)."""
         with self.errors(f"run container {name}"):
             host_config = self.api.create_host_config(
                 binds=[f"{source}:{target}" for source, target in binds.items()],
-                restart_policy={"Name": restart}, network_mode=network_mode,
+                restart_policy={"Name": restart} if restart != "no" else None, network_mode=network_mode,
+                port_bindings={p: int(h) for p, h in (ports or {}).items()} or None,
             )  # fmt: skip
-            created = self.api.create_container(image, name=name, environment=env, labels=labels, host_config=host_config, detach=True)
+            created = self.api.create_container(
+                image, name=name, environment=env, labels=labels, host_config=host_config, detach=True, command=command,
+                ports=list((ports or {}).keys()) or None,
+            )  # fmt: skip
             self.api.start(created["Id"])
             return str(created["Id"])
 

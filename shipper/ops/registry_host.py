@@ -115,8 +115,8 @@ def config_path(command: Sequence[str]) -> str:
 class _HostFiles:
     """The registry's files on its host: read, compared, written only when they change."""
 
-    def __init__(self, session: SSHSession, root: str) -> None:
-        self.session, self.root = session, root
+    def __init__(self, session: SSHSession, root: str, check: bool = False) -> None:
+        self.session, self.root, self.check = session, root, check
         self.changes: list[str] = []
 
     def read(self, name: str) -> bytes | None:
@@ -124,7 +124,8 @@ class _HostFiles:
 
     def put(self, name: str, data: bytes, why: str, mode: int = 0o600) -> None:
         if self.read(name) != data:
-            self.session.write_file(f"{self.root}/{name}", data, mode)
+            if not self.check:
+                self.session.write_file(f"{self.root}/{name}", data, mode)
             self.changes.append(why)
 
 
@@ -245,15 +246,16 @@ def _wait_ready(request: UpRequest, ca: bytes, user: str, password: str) -> None
 # -- trust and the canary -------------------------------------------------------------------
 
 
-def _trust(hosts: Sequence[Host], address: str, ca: bytes) -> list[str]:
-    """Make sure every engine host has the CA (over SSH); the hosts where it had to be installed."""
+def _trust(hosts: Sequence[Host], address: str, ca: bytes, check: bool = False) -> list[str]:
+    """Make sure every engine host has the CA (over SSH); the hosts where it had to be (``check``: would be) installed."""
 
     def install(host: Host) -> bool:
         with SSHSession(host.ssh, host.name) as session:
             path = f"{CERTS_D}/{address}/ca.crt"
             if session.read_file(path) == ca:
                 return False
-            session.write_file(path, ca, 0o644)
+            if not check:
+                session.write_file(path, ca, 0o644)
             return True
 
     outcomes = for_each_host(list(hosts), install)
@@ -328,7 +330,8 @@ def _canary(hosts: Sequence[Host], request: UpRequest, ca: bytes, user: str, pas
 # -- up ------------------------------------------------------------------------------------
 
 
-def up(request: UpRequest) -> UpResult:
+def up(request: UpRequest, check: bool = False) -> UpResult:
+    """Bring the registry to ``request``; ``check``: only say what would change (nothing is written or started)."""
     if not request.users:
         raise UsageError("registry up needs at least one user", hint="give --user NAME --password-file FILE")
     result = UpResult(request.registry_address)
@@ -340,7 +343,7 @@ def up(request: UpRequest) -> UpResult:
                 hint=f"bring it there first (shipper move {request.image} --from HOST --to {request.host.name}, or a bundle)",
             )
         config_path(image.command)
-        files = _HostFiles(session, state_dir(request.port))
+        files = _HostFiles(session, state_dir(request.port), check)
         users_file = _htpasswd(files, request.users)
         ca, cert, key = _tls(files, request)
         secret = (files.read("http-secret") or b"").decode().strip() or secrets.token_hex(32)
@@ -348,6 +351,13 @@ def up(request: UpRequest) -> UpResult:
         env = _environment(request, secret)
         fingerprint = _fingerprint(image.id, env, _binds(request), [users_file, cert, key])
         running = engine.container(container_name(request.port))
+        if check:
+            differs = running is None or running["Config"]["Labels"].get(LABEL) != fingerprint or not running["State"]["Running"]
+            result.changes = files.changes + ([f"would run the registry container on {request.host.name}"] if differs else [])
+            if request.trust:
+                installed = _trust(request.trust, request.registry_address, ca, check=True)
+                result.changes += [f"would install the CA on {', '.join(installed)}"] if installed else []
+            return result
         if running is None or running["Config"]["Labels"].get(LABEL) != fingerprint or not running["State"]["Running"]:
             result.container = _start(engine, request, image.id, env, fingerprint)
             result.changes = files.changes + ([] if running is None else ["the container, replaced (the stored images stay)"])

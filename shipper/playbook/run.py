@@ -1,0 +1,314 @@
+"""Running a playbook over the inventory: every step the library operation the CLI already has.
+
+First everything is checked and rendered (facts gathered, templates filled
+per host); then the steps run in order. Each step reports per host:
+``changed``, ``unchanged``, ``failed`` (or ``skipped``: an earlier step failed
+there). A host that failed takes no further part (unless nothing else is left
+to do: then the run ends, or, with ``fail_fast``, at the first failure).
+``check`` asks every step what it would change, and changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal, Sequence
+
+from shipper.engine import connect
+from shipper.errors import Origin, ShipperError, UsageError
+from shipper.inventory import select
+from shipper.inventory.model import Host, Inventory
+from shipper.ops import bundle as bundle_ops
+from shipper.ops import containers
+from shipper.ops import registry as registry_ops
+from shipper.ops import registry_host
+from shipper.ops.engines import EnginePool
+from shipper.ops.fanout import for_each_host
+from shipper.ops.move_plan import plan_move
+from shipper.ops.move_registry import RegistryRoute
+from shipper.ops.move_run import MoveSession
+from shipper.playbook.model import Playbook, PlaybookError, Step
+from shipper.playbook.render import render, render_vars
+from shipper.registry.credentials import from_password_file
+from shipper.transport.ssh import SSHSession
+
+Status = Literal["changed", "unchanged", "failed", "skipped"]
+PER_HOST = ("container", "remove", "login")
+STATUS_OF: dict[str, Status] = {"moved": "changed", "tagged": "changed", "unchanged": "unchanged", "failed": "failed", "skipped": "skipped"}
+
+
+@dataclass
+class HostResult:
+    step: str
+    host: str
+    status: Status
+    detail: str = ""
+    error: ShipperError | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"step": self.step, "host": self.host, "status": self.status}
+        if self.detail:
+            data["detail"] = self.detail
+        if self.error is not None:
+            data["error"] = {"type": type(self.error).__name__, "message": self.error.message, "hint": self.error.hint}
+        return data
+
+
+@dataclass
+class Play:
+    playbook: Playbook
+    inventory: Inventory
+    variables: dict[str, Any]
+    limit: set[str] | None
+    check: bool
+    facts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failed: set[str] = field(default_factory=set)
+
+    def hosts(self, expression: str) -> list[Host]:
+        chosen = select(self.inventory, expression)
+        return [h for h in chosen if self.limit is None or h.name in self.limit]
+
+    def context(self, host: Host | None) -> dict[str, Any]:
+        if host is None:
+            return dict(self.variables)
+        host_vars = {k: v for k, v in host.vars.items() if isinstance(k, str)}
+        return {**host_vars, **self.variables, "host": {"name": host.name, "groups": list(host.groups)}, "facts": self.facts.get(host.name, {})}
+
+    def fields(self, step: Step, host: Host | None = None) -> dict[str, Any]:
+        return dict(render(step.fields, self.context(host), step.origin, step.name))
+
+
+def _gather_facts(hosts: Sequence[Host]) -> dict[str, dict[str, Any]]:
+    """What each engine is, for templates: ``facts.engine_version``, ``facts.arch``, …"""
+
+    def facts(host: Host) -> dict[str, Any]:
+        with connect(host) as engine:
+            info = engine.info()
+        return {"engine_version": info.version, "api_version": info.api_version, "arch": info.arch, "os": info.os, "image_store": info.image_store}
+
+    return {o.host.name: o.value or {} for o in for_each_host(list(hosts), facts)}
+
+
+def prepare(playbook: Playbook, inventory: Inventory, extra: dict[str, str], limit: str | None, check: bool) -> Play:
+    """Everything that can be checked before anything runs: hosts, templates for every host."""
+    variables = render_vars(playbook.vars, extra, Origin(str(playbook.path)))
+    play = Play(playbook, inventory, variables, {h.name for h in select(inventory, limit)} if limit else None, check)
+    every: dict[str, Host] = {}
+    for step in playbook.steps:
+        for host in _step_hosts(play, step):
+            every[host.name] = host
+    play.facts = _gather_facts(list(every.values()))
+    for step in playbook.steps:  # render now: a template error stops the play before its first step
+        hosts: list[Host | None] = list(_step_hosts(play, step)) if step.kind in PER_HOST else [None]
+        for each in hosts:
+            play.fields(step, each)
+    return play
+
+
+def _step_hosts(play: Play, step: Step) -> list[Host]:
+    try:
+        if step.hosts is not None:
+            return play.hosts(render(step.hosts, play.context(None), step.origin, step.name))
+        return []
+    except ShipperError as exc:
+        raise PlaybookError(f"{step.where()}: {exc.message}", hint=exc.hint) from None
+
+
+def run(play: Play, fail_fast: bool = False, on_result: Callable[[HostResult], None] | None = None) -> list[HostResult]:
+    results: list[HostResult] = []
+    for step in play.playbook.steps:
+        step_results = _run_step(play, step)
+        for result in step_results:
+            if result.status == "failed":
+                play.failed.add(result.host)
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+        if fail_fast and any(r.status == "failed" for r in step_results):
+            break
+    return results
+
+
+def _run_step(play: Play, step: Step) -> list[HostResult]:
+    handler = _HANDLERS[step.kind]
+    try:
+        return handler(play, step)
+    except ShipperError as exc:
+        return [HostResult(step.name, _main_host(play, step), "failed", error=exc)]
+
+
+def _main_host(play: Play, step: Step) -> str:
+    fields = play.fields(step)
+    return str(fields.get("host") or fields.get("from") or step.hosts or "-")
+
+
+def _per_host(play: Play, step: Step, action: Callable[[Host, dict[str, Any]], tuple[Status, str]]) -> list[HostResult]:
+    hosts = _step_hosts(play, step)
+    live = [h for h in hosts if h.name not in play.failed]
+    results = [HostResult(step.name, h.name, "skipped", "an earlier step failed here") for h in hosts if h.name in play.failed]
+    for outcome in for_each_host(live, lambda host: action(host, play.fields(step, host))):
+        if outcome.error is not None:
+            results.append(HostResult(step.name, outcome.host.name, "failed", error=outcome.error))
+        else:
+            status, detail = outcome.value or ("unchanged", "")
+            results.append(HostResult(step.name, outcome.host.name, status, detail))
+    return results
+
+
+# -- step kinds ---------------------------------------------------------------------------------
+
+
+def _container(play: Play, step: Step) -> list[HostResult]:
+    def action(host: Host, f: dict[str, Any]) -> tuple[Status, str]:
+        spec = containers.ContainerSpec(
+            str(f["name"]), str(f["image"]), tuple(str(c) for c in f.get("command") or ()),
+            tuple(sorted((str(k), str(v)) for k, v in (f.get("env") or {}).items())), str(f.get("network", "host")),
+            tuple(sorted((str(k), str(v)) for k, v in (f.get("ports") or {}).items())), tuple(str(v) for v in f.get("volumes") or ()),
+            str(f.get("restart", "unless-stopped")), tuple(sorted((str(k), str(v)) for k, v in (f.get("labels") or {}).items())),
+        )  # fmt: skip
+        with connect(host) as engine:
+            return containers.state(engine, spec, image_may_come=True) if play.check else containers.ensure(engine, spec)
+
+    return _per_host(play, step, action)
+
+
+def _remove(play: Play, step: Step) -> list[HostResult]:
+    def action(host: Host, f: dict[str, Any]) -> tuple[Status, str]:
+        done = []
+        with connect(host) as engine:
+            for name in f.get("containers") or ():
+                change, what = containers.remove_container(engine, str(name), play.check)
+                done += [what] if change == "changed" else []
+            for reference in f.get("images") or ():
+                change, what = containers.remove_image(engine, str(reference), play.check)
+                done += [what] if change == "changed" else []
+        return ("changed", "; ".join(done)) if done else ("unchanged", "")
+
+    return _per_host(play, step, action)
+
+
+def _login(play: Play, step: Step) -> list[HostResult]:
+    def action(host: Host, f: dict[str, Any]) -> tuple[Status, str]:
+        address = _registry_address(play, str(f["registry"]))
+        credentials = from_password_file(str(f["user"]), _path(play, f["password_file"]))
+        with SSHSession(host.ssh, host.name) as session:
+            config = session.run('cat "${DOCKER_CONFIG:-$HOME/.docker}/config.json" 2>/dev/null').stdout
+            if f'"{address}"' in config.decode(errors="replace"):
+                return "unchanged", ""
+            if play.check:
+                return "changed", f"would log in to {address}"
+            result = session.run(f"docker login --username {credentials.username} --password-stdin {address}", stdin=credentials.password.encode())
+            if not result.ok:
+                raise ShipperError(f"docker login to {address} on {host.name} failed: {result.first_error_line()}")
+        return "changed", f"logged in to {address}"
+
+    return _per_host(play, step, action)
+
+
+def _registry_address(play: Play, name: str) -> str:
+    address, _ = registry_ops.resolve(name, play.inventory)
+    return address.host
+
+
+def _path(play: Play, value: Any) -> str:
+    """A file named in the playbook, relative to the playbook's directory."""
+    path = Path(str(value))
+    return str(path if path.is_absolute() else play.playbook.path.parent / path)
+
+
+def _single(play: Play, expression: str, step: Step) -> Host:
+    hosts = select(play.inventory, expression)
+    if len(hosts) != 1:
+        raise UsageError(f"{step.where()}: {expression!r} must name one host")
+    return hosts[0]
+
+
+def _move(play: Play, step: Step) -> list[HostResult]:
+    f = play.fields(step)
+    source = _single(play, str(f["from"]), step)
+    if source.name in play.failed:
+        return [HostResult(step.name, source.name, "skipped", "an earlier step failed here")]
+    targets = [h for h in play.hosts(str(f.get("to") or step.hosts or "")) if h.name != source.name]
+    skipped = [HostResult(step.name, h.name, "skipped", "an earlier step failed here") for h in targets if h.name in play.failed]
+    targets = [h for h in targets if h.name not in play.failed]
+    via = f.get("via")
+    registry = None
+    if f.get("registry"):
+        address, spec = registry_ops.resolve(str(f["registry"]), play.inventory)
+        registry = RegistryRoute(address, registry_ops.credentials_for(address, spec, registry_ops.Access()), spec.ca if spec else None)
+        via = via or "registry"
+    images = [str(i) for i in f["images"]]
+    force = bool(f.get("force", False))
+    if play.check:
+        with EnginePool() as engines:
+            plan = plan_move(source, targets, images, via, force, engines, registry=registry)
+        return skipped + [
+            HostResult(step.name, t.host.name, "failed" if t.action == "failed" else "changed" if t.action in ("send", "tag") else "unchanged",
+                       f"would {'send' if t.action == 'send' else 'tag'} {len(t.send_ids) or len(t.tags)} image(s)" if t.action in ("send", "tag") else "",
+                       t.error)
+            for t in plan.targets if t.action != "skip"
+        ]  # fmt: skip
+    with MoveSession(source, targets, images, via, registry=registry) as session:
+        results = session.run(session.plan(force))
+    return skipped + [HostResult(step.name, r.host, STATUS_OF[r.status], r.note, r.error) for r in results if r.status != "skipped"]
+
+
+def _registry(play: Play, step: Step) -> list[HostResult]:
+    f = play.fields(step)
+    host = _single(play, str(f["host"]), step)
+    if host.name in play.failed:
+        return [HostResult(step.name, host.name, "skipped", "an earlier step failed here")]
+    password = from_password_file(str(f["user"]), _path(play, f["password_file"])).password
+    trust = tuple(play.hosts(str(f.get("trust", "all"))))
+    request = registry_host.UpRequest(
+        host, {str(f["user"]): password}, port=int(f.get("port", 5000)), address=f.get("address"), image=str(f.get("image", "registry:2")),
+        data=f.get("data"), trust=trust, login=bool(f.get("login", False)),
+    )  # fmt: skip
+    result = registry_host.up(request, check=play.check)
+    return [HostResult(step.name, host.name, "changed" if result.changed else "unchanged", "; ".join(result.changes))]
+
+
+def _gc(play: Play, step: Step) -> list[HostResult]:
+    f = play.fields(step)
+    host = _single(play, str(f["host"]), step)
+    if play.check:
+        return [HostResult(step.name, host.name, "changed", "would collect garbage (read-only while it runs)")]
+    credentials = from_password_file(str(f["user"]), _path(play, f["password_file"]))
+    result = registry_host.gc(host, int(f.get("port", 5000)), credentials, delete_untagged=bool(f.get("delete_untagged", False)))
+    return [HostResult(step.name, host.name, "changed" if result.eligible_blobs else "unchanged", f"deleted {result.eligible_blobs} blob(s)")]
+
+
+def _bundle(play: Play, step: Step) -> list[HostResult]:
+    f = play.fields(step)
+    path = Path(_path(play, f["file"]))
+    if f["action"] == "load":
+        targets = [h for h in play.hosts(str(f.get("to") or step.hosts or "")) if h.name not in play.failed]
+        if play.check:
+            verified = bundle_ops.read_verified(path)
+            with EnginePool() as engines:
+                plans = bundle_ops._plan_targets(targets, verified, engines, False)
+            return [HostResult(step.name, t.host.name, "failed" if t.action == "failed" else "changed" if t.action in ("send", "tag") else "unchanged",
+                               "would load the bundle" if t.action == "send" else "", t.error) for t in plans]  # fmt: skip
+        _, results = bundle_ops.load(path, targets)
+        return [HostResult(step.name, r.host, STATUS_OF[r.status], r.note, r.error) for r in results]
+    if f["action"] == "create":
+        source = _single(play, str(f["from"]), step)
+        if path.exists():
+            return [HostResult(step.name, source.name, "unchanged", f"{path} exists")]
+        if play.check:
+            return [HostResult(step.name, source.name, "changed", f"would write {path}")]
+        bundle_ops.create(source, [str(i) for i in f.get("images") or ()], path, compress=path.suffix == ".zst")
+        return [HostResult(step.name, source.name, "changed", f"wrote {path}")]
+    address, spec = registry_ops.resolve(str(f["registry"]), play.inventory)
+    access = registry_ops.Access(f.get("username"), _path(play, f["password_file"]) if f.get("password_file") else None)
+    if play.check:
+        return [HostResult(step.name, str(address), "changed", f"would push {path.name} (only missing blobs)")]
+    with registry_ops.open_client(address, spec, access) as client:
+        _, pushed = bundle_ops.push(path, client)
+    return [HostResult(step.name, str(address), "changed" if pushed.uploaded else "unchanged", f"{len(pushed.uploaded)} blob(s) uploaded")]
+
+
+_HANDLERS: dict[str, Callable[[Play, Step], list[HostResult]]] = {
+    "move": _move, "container": _container, "remove": _remove, "registry": _registry, "gc": _gc, "bundle": _bundle, "login": _login,
+}  # fmt: skip
+

@@ -1,0 +1,181 @@
+"""``shipper play``: the example playbooks run end to end on the lab, proven on the far side;
+their second run changes nothing; ``--check`` changes nothing on any engine; bad playbooks
+are refused, naming file, line and step, before anything runs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from shipper.lab import Lab, Layer, SyntheticImage, busybox_image, image_id, registry_image
+from shipper.ops.registry_host import state_dir
+from tests.conftest import ShipperRunner
+from tests.integration.helpers import image_id_of, remove
+
+PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
+RELEASE_1 = SyntheticImage("lab/play:1", (Layer(1 << 20, "play-base"),), cmd=("sh",), files=busybox_image().files)
+RELEASE_2 = SyntheticImage("lab/play:2", (Layer(1 << 20, "play-base"), Layer(64 << 10, "play-2")), cmd=("sh",), files=busybox_image().files)
+
+
+def play(shipper: ShipperRunner, lab: Lab, playbook: str, *args: str) -> tuple[int, list[dict]]:
+    result = shipper("play", str(PLAYBOOKS / playbook), "--json", "-i", str(lab.inventory_path), *args)
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert result.status in (0, 4), result.stderr
+    return result.status, events
+
+
+def statuses(events: list[dict]) -> dict[tuple[str, str], str]:
+    return {(e["step"], e["host"]): e["status"] for e in events if e["event"] == "result"}
+
+
+def container_image(lab: Lab, host: str, name: str = "app") -> str | None:
+    result = lab.docker(host, "inspect", "-f", "{{.Image}} {{.State.Running}}", name, check=False)
+    if result.returncode != 0:
+        return None
+    image, running = result.stdout.split()
+    return image if running == "true" else None
+
+
+def containers_now(lab: Lab, hosts: str) -> dict[str, str]:
+    return {h: lab.docker(h, "ps", "-aq", "--no-trunc").stdout for h in hosts.split(",")}
+
+
+@pytest.fixture
+def fresh(lab: Lab) -> Iterator[Lab]:
+    lab.load_images("a", [RELEASE_1, RELEASE_2])
+    for host in ("b", "c"):
+        lab.docker(host, "rm", "-f", "app", check=False)
+    remove(lab, "b,c", RELEASE_1.name, RELEASE_2.name, image_id(RELEASE_1), image_id(RELEASE_2))
+    yield lab
+    for host in ("b", "c"):
+        lab.docker(host, "rm", "-f", "app", check=False)
+
+
+def test_the_release_playbook_ships_and_starts_the_release_and_a_second_run_changes_nothing(shipper: ShipperRunner, fresh: Lab) -> None:
+    _, check = play(shipper, fresh, "release.yml", "-e", f"release={RELEASE_1.name}", "--check")
+    assert set(statuses(check).values()) == {"changed"}
+    assert image_id_of(fresh, "b", RELEASE_1.name) is None and container_image(fresh, "b") is None
+
+    status, first = play(shipper, fresh, "release.yml", "-e", f"release={RELEASE_1.name}")
+    _, second = play(shipper, fresh, "release.yml", "-e", f"release={RELEASE_1.name}")
+
+    assert status == 0 and set(statuses(first).values()) == {"changed"}
+    assert set(statuses(second).values()) == {"unchanged"}
+    for host in ("b", "c"):
+        assert container_image(fresh, host) == image_id(RELEASE_1)
+        assert fresh.docker(host, "logs", "app").stdout.startswith(f"serving {RELEASE_1.name} on {host}, ")
+
+
+def test_check_on_a_new_release_changes_nothing_then_the_run_replaces_the_containers(shipper: ShipperRunner, fresh: Lab) -> None:
+    play(shipper, fresh, "release.yml", "-e", f"release={RELEASE_1.name}")
+    before = containers_now(fresh, "b,c")
+
+    _, check = play(shipper, fresh, "release.yml", "-e", f"release={RELEASE_2.name}", "--check")
+
+    assert statuses(check)[("ship the release", "b")] == "changed"
+    assert containers_now(fresh, "b,c") == before and image_id_of(fresh, "b", RELEASE_2.name) is None
+    _, run = play(shipper, fresh, "release.yml", "-e", f"release={RELEASE_2.name}")
+    assert set(statuses(run).values()) == {"changed"}
+    assert container_image(fresh, "c") == image_id(RELEASE_2)
+
+
+def test_a_failing_host_stops_there_while_the_others_go_on(shipper: ShipperRunner, fresh: Lab, tmp_path: Path) -> None:
+    playbook = tmp_path / "partial.yml"
+    playbook.write_text(
+        "steps:\n"
+        "  - name: start\n    hosts: b,c\n    container: {name: app, image: lab/play:1, command: [sleep, '100000'], network: none}\n"
+        "  - name: tidy\n    hosts: b,c\n    remove: {images: [lab/nothing:1]}\n"
+    )
+    fresh.load_images("b", [RELEASE_1])  # c lacks the image
+
+    result = shipper("play", str(playbook), "--json", "-i", str(fresh.inventory_path))
+
+    assert result.status == 4
+    found = statuses([json.loads(line) for line in result.stdout.splitlines()])
+    assert found == {("start", "b"): "changed", ("start", "c"): "failed", ("tidy", "b"): "unchanged", ("tidy", "c"): "skipped"}
+
+
+def test_the_airgap_playbook_loads_a_bundle_and_runs_the_release(shipper: ShipperRunner, fresh: Lab, tmp_path: Path) -> None:
+    bundle = tmp_path / "site.tar.zst"
+    assert shipper("bundle", "create", RELEASE_2.name, "--from", "a", "-o", str(bundle), "-i", str(fresh.inventory_path)).status == 0
+
+    status, first = play(shipper, fresh, "airgap.yml", "-e", f"bundle={bundle}", "-e", f"release={RELEASE_2.name}")
+    _, second = play(shipper, fresh, "airgap.yml", "-e", f"bundle={bundle}", "-e", f"release={RELEASE_2.name}")
+
+    assert status == 0 and set(statuses(first).values()) == {"changed"}
+    assert set(statuses(second).values()) == {"unchanged"}
+    assert container_image(fresh, "b") == image_id(RELEASE_2) and container_image(fresh, "c") == image_id(RELEASE_2)
+
+
+ADDRESS = "10.213.9.1"
+
+
+@pytest.fixture
+def registry_lab(lab: Lab, tmp_path: Path) -> Iterator[tuple[Lab, Path]]:
+    subprocess.run(["ip", "addr", "add", f"{ADDRESS}/32", "dev", "lo"], capture_output=True)
+    lab.load_images("a", [registry_image("shipper-lab/registry:2", "2")])
+    password = tmp_path / "password"
+    password.write_text("play-Pa55\n")
+    yield lab, password
+    ShipperRunner()("registry", "down", "a", "--port", "5460", "--purge", "-i", str(lab.inventory_path))
+    shutil.rmtree(f"/etc/docker/certs.d/{ADDRESS}:5460", ignore_errors=True)
+
+
+def test_the_registry_playbook_bootstraps_trusts_and_logs_in_and_a_second_run_changes_nothing(
+    shipper: ShipperRunner, registry_lab: tuple[Lab, Path]
+) -> None:
+    lab, password = registry_lab
+    args = ("-e", f"address={ADDRESS}", "-e", "port=5460", "-e", "image=shipper-lab/registry:2", "-e", f"password_file={password}")
+
+    _, check = play(shipper, lab, "registry.yml", *args, "--check")
+    assert statuses(check)[("run the registry", "a")] == "changed"
+    assert not Path(state_dir(5460)).exists()  # --check wrote nothing
+
+    status, first = play(shipper, lab, "registry.yml", *args)
+    _, second = play(shipper, lab, "registry.yml", *args)
+
+    assert status == 0 and set(statuses(first).values()) == {"changed"}
+    assert set(statuses(second).values()) == {"unchanged"}
+    config = json.loads((lab.root / "c" / "sshd" / "docker-config" / "config.json").read_text())
+    assert f"{ADDRESS}:5460" in config["auths"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("steps:\n  - name: x\n    deploy: {a: 1}\n", "line 3, step 'x': unknown step kind or key 'deploy'"),
+        ("steps:\n  - name: x\n    hosts: b\n    container: {name: app, image: i, colour: red}\n", "step 'x': unknown field 'colour' for container"),
+        ("steps:\n  - name: x\n    hosts: b\n    container: {name: app}\n", "step 'x': container needs image:"),
+        ("steps:\n  - name: x\n    hosts: b\n    container: {name: app, image: '{{ nope }}'}\n", "step 'x': 'nope' is undefined"),
+        ("steps:\n  - container: {name: app, image: i}\n", "step 1 needs a name:"),
+    ],
+)
+def test_a_bad_playbook_is_refused_with_file_line_and_step_before_anything_runs(
+    shipper: ShipperRunner, lab: Lab, tmp_path: Path, text: str, expected: str
+) -> None:
+    playbook = tmp_path / "bad.yml"
+    playbook.write_text(text)
+
+    result = shipper("play", str(playbook), "-i", str(lab.inventory_path))
+
+    assert result.status != 0
+    assert str(playbook) in result.stderr and expected in result.stderr, result.stderr
+
+
+def test_a_container_that_crashes_at_once_is_a_failure_not_a_change(shipper: ShipperRunner, fresh: Lab, tmp_path: Path) -> None:
+    playbook = tmp_path / "crash.yml"
+    playbook.write_text(
+        "steps:\n  - name: start\n    hosts: b\n"
+        "    container: {name: app, image: lab/play:1, command: [sh, -c, 'exit 3'], network: none, restart: always}\n"
+    )
+    fresh.load_images("b", [RELEASE_1])
+
+    result = shipper("play", str(playbook), "-i", str(fresh.inventory_path))
+
+    assert result.status == 4
+    assert "container app on b" in result.stderr and ("does not stay up" in result.stderr or "exited with status 3" in result.stderr)

@@ -104,6 +104,10 @@ def test_the_airgap_playbook_loads_a_bundle_and_runs_the_release(shipper: Shippe
     bundle = tmp_path / "site.tar.zst"
     assert shipper("bundle", "create", RELEASE_2.name, "--from", "a", "-o", str(bundle), "-i", str(fresh.inventory_path)).status == 0
 
+    _, check = play(shipper, fresh, "airgap.yml", "-e", f"bundle={bundle}", "-e", f"release={RELEASE_2.name}", "--check")
+    assert set(statuses(check).values()) == {"changed"}
+    assert image_id_of(fresh, "b", image_id(RELEASE_2)) is None and container_image(fresh, "c") is None  # --check touched nothing
+
     status, first = play(shipper, fresh, "airgap.yml", "-e", f"bundle={bundle}", "-e", f"release={RELEASE_2.name}")
     _, second = play(shipper, fresh, "airgap.yml", "-e", f"bundle={bundle}", "-e", f"release={RELEASE_2.name}")
 
@@ -134,7 +138,8 @@ def test_the_registry_playbook_bootstraps_trusts_and_logs_in_and_a_second_run_ch
 
     _, check = play(shipper, lab, "registry.yml", *args, "--check")
     assert statuses(check)[("run the registry", "a")] == "changed"
-    assert not Path(state_dir(5460)).exists()  # --check wrote nothing
+    assert not Path(state_dir(5460)).exists()  # --check wrote nothing, and started nothing:
+    assert lab.docker("a", "ps", "-aq", "--filter", "name=shipper-registry-5460").stdout == ""
 
     status, first = play(shipper, lab, "registry.yml", *args)
     _, second = play(shipper, lab, "registry.yml", *args)
@@ -179,3 +184,19 @@ def test_a_container_that_crashes_at_once_is_a_failure_not_a_change(shipper: Shi
 
     assert result.status == 4
     assert "container app on b" in result.stderr and ("does not stay up" in result.stderr or "exited with status 3" in result.stderr)
+
+
+def test_limit_plays_only_on_those_hosts_and_fail_fast_stops_the_play(shipper: ShipperRunner, fresh: Lab, tmp_path: Path) -> None:
+    _, limited = play(shipper, fresh, "release.yml", "-e", f"release={RELEASE_1.name}", "--limit", "b")
+    assert {host for _, host in statuses(limited)} == {"b"}
+    assert container_image(fresh, "b") == image_id(RELEASE_1) and container_image(fresh, "c") is None
+
+    playbook = tmp_path / "fast.yml"
+    playbook.write_text(
+        "steps:\n  - name: start\n    hosts: c\n    container: {name: app, image: lab/missing:1}\n"
+        "  - name: tidy\n    hosts: b\n    remove: {containers: [app]}\n"
+    )
+    result = shipper("play", str(playbook), "--fail-fast", "--json", "-i", str(fresh.inventory_path))
+    assert result.status == 4
+    assert statuses([json.loads(line) for line in result.stdout.splitlines()]) == {("start", "c"): "failed"}
+    assert container_image(fresh, "b") == image_id(RELEASE_1)  # the tidy step never ran

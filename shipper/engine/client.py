@@ -198,6 +198,18 @@ class Engine:
             self.api.start(created["Id"])
             return str(created["Id"])
 
+    def rename_container(self, name: str, new_name: str) -> None:
+        with self.errors(f"rename container {name}"):
+            self.api.rename(name, new_name)
+
+    def stop_container(self, name: str) -> None:
+        with self.errors(f"stop container {name}"):
+            self.api.stop(name, timeout=10)
+
+    def start_container(self, name: str) -> None:
+        with self.errors(f"start container {name}"):
+            self.api.start(name)
+
     def remove_container(self, name: str) -> None:
         with self.errors(f"remove container {name}"):
             try:

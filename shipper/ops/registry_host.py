@@ -32,7 +32,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from shipper import htpasswd, pki
 from shipper.engine import Engine, connect
@@ -197,11 +197,27 @@ def _fingerprint(image_id: str, env: dict[str, str], binds: dict[str, str], file
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
 
-def _start(engine: Engine, request: UpRequest, image_id: str, env: dict[str, str], fingerprint: str) -> str:
-    name = container_name(request.port)
-    engine.remove_container(name)
+def _start(engine: Engine, request: UpRequest, image_id: str, env: dict[str, str], fingerprint: str, ready: Callable[[], None]) -> str:
+    """Replace the registry container; if the new one does not come up, the previous one is started again."""
+    name, previous = container_name(request.port), f"{container_name(request.port)}-previous"
+    engine.remove_container(previous)
+    had_one = engine.container(name) is not None
+    if had_one:
+        engine.stop_container(name)
+        engine.rename_container(name, previous)
     labels = {LABEL: fingerprint, f"{LABEL}.port": str(request.port), f"{LABEL}.image": request.image}
-    return engine.run_container(name, image_id, env, _binds(request), labels)
+    try:
+        started = engine.run_container(name, image_id, env, _binds(request), labels)
+        ready()
+    except ShipperError as exc:
+        engine.remove_container(name)
+        if had_one:
+            engine.rename_container(previous, name)
+            engine.start_container(name)
+            raise ShipperError(f"the new registry container on {request.host.name} did not come up: {exc.message}; the previous one runs again", hint=exc.hint) from None
+        raise
+    engine.remove_container(previous)
+    return started
 
 
 @contextlib.contextmanager
@@ -213,11 +229,22 @@ def _client(request: UpRequest, ca: bytes, credentials: Credentials | None) -> I
             yield client
 
 
-def _wait_ready(request: UpRequest, ca: bytes, user: str, password: str) -> None:
-    """Until ``/v2/`` challenges (401) and our user logs in."""
+def _alive(engine: Engine, name: str) -> bool:
+    """Running, and never restarted (under ``restart: always`` a crashing registry looks running between restarts)."""
+    found = engine.container(name) or {}
+    return bool(found.get("State", {}).get("Running")) and not found.get("RestartCount")
+
+
+def _wait_ready(request: UpRequest, ca: bytes, user: str, password: str, alive: Callable[[], bool] = lambda: True) -> None:
+    """Until ``/v2/`` challenges (401) and our user logs in; ``alive``: the container still runs."""
     deadline = time.monotonic() + READY_TIMEOUT
     last: ShipperError | None = None
     while time.monotonic() < deadline:
+        if not alive():
+            raise RegistryError(
+                f"the registry container on {request.host.name} exited instead of serving",
+                hint=f"see why: docker logs {container_name(request.port)} (is {request.image} a registry image?)",
+            )
         try:
             with _client(request, ca, None) as anonymous:
                 try:
@@ -358,15 +385,16 @@ def up(request: UpRequest, check: bool = False) -> UpResult:
                 installed = _trust(request.trust, request.registry_address, ca, check=True)
                 result.changes += [f"would install the CA on {', '.join(installed)}"] if installed else []
             return result
+        user, password = next(iter(request.users.items()))
         if running is None or running["Config"]["Labels"].get(LABEL) != fingerprint or not running["State"]["Running"]:
-            result.container = _start(engine, request, image.id, env, fingerprint)
+            alive = lambda: _alive(engine, container_name(request.port))  # noqa: E731
+            result.container = _start(engine, request, image.id, env, fingerprint, lambda: _wait_ready(request, ca, user, password, alive))
             result.changes = files.changes + ([] if running is None else ["the container, replaced (the stored images stay)"])
             if running is None:
                 result.changes.append(f"a registry container on {request.host.name}")
         else:
             result.container = str(running["Id"])
-        user, password = next(iter(request.users.items()))
-        _wait_ready(request, ca, user, password)
+            _wait_ready(request, ca, user, password)
     if request.trust:
         installed = _trust(request.trust, request.registry_address, ca)
         result.trusted = [h.name for h in request.trust]

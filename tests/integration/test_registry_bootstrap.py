@@ -239,3 +239,21 @@ def test_up_can_log_the_engines_in_with_the_password_on_stdin(booted: Booted) ->
         capture_output=True, text=True,
     )
     assert pushed.returncode == 0, pushed.stderr
+
+
+def test_a_replacement_that_does_not_come_up_gives_the_previous_container_back(booted: Booted) -> None:
+    booted.up("--trust", "a")
+    broken = SyntheticImage("shipper-lab/not-a-registry:1", (), cmd=("/bin/registry", "serve", "/etc/nowhere/config.yml"),
+                            files=(("bin/registry", Path("/usr/bin/docker-registry")),))  # fmt: skip
+    booted.lab.load_images("a", [broken])
+    booted.image = broken.name
+
+    result = booted.shipper(
+        "registry", "up", "a", "--port", str(booted.port), "--address", ADDRESS, "--user", "admin",
+        "--password-file", str(booted.secrets / "password"), "--image", broken.name, "--trust", "a", "-i", str(booted.lab.inventory_path),
+    )  # fmt: skip
+
+    assert result.status != 0
+    assert "did not come up" in result.stderr and "the previous one runs again" in result.stderr
+    with booted.client() as client:
+        assert client.ping() == "registry/2.0"

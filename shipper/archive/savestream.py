@@ -37,6 +37,7 @@ from shipper.archive.layers import LayerIndex, is_hex64
 
 BLOCK = 512
 MAX_METADATA = 4 << 20  # a manifest or config larger than this is refused
+SMALL_BLOB = 64 << 10  # OCI-layout blobs up to this size are held (configs are among them)
 METADATA_NAMES = ("manifest.json", "index.json", "repositories", "oci-layout")
 DROPPED = ("repositories",)
 NAME_ANNOTATIONS = ("io.containerd.image.name", "org.opencontainers.image.ref.name")
@@ -175,6 +176,7 @@ class SaveStreamFilter:
         self._tag: Optional[str] = None  # the layer the piece being emitted belongs to
         self.stats = StreamStats()
         self._metadata: dict[str, bytes] = {}
+        self._small_kept = 0
         self._pending_pax = b""  # a PAX or GNU long-name header that belongs to the next member
 
     def metadata(self, name: str) -> bytes | None:
@@ -283,6 +285,16 @@ class SaveStreamFilter:
             yield from self._emit(bytes(_pad(len(data))))
 
     def _content_member(self, source: _Input, header: bytes, name: str, size: int) -> Iterator[bytes | memoryview]:
+        if name.startswith("blobs/") and size <= SMALL_BLOB and self._small_kept + size <= MAX_METADATA:
+            # An OCI-layout save (Docker 25+) keeps configs among the blobs: hold the small ones,
+            # so that configs can be read (diff IDs) once manifest.json says which they are.
+            data = source.read(size)
+            source.read(_pad(size))
+            self._small_kept += size
+            self._metadata[name] = data
+            self.stats.members[name] = Member(name, size, "sha256:" + hashlib.sha256(data).hexdigest())
+            yield from self._emit(header + data + bytes(_pad(size)))
+            return
         sha = hashlib.sha256() if self.verify_content else None
         yield from self._emit(header)
         for piece in source.pieces(size):
@@ -292,7 +304,8 @@ class SaveStreamFilter:
         padding = source.read(_pad(size))
         if padding:
             yield from self._emit(padding)
-        self.stats.members[name] = Member(name, size, "sha256:" + sha.hexdigest() if sha is not None else "")
+        # Not hashed (an engine-bound stream: the engine checks it): a content-addressed name stands for its digest.
+        self.stats.members[name] = Member(name, size, "sha256:" + sha.hexdigest() if sha is not None else (_named_digest(name) or ""))
 
     def _resolve(self, name: str, absent_as: Optional[str] = None) -> Member:
         """The member ``name`` is (links followed). ``absent_as``: the diff ID it stands for, if it may be absent."""

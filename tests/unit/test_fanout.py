@@ -128,3 +128,36 @@ def test_a_stream_may_lack_only_the_layers_it_was_told_no_target_needs(tmp_path:
     with pytest.raises(ArchiveError, match="does not hold"):
         pump(chunks(data), [cat_to(tmp_path / "refused")], [image], layers={image: diff_ids})
     pump(chunks(data), [cat_to(tmp_path / "taken")], [image], layers={image: diff_ids}, absent=diff_ids[:1])
+
+
+def oci_layout_stream(layers: list[bytes]) -> tuple[bytes, str, list[str]]:
+    """A save stream as Docker 25+ writes it: every blob under blobs/sha256/, configs among them."""
+    import hashlib
+    import io
+    import json
+    import tarfile
+
+    diff_ids = ["sha256:" + hashlib.sha256(layer).hexdigest() for layer in layers]
+    config = json.dumps({"rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+    config_id = "sha256:" + hashlib.sha256(config).hexdigest()
+    blobs = [(d, layer) for d, layer in zip(diff_ids, layers)] + [(config_id, config)]
+    manifest = json.dumps([{"Config": f"blobs/sha256/{config_id[7:]}", "RepoTags": ["x:1"], "Layers": [f"blobs/sha256/{d[7:]}" for d in diff_ids]}]).encode()
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as archive:
+        for name, data in [*((f"blobs/sha256/{d[7:]}", b) for d, b in sorted(blobs)), ("manifest.json", manifest)]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return out.getvalue(), config_id, diff_ids
+
+
+def test_a_docker_25_oci_layout_save_is_read_and_its_layers_skipped_per_target(tmp_path: Path) -> None:
+    data, image, diff_ids = oci_layout_stream([b"base" * 40_000, b"top" * 1000])
+    holds_base = ProcessSink("b", ["sh", "-c", f"cat > {tmp_path / 'b'}"], skip=frozenset(diff_ids[:1])).start()
+
+    stats = pump(chunks(data, 4096), [holds_base], [image], layers={image: diff_ids})  # configs are blobs here
+    holds_base.finish()
+
+    assert stats.images == {image: diff_ids}
+    assert f"blobs/sha256/{diff_ids[0][7:]}" not in names_in(tmp_path / "b")
+    assert f"blobs/sha256/{diff_ids[1][7:]}" in names_in(tmp_path / "b")

@@ -92,7 +92,10 @@ def verify(ctx: click.Context, as_json: bool, file: str) -> None:
     """Check every checksum and digest of a bundle and say what is inside."""
     env = env_of(ctx)
     verified = ops.read_verified(Path(file))
-    env.json(_verified_json(verified)) if as_json else _report(env, verified, Path(file))
+    if as_json:
+        env.json(_verified_json(verified))
+    else:
+        _report(env, verified, Path(file))
 
 
 @bundle.command("load")

@@ -198,7 +198,7 @@ def _requested(verified: Verified) -> list[SourceImage]:
     return wanted
 
 
-def _plan_targets(targets: Sequence[Host], verified: Verified, engines: EnginePool, force: bool) -> list[TargetPlan]:
+def plan_targets(targets: Sequence[Host], verified: Verified, engines: EnginePool, force: bool) -> list[TargetPlan]:
     images = _requested(verified)
     relied = verified.manifest.relies_on
 
@@ -229,7 +229,7 @@ def load(path: Path, targets: Sequence[Host], force: bool = False, reporter: Rep
     verified = read_verified(path)  # nothing is touched before the whole bundle passed
     started = time.monotonic()
     with EnginePool() as engines:
-        plans = _plan_targets(targets, verified, engines, force)
+        plans = plan_targets(targets, verified, engines, force)
         senders = [t for t in plans if t.action == "send"]
         delivery = _deliver_file(path, verified, senders, reporter) if senders else None
         layers = {i.id: i.layers for i in verified.manifest.images}

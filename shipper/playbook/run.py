@@ -286,7 +286,7 @@ def _bundle(play: Play, step: Step) -> list[HostResult]:
         if play.check:
             verified = bundle_ops.read_verified(path)
             with EnginePool() as engines:
-                plans = bundle_ops._plan_targets(targets, verified, engines, False)
+                plans = bundle_ops.plan_targets(targets, verified, engines, False)
             return [HostResult(step.name, t.host.name, "failed" if t.action == "failed" else "changed" if t.action in ("send", "tag") else "unchanged",
                                "would load the bundle" if t.action == "send" else "", t.error) for t in plans]  # fmt: skip
         _, results = bundle_ops.load(path, targets)

@@ -9,7 +9,7 @@ source's own ``ssh``: the bytes cross the network once, and not through the
 machine running shipper. Each target gets only the layers it lacks. Standard
 library only.
 
-SPEC: {"expected": [image IDs to save], "known_hosts": "lines",
+SPEC: {"expected": [image IDs to save], "check": [the IDs the stream must hold, if not those], "known_hosts": "lines",
        "layers": {image ID: [diff IDs]}, "skip": {"name": [diff IDs it holds]},
        "targets": {"name": [ssh argv, with {known_hosts} for the file]}}
 
@@ -218,7 +218,7 @@ def _run(spec: dict, known_hosts: str, early: Optional[Early] = None) -> int:
 
     stream_error = None
     try:
-        pump(source.chunks(), sinks, spec.get("expected", ()), progress, layers=source.layers, absent=source.absent)
+        pump(source.chunks(), sinks, spec.get("check", spec.get("expected", ())), progress, layers=source.layers, absent=source.absent)
     except ArchiveError as exc:
         stream_error = str(exc)
     except BaseException:

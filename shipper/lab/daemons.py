@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from shipper import htpasswd, pki
+from shipper.lab.engines import EngineKind, binaries
 from shipper.lab.procs import LabError, our_pid, port_open, spawn, stop, unix_ping, wait_until
 
 SSH_PORT = 2222
@@ -62,6 +63,7 @@ class EngineDaemon(_Owned):
     address: str
     dir: Path
     disk_mb: int | None = None  # a data root of this size (a tmpfs), to meet a full disk
+    kind: str = "20.10"  # see engines.py: 20.10 (the system's), 26, 28; -containerd for the containerd image store
     pid_name = "dockerd.pid"
 
     @property
@@ -75,13 +77,17 @@ class EngineDaemon(_Owned):
     def start(self, ca: Path, cert: Path, key: Path) -> None:
         if self.running() and unix_ping(self.socket):
             return
-        dockerd = _need("dockerd", "docker.io")
+        kind = EngineKind.parse(self.kind)
+        root = binaries(kind)
+        dockerd = str(root / "usr/sbin/dockerd") if root else _need("dockerd", "docker.io")
+        env = dict(os.environ, PATH=f"{root / 'usr/bin'}:{root / 'usr/sbin'}:{os.environ.get('PATH', '')}") if root else None
         for sub in ("data", "exec"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         if self.disk_mb and not os.path.ismount(self.dir / "data"):
             subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.disk_mb}m", "tmpfs", str(self.dir / "data")], check=True)
         config = self.dir / "daemon.json"
-        config.write_text("{}\n")  # never the machine's /etc/docker/daemon.json
+        features = {"features": {"containerd-snapshotter": True}} if kind.containerd_store else {}
+        config.write_text(json.dumps(features) + "\n")  # never the machine's /etc/docker/daemon.json
         argv = [
             dockerd, f"--config-file={config}",
             f"--host=unix://{self.socket}", f"--host=tcp://{self.address}:{DOCKER_TLS_PORT}",
@@ -89,7 +95,7 @@ class EngineDaemon(_Owned):
             f"--data-root={self.dir / 'data'}", f"--exec-root={self.dir / 'exec'}", f"--pidfile={self.pidfile}",
             "--iptables=false", "--ip-masq=false", "--bridge=none",
         ]  # fmt: skip
-        proc = spawn(argv, self.log)
+        proc = spawn(argv, self.log, env=env)
         wait_until(lambda: unix_ping(self.socket), f"dockerd of lab host {self.name}", self.log, alive=lambda: proc.poll() is None)
 
 

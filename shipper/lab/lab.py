@@ -49,15 +49,18 @@ class Lab:
     """A lab rooted at ``root``, its hosts on addresses ``<net>.2`` and up."""
 
     def __init__(
-        self, root: Path = DEFAULT_ROOT, net: str = DEFAULT_NET, hosts: Sequence[str] = DEFAULT_HOSTS, disk_mb: dict[str, int] | None = None
+        self, root: Path = DEFAULT_ROOT, net: str = DEFAULT_NET, hosts: Sequence[str] = DEFAULT_HOSTS, disk_mb: dict[str, int] | None = None,
+        kinds: dict[str, str] | None = None,
     ) -> None:
-        """``disk_mb``: hosts whose engine gets a data root of that many MB (a tmpfs): a disk that fills up."""
+        """``disk_mb``: hosts whose engine gets a data root of that many MB (a tmpfs): a disk that fills up.
+        ``kinds``: hosts whose engine is not the system's 20.10 (engines.py: "26", "28-containerd", …)."""
         if len(str(root)) > 60:
             raise LabError(f"lab directory {root} is too long", hint="unix socket paths are limited to 107 bytes")
         self.root = Path(root)
         self.net = net
         self.names = tuple(hosts)
         self.disk_mb = dict(disk_mb or {})
+        self.kinds = dict(kinds or {})
         self.ssh_dir = self.root / "ssh"
         self.ca_dir = self.root / "ca"
 
@@ -67,7 +70,7 @@ class Lab:
         return f"{self.net}.{2 + self.names.index(name)}"
 
     def engine(self, name: str) -> EngineDaemon:
-        return EngineDaemon(name, self.address(name), self.root / name, self.disk_mb.get(name))
+        return EngineDaemon(name, self.address(name), self.root / name, self.disk_mb.get(name), self.kinds.get(name, "20.10"))
 
     def sshd(self, name: str) -> SSHDaemon:
         return SSHDaemon(name, self.address(name), self.root / name / "sshd", self.engine(name).socket, self.ssh_dir / "authorized_keys")

@@ -32,11 +32,11 @@ def our_pid(pidfile: Path, marker: str) -> int | None:
     return pid if marker in cmdline else None
 
 
-def spawn(argv: Sequence[str], log: Path, pidfile: Path | None = None) -> subprocess.Popen[bytes]:
+def spawn(argv: Sequence[str], log: Path, pidfile: Path | None = None, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start ``argv`` in its own session, its output appended to ``log``."""
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env
         )
     if pidfile is not None:
         pidfile.write_text(f"{proc.pid}\n")

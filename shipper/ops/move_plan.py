@@ -67,6 +67,7 @@ class TargetPlan:
     host_key: str | None = None  # known_hosts line of the key verified while planning (for host to host)
     skip_layers: frozenset[str] = frozenset()  # diff IDs the target holds (whole chain): left out of its stream
     thin_note: str = ""  # why the target gets every layer, when it cannot take a stream without some
+    aliases: dict[str, str] = field(default_factory=dict)  # source image ID -> the ID the same content has there (containerd store)
 
 
 @dataclass(frozen=True)
@@ -79,12 +80,19 @@ class MovePlan:
     host_to_host: bool = False  # try sending from the source straight to the targets first
     store_read: bool = True  # host to host: the source may read its engine's layer store instead of running docker save
     registry: RegistryRoute | None = None  # --via registry: the registry the engines push to and pull from
+    source_store: str = "classic"  # the source's image store: in the containerd store an image's ID is not its config digest
 
     @property
     def send_ids(self) -> tuple[str, ...]:
         """Every image some target lacks, in the order asked for: one stream carries them all."""
         wanted = {i for t in self.targets for i in t.send_ids}
         return tuple(dict.fromkeys(img.id for img in self.images if img.id in wanted))
+
+    @property
+    def check_ids(self) -> tuple[str, ...]:
+        """The IDs the stream must hold: the images' IDs, unless the source names images by manifest digest
+        (the containerd store): then each target checks what arrived by its layers instead."""
+        return self.send_ids if self.source_store == "classic" else ()
 
     @property
     def layers(self) -> dict[str, tuple[str, ...]]:
@@ -201,6 +209,12 @@ class TargetView:
     host_key: str | None
     chains: frozenset[str]  # chain IDs of every layer the engine's images stand on
     thin_note: str  # why the engine cannot load a stream that leaves out layers ("" when it can)
+    layers_of: dict[str, tuple[str, ...]] = field(default_factory=dict)  # image ID -> its layers, where IDs differ by store
+
+
+def same_content(view: TargetView, layers: tuple[str, ...]) -> str | None:
+    """An image of the target whose layers are these (the containerd store names images by their manifest)."""
+    return next((image_id for image_id, held in view.layers_of.items() if held == layers), None)
 
 
 def thin_note(info: EngineInfo) -> str:
@@ -217,14 +231,17 @@ def target_view(host: Host, engines: EnginePool) -> TargetView:
     images = engine.images()
     tags = {tag: image.id for image in images for tag in image.tags}
     host_key = engine.session.known_hosts_line() if engine.session is not None else None
-    note = thin_note(engine.info())
+    info = engine.info()
+    note = thin_note(info)
     chains: set[str] = set()
-    if not note:
-        for image in images:
-            details = engine.inspect_image(image.id)
-            if details is not None:
-                chains.update(chain_ids(details.layers))
-    return TargetView(tags, frozenset(image.id for image in images), host_key, frozenset(chains), note)
+    layers_of: dict[str, tuple[str, ...]] = {}
+    for image in images if not note or info.image_store == "containerd" else ():
+        details = engine.inspect_image(image.id)
+        if details is not None:
+            chains.update(chain_ids(details.layers))
+            if info.image_store == "containerd":
+                layers_of[image.id] = details.layers
+    return TargetView(tags, frozenset(image.id for image in images), host_key, frozenset(chains) if not note else frozenset(), note, layers_of)
 
 
 def target_plan(
@@ -232,11 +249,12 @@ def target_plan(
 ) -> TargetPlan:  # fmt: skip
     engine = engines.get(host)
     # The list shows tagged and dangling images; an ID it lacks is asked for directly to be sure.
-    present = frozenset(img.id for img in images if img.id in view.ids or engine.inspect_image(img.id) is not None)
+    aliases = {img.id: alias for img in images if (alias := same_content(view, img.layers)) is not None} if view.layers_of else {}
+    present = frozenset(img.id for img in images if img.id in view.ids or img.id in aliases or engine.inspect_image(img.id) is not None)
     before = {img.name: view.tags.get(img.name) for img in images if img.name}
     host_key = view.host_key
     send = tuple(img.id for img in images if force or img.id not in present)
-    tags = tuple((img.name, img.id) for img in images if img.name and (force or before[img.name] != img.id))
+    tags = tuple((img.name, img.id) for img in images if img.name and (force or before[img.name] not in {img.id, aliases.get(img.id, img.id)}))
     if send:
         reason = "forced" if force else f"lacks {len(send)} of {len(images)} image(s)"
         every = {d for img in images for d in img.layers}
@@ -244,9 +262,9 @@ def target_plan(
         note = view.thin_note or ("forced: every layer is sent" if force else "")
         if route == "registry":  # the engine decides what it pulls
             skip, note = frozenset(), "the engine pulls the layers it does not know from earlier pulls or pushes"
-        return TargetPlan(host, "send", send, tags, before, present, reason, host_key=host_key, skip_layers=skip, thin_note=note)
+        return TargetPlan(host, "send", send, tags, before, present, reason, host_key=host_key, skip_layers=skip, thin_note=note, aliases=aliases)
     if tags:
-        return TargetPlan(host, "tag", (), tags, before, present, "has the image(s); only tags move", host_key=host_key)
+        return TargetPlan(host, "tag", (), tags, before, present, "has the image(s); only tags move", host_key=host_key, aliases=aliases)
     return TargetPlan(host, "unchanged", (), (), before, present, "already has the image(s) under those tags", host_key=host_key)
 
 
@@ -268,6 +286,7 @@ def plan_move(
         with ThreadPoolExecutor(max_workers=1) as background:
             views = background.submit(for_each_host, others, lambda host: target_view(host, pool))
             images = source_images(pool.get(source), requested)
+            source_store = pool.get(source).info().image_store
             seen = {o.host.name: o for o in views.result()}
         plans = []
         for host in targets:
@@ -285,4 +304,4 @@ def plan_move(
         check_movable([img.name for img in images])
         assert registry is not None
         registry.check()
-    return MovePlan(source, images, tuple(plans), route, reason, host_to_host, store_read, registry)
+    return MovePlan(source, images, tuple(plans), route, reason, host_to_host, store_read, registry, source_store)

@@ -103,6 +103,9 @@ def pull_everywhere(
                 reference = f"{image.remote}@{image.digest}"
                 had_reference = engine.inspect_image(reference) is not None
                 total += engine.pull(image.remote, image.digest, route.auth_config(), lambda done: reporter.advance(host.name, total + done))
+                arrived = engine.inspect_image(reference)
+                if arrived is not None:  # in the containerd store its ID is the manifest's digest, not the source's
+                    delivery.local_ids.setdefault(host.name, {})[image.image_id] = arrived.id
                 if not had_reference:
                     delivery.untag_after.setdefault(host.name, []).append(reference)
         return total

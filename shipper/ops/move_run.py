@@ -20,7 +20,8 @@ from typing import Literal, Sequence
 
 from shipper.archive.fanout import ended_early, pump
 from shipper.archive.savestream import ArchiveError
-from shipper.engine import connect
+from shipper.engine import Engine, connect
+from shipper.engine.info import ImageDetails
 from shipper.errors import ConnectionFailed, EngineError, EngineUnreachable, ShipperError
 from shipper.ops.engines import EnginePool
 from shipper.ops.fanout import for_each_host
@@ -60,7 +61,7 @@ def _through_here(plan: MovePlan, senders: Sequence[TargetPlan], reporter: Repor
     source = make_source(plan.route, plan.source, plan.send_ids)
     try:
         progress = lambda sink: reporter.advance(sink.name, sink.sent)  # noqa: E731
-        pump(source.chunks(), list(sinks.values()), plan.send_ids, progress, layers=plan.layers)
+        pump(source.chunks(), list(sinks.values()), plan.check_ids, progress, layers=plan.layers)
     except (ArchiveError, ShipperError) as exc:
         source.abort()
         # The source's own words (docker save's error) explain a broken stream best.
@@ -114,9 +115,9 @@ def _deliver(
         hosts = [t.host for t in senders]
         skips = {t.host.name: t.skip_layers for t in senders}
         if program is not None:
-            attempt = program.send(hosts, keys, plan.layers, reporter, skips)
+            attempt = program.send(hosts, keys, plan.layers, reporter, skips, plan.check_ids)
         else:
-            attempt = host_to_host(plan.source, hosts, keys, plan.layers, reporter, skips, plan.store_read)
+            attempt = host_to_host(plan.source, hosts, keys, plan.layers, reporter, skips, plan.store_read, plan.check_ids)
         if attempt.available:
             explained: dict[int, ShipperError] = {}  # one source error is shared by every target: explain it once
             for name, error in attempt.errors.items():
@@ -157,21 +158,34 @@ def _engine_gone(target: TargetPlan, error: ShipperError, engines: EnginePool) -
     return None
 
 
-def _commit(target: TargetPlan, engines: EnginePool, layers: dict[str, tuple[str, ...]]) -> None:
-    """Check every sent image is on the target, whole, then point the tags, then check them."""
+def _commit(target: TargetPlan, engines: EnginePool, layers: dict[str, tuple[str, ...]], arrived: dict[str, str] | None = None) -> None:
+    """Check every sent image is on the target, whole, then point the tags, then check them.
+    ``arrived``: source ID -> the ID the delivery saw the image get there."""
     engine = engines.get(target.host)
+    local = {**target.aliases, **(arrived or {})}  # source ID -> the ID the image has there (they differ in the containerd store)
     for image_id in target.send_ids:
-        details = engine.inspect_image(image_id)
+        details = engine.inspect_image(local.get(image_id, image_id)) or _by_content(engine, layers.get(image_id))
         if details is None:
             raise EngineError(f"image {image_id} is missing on {target.host.describe()} after the load")
         if image_id in layers and details.layers != layers[image_id]:
             raise EngineError(f"image {image_id} on {target.host.describe()} does not have the source's layers after the load")
+        local[image_id] = details.id
     for name, image_id in target.tags:
-        engine.tag(image_id, name)
+        engine.tag(local.get(image_id, image_id), name)
     for name, image_id in target.tags:
         now = engine.inspect_image(name)
-        if now is None or now.id != image_id:
+        if now is None or now.id != local.get(image_id, image_id):
             raise EngineError(f"{name} on {target.host.describe()} does not point at {image_id} after tagging")
+
+
+def _by_content(engine: Engine, layers: tuple[str, ...] | None) -> ImageDetails | None:
+    """The image a load made, found by its layers where its ID is not the source's (containerd store: a manifest digest).
+    Untagged ones first: what a load just made."""
+    if not layers:
+        return None
+    found = [d for d in (engine.inspect_image(i.id) for i in engine.images()) if d is not None and d.layers == layers]
+    found.sort(key=lambda d: bool(d.tags))
+    return found[0] if found else None
 
 
 def _untag(target: TargetPlan, engines: EnginePool, references: list[str]) -> str:
@@ -213,7 +227,7 @@ def finish_target(
         note = "; ".join(x for x in (note, delivery.target_notes[name]) if x)
     if error is None:
         try:
-            _commit(target, engines, layers)
+            _commit(target, engines, layers, delivery.local_ids.get(name) if delivery else None)
         except ShipperError as exc:
             error = exc
     if error is None and delivery is not None and delivery.untag_after.get(name):

@@ -139,6 +139,7 @@ class Delivery:
     source_read: str = "save"  # store: the source's layer store was read directly; save: docker save
     target_notes: dict[str, str] = field(default_factory=dict)
     untag_after: dict[str, list[str]] = field(default_factory=dict)  # names to take off each target once its tags moved
+    local_ids: dict[str, dict[str, str]] = field(default_factory=dict)  # target -> source image ID -> the ID it got there
     sent: dict[str, int] = field(default_factory=dict)
     errors: dict[str, ShipperError | None] = field(default_factory=dict)
 
@@ -200,7 +201,7 @@ class SourceProgram:
 
     def send(
         self, targets: list[Host], host_keys: dict[str, str], layers: dict[str, tuple[str, ...]], reporter: Reporter,
-        skips: dict[str, frozenset[str]] | None = None,
+        skips: dict[str, frozenset[str]] | None = None, check_ids: Sequence[str] | None = None,
     ) -> HostToHost:  # fmt: skip
         """Send the images of ``layers`` (image ID -> diff IDs) from the source straight to ``targets``,
         each without the layers in its ``skips`` entry; unavailable when that cannot start."""
@@ -215,6 +216,7 @@ class SourceProgram:
                 return _unavailable("a target's host key is not known")
             spec = {
                 "expected": list(layers),
+                "check": list(layers) if check_ids is None else list(check_ids),
                 "layers": {image_id: list(diff_ids) for image_id, diff_ids in layers.items()},
                 "skip": {name: sorted(skip) for name, skip in (skips or {}).items()},
                 "known_hosts": "".join(host_keys[t.name] for t in targets),
@@ -244,11 +246,11 @@ class SourceProgram:
 
 def host_to_host(
     source: Host, targets: list[Host], host_keys: dict[str, str], layers: dict[str, tuple[str, ...]], reporter: Reporter,
-    skips: dict[str, frozenset[str]] | None = None, store_read: bool = True,
+    skips: dict[str, frozenset[str]] | None = None, store_read: bool = True, check_ids: Sequence[str] | None = None,
 ) -> HostToHost:  # fmt: skip
     """Send from ``source`` straight to ``targets`` (starting the program now)."""
     program = SourceProgram(source, [k for t in targets for k in t.ssh.identity_files], store_read=store_read)
-    return program.send(targets, host_keys, layers, reporter, skips)
+    return program.send(targets, host_keys, layers, reporter, skips, check_ids)
 
 
 def _host_to_host_outcome(source: Host, targets: list[Host], status: int, out: str, err: str) -> HostToHost:

@@ -10,9 +10,9 @@ only when it holds chain ``i``; only such layers may be left out of a stream
 
 A docker-save stream names its layers in one of three ways:
 
-- ``<diff-hex>/layer.tar`` (shipper's own streams, see layerstore.py) and
-  ``blobs/sha256/<diff-hex>`` (Docker 25+ classic store): the name is the
-  layer's digest;
+- ``<diff-hex>/layer.tar`` (shipper's own streams, see layerstore.py),
+  ``blobs/sha256/<diff-hex>`` (Docker 25+ classic store) and ``<diff-hex>.tar``
+  (podman): the name is the layer's digest;
 - ``<v1-id>/layer.tar`` (Docker 20.10 and older): the directory is named by a
   "v1 ID" derived from the image's config, which ``docker save`` writes to
   ``<v1-id>/json`` just before ``layer.tar``. ``identify_v1`` recomputes that
@@ -97,6 +97,8 @@ class LayerIndex:
             return self._v1.get(directory)
         if directory == "blobs/sha256" and "sha256:" + base in self.diff_ids:
             return "sha256:" + base
+        if not directory and base.endswith(".tar") and "sha256:" + base[:-4] in self.diff_ids:  # podman: <diff-hex>.tar
+            return "sha256:" + base[:-4]
         return None
 
     def identify_v1(self, directory: str, data: bytes) -> Optional[str]:

@@ -59,7 +59,7 @@ class ImageDetails:
 def image_details(raw: Mapping[str, Any]) -> ImageDetails:
     return ImageDetails(
         id=str(raw["Id"]),
-        tags=tuple(raw.get("RepoTags") or ()),
+        tags=tuple(short_name(t) for t in raw.get("RepoTags") or ()),
         size=int(raw.get("Size", 0)),
         layers=tuple((raw.get("RootFS") or {}).get("Layers") or ()),
         architecture=str(raw.get("Architecture", "")),
@@ -100,9 +100,17 @@ def engine_info(version: Mapping[str, Any], info: Mapping[str, Any], client_api_
     )
 
 
+def short_name(name: str) -> str:
+    """A name as Docker writes it: podman says ``docker.io/library/busybox:1`` for ``busybox:1``."""
+    for prefix in ("docker.io/library/", "docker.io/"):
+        if name.startswith(prefix):
+            return name[len(prefix) :]
+    return name
+
+
 def image_summary(raw: Mapping[str, Any]) -> ImageSummary:
-    """One entry of ``GET /images/json``; ``<none>`` placeholders dropped."""
-    tags = tuple(t for t in raw.get("RepoTags") or [] if t != "<none>:<none>")
+    """One entry of ``GET /images/json``; ``<none>`` placeholders dropped, names as Docker writes them."""
+    tags = tuple(short_name(t) for t in raw.get("RepoTags") or [] if t != "<none>:<none>")
     digests = tuple(d for d in raw.get("RepoDigests") or [] if not d.startswith("<none>@"))
     return ImageSummary(
         id=str(raw["Id"]), tags=tags, digests=digests, size=int(raw.get("Size", 0)), created=int(raw.get("Created", 0))

@@ -78,6 +78,9 @@ class EngineDaemon(_Owned):
         if self.running() and unix_ping(self.socket):
             return
         kind = EngineKind.parse(self.kind)
+        if kind.version == "podman":
+            self._start_podman()
+            return
         root = binaries(kind)
         dockerd = str(root / "usr/sbin/dockerd") if root else _need("dockerd", "docker.io")
         env = dict(os.environ, PATH=f"{root / 'usr/bin'}:{root / 'usr/sbin'}:{os.environ.get('PATH', '')}") if root else None
@@ -97,6 +100,16 @@ class EngineDaemon(_Owned):
         ]  # fmt: skip
         proc = spawn(argv, self.log, env=env)
         wait_until(lambda: unix_ping(self.socket), f"dockerd of lab host {self.name}", self.log, alive=lambda: proc.poll() is None)
+
+
+    def _start_podman(self) -> None:
+        """podman's Docker-compatible API on this host's socket (no TLS port: podman serves one socket)."""
+        podman = _need("podman", "podman")
+        for sub in ("data", "exec"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        argv = [podman, "--root", str(self.dir / "data"), "--runroot", str(self.dir / "exec"), "system", "service", "--time=0", f"unix://{self.socket}"]
+        proc = spawn(argv, self.log, self.pidfile)
+        wait_until(lambda: unix_ping(self.socket), f"podman of lab host {self.name}", self.log, alive=lambda: proc.poll() is None)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Newer Docker engines for the lab, from Debian's own packages, without touching the system's apt state.
 
     kind "20.10"            the system's dockerd (Debian 12's docker.io)
+    kind "podman"           ``podman system service`` (Debian 12's podman 4.3), a Docker-compatible API
     kind "26", "28"         trixie's docker.io 26.1 (containerd 1.7) / sid's 28.5 (containerd 2.1)
     suffix "-containerd"    with the containerd image store ("features": {"containerd-snapshotter": true})
 
@@ -36,8 +37,8 @@ class EngineKind:
     @classmethod
     def parse(cls, text: str) -> "EngineKind":
         version, _, store = text.partition("-")
-        if version not in ("20.10", *SUITES) or store not in ("", "containerd"):
-            raise LabError(f"unknown engine kind {text!r}", hint="20.10, 26, 28, each optionally with -containerd")
+        if version not in ("20.10", "podman", *SUITES) or store not in ("", "containerd") or (version == "podman" and store):
+            raise LabError(f"unknown engine kind {text!r}", hint="podman, 20.10, 26, 28, the Docker ones optionally with -containerd")
         return cls(version, store == "containerd")
 
     def __str__(self) -> str:
@@ -46,7 +47,7 @@ class EngineKind:
 
 def binaries(kind: EngineKind) -> Path | None:
     """The unpacked root holding this kind's dockerd and containerd (None: the system's)."""
-    if kind.version == "20.10":
+    if kind.version in ("20.10", "podman"):
         return None
     return fetch(SUITES[kind.version])
 

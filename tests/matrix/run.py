@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from shipper.lab import Lab, Layer, SyntheticImage, busybox_image  # noqa: E402
 
-KINDS = {"n26": "26", "n26c": "26-containerd", "n28": "28", "n28c": "28-containerd"}
+KINDS = {"n26": "26", "n26c": "26-containerd", "n28": "28", "n28c": "28-containerd", "pod": "podman"}
 BASE = (Layer(4 << 20, "matrix-base"),)
 FULL = SyntheticImage("matrix/app:1", (*BASE,), cmd=("sh",), files=busybox_image().files)
 THIN = SyntheticImage("matrix/app:2", (*BASE, Layer(256 << 10, "matrix-next")), cmd=("sh",), files=busybox_image().files)

@@ -82,3 +82,10 @@ def test_layers_named_by_their_digest_are_recognised_by_name() -> None:
     assert index.layer_of(f"blobs/sha256/{hexpart}") == DIFF_IDS[2]
     assert index.layer_of("blobs/sha256/" + "2" * 64) is None
     assert index.layer_of("manifest.json") is None
+
+
+def test_podman_names_its_layers_by_digest_at_the_top() -> None:
+    index = LayerIndex({"sha256:" + "1" * 64: DIFF_IDS})
+
+    assert index.layer_of(DIFF_IDS[1].split(":")[1] + ".tar") == DIFF_IDS[1]
+    assert index.layer_of("3" * 64 + ".tar") is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any, Literal
 from collections.abc import Mapping
@@ -54,6 +56,7 @@ class ImageDetails:
     os: str
     digests: tuple[str, ...] = ()  # repo@sha256:… references (from pulls and pushes)
     command: tuple[str, ...] = ()  # Entrypoint then Cmd
+    content: str = ""  # a digest of layers and config as the engine reports them: the same image under another ID
 
 
 def image_details(raw: Mapping[str, Any]) -> ImageDetails:
@@ -66,7 +69,24 @@ def image_details(raw: Mapping[str, Any]) -> ImageDetails:
         os=str(raw.get("Os", "")),
         digests=tuple(raw.get("RepoDigests") or ()),
         command=tuple((raw.get("Config") or {}).get("Entrypoint") or ()) + tuple((raw.get("Config") or {}).get("Cmd") or ()),
+        content=content_key(raw),
     )
+
+
+_CONFIG_FIELDS = ("Cmd", "Entrypoint", "Env", "WorkingDir", "User", "Labels", "ExposedPorts", "Volumes", "StopSignal")
+
+
+def content_key(raw: Mapping[str, Any]) -> str:
+    """What makes an image the image it is, whatever ID its store gives it (the containerd store names
+    images by manifest digest): its layers, its run configuration, when it was made, for what platform.
+    Strict on purpose: two images with the same layers and another command are different images."""
+    config = raw.get("Config") or {}
+    document = {
+        "layers": list((raw.get("RootFS") or {}).get("Layers") or ()),
+        "config": {k: config.get(k) or None for k in _CONFIG_FIELDS},
+        "created": raw.get("Created"), "architecture": raw.get("Architecture"), "os": raw.get("Os"), "variant": raw.get("Variant"),
+    }  # fmt: skip
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
 
 def _image_store(info: Mapping[str, Any]) -> ImageStore:

@@ -43,6 +43,7 @@ class SourceImage:
     size: int
     layers: tuple[str, ...] = ()  # diff IDs, base first
     layer_sizes: tuple[int, ...] = ()  # bytes per layer, as the engine counts them; () when unknown
+    content: str = ""  # see engine.info.content_key: the same image where IDs differ by store
 
     def size_of_layers(self) -> dict[str, int]:
         """diff ID -> estimated bytes (even shares of the image's size when the engine did not say)."""
@@ -68,6 +69,7 @@ class TargetPlan:
     skip_layers: frozenset[str] = frozenset()  # diff IDs the target holds (whole chain): left out of its stream
     thin_note: str = ""  # why the target gets every layer, when it cannot take a stream without some
     aliases: dict[str, str] = field(default_factory=dict)  # source image ID -> the ID the same content has there (containerd store)
+    held_before: frozenset[str] = frozenset()  # the target's image IDs when planned: what a load made is not among them
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,11 @@ class MovePlan:
         """Every image some target lacks, in the order asked for: one stream carries them all."""
         wanted = {i for t in self.targets for i in t.send_ids}
         return tuple(dict.fromkeys(img.id for img in self.images if img.id in wanted))
+
+    @property
+    def contents(self) -> dict[str, str]:
+        """image ID -> content key (engine.info.content_key), to find an image where IDs differ by store."""
+        return {img.id: img.content for img in self.images if img.content}
 
     @property
     def check_ids(self) -> tuple[str, ...]:
@@ -186,7 +193,7 @@ def source_images(engine: Engine, requested: Sequence[str]) -> tuple[SourceImage
         if details is None:
             raise _not_found(engine, str(ref))
         sizes = engine.layer_sizes(details.id, len(details.layers))
-        images.append(SourceImage(text, None if ref.is_id else str(ref), details.id, details.size, details.layers, sizes))
+        images.append(SourceImage(text, None if ref.is_id else str(ref), details.id, details.size, details.layers, sizes, details.content))
     return tuple(images)
 
 
@@ -209,12 +216,14 @@ class TargetView:
     host_key: str | None
     chains: frozenset[str]  # chain IDs of every layer the engine's images stand on
     thin_note: str  # why the engine cannot load a stream that leaves out layers ("" when it can)
-    layers_of: dict[str, tuple[str, ...]] = field(default_factory=dict)  # image ID -> its layers, where IDs differ by store
+    content_of: dict[str, str] = field(default_factory=dict)  # image ID -> content key, where IDs differ by store
 
 
-def same_content(view: TargetView, layers: tuple[str, ...]) -> str | None:
-    """An image of the target whose layers are these (the containerd store names images by their manifest)."""
-    return next((image_id for image_id, held in view.layers_of.items() if held == layers), None)
+def same_content(view: TargetView, image: SourceImage) -> str | None:
+    """The target's image that is this one by content (the containerd store names images by their manifest)."""
+    if not image.content:
+        return None
+    return next((image_id for image_id, held in view.content_of.items() if held == image.content), None)
 
 
 def thin_note(info: EngineInfo) -> str:
@@ -234,14 +243,14 @@ def target_view(host: Host, engines: EnginePool) -> TargetView:
     info = engine.info()
     note = thin_note(info)
     chains: set[str] = set()
-    layers_of: dict[str, tuple[str, ...]] = {}
+    content_of: dict[str, str] = {}
     for image in images if not note or info.image_store == "containerd" else ():
         details = engine.inspect_image(image.id)
         if details is not None:
             chains.update(chain_ids(details.layers))
             if info.image_store == "containerd":
-                layers_of[image.id] = details.layers
-    return TargetView(tags, frozenset(image.id for image in images), host_key, frozenset(chains) if not note else frozenset(), note, layers_of)
+                content_of[image.id] = details.content
+    return TargetView(tags, frozenset(image.id for image in images), host_key, frozenset(chains) if not note else frozenset(), note, content_of)
 
 
 def target_plan(
@@ -249,7 +258,7 @@ def target_plan(
 ) -> TargetPlan:  # fmt: skip
     engine = engines.get(host)
     # The list shows tagged and dangling images; an ID it lacks is asked for directly to be sure.
-    aliases = {img.id: alias for img in images if (alias := same_content(view, img.layers)) is not None} if view.layers_of else {}
+    aliases = {img.id: alias for img in images if (alias := same_content(view, img)) is not None} if view.content_of else {}
     present = frozenset(img.id for img in images if img.id in view.ids or img.id in aliases or engine.inspect_image(img.id) is not None)
     before = {img.name: view.tags.get(img.name) for img in images if img.name}
     host_key = view.host_key
@@ -262,7 +271,10 @@ def target_plan(
         note = view.thin_note or ("forced: every layer is sent" if force else "")
         if route == "registry":  # the engine decides what it pulls
             skip, note = frozenset(), "the engine pulls the layers it does not know from earlier pulls or pushes"
-        return TargetPlan(host, "send", send, tags, before, present, reason, host_key=host_key, skip_layers=skip, thin_note=note, aliases=aliases)
+        return TargetPlan(
+            host, "send", send, tags, before, present, reason, host_key=host_key, skip_layers=skip, thin_note=note, aliases=aliases,
+            held_before=view.ids,
+        )  # fmt: skip
     if tags:
         return TargetPlan(host, "tag", (), tags, before, present, "has the image(s); only tags move", host_key=host_key, aliases=aliases)
     return TargetPlan(host, "unchanged", (), (), before, present, "already has the image(s) under those tags", host_key=host_key)

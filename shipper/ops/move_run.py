@@ -158,13 +158,20 @@ def _engine_gone(target: TargetPlan, error: ShipperError, engines: EnginePool) -
     return None
 
 
-def _commit(target: TargetPlan, engines: EnginePool, layers: dict[str, tuple[str, ...]], arrived: dict[str, str] | None = None) -> None:
+def _commit(
+    target: TargetPlan, engines: EnginePool, layers: dict[str, tuple[str, ...]], arrived: dict[str, str] | None = None,
+    contents: dict[str, str] | None = None,
+) -> None:  # fmt: skip
     """Check every sent image is on the target, whole, then point the tags, then check them.
-    ``arrived``: source ID -> the ID the delivery saw the image get there."""
+    ``arrived``: source ID -> the ID the delivery saw the image get there; ``contents``: source ID -> content key."""
     engine = engines.get(target.host)
     local = {**target.aliases, **(arrived or {})}  # source ID -> the ID the image has there (they differ in the containerd store)
     for image_id in target.send_ids:
-        details = engine.inspect_image(local.get(image_id, image_id)) or _by_content(engine, layers.get(image_id))
+        details = (
+            engine.inspect_image(local.get(image_id, image_id))
+            or _by_content(engine, (contents or {}).get(image_id))
+            or _new_with_layers(engine, layers.get(image_id), target.held_before)
+        )  # fmt: skip
         if details is None:
             raise EngineError(f"image {image_id} is missing on {target.host.describe()} after the load")
         if image_id in layers and details.layers != layers[image_id]:
@@ -178,14 +185,26 @@ def _commit(target: TargetPlan, engines: EnginePool, layers: dict[str, tuple[str
             raise EngineError(f"{name} on {target.host.describe()} does not point at {image_id} after tagging")
 
 
-def _by_content(engine: Engine, layers: tuple[str, ...] | None) -> ImageDetails | None:
-    """The image a load made, found by its layers where its ID is not the source's (containerd store: a manifest digest).
-    Untagged ones first: what a load just made."""
-    if not layers:
+def _by_content(engine: Engine, content: str | None) -> ImageDetails | None:
+    """The image a load made, found by its content where its ID is not the source's (containerd store: a manifest
+    digest; a source there: its ID is not the config digest a classic target gives it). Untagged ones first."""
+    if not content:
         return None
-    found = [d for d in (engine.inspect_image(i.id) for i in engine.images()) if d is not None and d.layers == layers]
+    found = [d for d in (engine.inspect_image(i.id) for i in engine.images()) if d is not None and d.content == content]
     found.sort(key=lambda d: bool(d.tags))
     return found[0] if found else None
+
+
+def _new_with_layers(engine: Engine, layers: tuple[str, ...] | None, held_before: frozenset[str]) -> ImageDetails | None:
+    """Where no content key is known (a bundle): the one untagged image with these layers that the target did not
+    hold before the load. Ambiguity is no match: the check then fails and nothing is tagged."""
+    if not layers:
+        return None
+    found = [
+        d for d in (engine.inspect_image(i.id) for i in engine.images() if i.id not in held_before and not i.tags)
+        if d is not None and d.layers == layers
+    ]  # fmt: skip
+    return found[0] if len(found) == 1 else None
 
 
 def _untag(target: TargetPlan, engines: EnginePool, references: list[str]) -> str:
@@ -216,7 +235,7 @@ def _rollback(target: TargetPlan, engines: EnginePool) -> str:
 
 def finish_target(
     target: TargetPlan, delivery: Delivery | None, started: float, reporter: Reporter, engines: EnginePool,
-    layers: dict[str, tuple[str, ...]],
+    layers: dict[str, tuple[str, ...]], contents: dict[str, str] | None = None,
 ) -> TargetResult:  # fmt: skip
     name = target.host.name
     sent = delivery.sent.get(name, 0) if delivery else 0
@@ -227,7 +246,7 @@ def finish_target(
         note = "; ".join(x for x in (note, delivery.target_notes[name]) if x)
     if error is None:
         try:
-            _commit(target, engines, layers, delivery.local_ids.get(name) if delivery else None)
+            _commit(target, engines, layers, delivery.local_ids.get(name) if delivery else None, contents)
         except ShipperError as exc:
             error = exc
     if error is None and delivery is not None and delivery.untag_after.get(name):
@@ -308,9 +327,9 @@ def _run(plan: MovePlan, reporter: Reporter, engines: EnginePool, program: Sourc
         program.cancel()
     movers = [t for t in plan.targets if t.action in ("send", "tag")]
     by_name = {t.host.name: t for t in movers}
-    layers = plan.layers
+    layers, contents = plan.layers, plan.contents
     outcomes = for_each_host(
-        [t.host for t in movers], lambda h: finish_target(by_name[h.name], delivery, started, reporter, engines, layers)
+        [t.host for t in movers], lambda h: finish_target(by_name[h.name], delivery, started, reporter, engines, layers, contents)
     )
     finished = {o.host.name: o.value for o in outcomes}
     return [finished.get(t.host.name) or static_result(t) for t in plan.targets]

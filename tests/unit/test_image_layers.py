@@ -89,3 +89,14 @@ def test_podman_names_its_layers_by_digest_at_the_top() -> None:
 
     assert index.layer_of(DIFF_IDS[1].split(":")[1] + ".tar") == DIFF_IDS[1]
     assert index.layer_of("3" * 64 + ".tar") is None
+
+
+def test_an_images_content_key_tells_apart_images_with_the_same_layers_and_another_command() -> None:
+    from shipper.engine.info import content_key
+
+    one = {"RootFS": {"Layers": DIFF_IDS}, "Config": {"Cmd": ["sh"]}, "Created": "2026-01-01T00:00:00Z", "Architecture": "amd64", "Os": "linux"}
+    other = {**one, "Config": {"Cmd": ["sh", "-c", "other"]}}
+    same_but_nulls = {**one, "Config": {"Cmd": ["sh"], "Env": None, "Labels": {}}}
+
+    assert content_key(one) != content_key(other)
+    assert content_key(one) == content_key(same_but_nulls)  # engines differ in null against empty

@@ -60,7 +60,7 @@ def container_name(port: int) -> str:
 @dataclass(frozen=True)
 class UpRequest:
     host: Host
-    users: dict[str, str]  # name -> password (from files or a prompt, never argv)
+    users: dict[str, str] = field(repr=False)  # name -> password (from files or a prompt, never argv; never printed)
     port: int = 5000
     address: str | None = None  # where engines reach it (default: the host's SSH address)
     image: str = "registry:2"
@@ -292,14 +292,23 @@ def _trust(hosts: Sequence[Host], address: str, ca: bytes, check: bool = False) 
     return [o.host.name for o in outcomes if o.value]
 
 
-def _login(hosts: Sequence[Host], address: str, user: str, password: str) -> None:
-    """``docker login`` on each host, the password on stdin (never in argv)."""
+def logged_in(session: SSHSession, address: str) -> bool:
+    """Whether the host's docker CLI config already holds credentials for ``address``."""
+    config = session.run('cat "${DOCKER_CONFIG:-$HOME/.docker}/config.json" 2>/dev/null').stdout
+    return f'"{address}"' in config.decode(errors="replace")
 
+
+def docker_login(session: SSHSession, host: Host, address: str, user: str, password: str) -> None:
+    """``docker login`` on the host, the password on stdin (never in argv)."""
+    result = session.run(f"docker login --username {shlex.quote(user)} --password-stdin {shlex.quote(address)}", stdin=password.encode())
+    if not result.ok:
+        raise RegistryAuthFailed(f"docker login to {address} on {host.name} failed: {result.first_error_line()}")
+
+
+def _login(hosts: Sequence[Host], address: str, user: str, password: str) -> None:
     def login(host: Host) -> None:
         with SSHSession(host.ssh, host.name) as session:
-            result = session.run(f"docker login --username {shlex.quote(user)} --password-stdin {shlex.quote(address)}", stdin=password.encode())
-            if not result.ok:
-                raise RegistryAuthFailed(f"docker login to {address} on {host.name} failed: {result.first_error_line()}")
+            docker_login(session, host, address, user, password)
 
     for outcome in for_each_host(list(hosts), login):
         if outcome.error is not None:

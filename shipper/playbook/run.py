@@ -192,14 +192,11 @@ def _login(play: Play, step: Step) -> list[HostResult]:
         address = _registry_address(play, str(f["registry"]))
         credentials = from_password_file(str(f["user"]), _path(play, f["password_file"]))
         with SSHSession(host.ssh, host.name) as session:
-            config = session.run('cat "${DOCKER_CONFIG:-$HOME/.docker}/config.json" 2>/dev/null').stdout
-            if f'"{address}"' in config.decode(errors="replace"):
+            if registry_host.logged_in(session, address):
                 return "unchanged", ""
             if play.check:
                 return "changed", f"would log in to {address}"
-            result = session.run(f"docker login --username {credentials.username} --password-stdin {address}", stdin=credentials.password.encode())
-            if not result.ok:
-                raise ShipperError(f"docker login to {address} on {host.name} failed: {result.first_error_line()}")
+            registry_host.docker_login(session, host, address, credentials.username, credentials.password)
         return "changed", f"logged in to {address}"
 
     return _per_host(play, step, action)

@@ -56,9 +56,13 @@ def _member(name: str, data: bytes) -> bytes:
     return _header(name, len(data)) + data + bytes(_pad(len(data)))
 
 
-def layer_path(diff_id: str) -> str:
-    """Where a layer sits in shipper's own save streams: named by its digest."""
-    return diff_id.split(":", 1)[1] + "/layer.tar"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+
+
+def blob_path(digest: str) -> str:
+    """Where a layer, config or manifest sits in shipper's own save streams: an OCI layout blob."""
+    return "blobs/sha256/" + digest.split(":", 1)[1]
 
 
 class LayerStore:
@@ -126,13 +130,13 @@ class LayerStore:
         return entry, diff_dir
 
     def unreadable(self, images: Mapping[str, Sequence[str]], send: Set[str]) -> str:
-        """Why these images' configs and the layers in ``send`` cannot be read here ("" when they can)."""
+        """Why these images' configs and layers cannot be read here ("" when they can). Layers not in
+        ``send`` are read too, for their sizes (the OCI manifests list every layer)."""
         try:
             for image_id, diff_ids in images.items():
                 self.config(image_id)
                 for diff_id, chain in zip(diff_ids, chain_ids(diff_ids)):
-                    if diff_id in send:
-                        self._layer_dirs(chain, diff_id)
+                    self._layer_dirs(chain, diff_id)
         except (OSError, ArchiveError) as exc:
             return str(exc)
         return ""
@@ -143,32 +147,55 @@ class LayerStore:
         self, images: Mapping[str, Sequence[str]], send: Set[str], tags: Optional[Mapping[str, Sequence[str]]] = None
     ) -> Iterator[bytes]:
         """A docker-save tar of ``images`` (image ID -> diff IDs) holding only the layers in ``send``;
-        ``tags`` (image ID -> names) go into manifest.json, as ``docker save NAME`` puts them.
+        ``tags`` (image ID -> names) go into manifest.json and index.json, as ``docker save NAME`` puts them.
 
-        manifest.json still lists every layer; a loading engine that holds a
-        left-out layer's whole chain never opens it.
+        The layout is the one Docker 25+ writes: an OCI image layout
+        (``blobs/sha256/…``, ``index.json``, ``oci-layout``) with a
+        ``manifest.json`` beside it. Every engine loads it: 20.10 and the
+        classic store read manifest.json; the containerd image store reads the
+        OCI index, and only that form lets it do without the layers it holds
+        (a layer left out must be in its content store under this digest:
+        design §7). The manifests are byte for byte what Docker 25+ writes for
+        the same image, so the image gets the same ID in a containerd store
+        whichever way it came. manifest.json and the OCI manifests still list
+        every layer.
         """
         written: Set[str] = set()
+        sizes: Dict[str, int] = {}
         for diff_ids in images.values():
             for diff_id, chain in zip(diff_ids, chain_ids(diff_ids)):
                 if diff_id in send and diff_id not in written:
                     written.add(diff_id)
                     yield from self._layer(chain, diff_id)
-        manifest = []
+                if diff_id not in sizes:
+                    sizes[diff_id] = self.layer_size(chain, diff_id)
+        manifest, index = [], []
         for image_id, diff_ids in images.items():
-            name = image_id.split(":", 1)[1] + ".json"
-            yield _member(name, self.config(image_id))
-            repo_tags = list((tags or {}).get(image_id, ())) or None
-            manifest.append({"Config": name, "RepoTags": repo_tags, "Layers": [layer_path(d) for d in diff_ids]})
-        yield _member("manifest.json", json.dumps(manifest, separators=(",", ":")).encode())
+            config = self.config(image_id)
+            yield _member(blob_path(image_id), config)
+            oci = oci_manifest(image_id, len(config), [(d, sizes[d]) for d in diff_ids])
+            digest = "sha256:" + hashlib.sha256(oci).hexdigest()
+            yield _member(blob_path(digest), oci)
+            names = list((tags or {}).get(image_id, ()))
+            descriptor = {"mediaType": OCI_MANIFEST, "digest": digest, "size": len(oci)}
+            index += [{**descriptor, "annotations": _name_annotations(name)} for name in names] or [descriptor]
+            manifest.append({"Config": blob_path(image_id), "RepoTags": names or None, "Layers": [blob_path(d) for d in diff_ids]})
+        yield _member("index.json", _compact({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": index}))
+        yield _member("manifest.json", _compact(manifest))
+        yield _member("oci-layout", _compact({"imageLayoutVersion": "1.0.0"}))
         yield bytes(2 * BLOCK)
+
+    def layer_size(self, chain: str, diff_id: str) -> int:
+        """The size of a layer's tar, from its tar-split metadata (the files' contents are not read)."""
+        entry, _ = self._layer_dirs(chain, diff_id)
+        return sum(len(segment) if segment is not None else size for segment, _, size in _tar_split(os.path.join(entry, "tar-split.json.gz")))
 
     def _layer(self, chain: str, diff_id: str) -> Iterator[bytes]:
         entry, diff_dir = self._layer_dirs(chain, diff_id)
         split = os.path.join(entry, "tar-split.json.gz")
         # Two passes over the (small) metadata: the size for the header first, then the bytes.
-        size = sum(len(segment) if segment is not None else file_size for segment, _, file_size in _tar_split(split))
-        yield _header(layer_path(diff_id), size)
+        size = self.layer_size(chain, diff_id)
+        yield _header(blob_path(diff_id), size)
         sha = hashlib.sha256()
         files = _Files(diff_dir)
         for segment, name, file_size in _tar_split(split):
@@ -179,6 +206,34 @@ class LayerStore:
             raise ArchiveError(f"layer {diff_id} read from the engine's store does not match its digest (changed while reading?)")
         if _pad(size):
             yield bytes(_pad(size))
+
+
+def _compact(document: Any) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def oci_manifest(config_digest: str, config_size: int, layers: Sequence[Tuple[str, int]]) -> bytes:
+    """An image's OCI manifest with uncompressed layers, exactly as Docker 25+ ``docker save`` writes it
+    (same keys, same order, no spaces), so that its digest is the same."""
+    return _compact({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": size} for d, size in layers],
+    })  # fmt: skip
+
+
+def _name_annotations(name: str) -> Dict[str, str]:
+    """The index annotations Docker 25+ writes for a tag: the full name, and the tag alone."""
+    repository, _, tag = name.rpartition(":")
+    if "/" in tag or not repository:
+        repository, tag = name, "latest"
+    first = repository.split("/", 1)[0]
+    if "/" not in repository:
+        repository = "docker.io/library/" + repository
+    elif not ("." in first or ":" in first or first == "localhost"):
+        repository = "docker.io/" + repository
+    return {"io.containerd.image.name": f"{repository}:{tag}", "org.opencontainers.image.ref.name": tag}
 
 
 def _tar_split(path: str) -> Iterator[Tuple[Optional[bytes], str, int]]:

@@ -201,6 +201,7 @@ def _requested(verified: Verified) -> list[SourceImage]:
 def plan_targets(targets: Sequence[Host], verified: Verified, engines: EnginePool, force: bool) -> list[TargetPlan]:
     images = _requested(verified)
     relied = verified.manifest.relies_on
+    oci = "index.json" in verified.manifest.members  # an OCI layout: a containerd store can do without layers it holds
 
     def plan(host: Host) -> TargetPlan:
         view = target_view(host, engines)
@@ -210,7 +211,7 @@ def plan_targets(targets: Sequence[Host], verified: Verified, engines: EnginePoo
                 f"{host.name} lacks {len(missing)} layer(s) this delta bundle relies on (first: {missing[0][:19]}…)",
                 hint="load the full bundle there, or make the delta bundle against that host's own have file",
             ))  # fmt: skip
-        planned = target_plan(host, view, images, force, engines, "ssh")
+        planned = target_plan(host, view, images, force, engines, "ssh", stream_oci=oci)
         return planned if planned.action != "send" else _dedupe(planned)
 
     outcomes = for_each_host(list(targets), plan)

@@ -70,6 +70,7 @@ class TargetPlan:
     thin_note: str = ""  # why the target gets every layer, when it cannot take a stream without some
     aliases: dict[str, str] = field(default_factory=dict)  # source image ID -> the ID the same content has there (containerd store)
     held_before: frozenset[str] = frozenset()  # the target's image IDs when planned: what a load made is not among them
+    store: str = "classic"  # the target's image store: "classic", "containerd" or "podman"
 
 
 @dataclass(frozen=True)
@@ -215,8 +216,8 @@ class TargetView:
     ids: frozenset[str]
     host_key: str | None
     chains: frozenset[str]  # chain IDs of every layer the engine's images stand on
-    thin_note: str  # why the engine cannot load a stream that leaves out layers ("" when it can)
-    content_of: dict[str, str] = field(default_factory=dict)  # image ID -> content key, where IDs differ by store
+    store: str  # "classic", "containerd" (IDs are manifest digests) or "podman"
+    content_of: dict[str, str] = field(default_factory=dict)  # image ID -> content key (engine.info.content_key)
 
 
 def same_content(view: TargetView, image: SourceImage) -> str | None:
@@ -226,13 +227,26 @@ def same_content(view: TargetView, image: SourceImage) -> str | None:
     return next((image_id for image_id, held in view.content_of.items() if held == image.content), None)
 
 
-def thin_note(info: EngineInfo) -> str:
+def store_of(info: EngineInfo) -> str:
+    return "podman" if info.product == "podman" else info.image_store
+
+
+def thin_note(store: str, stream_oci: bool) -> str:
     """Why an engine must get every layer (see ../shared/design.md §7), or "" when it can do without the ones it holds."""
-    if info.product == "podman":
+    if store == "podman":
         return "podman loads a stream only with every layer in it"
-    if info.image_store == "containerd":
-        return "the containerd image store loads this format only with every layer in it"
+    if store == "containerd" and not stream_oci:
+        return "the containerd image store takes a stream without some layers only as an OCI layout, which this source does not write"
     return ""
+
+
+def writes_oci(info: EngineInfo) -> bool:
+    """Docker 25+ (API 1.44) saves an OCI image layout (with manifest.json beside it)."""
+    try:
+        major, minor = (int(x) for x in info.api_version.split(".")[:2])
+    except ValueError:
+        return False
+    return info.product == "docker" and (major, minor) >= (1, 44)
 
 
 def target_view(host: Host, engines: EnginePool) -> TargetView:
@@ -240,25 +254,29 @@ def target_view(host: Host, engines: EnginePool) -> TargetView:
     images = engine.images()
     tags = {tag: image.id for image in images for tag in image.tags}
     host_key = engine.session.known_hosts_line() if engine.session is not None else None
-    info = engine.info()
-    note = thin_note(info)
+    store = store_of(engine.info())
     chains: set[str] = set()
     content_of: dict[str, str] = {}
-    for image in images if not note or info.image_store == "containerd" else ():
+    for image in images:
         details = engine.inspect_image(image.id)
         if details is not None:
             chains.update(chain_ids(details.layers))
-            if info.image_store == "containerd":
-                content_of[image.id] = details.content
-    return TargetView(tags, frozenset(image.id for image in images), host_key, frozenset(chains) if not note else frozenset(), note, content_of)
+            content_of[image.id] = details.content
+    usable = frozenset(chains) if store != "podman" else frozenset()  # podman loads only whole streams: what it holds never counts
+    return TargetView(tags, frozenset(image.id for image in images), host_key, usable, store, content_of)
 
 
 def target_plan(
-    host: Host, view: TargetView, images: Sequence[SourceImage], force: bool, engines: EnginePool, route: Route
+    host: Host, view: TargetView, images: Sequence[SourceImage], force: bool, engines: EnginePool, route: Route,
+    stream_oci: bool = False, source_store: str = "classic",
 ) -> TargetPlan:  # fmt: skip
+    """``stream_oci``: the stream will be an OCI layout (the containerd store can then do without layers it holds).
+    ``source_store``: where the source keeps its images; when either side is the containerd store, the same
+    image has other IDs on each, and is recognised by its content."""
     engine = engines.get(host)
+    by_content = "containerd" in (view.store, source_store)
+    aliases = {img.id: alias for img in images if img.id not in view.ids and (alias := same_content(view, img)) is not None} if by_content else {}
     # The list shows tagged and dangling images; an ID it lacks is asked for directly to be sure.
-    aliases = {img.id: alias for img in images if (alias := same_content(view, img)) is not None} if view.content_of else {}
     present = frozenset(img.id for img in images if img.id in view.ids or img.id in aliases or engine.inspect_image(img.id) is not None)
     before = {img.name: view.tags.get(img.name) for img in images if img.name}
     host_key = view.host_key
@@ -267,13 +285,14 @@ def target_plan(
     if send:
         reason = "forced" if force else f"lacks {len(send)} of {len(images)} image(s)"
         every = {d for img in images for d in img.layers}
-        skip = frozenset() if force or view.thin_note else frozenset(every - needed_layers([img.layers for img in images], view.chains))
-        note = view.thin_note or ("forced: every layer is sent" if force else "")
+        note = thin_note(view.store, stream_oci)
+        skip = frozenset() if force or note else frozenset(every - needed_layers([img.layers for img in images], view.chains))
+        note = note or ("forced: every layer is sent" if force else "")
         if route == "registry":  # the engine decides what it pulls
             skip, note = frozenset(), "the engine pulls the layers it does not know from earlier pulls or pushes"
         return TargetPlan(
             host, "send", send, tags, before, present, reason, host_key=host_key, skip_layers=skip, thin_note=note, aliases=aliases,
-            held_before=view.ids,
+            held_before=view.ids, store=view.store,
         )  # fmt: skip
     if tags:
         return TargetPlan(host, "tag", (), tags, before, present, "has the image(s); only tags move", host_key=host_key, aliases=aliases)
@@ -298,8 +317,11 @@ def plan_move(
         with ThreadPoolExecutor(max_workers=1) as background:
             views = background.submit(for_each_host, others, lambda host: target_view(host, pool))
             images = source_images(pool.get(source), requested)
-            source_store = pool.get(source).info().image_store
+            source_info = pool.get(source).info()
             seen = {o.host.name: o for o in views.result()}
+        source_store = source_info.image_store
+        # The source's layer store, read host to host, gives an OCI layout; so does Docker 25+'s docker save.
+        stream_oci = writes_oci(source_info) or (host_to_host and store_read and source_store == "classic" and source_info.storage_driver == "overlay2")
         plans = []
         for host in targets:
             outcome = seen.get(host.name)
@@ -309,7 +331,7 @@ def plan_move(
                 plans.append(TargetPlan(host, "failed", error=outcome.error))
             else:
                 try:
-                    plans.append(target_plan(host, outcome.value, images, force, pool, route))
+                    plans.append(target_plan(host, outcome.value, images, force, pool, route, stream_oci, source_store))
                 except ShipperError as exc:
                     plans.append(TargetPlan(host, "failed", error=exc))
     if route == "registry":

@@ -165,6 +165,21 @@ def _commit(
     """Check every sent image is on the target, whole, then point the tags, then check them.
     ``arrived``: source ID -> the ID the delivery saw the image get there; ``contents``: source ID -> content key."""
     engine = engines.get(target.host)
+    local = _arrived(target, engine, layers, arrived, contents)
+    for name, image_id in target.tags:
+        engine.tag(local.get(image_id, image_id), name)
+    for name, image_id in target.tags:
+        now = engine.inspect_image(name)
+        if now is None or now.id != local.get(image_id, image_id):
+            raise EngineError(f"{name} on {target.host.describe()} does not point at {image_id} after tagging")
+
+
+def _arrived(
+    target: TargetPlan, engine: Engine, layers: dict[str, tuple[str, ...]], arrived: dict[str, str] | None,
+    contents: dict[str, str] | None,
+) -> dict[str, str]:  # fmt: skip
+    """source ID -> the ID each sent image has on the target, each checked whole (the source's layers);
+    EngineError when one is missing or not whole."""
     local = {**target.aliases, **(arrived or {})}  # source ID -> the ID the image has there (they differ in the containerd store)
     for image_id in target.send_ids:
         details = (
@@ -177,12 +192,7 @@ def _commit(
         if image_id in layers and details.layers != layers[image_id]:
             raise EngineError(f"image {image_id} on {target.host.describe()} does not have the source's layers after the load")
         local[image_id] = details.id
-    for name, image_id in target.tags:
-        engine.tag(local.get(image_id, image_id), name)
-    for name, image_id in target.tags:
-        now = engine.inspect_image(name)
-        if now is None or now.id != local.get(image_id, image_id):
-            raise EngineError(f"{name} on {target.host.describe()} does not point at {image_id} after tagging")
+    return local
 
 
 def _by_content(engine: Engine, content: str | None) -> ImageDetails | None:
@@ -335,13 +345,19 @@ def _run(plan: MovePlan, reporter: Reporter, engines: EnginePool, program: Sourc
     return [finished.get(t.host.name) or static_result(t) for t in plan.targets]
 
 
-_LOST_LAYER = re.compile(r"layer\.tar: no such file or directory")
+# A load that needed a layer the stream left out: the classic store (20.10's and 25+'s layouts), the containerd store.
+_LOST_LAYER = re.compile(r"(layer\.tar|blobs/sha256/[0-9a-f]{64}): no such file or directory|content digest sha256:[0-9a-f]{64}: not found"
+    r'|layer "[^"]+" not found')
 
 
 def _resend_in_full(plan: MovePlan, senders: Sequence[TargetPlan], delivery: Delivery, reporter: Reporter, engines: EnginePool) -> None:
-    """Targets that lost a layer they held when the plan left it out (an image removed
-    meanwhile) failed to load, and hold nothing new: send them everything, once."""
-    lost = [t for t in senders if t.skip_layers and _LOST_LAYER.search(_message(delivery.errors.get(t.host.name)))]
+    """Targets that lacked a layer the plan left out get everything, once. Either their load failed
+    (an image removed meanwhile: nothing new is there), or it made an image that is not whole: the
+    containerd store accepts a left-out layer whose snapshot it has even when its content store
+    lacks that layer's uncompressed blob (the base came by a pull), and the image then inspects
+    without layers; loading it again whole completes it, under the same ID."""
+    why = {t.host.name: reason for t in senders if t.skip_layers and (reason := _lacked_a_layer(t, delivery, engines, plan))}
+    lost = [t for t in senders if t.host.name in why]
     if not lost:
         return
     full = [replace(t, skip_layers=frozenset()) for t in lost]
@@ -353,7 +369,21 @@ def _resend_in_full(plan: MovePlan, senders: Sequence[TargetPlan], delivery: Del
         name = target.host.name
         delivery.sent[name] = delivery.sent.get(name, 0) + again.sent.get(name, 0)
         delivery.errors[name] = again.errors.get(name)
-        delivery.target_notes[name] = "it no longer held layers the plan left out: sent again with every layer"
+        delivery.target_notes[name] = f"{why[name]}: sent again with every layer"
+
+
+def _lacked_a_layer(target: TargetPlan, delivery: Delivery, engines: EnginePool, plan: MovePlan) -> str:
+    """Why the target could not do without the layers the plan left out ("" when it could, or failed otherwise)."""
+    name = target.host.name
+    if delivery.errors.get(name) is not None:
+        return "it no longer held layers the plan left out" if _LOST_LAYER.search(_message(delivery.errors[name])) else ""
+    if target.store != "containerd":
+        return ""
+    try:
+        _arrived(target, engines.get(target.host), plan.layers, delivery.local_ids.get(name), plan.contents)
+    except ShipperError:
+        return "its containerd store holds layers the plan left out, but not their uncompressed content (they came by a pull)"
+    return ""
 
 
 def _message(error: ShipperError | None) -> str:

@@ -189,6 +189,13 @@ def _arrived(
         )  # fmt: skip
         if details is None:
             raise EngineError(f"image {image_id} is missing on {target.host.describe()} after the load")
+        if image_id in layers and not details.layers and target.store == "containerd":
+            raise EngineError(
+                f"image {image_id} arrived on {target.host.describe()} incomplete: its containerd image store lacks the content "
+                "of layers it already held unpacked, so the engine cannot read the image's platform or layers "
+                "(Docker's pull skips such layers: moby/moby#49784)",
+                hint=f"move it to {target.host.name} --via ssh (only the layers it lacks cross, and it arrives whole)",
+            )  # fmt: skip
         if image_id in layers and details.layers != layers[image_id]:
             raise EngineError(f"image {image_id} on {target.host.describe()} does not have the source's layers after the load")
         local[image_id] = details.id
@@ -267,6 +274,8 @@ def finish_target(
     if error is not None:
         reporter.finish(name, "failed")
         leftover = _rollback(target, engines) if target.send_ids else ""
+        if delivery is not None and delivery.untag_after.get(name):  # the registry's references a pull added
+            leftover = "; ".join(x for x in (leftover, _untag(target, engines, delivery.untag_after[name])) if x)
         return TargetResult(name, "failed", sent, elapsed, error, "; ".join(x for x in (note, leftover) if x), path, read)
     status: Status = "moved" if target.action == "send" else "tagged"
     reporter.finish(name, status)

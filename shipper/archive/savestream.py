@@ -30,6 +30,7 @@ import hashlib
 import json
 import posixpath
 import tarfile
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Tuple
 
@@ -37,6 +38,7 @@ from shipper.archive.layers import LayerIndex, is_hex64
 
 BLOCK = 512
 MAX_METADATA = 4 << 20  # a manifest or config larger than this is refused
+CHUNK = 1 << 20  # bytes inflated at a time
 SMALL_BLOB = 64 << 10  # OCI-layout blobs up to this size are held (configs are among them)
 METADATA_NAMES = ("manifest.json", "index.json", "repositories", "oci-layout")
 DROPPED = ("repositories",)
@@ -53,6 +55,7 @@ class Member:
     size: int
     digest: str = ""  # sha256:<hex> of the content
     link: str | None = None  # symlink target, resolved inside the archive
+    diff_id: str = ""  # a gzip-compressed layer (as pulled, saved from the containerd store): the digest of its tar
 
 
 @dataclass
@@ -296,16 +299,24 @@ class SaveStreamFilter:
             yield from self._emit(header + data + bytes(_pad(size)))
             return
         sha = hashlib.sha256() if self.verify_content else None
+        unzipped: Optional[_Gunzip] = None
         yield from self._emit(header)
+        first = True
         for piece in source.pieces(size):
             if sha is not None:
+                if first and bytes(piece[:2]) == b"\x1f\x8b":  # gzip: hash what it unpacks to as well
+                    unzipped = _Gunzip(name)
+                first = False
                 sha.update(piece)
+                if unzipped is not None:
+                    unzipped.update(piece)
             yield from self._emit(piece)
         padding = source.read(_pad(size))
         if padding:
             yield from self._emit(padding)
         # Not hashed (an engine-bound stream: the engine checks it): a content-addressed name stands for its digest.
-        self.stats.members[name] = Member(name, size, "sha256:" + sha.hexdigest() if sha is not None else (_named_digest(name) or ""))
+        digest = "sha256:" + sha.hexdigest() if sha is not None else (_named_digest(name) or "")
+        self.stats.members[name] = Member(name, size, digest, diff_id=unzipped.digest() if unzipped is not None else "")
 
     def _resolve(self, name: str, absent_as: Optional[str] = None) -> Member:
         """The member ``name`` is (links followed). ``absent_as``: the diff ID it stands for, if it may be absent."""
@@ -349,12 +360,37 @@ class SaveStreamFilter:
         diff_ids = _diff_ids(raw, config.name) if raw is not None else []  # legacy layout: the config is at the top
         layers = [self._resolve(layer, diff_ids[i] if i < len(diff_ids) else None) for i, layer in enumerate(entry["Layers"])]
         if raw is not None and self.verify_content:
-            actual = [layer.digest for layer in layers]
+            actual = [layer.diff_id or layer.digest for layer in layers]
             if diff_ids != actual:
                 bad = next((i for i, (a, b) in enumerate(zip(diff_ids, actual)) if a != b), len(actual))
                 raise ArchiveError(f"layer {bad + 1} of image {config.digest} does not match its config (corrupt or cut)")
         # Layers not hashed (verify_content off) stand for what their config says they are.
-        self.stats.images[config.digest] = [layer.digest or (diff_ids[i] if i < len(diff_ids) else "") for i, layer in enumerate(layers)]
+        named = [diff_ids[i] if i < len(diff_ids) else "" for i in range(len(layers))]
+        if self.verify_content:
+            self.stats.images[config.digest] = [layer.diff_id or layer.digest or named[i] for i, layer in enumerate(layers)]
+        else:  # a compressed layer's member digest is not its diff ID
+            self.stats.images[config.digest] = [named[i] or layer.digest for i, layer in enumerate(layers)]
+
+
+class _Gunzip:
+    """The sha256 of what a gzip member unpacks to, computed as it goes by (bounded memory)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._inflate = zlib.decompressobj(wbits=31)
+        self._sha = hashlib.sha256()
+
+    def update(self, piece: bytes | memoryview) -> None:
+        try:
+            data = self._inflate.decompress(piece, CHUNK)
+            self._sha.update(data)
+            while self._inflate.unconsumed_tail:
+                self._sha.update(self._inflate.decompress(self._inflate.unconsumed_tail, CHUNK))
+        except zlib.error as exc:
+            raise ArchiveError(f"{self.name} is not valid gzip: {exc}") from None
+
+    def digest(self) -> str:
+        return "sha256:" + self._sha.hexdigest()
 
 
 def _is_v1_json(name: str) -> bool:

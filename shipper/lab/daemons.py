@@ -64,6 +64,7 @@ class EngineDaemon(_Owned):
     dir: Path
     disk_mb: int | None = None  # a data root of this size (a tmpfs), to meet a full disk
     kind: str = "20.10"  # see engines.py: 20.10 (the system's), 26, 28; -containerd for the containerd image store
+    insecure_registries: tuple[str, ...] = ()  # plain-HTTP registries (Docker allows loopback ones by itself; podman does not)
     pid_name = "dockerd.pid"
 
     @property
@@ -108,7 +109,10 @@ class EngineDaemon(_Owned):
         for sub in ("data", "exec"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         argv = [podman, "--root", str(self.dir / "data"), "--runroot", str(self.dir / "exec"), "system", "service", "--time=0", f"unix://{self.socket}"]
-        proc = spawn(argv, self.log, self.pidfile)
+        # podman's own registries.conf: no short-name search, and the lab's plain-HTTP registries allowed.
+        conf = self.dir / "registries.conf"
+        conf.write_text("unqualified-search-registries = []\n" + "".join(f'[[registry]]\nlocation = "{r}"\ninsecure = true\n' for r in self.insecure_registries))
+        proc = spawn(argv, self.log, self.pidfile, env={**os.environ, "CONTAINERS_REGISTRIES_CONF": str(conf)})
         wait_until(lambda: unix_ping(self.socket), f"podman of lab host {self.name}", self.log, alive=lambda: proc.poll() is None)
 
 

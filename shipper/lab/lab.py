@@ -70,7 +70,10 @@ class Lab:
         return f"{self.net}.{2 + self.names.index(name)}"
 
     def engine(self, name: str) -> EngineDaemon:
-        return EngineDaemon(name, self.address(name), self.root / name, self.disk_mb.get(name), self.kinds.get(name, "20.10"))
+        return EngineDaemon(
+            name, self.address(name), self.root / name, self.disk_mb.get(name), self.kinds.get(name, "20.10"),
+            insecure_registries=(self.plain_registry.host_port,),
+        )  # fmt: skip
 
     def sshd(self, name: str) -> SSHDaemon:
         return SSHDaemon(name, self.address(name), self.root / name / "sshd", self.engine(name).socket, self.ssh_dir / "authorized_keys")

@@ -19,7 +19,7 @@ import io
 import json
 import tarfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -109,12 +109,13 @@ def create(
         engine = engines.get(source)
         images = source_images(engine, requested)
         bundle_images = _bundle_images(engine, images)
+        by_manifest = engine.info().image_store == "containerd"  # IDs there are manifest digests, not what the archive holds
     layers = {i.id: list(i.layers) for i in bundle_images}
     left_out = sorted({d for ls in layers.values() for d in ls} - needed_layers(layers.values(), held)) if held else []
     names = tuple(dict.fromkeys(i.name or i.id for i in images))
     store = _local_store(source, layers)
     checker = SaveStreamFilter(
-        [i.id for i in bundle_images], verify_content=True, layers=layers, keep_tags=True, absent=left_out,
+        [] if by_manifest else [i.id for i in bundle_images], verify_content=True, layers=layers, keep_tags=True, absent=left_out,
         trailer=_trailer(bundle_images, source.name, left_out),
     )  # fmt: skip
     writer = BundleWriter(output, compress, split)
@@ -176,14 +177,25 @@ class _StoreSource:
 
 
 def _trailer(images: list[BundleImage], source: str, left_out: list[str]) -> Any:
-    """The bundle's manifest lists the members it really holds: not the layers left out."""
-    make = trailer_for(images, source, left_out)
+    """The bundle's manifest lists the members it really holds: not the layers left out. Its images are named
+    by their config digests, as the archive holds them (a source in the containerd store names them by manifest)."""
 
     def without_left_out(stats: Any) -> list[tuple[str, bytes]]:
         kept = {name: m for name, m in stats.members.items() if m.digest not in left_out}
+        make = trailer_for([_by_config(image, stats.images) for image in images], source, left_out)
         return make(type(stats)(stats.bytes_in, stats.bytes_out, kept, stats.images))
 
     return without_left_out
+
+
+def _by_config(image: BundleImage, archived: dict[str, list[str]]) -> BundleImage:
+    """``image`` under the config digest the archive holds it by: its own ID, or the one image with its layers."""
+    if image.id in archived:
+        return image
+    same = [config for config, layers in archived.items() if tuple(layers) == image.layers]
+    if len(same) != 1:
+        raise ArchiveError(f"the save holds {len(same)} images with the layers of {image.id}: cannot tell which it is")
+    return replace(image, id=same[0])
 
 
 # -- load ------------------------------------------------------------------------------------
@@ -219,8 +231,6 @@ def plan_targets(targets: Sequence[Host], verified: Verified, engines: EnginePoo
 
 
 def _dedupe(target: TargetPlan) -> TargetPlan:
-    from dataclasses import replace
-
     return replace(target, send_ids=tuple(dict.fromkeys(target.send_ids)))
 
 

@@ -60,16 +60,21 @@ class SSHSaveSource:
     def __init__(self, host: Host, image_ids: tuple[str, ...]) -> None:
         self.host = host
         self.proc = RemoteCommand(host.ssh, "docker save " + " ".join(shlex.quote(i) for i in image_ids), f"host {host.name}")
+        self.aborted = False
 
     def chunks(self) -> Iterator[bytes]:
         return self.proc.chunks()
 
     def failure(self) -> ShipperError | None:
-        """After the stream ended (or broke): the source's own account of what went wrong, if any."""
+        """After the stream ended (or broke): the source's own account of what went wrong, if any
+        (None when it only ended because shipper stopped it)."""
         status, _, stderr = self.proc.wait(timeout=30)
-        return docker_failure(self.host, "save", status, stderr) if status else None
+        if not status or (self.aborted and status < 0):
+            return None
+        return docker_failure(self.host, "save", status, stderr)
 
     def abort(self) -> None:
+        self.aborted = True
         self.proc.kill()
 
 

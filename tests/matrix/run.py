@@ -1,19 +1,33 @@
-"""The engine matrix: what shipper does with each kind of engine, as a table.
+"""The engine matrix: what shipper does with each kind of engine, as tables.
 
     scripts/matrix        (fetches trixie's Docker 26.1 and sid's 28.5 once, into /var/cache/shipper/engines)
 
-A lab of its own (/tmp/shipper-lab-matrix, 127.0.5.x): host ``old`` runs the
-system's Docker 20.10; one host per other kind. For each kind: a full move from
-20.10, a thin move (the base already there), a move back to 20.10, a bundle
-load, and the registry route. Each cell is "ok" (proven on the far side: same
-layers, and the image runs where it can) or the error shipper gave.
+A lab of its own (/tmp/shipper-lab-matrix, 127.0.5.x), every engine reached
+over SSH as in a fleet: host ``old`` runs the system's Docker 20.10; one host
+per other kind. Two tables:
+
+1. For each kind, with 20.10: a full move to it, a thin move (its base already
+   there: the layers that crossed are counted), a move back to 20.10, a bundle
+   made on it and loaded on 20.10, a bundle made on 20.10 loaded on it, and the
+   registry route. A cell is "ok" only when proven on the far side (same layers
+   as the source, and the image runs where the engine runs containers), else
+   the error shipper gave.
+2. Moves between engines of different kinds, each proven identical by content
+   on the far side: the image is saved there again and its config digest,
+   layer digests (each layer hashed) and tags compared with the source's; a
+   container's output where the engine runs containers.
 """
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import io
 import json
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,15 +37,18 @@ sys.path.insert(0, str(ROOT))
 from shipper.lab import Lab, Layer, SyntheticImage, busybox_image  # noqa: E402
 
 KINDS = {"n26": "26", "n26c": "26-containerd", "n28": "28", "n28c": "28-containerd", "pod": "podman"}
+LABELS = {"old": "20.10", "n26": "26", "n26c": "26 containerd", "n28": "28", "n28c": "28 containerd", "pod": "podman"}
 BASE = (Layer(4 << 20, "matrix-base"),)
 FULL = SyntheticImage("matrix/app:1", (*BASE,), cmd=("sh",), files=busybox_image().files)
 THIN = SyntheticImage("matrix/app:2", (*BASE, Layer(256 << 10, "matrix-next")), cmd=("sh",), files=busybox_image().files)
+CROSS = [("old", "n28c"), ("n28c", "n26"), ("n28c", "old"), ("n26c", "n28c"), ("n28", "pod"), ("pod", "n28c"), ("pod", "old")]
 
 
-def shipper(*args: str) -> tuple[bool, str]:
+def shipper(*args: str) -> tuple[bool, str, str]:
+    """(ok, the error line, stdout)"""
     done = subprocess.run([sys.executable, "-m", "shipper", *args], capture_output=True, text=True, cwd=ROOT)
     error = next((line[len("error: "):] for line in done.stderr.splitlines() if line.startswith("error: ")), done.stderr.strip()[-200:])
-    return done.returncode == 0, error
+    return done.returncode == 0, error, done.stdout
 
 
 def layers(lab: Lab, host: str, name: str) -> list[str] | None:
@@ -39,38 +56,95 @@ def layers(lab: Lab, host: str, name: str) -> list[str] | None:
     return json.loads(found.stdout) if found.returncode == 0 else None
 
 
+def runs(lab: Lab, host: str, name: str) -> str:
+    ran = lab.docker(host, "run", "--rm", "--network", "none", name, "echo", "ran", check=False)
+    return "runs" if ran.stdout.strip() == "ran" else f"does not run here ({ran.stderr.strip()[-70:]})"
+
+
 def proven(lab: Lab, host: str, image: SyntheticImage) -> str:
-    if layers(lab, host, image.name) != layers(lab, "old", image.name):
-        return "arrived with other layers" if layers(lab, host, image.name) else "not there under its tag"
-    ran = lab.docker(host, "run", "--rm", "--network", "none", image.name, "echo", "ran", check=False)
-    return "ok" if ran.stdout.strip() == "ran" else f"ok (does not run here: {ran.stderr.strip()[-80:]})"
+    there = layers(lab, host, image.name)
+    if there != layers(lab, "old", image.name):
+        return "arrived with other layers" if there else "not there under its tag"
+    return "ok" if runs(lab, host, image.name) == "runs" else "ok (containers do not run through it here)"
 
 
-def cell(ok_error: tuple[bool, str], check: str) -> str:
-    ok, error = ok_error
-    return check if ok else f"failed: {error[:160]}"
+def cell(outcome: tuple[bool, str, str], check: str) -> str:
+    ok, error, _ = outcome
+    return check if ok else f"failed: {error[:220]}"
+
+
+def sent_layers(outcome: tuple[bool, str, str], host: str) -> str:
+    """From a --json move: "n of m layers crossed"."""
+    for line in outcome[2].splitlines():
+        event = json.loads(line) if line.startswith("{") else {}
+        for target in event.get("targets", []) if event.get("event") == "plan" else []:
+            if target["host"] == host and "layers" in target:
+                counted = target["layers"]
+                return f"{counted['send']} of {counted['send'] + counted['present']} layers sent"
+    return "?"
+
+
+def content(lab: Lab, host: str, name: str) -> dict[str, object] | str:
+    """The image as the engine saves it: config digest, each layer's digest (hashed, decompressed), tags."""
+    with tempfile.TemporaryDirectory() as work:
+        path = Path(work) / "image.tar"
+        saved = lab.docker(host, "save", "-o", str(path), name, check=False)
+        if saved.returncode != 0:
+            return f"save failed: {saved.stderr.strip()[-100:]}"
+        with tarfile.open(path) as archive:
+            entry = json.load(archive.extractfile("manifest.json"))[0]  # type: ignore[arg-type]
+            config = archive.extractfile(entry["Config"]).read()  # type: ignore[union-attr]
+            digests = []
+            for member in entry["Layers"]:
+                raw = archive.extractfile(member).read()  # type: ignore[union-attr]
+                data = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+                digests.append("sha256:" + hashlib.sha256(data).hexdigest())
+    diff_ids = json.loads(config)["rootfs"]["diff_ids"]
+    if digests != diff_ids:
+        return "its layers do not hash to its config's diff IDs"
+    tags = [t.removeprefix("docker.io/").removeprefix("library/") for t in entry.get("RepoTags") or []]
+    return {"config": "sha256:" + hashlib.sha256(config).hexdigest(), "layers": digests, "tags": tags}
+
+
+def identical(lab: Lab, source: str, target: str, image: SyntheticImage) -> list[str]:
+    want, got = content(lab, source, image.name), content(lab, target, image.name)
+    if isinstance(got, str) or isinstance(want, str):
+        return [str(got if isinstance(got, str) else want)] * 3 + ["-"]
+    same = lambda key: "same" if want[key] == got[key] else f"differs: {got[key]}"  # noqa: E731
+    config = same("config") + f" ({str(got['config'])[7:19]})"
+    return [config, same("layers") + f" ({len(got['layers'])})", same("tags"), runs(lab, target, image.name)]  # type: ignore[arg-type]
 
 
 def main() -> None:
     lab = Lab(Path("/tmp/shipper-lab-matrix"), "127.0.5", ("old", *KINDS), kinds=KINDS)
     lab.down(purge=True)
     lab.up()
-    inventory = str(lab.local_inventory_path)
+    inventory = str(lab.inventory_path)
     plain = f"http://{lab.plain_registry.host_port}"
-    rows = []
+    rows, cross = [], []
+    started = time.monotonic()
     try:
         lab.load_images("old", [FULL, THIN])
         for host, kind in KINDS.items():
-            info = shipper("ping", host, "-i", inventory)
+            ping = shipper("ping", host, "-i", inventory)
             full = shipper("move", FULL.name, "--from", "old", "--to", host, "-i", inventory)
             full_cell = cell(full, proven(lab, host, FULL))
             thin = shipper("move", THIN.name, "--from", "old", "--to", host, "-i", inventory, "--json")
             thin_cell = cell(thin, proven(lab, host, THIN))
+            thin_cell += f" ({sent_layers(thin, host)})" if thin[0] else ""
             lab.docker("old", "image", "rm", "-f", THIN.name, check=False)
-            back = shipper("move", THIN.name, "--from", host, "--to", "old", "-i", inventory)
+            back = shipper("move", THIN.name, "--from", host, "--to", "old", "-i", inventory, "--json")
             back_cell = cell(back, "ok" if layers(lab, "old", THIN.name) else "not there")
+            back_cell += f" ({sent_layers(back, 'old')})" if back[0] else ""
             lab.load_images("old", [THIN])
-            bundle = Path(f"/tmp/shipper-lab-matrix/{host}.tar")
+            made_there = Path(f"/tmp/shipper-lab-matrix/from-{host}.tar")
+            made_there.unlink(missing_ok=True)
+            made = shipper("bundle", "create", THIN.name, "--from", host, "-o", str(made_there), "-i", inventory)
+            lab.docker("old", "image", "rm", "-f", THIN.name, check=False)
+            loaded_old = shipper("bundle", "load", str(made_there), "--to", "old", "-i", inventory) if made[0] else made
+            bundle_out_cell = cell(loaded_old, "ok" if layers(lab, "old", THIN.name) else "not there")
+            lab.load_images("old", [THIN])
+            bundle = Path(f"/tmp/shipper-lab-matrix/to-{host}.tar")
             bundle.unlink(missing_ok=True)
             made = shipper("bundle", "create", FULL.name, "--from", "old", "-o", str(bundle), "-i", inventory)
             lab.docker(host, "image", "rm", "-f", FULL.name, check=False)
@@ -79,12 +153,24 @@ def main() -> None:
             lab.docker(host, "image", "rm", "-f", FULL.name, check=False)
             via = shipper("move", FULL.name, "--from", "old", "--to", host, "--via", "registry", "--registry", plain, "-i", inventory)
             registry_cell = cell(via, proven(lab, host, FULL))
-            rows.append([f"{kind} ({'up' if info[0] else 'down'})", full_cell, thin_cell, back_cell, bundle_cell, registry_cell])
+            if not via[0]:  # leave the image there for the moves between kinds
+                shipper("move", FULL.name, "--from", "old", "--to", host, "-i", inventory)
+            label = f"{LABELS[host]}" + ("" if ping[0] else " (down)")
+            rows.append([label, full_cell, thin_cell, back_cell, bundle_out_cell, bundle_cell, registry_cell])
+        for source, target in CROSS:
+            lab.docker(target, "image", "rm", "-f", FULL.name, check=False)
+            moved = shipper("move", FULL.name, "--from", source, "--to", target, "-i", inventory)
+            proof = identical(lab, source, target, FULL) if moved[0] else [f"failed: {moved[1][:200]}", "", "", ""]
+            cross.append([LABELS[source], LABELS[target], *proof])
     finally:
         lab.down(purge=True)
-    print(f"engine matrix, {time.strftime('%Y-%m-%d')}: 20.10 (classic) with each kind\n")
-    print("| engine | move from 20.10 | thin move | move to 20.10 | bundle load | via registry |\n|---|---|---|---|---|---|")
+    print(f"engine matrix, {time.strftime('%Y-%m-%d')}, over SSH, {time.monotonic() - started:.0f} s\n")
+    print("| engine | move from 20.10 | thin move from 20.10 | move to 20.10 | its bundle, loaded on 20.10 | bundle from 20.10, loaded on it | via registry |")
+    print("|---|---|---|---|---|---|---|")
     for row in rows:
+        print("| " + " | ".join(c.replace("|", "/") for c in row) + " |")
+    print("\n| from | to | config digest | layer digests | tags | container |\n|---|---|---|---|---|---|")
+    for row in cross:
         print("| " + " | ".join(c.replace("|", "/") for c in row) + " |")
 
 

@@ -153,3 +153,42 @@ def append(data: bytes, extra: dict[str, bytes]) -> bytes:
             info.size = len(content)
             archive.addfile(info, io.BytesIO(content))
     return body + out.getvalue()
+
+
+def _oci_save(layers: list[bytes]) -> tuple[bytes, str]:
+    """An OCI-layout save whose layers are stored as given (gzip, as the containerd store keeps pulled ones)."""
+    import gzip as _gzip
+
+    diff_ids = ["sha256:" + hashlib.sha256(_gzip.decompress(b) if b[:2] == b"\x1f\x8b" else b).hexdigest() for b in layers]
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+    blobs = {"blobs/sha256/" + hashlib.sha256(b).hexdigest(): b for b in [*layers, config]}
+    config_name = "blobs/sha256/" + hashlib.sha256(config).hexdigest()
+    manifest = [{"Config": config_name, "RepoTags": None, "Layers": list(blobs)[:-1]}]
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as archive:
+        for name, data in {**blobs, "manifest.json": json.dumps(manifest).encode()}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return out.getvalue(), "sha256:" + hashlib.sha256(config).hexdigest()
+
+
+def test_a_gzip_layer_is_checked_by_what_it_unpacks_to() -> None:
+    import gzip as _gzip
+
+    tar_bytes = members(SAVED)[next(n for n in members(SAVED) if n.endswith("layer.tar"))]
+    data, config = _oci_save([_gzip.compress(tar_bytes)])
+    check = SaveStreamFilter([config])
+    b"".join(bytes(p) for p in check.run([data[i : i + 1000] for i in range(0, len(data), 1000)]))
+
+    assert check.stats.images[config] == ["sha256:" + hashlib.sha256(tar_bytes).hexdigest()]
+
+
+def test_a_gzip_layer_that_unpacks_to_other_bytes_is_refused() -> None:
+    import gzip as _gzip
+
+    data, config = _oci_save([_gzip.compress(b"a" * 5000)])
+    wrong = data.replace(_gzip.compress(b"a" * 5000), _gzip.compress(b"b" * 5000))  # same length, other content
+    # The blob's name no longer matches either: whichever check comes first, the stream is refused.
+    with pytest.raises(ArchiveError):
+        b"".join(bytes(p) for p in SaveStreamFilter([config]).run([wrong]))

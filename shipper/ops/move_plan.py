@@ -249,6 +249,21 @@ def writes_oci(info: EngineInfo) -> bool:
     return info.product == "docker" and (major, minor) >= (1, 44)
 
 
+def streams_oci(source: EngineInfo, host_to_host: bool, store_read: bool) -> bool:
+    """Whether the source's stream will be an OCI layout: its layer store read host to host gives one;
+    so does Docker 25+'s docker save."""
+    store = host_to_host and store_read and source.image_store == "classic" and source.storage_driver == "overlay2"
+    return writes_oci(source) or store
+
+
+def thin_skip(view: TargetView, images: Sequence[SourceImage], stream_oci: bool) -> frozenset[str]:
+    """The layers ``images`` need that the target holds (whole chain) and can do without in its stream."""
+    if thin_note(view.store, stream_oci):
+        return frozenset()
+    every = {d for img in images for d in img.layers}
+    return frozenset(every - needed_layers([img.layers for img in images], view.chains))
+
+
 def target_view(host: Host, engines: EnginePool) -> TargetView:
     engine = engines.get(host)
     images = engine.images()
@@ -284,10 +299,8 @@ def target_plan(
     tags = tuple((img.name, img.id) for img in images if img.name and (force or before[img.name] not in {img.id, aliases.get(img.id, img.id)}))
     if send:
         reason = "forced" if force else f"lacks {len(send)} of {len(images)} image(s)"
-        every = {d for img in images for d in img.layers}
-        note = thin_note(view.store, stream_oci)
-        skip = frozenset() if force or note else frozenset(every - needed_layers([img.layers for img in images], view.chains))
-        note = note or ("forced: every layer is sent" if force else "")
+        note = thin_note(view.store, stream_oci) or ("forced: every layer is sent" if force else "")
+        skip = frozenset() if force else thin_skip(view, images, stream_oci)
         if route == "registry":  # the engine decides what it pulls
             skip, note = frozenset(), "the engine pulls the layers it does not know from earlier pulls or pushes"
         return TargetPlan(
@@ -320,8 +333,7 @@ def plan_move(
             source_info = pool.get(source).info()
             seen = {o.host.name: o for o in views.result()}
         source_store = source_info.image_store
-        # The source's layer store, read host to host, gives an OCI layout; so does Docker 25+'s docker save.
-        stream_oci = writes_oci(source_info) or (host_to_host and store_read and source_store == "classic" and source_info.storage_driver == "overlay2")
+        stream_oci = streams_oci(source_info, host_to_host, store_read)
         plans = []
         for host in targets:
             outcome = seen.get(host.name)

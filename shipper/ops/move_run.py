@@ -27,7 +27,7 @@ from shipper.ops.engines import EnginePool
 from shipper.ops.fanout import for_each_host
 from shipper.imageref import parse
 from shipper.inventory.model import Host
-from shipper.ops.move_plan import MovePlan, TargetPlan, Via, choose_route, plan_move
+from shipper.ops.move_plan import MovePlan, TargetPlan, Via, choose_route, plan_move, streams_oci, target_view, thin_skip
 from shipper.ops.move_registry import RegistryRoute, pull_everywhere, push_images
 from shipper.ops.streams import Delivery, SourceProgram, host_to_host, make_sink, make_source, sink_error
 from shipper.progress import NullReporter, Reporter
@@ -342,6 +342,7 @@ def _run(plan: MovePlan, reporter: Reporter, engines: EnginePool, program: Sourc
             reporter.start(target.host.name, plan.bytes_for(target))
         delivery = _deliver(plan, senders, reporter, program, engines)
         _resend_in_full(plan, senders, delivery, reporter, engines)
+        _send_incomplete_pulls_over_ssh(plan, senders, delivery, reporter, engines)
     elif program is not None:
         program.cancel()
     movers = [t for t in plan.targets if t.action in ("send", "tag")]
@@ -381,18 +382,58 @@ def _resend_in_full(plan: MovePlan, senders: Sequence[TargetPlan], delivery: Del
         delivery.target_notes[name] = f"{why[name]}: sent again with every layer"
 
 
+def _send_incomplete_pulls_over_ssh(
+    plan: MovePlan, senders: Sequence[TargetPlan], delivery: Delivery, reporter: Reporter, engines: EnginePool
+) -> None:  # fmt: skip
+    """The registry route: a containerd-store target whose pull left the image incomplete gets it
+    the other way (SSH, host to host where it can; else the Docker API), whole.
+
+    Docker 28.5's pull does not download layers the engine already holds unpacked (they came by
+    ``docker load``), and the image it makes then has no platform and no layers for the engine
+    (moby/moby#49784); it runs, but cannot be inspected, saved or pushed. The reference the pull
+    added is removed first, so nothing points at the incomplete image."""
+    if plan.route != "registry":
+        return
+    stuck = [t for t in senders if t.store == "containerd" and delivery.errors.get(t.host.name) is None and _incomplete(t, delivery, engines, plan)]
+    if not stuck:
+        return
+    route, _, host_to_host = choose_route(plan.source, [t.host for t in stuck], None)
+    oci = streams_oci(engines.get(plan.source).info(), host_to_host, plan.store_read)
+    images = [img for img in plan.images if img.id in plan.send_ids]
+    stuck = [replace(t, skip_layers=thin_skip(target_view(t.host, engines), images, oci)) for t in stuck]  # only what it lacks
+    again_plan = replace(plan, route=route, host_to_host=host_to_host, targets=tuple(stuck), registry=None)
+    notes = {}
+    for target in stuck:
+        name = target.host.name
+        notes[name] = _untag(target, engines, delivery.untag_after.pop(name, []))
+        delivery.local_ids.pop(name, None)
+        reporter.start(name, again_plan.bytes_for(target))
+    again = _deliver(again_plan, stuck, reporter, None, engines)
+    _resend_in_full(again_plan, stuck, again, reporter, engines)
+    for target in stuck:
+        name = target.host.name
+        delivery.sent[name] = delivery.sent.get(name, 0) + again.sent.get(name, 0)
+        delivery.errors[name] = again.errors.get(name)
+        why = "its engine's pull left the image incomplete (Docker skips layers it holds unpacked: moby/moby#49784)"
+        delivery.target_notes[name] = "; ".join(x for x in (f"{why}: sent over {again.path} instead", notes[name]) if x)
+
+
+def _incomplete(target: TargetPlan, delivery: Delivery, engines: EnginePool, plan: MovePlan) -> bool:
+    try:
+        _arrived(target, engines.get(target.host), plan.layers, delivery.local_ids.get(target.host.name), plan.contents)
+    except ShipperError:
+        return True
+    return False
+
+
 def _lacked_a_layer(target: TargetPlan, delivery: Delivery, engines: EnginePool, plan: MovePlan) -> str:
     """Why the target could not do without the layers the plan left out ("" when it could, or failed otherwise)."""
     name = target.host.name
     if delivery.errors.get(name) is not None:
         return "it no longer held layers the plan left out" if _LOST_LAYER.search(_message(delivery.errors[name])) else ""
-    if target.store != "containerd":
+    if target.store != "containerd" or not _incomplete(target, delivery, engines, plan):
         return ""
-    try:
-        _arrived(target, engines.get(target.host), plan.layers, delivery.local_ids.get(name), plan.contents)
-    except ShipperError:
-        return "its containerd store holds layers the plan left out, but not their uncompressed content (they came by a pull)"
-    return ""
+    return "its containerd store holds layers the plan left out, but not their uncompressed content (they came by a pull)"
 
 
 def _message(error: ShipperError | None) -> str:

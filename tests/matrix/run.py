@@ -1,6 +1,7 @@
 """The engine matrix: what shipper does with each kind of engine, as tables.
 
-    scripts/matrix        (fetches trixie's Docker 26.1 and sid's 28.5 once, into /var/cache/shipper/engines)
+    scripts/matrix [--keep]   (fetches trixie's Docker 26.1 and sid's 28.5 once, into /var/cache/shipper/engines;
+                               --keep leaves the lab up afterwards)
 
 A lab of its own (/tmp/shipper-lab-matrix, 127.0.5.x), every engine reached
 over SSH as in a fleet: host ``old`` runs the system's Docker 20.10; one host
@@ -163,7 +164,8 @@ def main() -> None:
             proof = identical(lab, source, target, FULL) if moved[0] else [f"failed: {moved[1][:200]}", "", "", ""]
             cross.append([LABELS[source], LABELS[target], *proof])
     finally:
-        lab.down(purge=True)
+        if "--keep" not in sys.argv:  # --keep: leave the lab up, to look into a failed cell
+            lab.down(purge=True)
     print(f"engine matrix, {time.strftime('%Y-%m-%d')}, over SSH, {time.monotonic() - started:.0f} s\n")
     print("| engine | move from 20.10 | thin move from 20.10 | move to 20.10 | its bundle, loaded on 20.10 | bundle from 20.10, loaded on it | via registry |")
     print("|---|---|---|---|---|---|---|")

@@ -66,6 +66,7 @@ class StreamStats:
     bytes_out: int = 0
     members: dict[str, Member] = field(default_factory=dict)
     images: dict[str, list[str]] = field(default_factory=dict)  # image ID -> its layers' diff IDs
+    layer_members: dict[str, list[str]] = field(default_factory=dict)  # image ID -> the member holding each layer ("": absent)
 
 
 class _Input:
@@ -365,6 +366,7 @@ class SaveStreamFilter:
                 bad = next((i for i, (a, b) in enumerate(zip(diff_ids, actual)) if a != b), len(actual))
                 raise ArchiveError(f"layer {bad + 1} of image {config.digest} does not match its config (corrupt or cut)")
         # Layers not hashed (verify_content off) stand for what their config says they are.
+        self.stats.layer_members[config.digest] = [layer.name if layer.name in self.stats.members else "" for layer in layers]
         named = [diff_ids[i] if i < len(diff_ids) else "" for i in range(len(layers))]
         if self.verify_content:
             self.stats.images[config.digest] = [layer.diff_id or layer.digest or named[i] for i, layer in enumerate(layers)]

@@ -335,9 +335,10 @@ def push(path: Path, client: RegistryClient, reporter: Reporter | None = None) -
             if layer in verified.manifest.relies_on and client.blob_size(repository, layer) is None:
                 raise BundleError(f"registry {client.address} lacks layer {layer[:19]}… of {repository}, which this delta bundle relies on")
     result = Pushed()
+    blobs = {image.id: _layer_blobs(image, verified, digest_of_member) for image in verified.manifest.images}
     wanted: dict[str, str] = {}  # blob digest -> repository to put it in first
     for image in verified.manifest.images:
-        for digest in (*image.layers, image.id):
+        for digest in (*(digest for digest, _ in blobs[image.id]), image.id):
             wanted.setdefault(digest, targets[image.id][0][0])
     with tarfile.open(fileobj=io.BufferedReader(_ChunkReader(content_chunks(path)), 1 << 20), mode="r|") as archive:
         for member in archive:
@@ -352,8 +353,19 @@ def push(path: Path, client: RegistryClient, reporter: Reporter | None = None) -
     for digest in wanted:  # blobs the bundle relies on, or shared: already in the registry
         result.present.append(digest)
     for image in verified.manifest.images:
-        _put_image(client, image, size_of_digest, targets[image.id], result)
+        _put_image(client, image, blobs[image.id], size_of_digest, targets[image.id], result)
     return verified, result
+
+
+def _layer_blobs(image: BundleImage, verified: Verified, digest_of_member: dict[str, str]) -> list[tuple[str, str]]:
+    """(blob digest, media type) of each layer as the bundle holds it: an uncompressed tar goes up under its
+    diff ID; a gzip one (saved from a containerd store that pulled it) as it is, under its own digest."""
+    members = verified.stats.layer_members.get(image.id, [])
+    found = []
+    for i, diff_id in enumerate(image.layers):
+        stored = digest_of_member.get(members[i], diff_id) if i < len(members) and members[i] else diff_id
+        found.append((stored, OCI_LAYER if stored == diff_id else OCI_LAYER + "+gzip"))
+    return found
 
 
 def _forward_reader(content: Any) -> Any:
@@ -378,17 +390,20 @@ def _forward_reader(content: Any) -> Any:
     return read_from
 
 
-def _put_image(client: RegistryClient, image: BundleImage, sizes: dict[str, int], tags: list[tuple[str, str]], result: Pushed) -> None:
+def _put_image(
+    client: RegistryClient, image: BundleImage, blobs: list[tuple[str, str]], sizes: dict[str, int], tags: list[tuple[str, str]],
+    result: Pushed,
+) -> None:  # fmt: skip
     document = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
         "config": {"mediaType": OCI_CONFIG, "digest": image.id, "size": sizes[image.id]},
-        "layers": [{"mediaType": OCI_LAYER, "digest": layer, "size": _layer_size(client, tags[0][0], layer, sizes)} for layer in image.layers],
+        "layers": [{"mediaType": kind, "digest": blob, "size": _layer_size(client, tags[0][0], blob, sizes)} for blob, kind in blobs],
     }
     raw = json.dumps(document, separators=(",", ":")).encode()
     manifest = Manifest(raw, OCI_MANIFEST, digest_of(raw))
     for repository, tag in tags:
-        for layer in (*image.layers, image.id):
+        for layer in (*(blob for blob, _ in blobs), image.id):
             if repository != tags[0][0] and client.blob_size(repository, layer) is None:
                 client.mount_blob(repository, layer, tags[0][0])
         client.put_manifest(repository, tag, manifest)

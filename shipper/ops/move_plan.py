@@ -195,7 +195,24 @@ def source_images(engine: Engine, requested: Sequence[str]) -> tuple[SourceImage
             raise _not_found(engine, str(ref))
         sizes = engine.layer_sizes(details.id, len(details.layers))
         images.append(SourceImage(text, None if ref.is_id else str(ref), details.id, details.size, details.layers, sizes, details.content))
+    _check_whole(engine, images)
     return tuple(images)
+
+
+def _check_whole(engine: Engine, images: Sequence[SourceImage]) -> None:
+    """In the containerd image store, an image whose content is incomplete (pulled while its layers were
+    already unpacked: moby/moby#49784) is missing from the image list, and its save leaves it out."""
+    if engine.info().image_store != "containerd":
+        return
+    listed = {image.id for image in engine.images()}
+    broken = [img for img in images if img.id not in listed or not img.layers]
+    if broken:
+        names = ", ".join(img.requested for img in broken)
+        raise EngineError(
+            f"{names} on {engine.host.describe()} is incomplete: its containerd image store lacks some of its content "
+            "(pulled while its layers were already unpacked there: moby/moby#49784), so it cannot be saved or pushed",
+            hint=f"remove it on {engine.host.name} and pull it again, or bring it there whole with shipper move --via ssh",
+        )  # fmt: skip
 
 
 def _not_found(engine: Engine, name: str) -> ImageNotFound:

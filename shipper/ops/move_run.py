@@ -13,6 +13,7 @@ and an image the failed attempt left behind untagged is removed again.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import time
 from dataclasses import dataclass, replace
@@ -131,7 +132,15 @@ def _deliver(
 
 
 def _explain_source_failure(plan: MovePlan, error: ShipperError) -> ShipperError:
-    """The engine's words for a save of a removed image are cryptic; say it plainly."""
+    """The engine's words for a save of a removed image are cryptic; say it plainly. So is an archive
+    a containerd store wrote without an image's content."""
+    if plan.source_store == "containerd" and "which the archive does not hold" in error.message:
+        names = ", ".join(img.name or img.id for img in plan.images if img.id in plan.send_ids)
+        return EngineError(
+            f"docker save on {plan.source.describe()} left out the content of {names} ({error.message.rsplit(': ', 1)[-1]}): "
+            "its containerd image store lacks it (pulled while its layers were already unpacked there: moby/moby#49784)",
+            hint=f"remove it on {plan.source.name} and pull it again, or bring it there whole with shipper move --via ssh",
+        )  # fmt: skip
     try:
         with connect(plan.source) as engine:  # rarely needed: not worth keeping a connection for
             gone = [img for img in plan.images if img.id in plan.send_ids and engine.inspect_image(img.id) is None]
@@ -181,6 +190,7 @@ def _arrived(
     """source ID -> the ID each sent image has on the target, each checked whole (the source's layers);
     EngineError when one is missing or not whole."""
     local = {**target.aliases, **(arrived or {})}  # source ID -> the ID the image has there (they differ in the containerd store)
+    listed = functools.cache(lambda engine: {image.id for image in engine.images()})  # read once, if needed
     for image_id in target.send_ids:
         details = (
             engine.inspect_image(local.get(image_id, image_id))
@@ -189,10 +199,12 @@ def _arrived(
         )  # fmt: skip
         if details is None:
             raise EngineError(f"image {image_id} is missing on {target.host.describe()} after the load")
-        if image_id in layers and not details.layers and target.store == "containerd":
+        if image_id in layers and target.store == "containerd" and (not details.layers or details.id not in listed(engine)):
+            # 28.5 then inspects it without platform or layers; 26.1 inspects it whole but leaves it out of the
+            # image list, and its docker save writes an archive without its config and layers (exit status 0).
             raise EngineError(
                 f"image {image_id} arrived on {target.host.describe()} incomplete: its containerd image store lacks the content "
-                "of layers it already held unpacked, so the engine cannot read the image's platform or layers "
+                "of layers it already held unpacked, so the engine cannot list, save or push it "
                 "(Docker's pull skips such layers: moby/moby#49784)",
                 hint=f"move it to {target.host.name} --via ssh (only the layers it lacks cross, and it arrives whole)",
             )  # fmt: skip

@@ -283,3 +283,63 @@ def test_a_bundle_from_a_local_engine_is_read_from_its_store_and_loads_anywhere(
     assert image_id_of(on_a, "b", APP.name) == image_id(APP)
     assert BUSYBOX.name in on_a.docker("c", "load", "-i", str(path)).stdout  # plain docker load, tags and all
     assert run(on_a, "c", BUSYBOX.name) == "from the bundle\n"
+
+
+def _as_containerd_saves_a_pulled_image(saved: bytes, name: str) -> tuple[bytes, list[str]]:
+    """A docker save turned into what a containerd store that pulled the image writes: an OCI layout
+    whose layers are gzip blobs (named by their compressed digest). Also returns the diff IDs."""
+    import gzip
+    import hashlib
+
+    source = tarfile.open(fileobj=io.BytesIO(saved))
+    entry = json.load(source.extractfile("manifest.json"))[0]  # type: ignore[arg-type]
+    config = source.extractfile(entry["Config"]).read()  # type: ignore[union-attr]
+    blobs = {"blobs/sha256/" + hashlib.sha256(config).hexdigest(): config}
+    layers = []
+    for member in entry["Layers"]:
+        packed = gzip.compress(source.extractfile(member).read(), compresslevel=1, mtime=0)  # type: ignore[union-attr]
+        layers.append("blobs/sha256/" + hashlib.sha256(packed).hexdigest())
+        blobs[layers[-1]] = packed
+    manifest = [{"Config": next(iter(blobs)), "RepoTags": [name], "Layers": layers}]
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as archive:
+        for member_name, data in {**blobs, "manifest.json": json.dumps(manifest).encode()}.items():
+            info = tarfile.TarInfo(member_name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return out.getvalue(), json.loads(config)["rootfs"]["diff_ids"]
+
+
+def test_a_bundle_holding_gzip_layers_verifies_loads_and_pushes(shipper: ShipperRunner, on_a: Lab, tmp_path: Path) -> None:
+    # A bundle made from a containerd store keeps pulled layers gzip-compressed: each is checked by what it
+    # unpacks to, loads as the same image, and goes up to a registry as a gzip layer under its own digest.
+    from shipper.archive.savestream import SaveStreamFilter
+    from shipper.bundle.format import BundleImage, BundleWriter, trailer_for
+
+    name = "lab/gzipped-busybox:1"
+    saved = subprocess.run(["docker", "-H", f"unix://{on_a.engine('a').socket}", "save", BUSYBOX.name], capture_output=True, check=True).stdout
+    data, diff_ids = _as_containerd_saves_a_pulled_image(saved, name)
+    path = tmp_path / "gzipped.tar"
+    images = [BundleImage(image_id(BUSYBOX), (name,), len(data), tuple(diff_ids), "linux/amd64")]
+    checker = SaveStreamFilter([image_id(BUSYBOX)], verify_content=True, keep_tags=True, trailer=trailer_for(images, "a", []))
+    writer = BundleWriter(path)
+    for piece in checker.run([data]):
+        writer.write(bytes(piece))
+    writer.commit()
+    registry = on_a.plain_registry.host_port
+    remove(on_a, "c", name, f"{registry}/{name}")
+
+    verified = shipper("bundle", "verify", str(path))
+    loaded = shipper("bundle", "load", str(path), "--to", "c", "-i", str(on_a.inventory_path))
+    pushed = shipper("bundle", "push", str(path), "--registry", f"http://{registry}", "--json")
+
+    assert verified.status == 0, verified.stderr
+    assert loaded.status == 0, loaded.stderr
+    assert image_id_of(on_a, "c", name) == image_id(BUSYBOX)
+    assert pushed.status == 0, pushed.stderr
+    with RegistryClient(Address(registry, plain_http=True)) as client:
+        manifest = json.loads(client.manifest("lab/gzipped-busybox", "1").raw)
+    assert {layer["mediaType"] for layer in manifest["layers"]} == {"application/vnd.oci.image.layer.v1.tar+gzip"}
+    assert on_a.docker("c", "pull", f"{registry}/{name}").returncode == 0
+    assert image_id_of(on_a, "c", f"{registry}/{name}") == image_id(BUSYBOX)
+    assert run(on_a, "c", f"{registry}/{name}") == "from the bundle\n"

@@ -166,8 +166,8 @@ class LayerStore:
             for diff_id, chain in zip(diff_ids, chain_ids(diff_ids)):
                 if diff_id in send and diff_id not in written:
                     written.add(diff_id)
-                    yield from self._layer(chain, diff_id)
-                if diff_id not in sizes:
+                    yield from self._layer(chain, diff_id, sizes)
+                if diff_id not in sizes:  # left out: its size still goes into the OCI manifest
                     sizes[diff_id] = self.layer_size(chain, diff_id)
         manifest, index = [], []
         for image_id, diff_ids in images.items():
@@ -190,11 +190,11 @@ class LayerStore:
         entry, _ = self._layer_dirs(chain, diff_id)
         return sum(len(segment) if segment is not None else size for segment, _, size in _tar_split(os.path.join(entry, "tar-split.json.gz")))
 
-    def _layer(self, chain: str, diff_id: str) -> Iterator[bytes]:
+    def _layer(self, chain: str, diff_id: str, sizes: Dict[str, int]) -> Iterator[bytes]:
         entry, diff_dir = self._layer_dirs(chain, diff_id)
         split = os.path.join(entry, "tar-split.json.gz")
         # Two passes over the (small) metadata: the size for the header first, then the bytes.
-        size = self.layer_size(chain, diff_id)
+        size = sizes[diff_id] = self.layer_size(chain, diff_id)
         yield _header(blob_path(diff_id), size)
         sha = hashlib.sha256()
         files = _Files(diff_dir)

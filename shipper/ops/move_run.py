@@ -13,7 +13,6 @@ and an image the failed attempt left behind untagged is removed again.
 from __future__ import annotations
 
 import contextlib
-import functools
 import re
 import time
 from dataclasses import dataclass, replace
@@ -190,7 +189,7 @@ def _arrived(
     """source ID -> the ID each sent image has on the target, each checked whole (the source's layers);
     EngineError when one is missing or not whole."""
     local = {**target.aliases, **(arrived or {})}  # source ID -> the ID the image has there (they differ in the containerd store)
-    listed = functools.cache(lambda engine: {image.id for image in engine.images()})  # read once, if needed
+    listed: set[str] | None = None  # the engine's image list, read once if needed
     for image_id in target.send_ids:
         details = (
             engine.inspect_image(local.get(image_id, image_id))
@@ -199,15 +198,17 @@ def _arrived(
         )  # fmt: skip
         if details is None:
             raise EngineError(f"image {image_id} is missing on {target.host.describe()} after the load")
-        if image_id in layers and target.store == "containerd" and (not details.layers or details.id not in listed(engine)):
-            # 28.5 then inspects it without platform or layers; 26.1 inspects it whole but leaves it out of the
-            # image list, and its docker save writes an archive without its config and layers (exit status 0).
-            raise EngineError(
-                f"image {image_id} arrived on {target.host.describe()} incomplete: its containerd image store lacks the content "
-                "of layers it already held unpacked, so the engine cannot list, save or push it "
-                "(Docker's pull skips such layers: moby/moby#49784)",
-                hint=f"move it to {target.host.name} --via ssh (only the layers it lacks cross, and it arrives whole)",
-            )  # fmt: skip
+        if image_id in layers and target.store == "containerd":
+            listed = listed if listed is not None else {image.id for image in engine.images()}
+            if not details.layers or details.id not in listed:
+                # 28.5 then inspects it without platform or layers; 26.1 inspects it whole but leaves it out of the
+                # image list, and its docker save writes an archive without its config and layers (exit status 0).
+                raise EngineError(
+                    f"image {image_id} arrived on {target.host.describe()} incomplete: its containerd image store lacks the "
+                    "content of layers it already held unpacked, so the engine cannot list, save or push it "
+                    "(Docker's pull skips such layers: moby/moby#49784)",
+                    hint=f"move it to {target.host.name} --via ssh (only the layers it lacks cross, and it arrives whole)",
+                )  # fmt: skip
         if image_id in layers and details.layers != layers[image_id]:
             raise EngineError(f"image {image_id} on {target.host.describe()} does not have the source's layers after the load")
         local[image_id] = details.id
@@ -400,9 +401,9 @@ def _send_incomplete_pulls_over_ssh(
     """The registry route: a containerd-store target whose pull left the image incomplete gets it
     the other way (SSH, host to host where it can; else the Docker API), whole.
 
-    Docker 28.5's pull does not download layers the engine already holds unpacked (they came by
-    ``docker load``), and the image it makes then has no platform and no layers for the engine
-    (moby/moby#49784); it runs, but cannot be inspected, saved or pushed. The reference the pull
+    Docker's pull into that store does not download layers the engine already holds unpacked (they
+    came by ``docker load``), and the image it makes lacks their content (moby/moby#49784): it runs,
+    but cannot be saved or pushed (28.5 inspects it without layers; 26.1 leaves it out of its list). The reference the pull
     added is removed first, so nothing points at the incomplete image."""
     if plan.route != "registry":
         return

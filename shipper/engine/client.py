@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from typing import Any
 from collections.abc import Callable, Iterable, Iterator
@@ -307,8 +308,16 @@ def _follow(stream: Iterable[dict[str, Any]], action: str, on_progress: Callable
         elif layer and status in ("Pushed", "Download complete"):
             progress.complete(layer)  # the engine's last progress message may lag behind
         if isinstance(message.get("aux"), dict):
-            aux = message["aux"]
+            aux = {**aux, **message["aux"]}
+        pushed = _PUSHED_DIGEST.search(str(status or ""))
+        if pushed and "Digest" not in aux:
+            # Docker 28 with the containerd store, pushing one platform of a multi-platform image whose other
+            # platforms it lacks ("manifestPushedInsteadOfIndex"), says the digest only in this status line.
+            aux = {**aux, "Digest": pushed.group(1)}
     return aux
+
+
+_PUSHED_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64}) size: \d+")
 
 
 def _registry_refusal(action: str, detail: str) -> ShipperError:

@@ -26,7 +26,7 @@ from shipper.ops.engines import EnginePool
 from shipper.ops.fanout import for_each_host
 from shipper.ops.streams import Delivery
 from shipper.progress import Reporter
-from shipper.registry import Address, Credentials, RegistryClient
+from shipper.registry import Address, Credentials, Manifest, RegistryClient
 
 
 @dataclass(frozen=True)
@@ -38,9 +38,12 @@ class RegistryRoute:
     ca: str | None = None
     insecure: bool = False
 
+    def client(self) -> RegistryClient:
+        return RegistryClient(self.address, self.credentials, ca_file=self.ca, insecure=self.insecure)
+
     def check(self) -> None:
         """Log in to the registry from here first: a wrong password or an unknown CA stops the move before any engine is touched."""
-        with RegistryClient(self.address, self.credentials, ca_file=self.ca, insecure=self.insecure) as client:
+        with self.client() as client:
             client.ping()
 
     def auth_config(self) -> dict[str, str] | None:
@@ -55,6 +58,7 @@ class Pushed:
     image_id: str
     remote: str  # R/REPO (no tag)
     digest: str  # manifest digest in the registry
+    note: str = ""
 
 
 def remote_repository(route: RegistryRoute, name: str) -> tuple[str, str]:
@@ -73,13 +77,37 @@ def push_images(source: Host, images: Sequence[tuple[str, str]], route: Registry
             remote, tag = remote_repository(route, name)
             temporary = f"{remote}:{tag}"
             before = engine.inspect_image(temporary)
+            index = _index_there(route, remote, tag)
             engine.tag(image_id, temporary)
             try:
                 digest = engine.push(remote, tag, route.auth_config(), lambda done: reporter.advance(source.name, done))
             finally:
                 _restore(engine, temporary, before.id if before is not None else None)
-            pushed.append(Pushed(name, image_id, remote, digest))
+            note = _put_index_back(route, remote, tag, index, digest) if index is not None else ""
+            pushed.append(Pushed(name, image_id, remote, digest, note))
     return pushed
+
+
+def _index_there(route: RegistryRoute, remote: str, tag: str) -> Manifest | None:
+    """The multi-platform index the registry holds under ``remote:tag`` now, if that is what it holds."""
+    try:
+        with route.client() as client:
+            found = client.manifest(remote.split("/", 1)[1], tag)
+    except ShipperError:  # nothing there (or not readable): nothing to keep
+        return None
+    return found if found.is_index else None
+
+
+def _put_index_back(route: RegistryRoute, remote: str, tag: str, index: Manifest, pushed: str) -> str:
+    """An engine in the containerd store that holds only some platforms of a multi-platform image pushes the
+    one it has in the index's place ("manifestPushedInsteadOfIndex"): the registry would lose the others under
+    that tag. When what went up is one of the index's own platforms, the index is put back; the platform's
+    manifest stays in the registry by digest, which is how the targets pull it."""
+    if pushed == index.digest or pushed not in {d.digest for d in index.manifests}:
+        return ""
+    with route.client() as client:
+        client.put_manifest(remote.split("/", 1)[1], tag, index)
+    return f"{remote}:{tag} still names the multi-platform index (the source held one platform of it, and pushed that)"
 
 
 def _restore(engine: Engine, name: str, previous_id: str | None) -> None:

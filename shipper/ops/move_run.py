@@ -99,7 +99,9 @@ def _through_registry(plan: MovePlan, senders: Sequence[TargetPlan], reporter: R
         error = _explain_source_failure(plan, exc)
         return Delivery("registry", source_read="push", errors={t.host.name: error for t in senders})
     reporter.finish(plan.source.name, "pushed")
-    return pull_everywhere([t.host for t in senders], pushed, plan.registry, reporter, engines)
+    delivery = pull_everywhere([t.host for t in senders], pushed, plan.registry, reporter, engines)
+    delivery.note = "; ".join(p.note for p in pushed if p.note)
+    return delivery
 
 
 def _deliver(

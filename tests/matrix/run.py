@@ -36,6 +36,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from shipper.lab import Lab, Layer, SyntheticImage, busybox_image  # noqa: E402
+from shipper.registry import Address, RegistryClient  # noqa: E402
+from shipper.registry.client import Manifest, digest_of  # noqa: E402
 
 KINDS = {"n26": "26", "n26c": "26-containerd", "n28": "28", "n28c": "28-containerd", "pod": "podman"}
 LABELS = {"old": "20.10", "n26": "26", "n26c": "26 containerd", "n28": "28", "n28c": "28 containerd", "pod": "podman"}
@@ -116,13 +118,55 @@ def identical(lab: Lab, source: str, target: str, image: SyntheticImage) -> list
     return [config, same("layers") + f" ({len(got['layers'])})", same("tags"), runs(lab, target, image.name)]  # type: ignore[arg-type]
 
 
+def push_multi_platform(lab: Lab, registry: str) -> str:
+    """``registry``/multi/app:1, an index of two platforms: FULL as linux/amd64 (pushed from 20.10) and a
+    small linux/arm64 image made here. An engine here can pull only the amd64 one: it holds part of the index,
+    as an engine in the containerd store does after any pull of a multi-platform image."""
+    lab.docker("old", "tag", FULL.name, f"{registry}/multi/amd:1")
+    lab.docker("old", "push", "-q", f"{registry}/multi/amd:1")
+    with RegistryClient(Address(registry, plain_http=True)) as client:
+        amd = client.manifest("multi/amd", "1")
+        for blob in [*amd.layers, amd.config]:
+            client.mount_blob("multi/app", blob.digest, "multi/amd")  # type: ignore[union-attr]
+        client.put_manifest("multi/app", amd.digest, amd)
+        layer = io.BytesIO()
+        with tarfile.open(fileobj=layer, mode="w") as archive:
+            info = tarfile.TarInfo("arm64.txt")
+            info.size = 6
+            archive.addfile(info, io.BytesIO(b"arm64\n"))
+        packed = gzip.compress(layer.getvalue(), mtime=0)
+        diff_id = "sha256:" + hashlib.sha256(layer.getvalue()).hexdigest()
+        config = json.dumps({"architecture": "arm64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [diff_id]}}).encode()
+        for blob in (packed, config):
+            client.upload_blob("multi/app", digest_of(blob), len(blob), lambda offset, b=blob: iter([b[offset:]]))
+        arm_raw = json.dumps({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest_of(config), "size": len(config)},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest_of(packed), "size": len(packed)}],
+        }).encode()  # fmt: skip
+        client.put_manifest("multi/app", digest_of(arm_raw), Manifest(arm_raw, "application/vnd.oci.image.manifest.v1+json", digest_of(arm_raw)))
+        index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+            {"mediaType": amd.media_type, "digest": amd.digest, "size": len(amd.raw), "platform": {"architecture": "amd64", "os": "linux"}},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest_of(arm_raw), "size": len(arm_raw),
+             "platform": {"architecture": "arm64", "os": "linux"}},
+        ]}).encode()  # fmt: skip
+        client.put_manifest("multi/app", "1", Manifest(index, "application/vnd.oci.image.index.v1+json", digest_of(index)))
+    return f"{registry}/multi/app:1"
+
+
+def registry_holds_index(registry: str) -> str:
+    with RegistryClient(Address(registry, plain_http=True)) as client:
+        held = client.manifest("multi/app", "1")
+    return "still the index" if held.is_index else f"replaced by {held.media_type}"
+
+
 def main() -> None:
     lab = Lab(Path("/tmp/shipper-lab-matrix"), "127.0.5", ("old", *KINDS), kinds=KINDS)
     lab.down(purge=True)
     lab.up()
     inventory = str(lab.inventory_path)
     plain = f"http://{lab.plain_registry.host_port}"
-    rows, cross = [], []
+    rows, cross, multi = [], [], []
     started = time.monotonic()
     try:
         lab.load_images("old", [FULL, THIN])
@@ -165,6 +209,17 @@ def main() -> None:
             moved = shipper("move", FULL.name, "--from", source, "--to", target, "-i", inventory)
             proof = identical(lab, source, target, FULL) if moved[0] else [f"failed: {moved[1][:200]}", "", "", ""]
             cross.append([LABELS[source], LABELS[target], *proof])
+        name = push_multi_platform(lab, lab.plain_registry.host_port)
+        # An engine that holds none of its layers yet (else the pull is incomplete: moby/moby#49784, see README).
+        held = lab.docker("n28c", "images", "-aq").stdout.split()
+        lab.docker("n28c", "image", "rm", "-f", *held, check=False)
+        lab.docker("n28c", "pull", "-q", name)
+        partial = SyntheticImage(name, FULL.layers, cmd=FULL.cmd, files=FULL.files)
+        for target, via in (("old", "ssh"), ("n26c", "ssh"), ("pod", "ssh"), ("n28", "registry")):
+            extra = ["--registry", plain] if via == "registry" else []
+            moved = shipper("move", name, "--from", "n28c", "--to", target, "--via", via, *extra, "-i", inventory)
+            proof = identical(lab, "n28c", target, partial) if moved[0] else [f"failed: {moved[1][:200]}", "", "", ""]
+            multi.append([f"28 containerd → {LABELS[target]} ({via})", *proof, registry_holds_index(lab.plain_registry.host_port)])
     finally:
         if "--keep" not in sys.argv:  # --keep: leave the lab up, to look into a failed cell
             lab.down(purge=True)
@@ -176,7 +231,12 @@ def main() -> None:
     print("\n| from | to | config digest | layer digests | tags | container |\n|---|---|---|---|---|---|")
     for row in cross:
         print("| " + " | ".join(c.replace("|", "/") for c in row) + " |")
+    print("\nA multi-platform image (index: linux/amd64 + linux/arm64) of which the 28 containerd engine holds amd64 only:\n")
+    print("| move | config digest | layer digests | tags | container | the registry's tag afterwards |\n|---|---|---|---|---|---|")
+    for row in multi:
+        print("| " + " | ".join(c.replace("|", "/") for c in row) + " |")
     failed = [c for row in rows for c in row[1:] if not c.startswith("ok")] + [c for row in cross for c in row[2:5] if not c.startswith("same")]
+    failed += [c for row in multi for c in row[1:4] if not c.startswith("same")] + [row[5] for row in multi if row[5] != "still the index"]
     if failed:
         print(f"\n{len(failed)} cell(s) failed")
         sys.exit(1)

@@ -102,3 +102,25 @@ def test_layers_a_target_pulled_before_are_not_pulled_again(shipper: ShipperRunn
     assert pulled[0] > 4 << 20  # the base (random data: gzip does not shrink it)
     assert pulled[1] < 1 << 20  # only the new top layer
     assert image_id_of(on_a, "b", second.name) == image_id(second)
+
+
+def test_moving_one_platform_of_a_multi_platform_image_keeps_the_registry_index(shipper: ShipperRunner, on_a: Lab, tmp_path: Path) -> None:
+    # An engine holds one platform of a multi-platform image it pulled. Moving that image through the registry
+    # makes the engine push its platform under the tag, in the index's place: shipper puts the index back.
+    from shipper.lab.multiplatform import push_index, tag_holds
+
+    registry = on_a.plain_registry.host_port
+    name = f"{registry}/lab/multi:1"
+    on_a.docker("a", "tag", BUSYBOX.name, f"{registry}/lab/multi-amd:1")
+    assert on_a.docker("a", "push", "-q", f"{registry}/lab/multi-amd:1").returncode == 0
+    index = push_index(registry, ("lab/multi-amd", "1"), "lab/multi", "1")
+    remove(on_a, "a", name)
+    remove(on_a, "b", name, image_id(BUSYBOX))  # b lacks it: the source pushes
+    assert on_a.docker("a", "pull", "-q", name).returncode == 0  # the engine picks linux/amd64 out of the index
+
+    result = shipper("move", name, "--from", "a", "--to", "b", "--via", "registry", "--registry", "plain", "-i", registry_inventory(on_a, tmp_path), "--json")
+
+    assert result.status == 0, result.stderr
+    assert image_id_of(on_a, "b", name) == image_id(BUSYBOX)
+    assert tag_holds(registry, "lab/multi", "1").digest == index.digest
+    assert "still names the multi-platform index" in result.stdout

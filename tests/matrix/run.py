@@ -36,8 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from shipper.lab import Lab, Layer, SyntheticImage, busybox_image  # noqa: E402
-from shipper.registry import Address, RegistryClient  # noqa: E402
-from shipper.registry.client import Manifest, digest_of  # noqa: E402
+from shipper.lab.multiplatform import push_index, tag_holds  # noqa: E402
 
 KINDS = {"n26": "26", "n26c": "26-containerd", "n28": "28", "n28c": "28-containerd", "pod": "podman"}
 LABELS = {"old": "20.10", "n26": "26", "n26c": "26 containerd", "n28": "28", "n28c": "28 containerd", "pod": "podman"}
@@ -119,44 +118,15 @@ def identical(lab: Lab, source: str, target: str, image: SyntheticImage) -> list
 
 
 def push_multi_platform(lab: Lab, registry: str) -> str:
-    """``registry``/multi/app:1, an index of two platforms: FULL as linux/amd64 (pushed from 20.10) and a
-    small linux/arm64 image made here. An engine here can pull only the amd64 one: it holds part of the index,
-    as an engine in the containerd store does after any pull of a multi-platform image."""
+    """``registry``/multi/app:1: FULL (pushed from 20.10) as linux/amd64 plus a small linux/arm64 image."""
     lab.docker("old", "tag", FULL.name, f"{registry}/multi/amd:1")
     lab.docker("old", "push", "-q", f"{registry}/multi/amd:1")
-    with RegistryClient(Address(registry, plain_http=True)) as client:
-        amd = client.manifest("multi/amd", "1")
-        for blob in [*amd.layers, amd.config]:
-            client.mount_blob("multi/app", blob.digest, "multi/amd")  # type: ignore[union-attr]
-        client.put_manifest("multi/app", amd.digest, amd)
-        layer = io.BytesIO()
-        with tarfile.open(fileobj=layer, mode="w") as archive:
-            info = tarfile.TarInfo("arm64.txt")
-            info.size = 6
-            archive.addfile(info, io.BytesIO(b"arm64\n"))
-        packed = gzip.compress(layer.getvalue(), mtime=0)
-        diff_id = "sha256:" + hashlib.sha256(layer.getvalue()).hexdigest()
-        config = json.dumps({"architecture": "arm64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [diff_id]}}).encode()
-        for blob in (packed, config):
-            client.upload_blob("multi/app", digest_of(blob), len(blob), lambda offset, b=blob: iter([b[offset:]]))
-        arm_raw = json.dumps({
-            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest_of(config), "size": len(config)},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest_of(packed), "size": len(packed)}],
-        }).encode()  # fmt: skip
-        client.put_manifest("multi/app", digest_of(arm_raw), Manifest(arm_raw, "application/vnd.oci.image.manifest.v1+json", digest_of(arm_raw)))
-        index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
-            {"mediaType": amd.media_type, "digest": amd.digest, "size": len(amd.raw), "platform": {"architecture": "amd64", "os": "linux"}},
-            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest_of(arm_raw), "size": len(arm_raw),
-             "platform": {"architecture": "arm64", "os": "linux"}},
-        ]}).encode()  # fmt: skip
-        client.put_manifest("multi/app", "1", Manifest(index, "application/vnd.oci.image.index.v1+json", digest_of(index)))
+    push_index(registry, ("multi/amd", "1"), "multi/app", "1")
     return f"{registry}/multi/app:1"
 
 
 def registry_holds_index(registry: str) -> str:
-    with RegistryClient(Address(registry, plain_http=True)) as client:
-        held = client.manifest("multi/app", "1")
+    held = tag_holds(registry, "multi/app", "1")
     return "still the index" if held.is_index else f"replaced by {held.media_type}"
 
 

@@ -39,6 +39,7 @@ class Engine:
         self.host = host
         self.api = api
         self.session = session  # the SSH connection behind an ssh:// engine, for diagnostics
+        self._info: EngineInfo | None = None
 
     @contextlib.contextmanager
     def errors(self, action: str) -> Iterator[None]:
@@ -97,9 +98,11 @@ class Engine:
             return time.perf_counter() - start
 
     def info(self) -> EngineInfo:
-        """Version, API version, image store, OS/arch of the engine."""
-        with self.errors("read engine info"):
-            return engine_info(self.api.version(), self.api.info(), self.api.api_version)
+        """Version, API version, image store, OS/arch of the engine (read once per connection: planning asks often)."""
+        if self._info is None:
+            with self.errors("read engine info"):
+                self._info = engine_info(self.api.version(), self.api.info(), self.api.api_version)
+        return self._info
 
     def images(self) -> list[ImageSummary]:
         """Every image the engine holds, tagged or not."""

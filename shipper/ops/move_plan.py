@@ -16,7 +16,7 @@ from typing import Any, Literal, Sequence
 
 from shipper.archive.layers import chain_ids, needed_layers
 from shipper.engine import Engine
-from shipper.engine.info import EngineInfo
+from shipper.engine.info import EngineInfo, ImageDetails
 from shipper.errors import EngineError, ShipperError, UsageError
 from shipper.imageref import parse
 from shipper.inventory.model import Host
@@ -193,23 +193,21 @@ def source_images(engine: Engine, requested: Sequence[str]) -> tuple[SourceImage
         details = engine.inspect_image(str(ref))
         if details is None:
             raise _not_found(engine, str(ref))
+        _check_whole(engine, text, details)
         sizes = engine.layer_sizes(details.id, len(details.layers))
         images.append(SourceImage(text, None if ref.is_id else str(ref), details.id, details.size, details.layers, sizes, details.content))
-    _check_whole(engine, images)
     return tuple(images)
 
 
-def _check_whole(engine: Engine, images: Sequence[SourceImage]) -> None:
+def _check_whole(engine: Engine, requested: str, details: ImageDetails) -> None:
     """In the containerd image store, an image whose content is incomplete (pulled while its layers were
-    already unpacked: moby/moby#49784) is missing from the image list, and its save leaves it out."""
+    already unpacked: moby/moby#49784) cannot be saved: 28.5 inspects it without platform or layers, 26.1
+    leaves it out of the image list (and its save leaves it out of the archive)."""
     if engine.info().image_store != "containerd":
         return
-    listed = {image.id for image in engine.images()}
-    broken = [img for img in images if img.id not in listed or not img.layers]
-    if broken:
-        names = ", ".join(img.requested for img in broken)
+    if (not details.layers and not details.architecture) or details.id not in {image.id for image in engine.images()}:
         raise EngineError(
-            f"{names} on {engine.host.describe()} is incomplete: its containerd image store lacks some of its content "
+            f"{requested} on {engine.host.describe()} is incomplete: its containerd image store lacks some of its content "
             "(pulled while its layers were already unpacked there: moby/moby#49784), so it cannot be saved or pushed",
             hint=f"remove it on {engine.host.name} and pull it again, or bring it there whole with shipper move --via ssh",
         )  # fmt: skip

@@ -202,7 +202,7 @@ def _arrived(
             raise EngineError(f"image {image_id} is missing on {target.host.describe()} after the load")
         if image_id in layers and target.store == "containerd":
             listed = listed if listed is not None else {image.id for image in engine.images()}
-            if not details.layers or details.id not in listed:
+            if (layers[image_id] and not details.layers) or details.id not in listed:
                 # 28.5 then inspects it without platform or layers; 26.1 inspects it whole but leaves it out of the
                 # image list, and its docker save writes an archive without its config and layers (exit status 0).
                 raise EngineError(

@@ -317,7 +317,14 @@ def target_plan(
         note = thin_note(view.store, stream_oci) or ("forced: every layer is sent" if force else "")
         skip = frozenset() if force else thin_skip(view, images, stream_oci)
         if route == "registry":  # the engine decides what it pulls
-            skip, note = frozenset(), "the engine pulls the layers it does not know from earlier pulls or pushes"
+            note = "the engine pulls the layers it does not know from earlier pulls or pushes"
+            held = {d for img in images for d in img.layers} - needed_layers([img.layers for img in images], view.chains)
+            if view.store == "containerd" and held:
+                note += (
+                    f"; it holds {len(held)} of them already, and if they came by docker load its pull comes out incomplete"
+                    " (moby/moby#49784): shipper then sends the image over SSH instead, where --via ssh would go at once"
+                )  # fmt: skip
+            skip = frozenset()
         return TargetPlan(
             host, "send", send, tags, before, present, reason, host_key=host_key, skip_layers=skip, thin_note=note, aliases=aliases,
             held_before=view.ids, store=view.store,

@@ -267,3 +267,18 @@ def registry_image(name: str = "shipper-lab/registry:2", flavour: str = "2", wor
 def as_file(images: Sequence[SyntheticImage]) -> io.BytesIO:
     """A whole save tar in memory: only for the tiny images of unit tests."""
     return io.BytesIO(b"".join(save_stream(images)))
+
+
+def oci_archive(config: bytes, layer_blobs: Sequence[bytes], repo_tags: list[str] | None = None) -> bytes:
+    """A docker-save archive in OCI layout whose layers are stored exactly as given (gzip ones named by their
+    compressed digest, as a containerd store saves layers it pulled): small, in memory, for tests."""
+    blobs = {"blobs/sha256/" + hashlib.sha256(blob).hexdigest(): blob for blob in [config, *layer_blobs]}
+    names = list(blobs)
+    manifest = [{"Config": names[0], "RepoTags": repo_tags, "Layers": names[1:]}]
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as archive:
+        for name, data in {**blobs, "manifest.json": json.dumps(manifest).encode()}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return out.getvalue()

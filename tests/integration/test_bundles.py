@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from shipper.lab import Lab, Layer, SyntheticImage, busybox_image, image_id
+from shipper.lab.images import oci_archive
 from shipper.registry import Address, RegistryClient
 from tests.conftest import ShipperRunner
 from tests.integration.helpers import image_id_of, remove, tags_of
@@ -289,25 +290,12 @@ def _as_containerd_saves_a_pulled_image(saved: bytes, name: str) -> tuple[bytes,
     """A docker save turned into what a containerd store that pulled the image writes: an OCI layout
     whose layers are gzip blobs (named by their compressed digest). Also returns the diff IDs."""
     import gzip
-    import hashlib
 
     source = tarfile.open(fileobj=io.BytesIO(saved))
     entry = json.load(source.extractfile("manifest.json"))[0]  # type: ignore[arg-type]
     config = source.extractfile(entry["Config"]).read()  # type: ignore[union-attr]
-    blobs = {"blobs/sha256/" + hashlib.sha256(config).hexdigest(): config}
-    layers = []
-    for member in entry["Layers"]:
-        packed = gzip.compress(source.extractfile(member).read(), compresslevel=1, mtime=0)  # type: ignore[union-attr]
-        layers.append("blobs/sha256/" + hashlib.sha256(packed).hexdigest())
-        blobs[layers[-1]] = packed
-    manifest = [{"Config": next(iter(blobs)), "RepoTags": [name], "Layers": layers}]
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as archive:
-        for member_name, data in {**blobs, "manifest.json": json.dumps(manifest).encode()}.items():
-            info = tarfile.TarInfo(member_name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return out.getvalue(), json.loads(config)["rootfs"]["diff_ids"]
+    packed = [gzip.compress(source.extractfile(m).read(), compresslevel=1, mtime=0) for m in entry["Layers"]]  # type: ignore[union-attr]
+    return oci_archive(config, packed, [name]), json.loads(config)["rootfs"]["diff_ids"]
 
 
 def test_a_bundle_holding_gzip_layers_verifies_loads_and_pushes(shipper: ShipperRunner, on_a: Lab, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import tarfile
 import pytest
 
 from shipper.archive.savestream import ArchiveError, SaveStreamFilter
-from shipper.lab.images import Layer, SyntheticImage, as_file, busybox_image, image_id
+from shipper.lab.images import Layer, SyntheticImage, as_file, busybox_image, image_id, oci_archive
 
 IMAGES = [SyntheticImage("lab/x:1", (Layer(70_000, "x-base"), Layer(3_000, "x-top", "text"))), busybox_image()]
 SAVED = as_file(IMAGES).getvalue()
@@ -161,16 +161,7 @@ def _oci_save(layers: list[bytes]) -> tuple[bytes, str]:
 
     diff_ids = ["sha256:" + hashlib.sha256(_gzip.decompress(b) if b[:2] == b"\x1f\x8b" else b).hexdigest() for b in layers]
     config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
-    blobs = {"blobs/sha256/" + hashlib.sha256(b).hexdigest(): b for b in [*layers, config]}
-    config_name = "blobs/sha256/" + hashlib.sha256(config).hexdigest()
-    manifest = [{"Config": config_name, "RepoTags": None, "Layers": list(blobs)[:-1]}]
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as archive:
-        for name, data in {**blobs, "manifest.json": json.dumps(manifest).encode()}.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return out.getvalue(), "sha256:" + hashlib.sha256(config).hexdigest()
+    return oci_archive(config, layers), "sha256:" + hashlib.sha256(config).hexdigest()
 
 
 def test_a_gzip_layer_is_checked_by_what_it_unpacks_to() -> None:

@@ -35,7 +35,7 @@ from shipper.inventory.model import Host
 from shipper.ops.engines import EnginePool
 from shipper.ops.fanout import for_each_host
 from shipper.ops.move_plan import SourceImage, TargetPlan, source_images, target_plan, target_view
-from shipper.ops.move_run import TargetResult, finish_target, static_result
+from shipper.ops.move_run import TargetResult, finish_target, resend_in_full, static_result
 from shipper.ops.streams import Delivery, make_sink, make_source, sink_error
 from shipper.progress import NullReporter, Reporter
 from shipper.registry import Manifest, RegistryClient
@@ -244,6 +244,8 @@ def load(path: Path, targets: Sequence[Host], force: bool = False, reporter: Rep
         senders = [t for t in plans if t.action == "send"]
         delivery = _deliver_file(path, verified, senders, reporter) if senders else None
         layers = {i.id: i.layers for i in verified.manifest.images}
+        if delivery is not None:
+            resend_in_full(senders, delivery, engines, layers, {}, lambda full: _deliver_file(path, verified, full, reporter))
         movers = [t for t in plans if t.action in ("send", "tag")]
         by_name = {t.host.name: t for t in movers}
         outcomes = for_each_host([t.host for t in movers], lambda h: finish_target(by_name[h.name], delivery, started, reporter, engines, layers))

@@ -16,7 +16,7 @@ import contextlib
 import re
 import time
 from dataclasses import dataclass, replace
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 from shipper.archive.fanout import ended_early, pump
 from shipper.archive.savestream import ArchiveError
@@ -376,20 +376,30 @@ _LOST_LAYER = re.compile(r"(layer\.tar|blobs/sha256/[0-9a-f]{64}): no such file 
 
 
 def _resend_in_full(plan: MovePlan, senders: Sequence[TargetPlan], delivery: Delivery, reporter: Reporter, engines: EnginePool) -> None:
-    """Targets that lacked a layer the plan left out get everything, once. Either their load failed
-    (an image removed meanwhile: nothing new is there), or it made an image that is not whole: the
-    containerd store accepts a left-out layer whose snapshot it has even when its content store
-    lacks that layer's uncompressed blob (the base came by a pull), and the image then inspects
-    without layers; loading it again whole completes it, under the same ID."""
-    why = {t.host.name: reason for t in senders if t.skip_layers and (reason := _lacked_a_layer(t, delivery, engines, plan))}
+    def send_again(full: list[TargetPlan]) -> Delivery:
+        again_plan = replace(plan, targets=tuple(full))
+        for target in full:
+            reporter.start(target.host.name, again_plan.bytes_for(target))
+        return _deliver(again_plan, full, reporter, None, engines)
+
+    resend_in_full(senders, delivery, engines, plan.layers, plan.contents, send_again)
+
+
+def resend_in_full(
+    senders: Sequence[TargetPlan], delivery: Delivery, engines: EnginePool, layers: dict[str, tuple[str, ...]],
+    contents: dict[str, str], send_again: Callable[[list[TargetPlan]], Delivery],
+) -> None:  # fmt: skip
+    """Targets that lacked a layer their stream left out get everything, once (``send_again``). Either
+    their load failed (an image removed meanwhile: nothing new is there), or it made an image that is
+    not whole: the containerd store accepts a left-out layer whose snapshot it has even when its content
+    store lacks that layer's uncompressed blob (the base came by a pull), and the image then inspects
+    without layers; loading it again whole completes it, under the same ID. Moves and bundle loads."""
+    why = {t.host.name: reason for t in senders if t.skip_layers and (reason := _lacked_a_layer(t, delivery, engines, layers, contents))}
     lost = [t for t in senders if t.host.name in why]
     if not lost:
         return
     full = [replace(t, skip_layers=frozenset()) for t in lost]
-    again_plan = replace(plan, targets=tuple(full))
-    for target in full:
-        reporter.start(target.host.name, again_plan.bytes_for(target))
-    again = _deliver(again_plan, full, reporter, None, engines)
+    again = send_again(full)
     for target in full:
         name = target.host.name
         delivery.sent[name] = delivery.sent.get(name, 0) + again.sent.get(name, 0)
@@ -409,7 +419,10 @@ def _send_incomplete_pulls_over_ssh(
     added is removed first, so nothing points at the incomplete image."""
     if plan.route != "registry":
         return
-    stuck = [t for t in senders if t.store == "containerd" and delivery.errors.get(t.host.name) is None and _incomplete(t, delivery, engines, plan)]
+    stuck = [
+        t for t in senders
+        if t.store == "containerd" and delivery.errors.get(t.host.name) is None and _incomplete(t, delivery, engines, plan.layers, plan.contents)
+    ]  # fmt: skip
     if not stuck:
         return
     route, _, host_to_host = choose_route(plan.source, [t.host for t in stuck], None)
@@ -433,20 +446,24 @@ def _send_incomplete_pulls_over_ssh(
         delivery.target_notes[name] = "; ".join(x for x in (f"{why}: sent over {again.path} instead", notes[name]) if x)
 
 
-def _incomplete(target: TargetPlan, delivery: Delivery, engines: EnginePool, plan: MovePlan) -> bool:
+def _incomplete(
+    target: TargetPlan, delivery: Delivery, engines: EnginePool, layers: dict[str, tuple[str, ...]], contents: dict[str, str]
+) -> bool:  # fmt: skip
     try:
-        _arrived(target, engines.get(target.host), plan.layers, delivery.local_ids.get(target.host.name), plan.contents)
+        _arrived(target, engines.get(target.host), layers, delivery.local_ids.get(target.host.name), contents)
     except ShipperError:
         return True
     return False
 
 
-def _lacked_a_layer(target: TargetPlan, delivery: Delivery, engines: EnginePool, plan: MovePlan) -> str:
-    """Why the target could not do without the layers the plan left out ("" when it could, or failed otherwise)."""
+def _lacked_a_layer(
+    target: TargetPlan, delivery: Delivery, engines: EnginePool, layers: dict[str, tuple[str, ...]], contents: dict[str, str]
+) -> str:  # fmt: skip
+    """Why the target could not do without the layers its stream left out ("" when it could, or failed otherwise)."""
     name = target.host.name
     if delivery.errors.get(name) is not None:
         return "it no longer held layers the plan left out" if _LOST_LAYER.search(_message(delivery.errors[name])) else ""
-    if target.store != "containerd" or not _incomplete(target, delivery, engines, plan):
+    if target.store != "containerd" or not _incomplete(target, delivery, engines, layers, contents):
         return ""
     return "its containerd store holds layers the plan left out, but not their uncompressed content (they came by a pull)"
 

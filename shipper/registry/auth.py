@@ -10,6 +10,7 @@ refuses one.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from shipper.registry.credentials import Credentials
 _PARAM = re.compile(r'(\w+)=(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))')
 EXPIRY_MARGIN = 10.0  # seconds: fetch a new token this long before the old one expires
 DEFAULT_EXPIRY = 60.0  # the token spec's default when expires_in is absent
+MAX_EXPIRY = 24 * 3600.0  # a token service's "expires_in" is believed up to a day
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,12 @@ class _Token:
 class Authenticator:
     """Gives the ``Authorization`` header for a request's scope, learning the scheme from challenges."""
 
-    def __init__(self, registry: str, credentials: Credentials | None, get: Callable[..., requests.Response]) -> None:
+    def __init__(
+        self, registry: str, credentials: Credentials | None, get: Callable[..., requests.Response], plain_realm_allowed: bool = False
+    ) -> None:
+        """``plain_realm_allowed``: the registry itself was named as plain HTTP, so its token service may be too."""
         self.registry = registry
+        self.plain_realm_allowed = plain_realm_allowed
         self.credentials = credentials
         self._get = get  # the client's own GET (same TLS settings and retries)
         self._challenge: Challenge | None = None
@@ -108,6 +114,12 @@ class Authenticator:
         realm = self._challenge.params.get("realm")
         if not realm or not realm.startswith(("https://", "http://")):
             raise RegistryError(f"registry {self.registry} sent a Bearer challenge without a usable realm")
+        if realm.startswith("http://") and not self.plain_realm_allowed:
+            # The token service gets the password: never in clear text, unless the user chose plain HTTP for this registry.
+            raise RegistryError(
+                f"registry {self.registry} wants credentials sent to a token service over plain HTTP ({realm.split('?')[0][:100]}): refused",
+                hint="the registry's token service must use HTTPS; name the registry as http://HOST:PORT only if you accept plain HTTP",
+            )
         params = {k: v for k, v in (("service", self._challenge.params.get("service")), ("scope", scope)) if v}
         if self.credentials is not None:
             params["account"] = self.credentials.username
@@ -121,7 +133,8 @@ class Authenticator:
             data = response.json()
             value = str(data.get("token") or data.get("access_token"))
             lifetime = float(data.get("expires_in") or DEFAULT_EXPIRY)
-        except (ValueError, AttributeError, TypeError):
+            lifetime = min(max(lifetime, 0.0), MAX_EXPIRY) if math.isfinite(lifetime) else DEFAULT_EXPIRY
+        except (ValueError, AttributeError, TypeError, OverflowError):
             raise RegistryError(f"the token service of {self.registry} sent no token") from None
         if value in ("", "None"):
             raise RegistryError(f"the token service of {self.registry} sent no token")

@@ -13,6 +13,14 @@ ShipperError here, naming the registry and what was being done.
 - Every digest is validated before it goes into a URL; manifests and configs
   are read up to 4 MiB; every manifest and blob read is checked against its
   digest (and size) while it is read.
+- Credentials stay with the registry's own origin (scheme, host, port): a
+  ``Link`` or ``Location`` that points elsewhere is refused, redirects to
+  another host lose the ``Authorization`` header (requests), and a token realm
+  gets the password only over HTTPS (plain HTTP only when the registry itself
+  was named as plain HTTP).
+- Every read is bounded: bodies by size (4 MiB of metadata, 64 KiB of an error
+  message), requests by a deadline (60 s, longer for a large upload; blobs must
+  keep up an average of 16 KiB/s), pagination by pages that must each be new.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import requests.adapters
@@ -38,6 +46,7 @@ from shipper.errors import (
     UsageError,
 )
 from shipper.registry.auth import Authenticator
+from shipper.registry.deadline import Deadline, WatchedAdapter
 from shipper.registry.credentials import Credentials
 from shipper.registry.names import Address, check_digest, check_repository
 
@@ -53,6 +62,11 @@ UPLOAD_CHUNK = 16 << 20  # bigger blobs go up in PATCH chunks of this size (and 
 RETRIES = 3
 MAX_RESUMES = 5
 MAX_RETRY_AFTER = 30.0
+MAX_ERROR_BODY = 64 << 10  # an error response is read this far, for its message
+MAX_PAGES = 10_000  # catalog or tag pages followed; each must be a new URL of the registry's own
+MAX_REDIRECTS = 5
+REQUEST_DEADLINE = 60.0  # seconds for a whole request (headers and a metadata body)
+MIN_RATE = 16 << 10  # bytes/s a blob or an upload must keep up on average, after REQUEST_DEADLINE's grace
 CERTS_D = Path("/etc/docker/certs.d")
 SYSTEM_CAS = Path("/etc/ssl/certs/ca-certificates.crt")
 
@@ -129,7 +143,20 @@ def _descriptor(raw: Any) -> Descriptor | None:
     plat = "/".join(str(platform[k]) for k in ("os", "architecture", "variant") if platform.get(k))
     digest = str(raw.get("digest", ""))
     check_digest(digest, "descriptor digest")
-    return Descriptor(str(raw.get("mediaType", "")), digest, int(raw.get("size", 0)), plat)
+    return Descriptor(str(raw.get("mediaType", "")), digest, _size(raw.get("size", 0), f"the size of {digest}"), plat)
+
+
+def _size(value: Any, what: str) -> int:
+    """A size a registry gave (a JSON field or a header): a non-negative integer, else RegistryError."""
+    if isinstance(value, bool):
+        value = None
+    try:
+        size = int(value)
+    except (TypeError, ValueError):
+        raise RegistryError(f"the registry gave {what} as {str(value)[:40]!r}, which is not a size") from None
+    if size < 0:
+        raise RegistryError(f"the registry gave {what} as {size}, which is not a size")
+    return size
 
 
 def digest_of(data: bytes, algorithm: str = "sha256") -> str:
@@ -178,13 +205,15 @@ class RegistryClient:
         self.session = requests.Session()
         self.session.trust_env = False  # no proxy or CA bundle from the environment behind the user's back
         self.session.headers["User-Agent"] = "shipper"
-        self.session.mount("https://", requests.adapters.HTTPAdapter(pool_connections=2, pool_maxsize=8))
+        self.session.max_redirects = MAX_REDIRECTS
+        for scheme in ("https://", "http://"):
+            self.session.mount(scheme, WatchedAdapter(pool_connections=2, pool_maxsize=8))
         self.session.verify = self._verify(ca_file, insecure, certs_dir)
         self.ca_source = ca_file or (str(certs_dir / address.host / "ca.crt") if self.session.verify not in (True, False) else "")
         client_cert, client_key = certs_dir / address.host / "client.cert", certs_dir / address.host / "client.key"
         if not ca_file and client_cert.is_file() and client_key.is_file():
             self.session.cert = (str(client_cert), str(client_key))
-        self.auth = Authenticator(str(address), credentials, self._token_get)
+        self.auth = Authenticator(str(address), credentials, self._token_get, plain_realm_allowed=address.plain_http)
         self.uploads = UploadStats()
 
     def _verify(self, ca_file: str | None, insecure: bool, certs_dir: Path) -> bool | str:
@@ -213,10 +242,29 @@ class RegistryClient:
     def _url(self, path: str) -> str:
         return urljoin(self.address.base_url + "/", path.lstrip("/")) if not path.startswith("http") else path
 
+    @property
+    def origin(self) -> tuple[str, str, int]:
+        return _origin(self.address.base_url)
+
+    def _own(self, url: str, what: str) -> str:
+        """``url`` (resolved against the registry), if it is on the registry's own origin; else RegistryError."""
+        absolute = urljoin(self.address.base_url + "/", url)
+        try:
+            same = _origin(absolute) == self.origin
+        except ValueError:
+            same = False
+        if not same:
+            raise RegistryError(
+                f"registry {self.address} sent {what} pointing to another place ({_shown(absolute)}): refused, "
+                "shipper sends credentials and images only to the registry it was given",
+                hint="if the registry really lives there, name that address instead",
+            )
+        return absolute
+
     def _token_get(self, url: str, params: dict[str, str], headers: dict[str, str]) -> requests.Response:
         scopes = params.pop("scope", "")
         query: list[tuple[str, str]] = [*params.items(), *(("scope", s) for s in scopes.split() if s)]
-        return self._send("GET", url, "", params=query, headers=headers, authenticate=False)
+        return self._send("GET", url, "", params=query, headers=headers, authenticate=False, action="fetch a token")
 
     def _send(
         self, method: str, path: str, scope: str, *, params: Any = None, headers: dict[str, str] | None = None,
@@ -226,18 +274,34 @@ class RegistryClient:
 
         ``replayable=False``: never sent twice (an upload chunk: after a drop, the caller asks where the upload stands)."""
         url = self._url(path)
+        if authenticate:
+            url = self._own(url, "a URL")  # the callers check first, with a better name for it; this is the backstop
         attempt = auth_rounds = 0
         while True:
             sent_headers = dict(headers or {})
             if authenticate:
                 sent_headers.update(self.auth.header(scope))
+            deadline = Deadline(REQUEST_DEADLINE + len(data or b"") / MIN_RATE).start()
             try:
-                response = self.session.request(
-                    method, url, params=params, headers=sent_headers, data=data, stream=stream, timeout=self.timeout
-                )
+                with deadline.current():
+                    response = self.session.request(
+                        method, url, params=params, headers=sent_headers, data=data, stream=True, timeout=self.timeout
+                    )
+                response.shipper_deadline = deadline  # type: ignore[attr-defined]
+                if not stream:
+                    failed = response.status_code >= 400
+                    doing = action or f"answer {method} {_shown(url)}"
+                    _read_body(response, MAX_ERROR_BODY if failed else MAX_METADATA, "an answer", doing, self, truncate=failed)
             except requests.exceptions.SSLError as exc:
+                deadline.done()
                 raise self._tls_error(exc) from None
-            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            except requests.exceptions.TooManyRedirects:
+                deadline.done()
+                raise RegistryError(f"registry {self.address} redirected more than {MAX_REDIRECTS} times{' to ' + action if action else ''}") from None
+            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+                deadline.done()
+                if deadline.expired:
+                    raise self._too_slow(action or f"answer {method} {_shown(url)}", deadline) from None
                 if replayable and attempt < RETRIES:
                     attempt += 1
                     time.sleep(0.2 * 2**attempt)
@@ -246,6 +310,9 @@ class RegistryClient:
                     f"cannot reach registry {self.address}{' to ' + action if action else ''}: {_why(exc)}",
                     hint="is the registry running, and is the address (host:port) right?",
                 ) from None
+            except BaseException:
+                deadline.done()
+                raise
             if response.status_code == 401 and authenticate and auth_rounds < 2:
                 challenge = response.headers.get("WWW-Authenticate", "")
                 if challenge and self.auth.challenged(challenge, scope, "Authorization" in sent_headers):
@@ -260,6 +327,12 @@ class RegistryClient:
                 continue
             return response
 
+    def _too_slow(self, action: str, deadline: Deadline) -> RegistryUnreachable:
+        return RegistryUnreachable(
+            f"registry {self.address} did not {action} within {deadline.seconds:.0f} s: it sends too slowly, or stopped sending",
+            hint="check the registry and the link to it, then run again",
+        )
+
     def _tls_error(self, exc: Exception) -> RegistryUnreachable:
         where = f"CA {self.ca_source}" if self.ca_source else "the system's CAs"
         return RegistryUnreachable(
@@ -271,12 +344,13 @@ class RegistryClient:
         """An error response as a ShipperError saying what was being done."""
         errors: list[dict[str, Any]] = []
         try:
-            body = response.json() if response.content and len(response.content) < MAX_METADATA else {}
+            raw = _read_body(response, MAX_ERROR_BODY, "an error message", action, self, truncate=True)
+            body = json.loads(raw) if raw else {}
             errors = [e for e in (body.get("errors") or []) if isinstance(e, dict)] if isinstance(body, dict) else []
-        except ValueError:
+        except (ValueError, ShipperError):
             pass
         code = str(errors[0].get("code", "")) if errors else ""
-        detail = "; ".join(str(e.get("message", "")) for e in errors if e.get("message")) or response.reason or ""
+        detail = "; ".join(str(e.get("message", ""))[:200] for e in errors[:5] if e.get("message")) or response.reason or ""
         status = response.status_code
         if not code and status == 405:
             code = "UNSUPPORTED"  # distribution's read-only mode answers 405 with no body
@@ -306,16 +380,29 @@ class RegistryClient:
         return version or "registry/2.0"
 
     def _pages(self, path: str, scope: str, key: str, page_size: int, action: str) -> Iterator[str]:
+        """Items of every page, following ``Link: <…>; rel="next"``: only to new URLs of the registry's own."""
         url: str | None = path
         params: dict[str, Any] | None = {"n": page_size}
+        seen: set[str] = set()
         while url:
+            if len(seen) >= MAX_PAGES:
+                raise RegistryError(f"registry {self.address} sent more than {MAX_PAGES} pages while trying to {action}")
             response = self._expect(self._send("GET", url, scope, params=params, action=action), (200,), action)
-            if len(response.content) > MAX_METADATA:
-                raise RegistryError(f"registry {self.address} sent a page over {MAX_METADATA} bytes while trying to {action}")
-            items = (response.json() or {}).get(key) or []
-            yield from (str(item) for item in items)
+            seen.add(response.url)
+            try:
+                document = response.json()
+            except ValueError:
+                raise RegistryError(f"registry {self.address} sent a page that is not JSON while trying to {action}") from None
+            items = document.get(key) if isinstance(document, dict) else None
+            if not isinstance(items, (list, type(None))):
+                raise RegistryError(f"registry {self.address} sent a page whose {key!r} is not a list while trying to {action}")
+            yield from (str(item) for item in items or [])
             following = response.links.get("next", {}).get("url")
-            url, params = (following, None) if following else (None, None)
+            if not following:
+                return
+            url, params = self._own(urljoin(response.url, following), "a next-page link"), None
+            if url in seen:
+                raise RegistryError(f"registry {self.address} sent a next-page link to a page already read ({_shown(url)}) while trying to {action}")
 
     def catalog(self, page_size: int = 100) -> Iterator[str]:
         """Every repository (``/v2/_catalog``, page by page)."""
@@ -337,7 +424,8 @@ class RegistryClient:
         self._expect(response, (200,), f"find manifest {repository}:{reference}")
         digest = response.headers.get("Docker-Content-Digest", "")
         check_digest(digest, "Docker-Content-Digest")
-        return Descriptor(response.headers.get("Content-Type", ""), digest, int(response.headers.get("Content-Length", 0)))
+        size = _size(response.headers.get("Content-Length", 0), f"the size of manifest {repository}:{reference}")
+        return Descriptor(response.headers.get("Content-Type", ""), digest, size)
 
     def manifest(self, repository: str, reference: str) -> Manifest:
         """The manifest (or index) under a tag or digest, checked against its digest."""
@@ -349,8 +437,8 @@ class RegistryClient:
                        headers={"Accept": ", ".join(MANIFEST_TYPES)}, stream=True, action=action),
             (200,), action,
         )  # fmt: skip
-        raw = _read_limited(response, f"manifest {repository}:{reference}")
-        media_type = response.headers.get("Content-Type", "").split(";")[0].strip() or str(json.loads(raw).get("mediaType", ""))
+        raw = _read_body(response, MAX_METADATA, f"manifest {repository}:{reference}", action, self)
+        media_type = response.headers.get("Content-Type", "").split(";")[0].strip() or _media_type_in(raw)
         expected = reference if ":" in reference else response.headers.get("Docker-Content-Digest", "")
         digest = digest_of(raw, expected.split(":", 1)[0] if expected else "sha256")
         if expected and digest != expected:
@@ -389,7 +477,7 @@ class RegistryClient:
         if response.status_code == 404:
             return None
         self._expect(response, (200,), f"find blob {digest} in {repository}")
-        return int(response.headers.get("Content-Length", 0))
+        return _size(response.headers.get("Content-Length", 0), f"the size of blob {digest}")
 
     def blob(self, repository: str, digest: str, size: int | None = None, chunk: int = CHUNK) -> Iterator[bytes]:
         """A blob's bytes, streamed; ``DigestMismatch`` at the end (before the iterator ends) if they are wrong.
@@ -403,15 +491,22 @@ class RegistryClient:
             self._send("GET", f"/v2/{repository}/blobs/{digest}", _scope(repository, "pull"), stream=True, action=action), (200,), action
         )
         verifier = _Verifier(digest)
+        deadline = _deadline(response)
         try:
             for piece in response.iter_content(chunk):
                 verifier.update(piece)
                 if size is not None and verifier.size > size:
                     raise DigestMismatch(f"blob {digest} of {repository} from {self.address} is longer than its {size} bytes")
+                if deadline is not None:  # a slow link is fine; a trickle or a stall is not
+                    deadline.allow_until(deadline.started + REQUEST_DEADLINE + verifier.size / MIN_RATE)
                 yield piece
         except requests.exceptions.RequestException as exc:
+            if deadline is not None and deadline.expired:
+                raise self._too_slow(f"send blob {digest} at {MIN_RATE >> 10} KiB/s or more", deadline) from None
             raise RegistryUnreachable(f"registry {self.address} broke off while sending blob {digest}: {_why(exc)}") from None
         finally:
+            if deadline is not None:
+                deadline.done()
             response.close()
         if (size is not None and verifier.size != size) or verifier.actual != digest:
             raise DigestMismatch(
@@ -442,7 +537,7 @@ class RegistryClient:
         if response.status_code == 201:
             return True
         if response.status_code == 202:  # an upload was started instead: cancel it
-            self._send("DELETE", response.headers.get("Location", ""), _scope(repository, "pull,push")).close()
+            self._send("DELETE", self._location(response, "cancel the upload"), _scope(repository, "pull,push")).close()
             return False
         raise self._fail(response, f"mount blob {digest} into {repository}")
 
@@ -481,7 +576,7 @@ class RegistryClient:
         location = response.headers.get("Location")
         if not location:
             raise RegistryError(f"registry {self.address} gave no upload location to {action}")
-        return urljoin(self.address.base_url + "/", location)
+        return self._own(location, f"an upload location (to {action})")
 
     def _upload_chunks(
         self, repository: str, location: str, size: int, read_from: Callable[[int], Iterator[bytes]], chunk_size: int, scope: str, action: str,
@@ -540,14 +635,74 @@ def _check_reference(reference: str) -> None:
         check_tag(reference)
 
 
-def _read_limited(response: requests.Response, what: str) -> bytes:
+def _deadline(response: requests.Response) -> Deadline | None:
+    return getattr(response, "shipper_deadline", None)
+
+
+def _read_body(response: requests.Response, limit: int, what: str, action: str, client: RegistryClient, truncate: bool = False) -> bytes:
+    """The body of a streamed response (``what``, read to ``action``), at most ``limit`` bytes, within the request's deadline.
+
+    Over ``limit``: RegistryError, or with ``truncate`` the first ``limit`` bytes.
+    The body is kept as the response's content (``.json()`` works on it)."""
+    if response._content_consumed:  # type: ignore[attr-defined]
+        return response.content[:limit] if truncate else response.content
+    deadline = _deadline(response)
     data = bytearray()
-    for piece in response.iter_content(65536):
-        data += piece
-        if len(data) > MAX_METADATA:
+    try:
+        declared = response.headers.get("Content-Length")
+        if declared and declared.isdigit() and int(declared) > limit and not truncate:
+            raise RegistryError(f"registry {client.address} sent {what} of {int(declared)} bytes trying to {action}; over {limit} bytes is refused")
+        for piece in response.iter_content(65536):
+            data += piece
+            if len(data) > limit:
+                if truncate:
+                    del data[limit:]
+                    break
+                raise RegistryError(f"registry {client.address} sent {what} of over {limit} bytes trying to {action}; that much is refused")
+    except requests.exceptions.RequestException as exc:
+        if deadline is not None and deadline.expired:
+            raise client._too_slow(action, deadline) from None
+        raise RegistryUnreachable(f"registry {client.address} broke off while sending {what} (trying to {action}): {_why(exc)}") from None
+    finally:
+        if deadline is not None:
+            deadline.done()
+        if len(data) >= limit or not response._content_consumed:  # type: ignore[attr-defined]
             response.close()
-            raise RegistryError(f"{what} is over {MAX_METADATA} bytes; metadata that large is refused")
+    response._content = bytes(data)
+    response._content_consumed = True  # type: ignore[attr-defined]
     return bytes(data)
+
+
+def _media_type_in(raw: bytes) -> str:
+    try:
+        document = json.loads(raw)
+    except ValueError:
+        return ""
+    return str(document.get("mediaType", "")) if isinstance(document, dict) else ""
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of an absolute URL; ValueError when it has none."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(url)
+    return parts.scheme, parts.hostname.lower(), parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _shown(url: str) -> str:
+    """A URL as it may appear in a message: no user info, no query, bounded."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    number = _port_or_none(parts)
+    port = f":{number}" if number else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"[:200]
+
+
+def _port_or_none(parts: Any) -> int | None:
+    try:
+        return parts.port
+    except ValueError:
+        return None
 
 
 def _take(chunks: Iterator[bytes], size: int) -> bytes:

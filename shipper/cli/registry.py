@@ -20,9 +20,9 @@ from shipper.registry.credentials import Credentials, from_password_file
 
 
 def optional_inventory(path: str | None) -> Inventory | None:
-    """The inventory when one is given or the default exists: registries may be named there."""
+    """The inventory's registries, when one is given or the default exists (its hosts are not resolved)."""
     path = path or os.environ.get("SHIPPER_INVENTORY") or "inventory/hosts.yml"
-    return load_inventory(path) if Path(path).is_file() else None
+    return load_inventory(path, resolve_hosts=False) if Path(path).is_file() else None
 
 
 def access_options(func: Callable[..., Any]) -> Callable[..., Any]:

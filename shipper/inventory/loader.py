@@ -270,8 +270,11 @@ def _build_host(host: _HostDef, groups: list[str], merged: dict[str, Any], expli
     return Host(host.name, tuple(g for g in groups if g != "all"), merged, ssh, engine, host.origin)
 
 
-def load_inventory(path: str | Path, explicit_ssh: Mapping[str, Any] | None = None) -> Inventory:
-    """Load the inventory at ``path``; ``explicit_ssh`` overrides SSH settings for every host."""
+def load_inventory(path: str | Path, explicit_ssh: Mapping[str, Any] | None = None, resolve_hosts: bool = True) -> Inventory:
+    """Load the inventory at ``path``; ``explicit_ssh`` overrides SSH settings for every host.
+
+    ``resolve_hosts=False``: the file is read and checked, but no host's SSH settings or engine are
+    worked out (a command that only needs the inventory's registries must not fail on a host's ssh_config)."""
     path = Path(path)
     if not path.is_file():
         raise InventoryError(
@@ -287,7 +290,7 @@ def load_inventory(path: str | Path, explicit_ssh: Mapping[str, Any] | None = No
         for child in group.children:
             parents.setdefault(child, set()).add(group.name)
     hosts: dict[str, Host] = {}
-    for host in reader.hosts.values():
+    for host in reader.hosts.values() if resolve_hosts else ():
         direct = {g.name for g in reader.groups.values() if host.name in g.hosts}
         member_of = direct | {a for g in direct for a in _ancestors(g, parents)} | {"all"}
         ordered = sorted(member_of, key=lambda g: (depth.get(g, 0), g))

@@ -77,3 +77,19 @@ def test_traceback_flag_shows_the_stack(shipper: ShipperRunner, tmp_path: Path) 
 
     assert result.status == 1
     assert "Traceback" in result.stderr and "error: inventory" in result.stderr
+
+
+def test_registry_commands_do_not_resolve_the_default_inventorys_hosts(
+    shipper: ShipperRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkout's own inventory names the demo lab's ssh_config, absent until the demo runs: a registry
+    command only needs the inventory's registries, so a host's missing ssh_config must not stop it."""
+    (tmp_path / "inventory").mkdir()
+    (tmp_path / "inventory" / "hosts.yml").write_text("all:\n  vars: {ssh_config_file: /nonexistent/ssh_config}\n  hosts: {a: }\n")
+    monkeypatch.chdir(tmp_path)
+
+    result = shipper("registry", "ls", "http://127.0.0.1:9")
+
+    assert result.status == 3, result.stderr
+    assert "cannot reach registry 127.0.0.1:9" in result.stderr
+    assert "ssh_config" not in result.stderr

@@ -7,6 +7,11 @@ What it does to the stream, in one pass and bounded memory:
 
 - every member's bytes are hashed as they go by; names and types are checked
   (no absolute names, no ``..``, no hard links, devices or duplicates);
+  headers are parsed strictly (sizes must be non-negative decimal numbers, PAX
+  records well formed, PAX ``path`` and ``linkpath`` checked like ustar names);
+  symlinks are resolved against the tree the archive builds: none may point
+  outside it, go through another symlink, or lead to anything but a regular
+  member, and no member may sit below a symlink;
 - ``manifest.json`` is re-emitted with ``RepoTags`` emptied, ``repositories``
   is dropped, and in an OCI ``index.json`` the image-name annotations are
   dropped: the target loads untagged images, and shipper moves tags itself
@@ -38,6 +43,9 @@ from shipper.archive.layers import LayerIndex, is_hex64
 
 BLOCK = 512
 MAX_METADATA = 4 << 20  # a manifest or config larger than this is refused
+MAX_EXTENDED_HEADER = 1 << 20  # a PAX or GNU long-name header larger than this is refused
+MAX_SIZE = 1 << 62  # a member size beyond this is not a size
+PAX_KEYS_REFUSED = ("GNU.sparse.",)  # sparse members change what "size" means: a docker save never writes them
 CHUNK = 1 << 20  # bytes inflated at a time
 SMALL_BLOB = 64 << 10  # OCI-layout blobs up to this size are held (configs are among them)
 METADATA_NAMES = ("manifest.json", "index.json", "repositories", "oci-layout")
@@ -55,6 +63,8 @@ class Member:
     size: int
     digest: str = ""  # sha256:<hex> of the content
     link: str | None = None  # symlink target, resolved inside the archive
+    linkname: str = ""  # the symlink's target as written
+    directory: bool = False
     diff_id: str = ""  # a gzip-compressed layer (as pulled, saved from the containerd store): the digest of its tar
 
 
@@ -208,19 +218,23 @@ class SaveStreamFilter:
                 self.leftover = bytes(source.rest())
                 return
             info = self._parse(block)
-            if info.type in (tarfile.XHDTYPE, tarfile.XGLTYPE):
+            if info.type in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.GNUTYPE_LONGNAME):
+                if info.size > MAX_EXTENDED_HEADER:
+                    raise ArchiveError(f"an extended tar header of {info.size} bytes (over {MAX_EXTENDED_HEADER}) is refused")
                 raw = source.read(info.size + _pad(info.size))
-                pax = self._pax(raw[: info.size]) if info.type == tarfile.XHDTYPE else pax
-                self._pending_pax = block + raw
-                continue
-            if info.type == tarfile.GNUTYPE_LONGNAME:
-                raw = source.read(info.size + _pad(info.size))
-                pax = {**pax, "path": raw[: info.size].rstrip(b"\0").decode("utf-8", "replace")}
-                self._pending_pax = block + raw
+                if info.type == tarfile.XHDTYPE:
+                    pax = {**pax, **self._pax(raw[: info.size])}
+                elif info.type == tarfile.XGLTYPE:
+                    # Go's archive/tar (docker load) does not apply global headers to later members; tarfile does.
+                    if set(self._pax(raw[: info.size])) & {"path", "linkpath", "size"}:
+                        raise ArchiveError("a global PAX header sets a path or size, which readers disagree about")
+                else:
+                    pax = {**pax, "path": _text(raw[: info.size].rstrip(b"\0"), "GNU long name")}
+                self._pending_pax += block + raw
                 continue
             name = pax.get("path", info.name)
-            size = int(pax.get("size", info.size))
-            yield from self._member(source, block, name, size, info)
+            size = _pax_size(pax["size"]) if "size" in pax else info.size
+            yield from self._member(source, block, name, size, info, pax.get("linkpath", info.linkname))
             pax = {}
 
     def _emit(self, data: bytes | memoryview) -> Iterator[bytes | memoryview]:
@@ -230,36 +244,45 @@ class SaveStreamFilter:
     @staticmethod
     def _parse(block: bytes) -> tarfile.TarInfo:
         try:
-            return tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+            info = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
         except tarfile.HeaderError as exc:
             raise ArchiveError(f"not a tar archive, or corrupt: {exc}") from None
+        if not 0 <= info.size <= MAX_SIZE:
+            raise ArchiveError(f"a tar header gives member {info.name[:100]!r} the size {info.size}, which is not a size")
+        return info
 
     @staticmethod
     def _pax(raw: bytes) -> dict[str, str]:
+        """PAX records (``"%d %s=%s\n"``), strictly: each length must cover exactly its record."""
         records: dict[str, str] = {}
         while raw:
-            length_text, _, rest = raw.partition(b" ")
-            try:
-                length = int(length_text)
-            except ValueError:
-                raise ArchiveError("corrupt PAX header") from None
-            record = raw[len(length_text) + 1 : length].rstrip(b"\n")
-            key, _, value = record.partition(b"=")
-            records[key.decode()] = value.decode("utf-8", "surrogateescape")
+            length_text, space, _ = raw.partition(b" ")
+            if not space or not length_text.isdigit() or len(length_text) > 20:
+                raise ArchiveError("corrupt PAX header: a record without a length")
+            length = int(length_text)
+            if length <= len(length_text) + 1 or length > len(raw) or raw[length - 1 : length] != b"\n":
+                raise ArchiveError("corrupt PAX header: a record's length does not match it")
+            key, equals, value = raw[len(length_text) + 1 : length - 1].partition(b"=")
+            if not equals or not key:
+                raise ArchiveError("corrupt PAX header: a record without a key")
+            name = _text(key, "PAX key")
+            if name.startswith(PAX_KEYS_REFUSED):
+                raise ArchiveError(f"PAX record {name!r} (a sparse file) is refused: a docker-save archive never holds one")
+            records[name] = _text(value, f"PAX {name}")
             raw = raw[length:]
         return records
 
-    def _member(self, source: _Input, block: bytes, name: str, size: int, info: tarfile.TarInfo) -> Iterator[bytes | memoryview]:
+    def _member(
+        self, source: _Input, block: bytes, name: str, size: int, info: tarfile.TarInfo, linkname: str
+    ) -> Iterator[bytes | memoryview]:
         clean = _check_name(name, self.stats.members)
         header, self._pending_pax = self._pending_pax + block, b""
         self._tag = self.index.layer_of(clean)
         if info.isdir() or info.issym():
             link = None
             if info.issym():
-                link = posixpath.normpath(posixpath.join(posixpath.dirname(clean), info.linkname))
-                if info.linkname.startswith("/") or link == ".." or link.startswith("../"):
-                    raise ArchiveError(f"symlink {name!r} points outside the archive")
-            self.stats.members[clean] = Member(clean, 0, link=link)
+                link = _link_target(clean, linkname, self._links())
+            self.stats.members[clean] = Member(clean, 0, link=link, linkname=linkname if link else "", directory=info.isdir())
             yield from self._emit(header)
         elif not info.isreg():
             raise ArchiveError(f"member {name!r} is a {_kind(info)}, which a docker-save archive never holds")
@@ -332,9 +355,40 @@ class SaveStreamFilter:
             raise ArchiveError(f"manifest.json names {name!r}, which the archive does not hold")
         return member
 
+    def _links(self) -> set[str]:
+        return {name for name, member in self.stats.members.items() if member.link is not None}
+
+    def _check_links(self) -> None:
+        """Every member and symlink against the whole tree: nothing below a symlink, every link to a regular member."""
+        links = self._links()
+        for name, member in self.stats.members.items():
+            parts = name.split("/")
+            through = next((p for p in ("/".join(parts[:i]) for i in range(1, len(parts))) if p in links), None)
+            if through is not None:
+                raise ArchiveError(f"member {name!r} lies below symlink {through!r}: refused")
+        for name, member in self.stats.members.items():
+            if member.link is not None:
+                _link_target(name, member.linkname, links)  # again, now that every symlink is known
+                target = self._follow(member)
+                if target is None or target.directory:
+                    raise ArchiveError(f"symlink {name!r} does not lead to a file of the archive")
+
+    def _follow(self, member: Member) -> Member | None:
+        seen: set[str] = set()
+        while member.link is not None:
+            if member.name in seen:
+                return None
+            seen.add(member.name)
+            found = self.stats.members.get(member.link)
+            if found is None:
+                return None
+            member = found
+        return member
+
     def _finish(self, source: _Input) -> None:
-        """Checks at the end marker: content digests, then every image's config and layers."""
+        """Checks at the end marker: links, content digests, then every image's config and layers."""
         source.read(BLOCK)  # the second zero block of the end marker
+        self._check_links()
         for member in self.stats.members.values():
             expected = _named_digest(member.name)
             if expected and member.digest and member.digest != expected:
@@ -393,6 +447,43 @@ class _Gunzip:
 
     def digest(self) -> str:
         return "sha256:" + self._sha.hexdigest()
+
+
+def _text(raw: bytes, what: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ArchiveError(f"{what} is not UTF-8 text") from None
+
+
+def _pax_size(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or len(text) > 19:
+        raise ArchiveError(f"a PAX header gives the size {text[:40]!r}, which is not a size")
+    return int(text)
+
+
+def _link_target(name: str, linkname: str, links: set[str]) -> str:
+    """Where symlink ``name`` points, as a member name; ``ArchiveError`` if that is outside the archive.
+
+    The path is walked as a file system would, with the symlinks ``links`` known so far: going
+    through one, or up out of one, is refused, so the name worked out here is the one an
+    extractor would reach (a ``..`` after a symlink goes up from the symlink's target, not its name)."""
+    if not linkname or linkname.startswith("/"):
+        raise ArchiveError(f"symlink {name!r} points outside the archive ({linkname[:100]!r})")
+    parts = name.split("/")[:-1]
+    steps = [p for p in linkname.split("/") if p not in ("", ".")]
+    for part in steps:
+        if parts and "/".join(parts) in links:
+            raise ArchiveError(f"symlink {name!r} points through symlink {'/'.join(parts)!r}: refused")
+        if part == "..":
+            if not parts:
+                raise ArchiveError(f"symlink {name!r} points outside the archive ({linkname[:100]!r})")
+            parts.pop()
+        else:
+            parts.append(part)
+    if not parts:
+        raise ArchiveError(f"symlink {name!r} points at the archive's root")
+    return "/".join(parts)
 
 
 def _is_v1_json(name: str) -> bool:

@@ -12,23 +12,30 @@ the size and sha256 of every member, the layers a delta bundle leaves out) and
 
 A bundle is untrusted input: it is never extracted. ``read_verified`` streams
 it once through the checking filter (names, types, duplicates, metadata sizes,
-every layer against its image's config, every config against its ID), then
-holds every member against the bundle's manifest and refuses anything after the
-end of the archive. A bundle is written as ``*.partial`` and renamed only once
-complete.
+every layer hashed against its image's config, every config against its ID),
+then holds every member against the bundle's manifest and refuses anything
+after the end of the archive. The checksum file travels with the bundle, so it
+proves nothing about tampering: it is checked in the same read (and named first
+when it disagrees, as it says best that a file was damaged), never in place of
+hashing the layers. Decompression is bounded: at most 1 MiB comes out per step,
+and past 256 MiB the output may not exceed 1000 times the compressed bytes read.
+
+A bundle is written as ``*.partial`` and renamed only once complete; every
+file is created afresh, never through a symlink planted at its name.
 """
 
 from __future__ import annotations
 
 import getpass
 import hashlib
+import io
 import json
 import os
 import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, cast
 
 import zstandard
 
@@ -41,6 +48,9 @@ FORMAT = 1
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 READ_CHUNK = 1 << 20
 ZSTD_LEVEL = 1  # 1.3 GB/s on random data here; higher levels cost far more than they save on layers
+MAX_RATIO = 1000  # decompressed bytes per compressed byte, past MAX_RATIO_GRACE (zstd -1 gives ~5:1 on text layers)
+MAX_RATIO_GRACE = 256 << 20
+MAX_SUMS_FILE = 1 << 20
 
 
 class BundleError(ShipperError):
@@ -76,16 +86,31 @@ class BundleManifest:
     def from_json(cls, data: bytes) -> "BundleManifest":
         try:
             document = json.loads(data)
+            if not isinstance(document, dict):
+                raise TypeError("not a JSON object")
             if document.get("format") != FORMAT:
                 raise BundleError(f"{BUNDLE_JSON} is format {document.get('format')!r}; this shipper reads format {FORMAT}")
             images = [
-                BundleImage(str(i["id"]), tuple(i["tags"]), int(i["size"]), tuple(i["layers"]), str(i.get("platform", "")))
+                BundleImage(str(i["id"]), _strings(i["tags"]), _count(i["size"]), _strings(i["layers"]), str(i.get("platform", "")))
                 for i in document["images"]
             ]
-            return cls(images, dict(document["members"]), list(document.get("relies_on") or []), str(document.get("source", "")),
+            members = {str(name): {"size": _count(entry["size"]), "sha256": str(entry["sha256"])} for name, entry in document["members"].items()}
+            return cls(images, members, list(_strings(document.get("relies_on") or [])), str(document.get("source", "")),
                        str(document.get("created", "")), str(document.get("created_by", "")))  # fmt: skip
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise BundleError(f"{BUNDLE_JSON} is not a valid bundle manifest ({exc})") from None
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
+            raise BundleError(f"{BUNDLE_JSON} is not a valid bundle manifest ({type(exc).__name__}: {str(exc)[:100]})") from None
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TypeError(f"{str(value)[:40]!r} is not a list of strings")
+    return tuple(value)
+
+
+def _count(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise TypeError(f"{str(value)[:40]!r} is not a size")
+    return value
 
 
 def trailer_for(images: list[BundleImage], source: str, relies_on: Iterable[str]) -> Any:
@@ -129,7 +154,7 @@ class BundleWriter:
             self._file.close()
         final = self._name(len(self.parts))
         self.parts.append(final)
-        self._file = open(self._partial(final), "wb")
+        self._file = _create(self._partial(final))
         self._sums.append(hashlib.sha256())
         self._in_part = 0
 
@@ -161,7 +186,10 @@ class BundleWriter:
         for part in self.parts:
             os.replace(self._partial(part), part)
         lines = "".join(f"{s.hexdigest()}  {p.name}\n" for s, p in zip(self._sums, self.parts))
-        Path(f"{self.path}.sha256").write_text(lines)
+        sums = Path(f"{self.path}.sha256")
+        with _create(self._partial(sums)) as out:
+            out.write(lines.encode())
+        os.replace(self._partial(sums), sums)  # replaces whatever is at the name (a symlink itself, never its target)
         return self.parts
 
     def abort(self) -> None:
@@ -169,6 +197,22 @@ class BundleWriter:
             self._file.close()
         for part in self.parts:
             self._partial(part).unlink(missing_ok=True)
+
+
+def _create(path: Path) -> Any:
+    """A new file at ``path``, opened for writing: a stale file or a planted symlink there is removed first
+    (the link itself), and the file is created exclusively, never through a link."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except IsADirectoryError:
+        raise BundleError(f"cannot write {path}: a directory is in the way") from None
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except FileExistsError:
+        raise BundleError(f"cannot write {path}: something created it meanwhile", hint="is another shipper writing there?") from None
+    return os.fdopen(fd, "wb")
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -191,8 +235,10 @@ def expected_sums(path: Path) -> dict[str, str] | None:
     sums_file = Path(f"{path}.sha256")
     if not sums_file.exists():
         return None
+    if sums_file.stat().st_size > MAX_SUMS_FILE:
+        raise BundleError(f"{sums_file.name} is over {MAX_SUMS_FILE} bytes: not a checksum file of shipper's")
     expected = {}
-    for line in sums_file.read_text().splitlines():
+    for line in sums_file.read_text(errors="replace").splitlines():
         digest, _, name = line.partition("  ")
         expected[name.strip()] = digest.strip()
     return expected
@@ -212,31 +258,54 @@ def _raw_chunks(parts: list[Path], sums: dict[str, Any] | None = None) -> Iterat
 
 
 def content_chunks(path: Path, sums: dict[str, Any] | None = None) -> Iterator[bytes]:
-    """The bundle's tar bytes, its parts joined and decompressed; ``BundleError`` on garbage after a zstd frame.
+    """The bundle's tar bytes, its parts joined and decompressed (at most READ_CHUNK bytes a step, and at
+    most MAX_RATIO times what was read); ``BundleError`` on bad zstd data or garbage after it.
 
-    ``sums``: filled with the sha256 of each part's raw bytes, read in the same pass."""
+    ``sums``: filled with the sha256 of each part's raw bytes, read in the same pass.
+    A zstd stream cut short ends early here; the tar inside then ends early, which the reader refuses."""
     raw = _raw_chunks(parts_of(path), sums)
     first = next(raw, b"")
     if not first.startswith(ZSTD_MAGIC):
         yield first
         yield from raw
         return
-    decompressor = zstandard.ZstdDecompressor().decompressobj()
-    for chunk in _chain(first, raw):
-        if decompressor.eof:
-            if chunk:
-                raise BundleError(f"{path.name} has data after its compressed content (appended garbage)")
-            continue
+    source = _ChunkFile(_chain(first, raw))
+    reader = zstandard.ZstdDecompressor().stream_reader(cast(Any, source), read_size=READ_CHUNK, read_across_frames=True)
+    produced = 0
+    while True:
         try:
-            out = decompressor.decompress(chunk)
+            out = reader.read(READ_CHUNK)
         except zstandard.ZstdError as exc:
-            raise BundleError(f"{path.name} is not valid zstd data: {exc}") from None
-        if out:
-            yield out
-        if decompressor.eof and decompressor.unused_data:
-            raise BundleError(f"{path.name} has data after its compressed content (appended garbage)")
-    if not decompressor.eof:
-        raise BundleError(f"{path.name} ends in the middle of its compressed content (cut short)")
+            raise BundleError(f"{path.name} is not valid zstd data, or has data after its compressed content (appended garbage): {exc}") from None
+        if not out:
+            return
+        produced += len(out)
+        if produced > MAX_RATIO_GRACE and produced > MAX_RATIO * max(source.consumed, 1):
+            raise BundleError(
+                f"{path.name} expands more than {MAX_RATIO}:1 ({source.consumed} compressed bytes gave {produced}): refused as a decompression bomb",
+                hint="a real bundle of mostly empty files may do this: decompress it yourself (zstd -d) and give shipper the .tar",
+            )
+        yield out
+
+
+class _ChunkFile(io.RawIOBase):
+    """An iterator of chunks as a file, counting the bytes read from it."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks, self._buffer, self.consumed = chunks, b"", 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        while not self._buffer:
+            self._buffer = next(self._chunks, b"")
+            if not self._buffer:
+                return 0
+        size = min(len(target), len(self._buffer))
+        target[:size], self._buffer = self._buffer[:size], self._buffer[size:]
+        self.consumed += size
+        return size
 
 
 def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
@@ -254,6 +323,16 @@ class Verified:
     size: int  # bytes of tar content
 
 
+def _recorded_digest(raw: bytes) -> str:
+    try:
+        document = json.loads(raw)
+    except ValueError:
+        raise BundleError(f"{BUNDLE_DIGEST} is not JSON: the bundle was damaged or changed") from None
+    if not isinstance(document, dict) or not isinstance(document.get("sha256"), str):
+        raise BundleError(f"{BUNDLE_DIGEST} holds no sha256: the bundle was damaged or changed")
+    return str(document["sha256"])
+
+
 def _declared_absent(metadata: Mapping[str, bytes]) -> list[str]:
     data = metadata.get(BUNDLE_JSON)
     return BundleManifest.from_json(data).relies_on if data is not None else []
@@ -262,14 +341,14 @@ def _declared_absent(metadata: Mapping[str, bytes]) -> list[str]:
 def read_verified(path: Path) -> Verified:
     """Check the whole bundle in one read (nothing is touched anywhere); what it holds.
 
-    With a checksum file beside it, the file's own sha256 proves every byte is
-    as written (and ``create`` checked every layer as it wrote), so layers are
-    not hashed a second time; without one, every layer is.
+    Every layer is hashed against its image's config, every member against the
+    bundle's manifest. A checksum file beside the bundle is checked in the same
+    read, but vouches for nothing: whoever could change the bundle could change it too.
     """
     parts = parts_of(path)
     expected = expected_sums(path)
     actual: dict[str, Any] = {}
-    checker = SaveStreamFilter(verify_content=expected is None, keep_tags=True, declared_absent=_declared_absent)
+    checker = SaveStreamFilter(verify_content=True, keep_tags=True, declared_absent=_declared_absent)
     chunks = content_chunks(path, actual)
     size = 0
     try:
@@ -289,7 +368,7 @@ def read_verified(path: Path) -> Verified:
         raise
     if expected is not None:
         _check_sums(path, parts, expected, actual)
-    return Verified(_check_manifest(path, checker, expected is not None), checker.stats, expected is not None, size)
+    return Verified(_check_manifest(path, checker), checker.stats, expected is not None, size)
 
 
 def _check_sums(path: Path, parts: list[Path], expected: dict[str, str], actual: dict[str, Any], more: str = "") -> None:
@@ -298,21 +377,20 @@ def _check_sums(path: Path, parts: list[Path], expected: dict[str, str], actual:
             raise BundleError(f"{part.name} does not match its checksum in {path.name}.sha256: the file is damaged or was changed{more}")
 
 
-def _check_manifest(path: Path, checker: SaveStreamFilter, hashed_whole: bool) -> BundleManifest:
+def _check_manifest(path: Path, checker: SaveStreamFilter) -> BundleManifest:
     data, digest = checker.metadata(BUNDLE_JSON), checker.metadata(BUNDLE_DIGEST)
     if data is None or digest is None:
         raise BundleError(f"{path.name} is an image archive but not a shipper bundle (no {BUNDLE_JSON})", hint="docker load -i can load it")
-    if json.loads(digest).get("sha256") != hashlib.sha256(data).hexdigest():
+    if _recorded_digest(digest) != hashlib.sha256(data).hexdigest():
         raise BundleError(f"{BUNDLE_JSON} in {path.name} does not match its digest: it was damaged or changed")
     manifest = BundleManifest.from_json(data)
     seen = {m.name: m for m in checker.stats.members.values() if m.link is None and m.name not in (BUNDLE_JSON, BUNDLE_DIGEST)}
-    seen = {n: m for n, m in seen.items() if m.digest or (hashed_whole and n in manifest.members)}
+    seen = {n: m for n, m in seen.items() if m.digest}
     for name, member in seen.items():
         listed = manifest.members.get(name)
         if listed is None:
             raise BundleError(f"{path.name} holds {name}, which its manifest does not list (added after the bundle was made)")
-        # Not hashed this time (the checksum file vouched for every byte): the size must still match.
-        if (member.digest and listed.get("sha256") != member.digest) or listed.get("size") != member.size:
+        if listed.get("sha256") != member.digest or listed.get("size") != member.size:
             raise BundleError(f"{name} in {path.name} does not match the bundle's manifest: it was damaged or changed")
     missing = sorted(set(manifest.members) - set(seen))
     if missing:

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from shipper.errors import UsageError
 
 # Docker's reference grammar, simplified: path components, optional registry host[:port], optional tag.
-_NAME = re.compile(r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
-_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
-_ID = re.compile(r"^(?:sha256:)?[0-9a-f]{12,64}$")
+# Matched whole (fullmatch: "$" would accept a trailing newline) and ASCII only ("\w" would take any Unicode letter).
+_NAME = re.compile(r"(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*", re.ASCII)
+_TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
+_ID = re.compile(r"(?:sha256:)?[0-9a-f]{12,64}", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -31,13 +32,13 @@ class ImageRef:
 def parse(text: str) -> ImageRef:
     """Parse and check ``text``; a name without a tag means ``:latest``, as in Docker."""
     text = text.strip()
-    if _ID.match(text):
+    if _ID.fullmatch(text):
         return ImageRef(text if text.startswith("sha256:") or len(text) < 64 else f"sha256:{text}")
     if "@" in text:
         raise UsageError(f"{text!r}: references by digest are not supported here", hint="name the image by tag or by ID")
     slash = text.rfind("/")
     colon = text.rfind(":")
     repository, tag = (text[:colon], text[colon + 1 :]) if colon > slash else (text, "latest")
-    if not _NAME.match(repository) or not _TAG.match(tag):
+    if not _NAME.fullmatch(repository) or not _TAG.fullmatch(tag):
         raise UsageError(f"{text!r} is not a valid image name", hint="write NAME[:TAG], e.g. httpd:2 or registry.local:5000/team/app:1.4")
     return ImageRef(repository, tag)

@@ -35,8 +35,8 @@ from shipper.yamlfile import LineDict, YAMLFileError, load_file
 
 GROUP_KEYS = ("hosts", "children", "vars")
 REGISTRY_KEYS = ("address", "ca", "username", "password_file", "insecure")
-_GROUP_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-_HOST_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
+_GROUP_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", re.ASCII)  # matched whole: "$" would let a trailing newline in
+_HOST_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]*", re.ASCII)
 _RANGE = re.compile(r"\[([0-9a-z]+):([0-9a-z]+)(?::([0-9]+))?\]")
 
 
@@ -79,7 +79,7 @@ class _Reader:
                 self.groups["all"].children.append(str(name))
 
     def _group(self, name: str, body: Any, origin: Origin) -> None:
-        if not _GROUP_NAME.match(name):
+        if not _GROUP_NAME.fullmatch(name):
             raise InventoryError(f"{name!r} is not a valid group name", hint="use letters, digits, '_', '-' and '.'", origin=origin)
         group = self.groups.setdefault(name, _GroupDef(name, origin))
         if body is None:
@@ -120,7 +120,7 @@ class _Reader:
             self.registries[str(name)] = (spec, where)
 
     def _host(self, name: str, body: Any, origin: Origin) -> None:
-        if not _HOST_NAME.match(name):
+        if not _HOST_NAME.fullmatch(name):
             raise InventoryError(f"{name!r} is not a valid host name", origin=origin)
         host = self.hosts.setdefault(name, _HostDef(name, origin))
         if body is None:
@@ -265,7 +265,7 @@ def _build_host(host: _HostDef, groups: list[str], merged: dict[str, Any], expli
     overrides = dict(explicit)
     if isinstance(engine_url, str) and engine_url.startswith("ssh://"):
         overrides = {**ssh_overrides_from_url(engine_url, host.origin), **overrides}
-    ssh = resolve_ssh(host.name, merged, overrides)
+    ssh = resolve_ssh(host.name, merged, overrides, host.origin)
     engine = resolve_engine(merged, ssh, host.origin)
     return Host(host.name, tuple(g for g in groups if g != "all"), merged, ssh, engine, host.origin)
 

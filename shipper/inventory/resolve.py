@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,21 @@ def read_ssh_config(path: str | None) -> SSHConfig:
     return _parse_ssh_config(user_path, mtime(user_path), mtime(SYSTEM_SSH_CONFIG))
 
 
+def _lookup(config: SSHConfig, alias: str, origin: Origin | None) -> dict[str, Any]:
+    """ssh_config's values for ``alias``. Its ``Match exec`` commands run here (paramiko runs them through
+    invoke): as OpenSSH does, with stdin from /dev/null, so that they never read what shipper's own
+    stdin holds (a password given with --password-file -); their failures are inventory errors."""
+    saved = sys.stdin
+    try:
+        with open(os.devnull) as nothing:
+            sys.stdin = nothing
+            return dict(config.lookup(alias))
+    except Exception as exc:  # paramiko and invoke raise several kinds
+        raise InventoryError(f"ssh_config could not be read for host {alias}: {type(exc).__name__}: {str(exc).strip()[:200]}", origin=origin) from None
+    finally:
+        sys.stdin = saved
+
+
 class _Picker:
     """Looks a setting up in explicit values, then inventory, then ssh_config, then a default."""
 
@@ -92,12 +109,40 @@ def _expand(paths: Any) -> tuple[str, ...]:
     return tuple(os.path.expanduser(p) for p in items)
 
 
-def resolve_ssh(name: str, variables: Mapping[str, Any], explicit: Mapping[str, Any] | None = None) -> SSHSettings:
+# What OpenSSH (9.6+) accepts as a host name on its command line: no shell metacharacters, since
+# ssh_config's "Match exec" and ProxyCommand put it (%h, %n) into a shell command. Letters, digits,
+# and . - _ : % [ ] (IPv6 addresses and zones); not starting with "-" (an option).
+_HOSTNAME = re.compile(r"[A-Za-z0-9_.:%\[\]-]{1,253}", re.ASCII)
+_USER = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.@-]{0,63}", re.ASCII)
+
+
+def check_hostname(value: str, what: str, origin: Origin | None = None) -> str:
+    """``value`` if it can be a host name; else InventoryError (before any ssh_config lookup runs a command)."""
+    if not _HOSTNAME.fullmatch(value) or value.startswith("-"):
+        raise InventoryError(
+            f"{what} {value[:100]!r} is not a host name: only letters, digits and . - _ : % [ ] may appear in one",
+            hint="ssh_config's Match exec and ProxyCommand would put it into a shell command; OpenSSH refuses such names too",
+            origin=origin,
+        )
+    return value
+
+
+def check_user(value: str, what: str, origin: Origin | None = None) -> str:
+    if not _USER.fullmatch(value):
+        raise InventoryError(
+            f"{what} {value[:100]!r} is not a user name: letters, digits and . _ - @, not starting with - or @",
+            hint="ssh_config's tokens (%r) would put it into a shell command", origin=origin,
+        )  # fmt: skip
+    return value
+
+
+def resolve_ssh(name: str, variables: Mapping[str, Any], explicit: Mapping[str, Any] | None = None, origin: Origin | None = None) -> SSHSettings:
     """SSH settings for host ``name`` from its merged (normalized) variables."""
     explicit = explicit or {}
     alias = str(explicit.get("ssh_host") or variables.get("ssh_host") or name)
+    check_hostname(alias, "the SSH address of host " + name[:100] if alias != name else "host", origin)
     config_file = os.path.expanduser(variables.get("ssh_config_file") or DEFAULT_SSH_CONFIG)
-    conf = read_ssh_config(variables.get("ssh_config_file")).lookup(alias)
+    conf = _lookup(read_ssh_config(variables.get("ssh_config_file")), alias, origin)
     picker = _Picker(explicit, variables, conf)
     # paramiko answers hostname=alias when no Host block renames it.
     hostname = conf.get("hostname") or alias
@@ -107,6 +152,7 @@ def resolve_ssh(name: str, variables: Mapping[str, Any], explicit: Mapping[str, 
         picker.sources["hostname"] = "explicit" if "ssh_host" in explicit else "inventory" if alias != name else "default"
     port = picker.pick("ssh_port", "port", 22, _conf_port)
     user = picker.pick("ssh_user", "user", getpass.getuser())
+    check_user(str(user), f"the SSH user of host {name[:100]}", origin)
     keys = picker.pick("ssh_key", "identityfile", (), _expand)
     known = picker.pick("ssh_known_hosts_file", "userknownhostsfile", (DEFAULT_KNOWN_HOSTS,), _expand)
     policy = picker.pick("ssh_strict_host_key_checking", "stricthostkeychecking", "yes", _conf_policy)
@@ -130,7 +176,10 @@ def resolve_ssh(name: str, variables: Mapping[str, Any], explicit: Mapping[str, 
 
 def ssh_overrides_from_url(url: str, origin: Origin) -> dict[str, Any]:
     """The parts of an ``ssh://user@host:port`` docker_host, as explicit SSH settings."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise InventoryError(f"docker_host {url!r} is not a URL", origin=origin) from None
     if not parts.hostname:
         raise InventoryError(f"docker_host {url!r} names no host", origin=origin)
     overrides: dict[str, Any] = {"ssh_host": parts.hostname}
@@ -171,10 +220,16 @@ def resolve_engine(variables: Mapping[str, Any], ssh: SSHSettings, origin: Origi
     url = variables.get("docker_host")
     if url is None:
         return EngineEndpoint(f"ssh://{ssh.user}@{ssh.hostname}:{ssh.port}", "ssh", derived=True)
+    if not isinstance(url, str) or any(c in url for c in "\0\r\n\t "):
+        raise InventoryError(f"docker_host {str(url)[:100]!r} is not a URL", origin=origin)
     scheme, _, rest = url.partition("://")
     if scheme == "unix":
-        if not rest.startswith("/"):
-            raise InventoryError(f"docker_host {url!r} must give an absolute socket path", origin=origin)
+        parts = urlsplit(url)
+        if not rest.startswith("/") or parts.query or parts.fragment or "?" in url or "#" in url:
+            raise InventoryError(
+                f"docker_host {url!r} must be unix:// and an absolute socket path, nothing more",
+                hint="for example unix:///var/run/docker.sock", origin=origin,
+            )  # fmt: skip
         return EngineEndpoint(url, "unix")
     if scheme == "ssh":
         return EngineEndpoint(f"ssh://{ssh.user}@{ssh.hostname}:{ssh.port}", "ssh")
@@ -188,13 +243,14 @@ def resolve_engine(variables: Mapping[str, Any], ssh: SSHSettings, origin: Origi
 
 
 def _tcp_endpoint(url: str, variables: Mapping[str, Any], origin: Origin) -> EngineEndpoint:
-    parts = urlsplit(url)
     try:
+        parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        port = -1
-    if not parts.hostname or port == -1:
-        raise InventoryError(f"docker_host {url!r} must be tcp://HOST:PORT", origin=origin)
+        parts, port = urlsplit(""), -1
+    if not parts.hostname or port == -1 or parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise InventoryError(f"docker_host {url!r} must be tcp://HOST:PORT", hint="an IPv6 address goes in brackets: tcp://[::1]:2376", origin=origin)
     tls = _tls_files(variables)
     port = port or (DOCKER_TLS_PORT if tls else 2375)
-    return EngineEndpoint(f"tcp://{parts.hostname}:{port}", "tcp", tls=tls)
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return EngineEndpoint(f"tcp://{host}:{port}", "tcp", tls=tls)

@@ -16,21 +16,22 @@ from dataclasses import dataclass
 from shipper.errors import UsageError
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-REPOSITORY = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-TAG = re.compile(r"^[\w][\w.-]{0,127}$")
-DIGEST = re.compile(r"^(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$")
-_HOST = re.compile(r"^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::[0-9]{1,5})?$")
+# Matched whole (fullmatch: "$" would accept a trailing newline) and ASCII only ("\w" would take any Unicode letter).
+REPOSITORY = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*", re.ASCII)
+TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
+DIGEST = re.compile(r"sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}", re.ASCII)
+_HOST = re.compile(r"(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::[0-9]{1,5})?", re.ASCII)
 MAX_NAME = 255
 
 
 def check_digest(digest: str, what: str = "digest") -> str:
-    if not DIGEST.match(digest):
+    if not DIGEST.fullmatch(digest):
         raise UsageError(f"{what} {digest!r} is not a valid digest (sha256:<64 hex digits>)")
     return digest
 
 
 def check_repository(name: str) -> str:
-    if len(name) > MAX_NAME or not REPOSITORY.match(name):
+    if len(name) > MAX_NAME or not REPOSITORY.fullmatch(name):
         raise UsageError(
             f"{name!r} is not a valid repository name",
             hint="lowercase letters, digits and . _ - separators, path components joined by /",
@@ -39,7 +40,7 @@ def check_repository(name: str) -> str:
 
 
 def check_tag(tag: str) -> str:
-    if not TAG.match(tag):
+    if not TAG.fullmatch(tag):
         raise UsageError(f"{tag!r} is not a valid tag", hint="up to 128 letters, digits, _ . -, not starting with . or -")
     return tag
 
@@ -81,7 +82,7 @@ def parse_address(text: str) -> Address:
     bare = text.split("://", 1)[1] if "://" in text else text
     bare = bare.rstrip("/")
     if text.startswith(("http://", "https://")) or "://" not in text:
-        if _HOST.match(bare):
+        if _HOST.fullmatch(bare):
             return Address(bare, plain)
     raise UsageError(f"{text!r} is not a registry address", hint="give host:port, e.g. registry.example:5000")
 

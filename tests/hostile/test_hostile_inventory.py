@@ -1,0 +1,129 @@
+"""Hostile inventories: a host name never reaches a shell through the user's ssh_config, and every
+malformed engine address or image name is a one-line error, not a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shipper import imageref
+from shipper.errors import UsageError
+from shipper.registry.names import check_repository, check_tag, parse_repo_ref
+from tests.conftest import ShipperRunner
+
+
+@pytest.fixture
+def match_exec_config(clean_environment: Path, tmp_path: Path) -> Path:
+    """The user's own ~/.ssh/config with a ``Match exec`` that runs a command holding the host name."""
+    marker = tmp_path / "ran"
+    ssh = clean_environment / ".ssh"
+    ssh.mkdir(exist_ok=True)
+    (ssh / "config").write_text(f'Match exec "echo %h >> {marker}"\n  Port 2222\n')
+    return marker
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "hosts.yml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize("name", ["x$(touch${IFS}/tmp/shipper-pwned)", "x`id`", "a;b", "-oProxyCommand=x", "a b", "web1\\n"])
+def test_a_host_name_with_shell_characters_never_reaches_match_exec(
+    shipper: ShipperRunner, tmp_path: Path, match_exec_config: Path, name: str
+) -> None:
+    inventory = write(tmp_path, f"all:\n  hosts:\n    ok1:\n    '{name}':\n")
+
+    result = shipper("hosts", "-i", inventory)
+
+    assert result.status != 0, result.stderr
+    assert "is not a valid host name" in result.stderr and "line 4" in result.stderr
+    assert not match_exec_config.exists()
+    assert not Path("/tmp/shipper-pwned").exists()
+
+
+def test_an_ansible_host_with_shell_characters_is_refused_too(shipper: ShipperRunner, tmp_path: Path, match_exec_config: Path) -> None:
+    inventory = write(tmp_path, "all:\n  hosts:\n    web1: {ansible_host: '$(id)'}\n")
+
+    result = shipper("hosts", "-i", inventory)
+
+    assert result.status != 0
+    assert "the SSH address of host web1" in result.stderr and "line 3" in result.stderr
+    assert not match_exec_config.exists()
+
+
+def test_an_ordinary_host_name_still_meets_the_users_match_exec(shipper: ShipperRunner, tmp_path: Path, match_exec_config: Path) -> None:
+    inventory = write(tmp_path, "all:\n  hosts:\n    web-01.example.com:\n    v6: {ansible_host: 'fe80::1%eth0'}\n")
+
+    result = shipper("hosts", "-i", inventory, "--json")
+
+    assert result.status == 0, result.stderr
+    assert set(match_exec_config.read_text().split()) == {"web-01.example.com", "fe80::1%eth0"}
+
+
+def test_a_user_name_with_shell_characters_is_refused(shipper: ShipperRunner, tmp_path: Path) -> None:
+    inventory = write(tmp_path, "all:\n  hosts:\n    web1: {ansible_user: 'root;id'}\n")
+
+    result = shipper("hosts", "-i", inventory)
+
+    assert result.status != 0
+    assert "is not a user name" in result.stderr
+
+
+# -- engine addresses ----------------------------------------------------------------------------
+
+
+def test_an_ipv6_tcp_engine_keeps_its_brackets(shipper: ShipperRunner, tmp_path: Path) -> None:
+    inventory = write(tmp_path, "all:\n  hosts:\n    v6: {docker_host: 'tcp://[::1]:2376'}\n")
+
+    result = shipper("ping", "v6", "-i", inventory)
+
+    assert "tcp://[::1]:2376" in result.stderr
+    assert "Traceback" not in result.stderr and result.status == 3, result.stderr
+
+
+@pytest.mark.parametrize(
+    "url", ["unix:///run/docker.sock?x=1", "unix:///run/docker.sock#x", "tcp://h:2376/path", "tcp://[::1:2376", "tcp://u@h:2376", "unix:///a b"]
+)
+def test_a_malformed_engine_address_is_an_inventory_error(shipper: ShipperRunner, tmp_path: Path, url: str) -> None:
+    inventory = write(tmp_path, f"all:\n  hosts:\n    h: {{docker_host: '{url}'}}\n")
+
+    result = shipper("ping", "h", "-i", inventory)
+
+    assert result.status != 0, result.stderr
+    assert "docker_host" in result.stderr and "Traceback" not in result.stderr
+
+
+# -- image references ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["app\n:1", "app:1\nx", "äpp:1", "app:１", "app:tag\u00e9", "app:" + "a" * 129])
+def test_image_references_outside_dockers_grammar_are_refused(text: str) -> None:
+    with pytest.raises(UsageError):
+        imageref.parse(text)
+
+
+@pytest.mark.parametrize("tag", ["1\n", "ä", "１", "a" * 129, ".x", "-x"])
+def test_registry_tags_outside_the_grammar_are_refused(tag: str) -> None:
+    with pytest.raises(UsageError):
+        check_tag(tag)
+
+
+@pytest.mark.parametrize("text", ["reg:5000/app\n", "reg:5000/äpp:1", "reg:5000\n/app:1"])
+def test_registry_references_outside_the_grammar_are_refused(text: str) -> None:
+    with pytest.raises(UsageError):
+        parse_repo_ref(text)
+
+
+def test_a_repository_with_a_trailing_newline_is_refused() -> None:
+    with pytest.raises(UsageError):
+        check_repository("team/app\n")
+
+
+def test_an_ssh_engine_address_that_is_not_a_url_is_an_inventory_error(shipper: ShipperRunner, tmp_path: Path) -> None:
+    inventory = write(tmp_path, "all:\n  hosts:\n    h: {docker_host: 'ssh://[::1'}\n")
+
+    result = shipper("hosts", "-i", inventory)
+
+    assert result.status != 0 and "is not a URL" in result.stderr and "Traceback" not in result.stderr

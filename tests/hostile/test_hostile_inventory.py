@@ -127,3 +127,37 @@ def test_an_ssh_engine_address_that_is_not_a_url_is_an_inventory_error(shipper: 
     result = shipper("hosts", "-i", inventory)
 
     assert result.status != 0 and "is not a URL" in result.stderr and "Traceback" not in result.stderr
+
+
+# -- playbook templates ------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("{{ range(10**9) | list }}", "fails to render"),
+        ("{{ 'a' * 10**9 }}", "repeating a value"),
+        ("{{ 10 ** 1000000 }}", "too large a number"),
+        ("{% for i in range(100000) %}{% for j in range(100000) %}xxxxxxxxxx{% endfor %}{% endfor %}", "over 1048576 characters"),
+        ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "took over"),
+        ("{{ 1 / 0 }}", "ZeroDivisionError"),
+        ("{{ ''.__class__.__mro__ }}", "template error"),
+    ],
+)
+def test_a_hostile_playbook_template_is_a_clear_error_in_bounded_time(template: str, expected: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shipper.errors import Origin
+    from shipper.playbook import render as render_module
+    from shipper.playbook.model import PlaybookError
+
+    monkeypatch.setattr(render_module, "RENDER_SECONDS", 1.0)
+
+    with pytest.raises(PlaybookError, match=expected):
+        render_module.render(template, {}, Origin("play.yml", 3), "ship")
+
+
+def test_an_ordinary_template_still_renders() -> None:
+    from shipper.errors import Origin
+    from shipper.playbook.render import render
+
+    assert render("app:{{ version }}-{{ 2 ** 3 }}{{ '-' * 3 }}", {"version": "1.4"}, Origin("play.yml", 3), "ship") == "app:1.4-8---"

@@ -247,6 +247,19 @@ def _interrupted(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def _stop_when_shipper_is_gone() -> None:
+    """shipper keeps this program's stdin open while it lives: its end (shipper ended, however abruptly,
+    and its ssh with it) interrupts the work, so that no target is left loading a stream nobody will check."""
+    import signal
+
+    def watch() -> None:
+        while sys.stdin.buffer.read(1):
+            pass
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def main() -> None:
     import signal
 
@@ -258,6 +271,7 @@ def main() -> None:
     if not line or line == STOP:
         early.stop()
         sys.exit(0)
+    _stop_when_shipper_is_gone()
     sys.exit(run(json.loads(line), early))
 
 

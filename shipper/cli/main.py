@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import traceback
 
@@ -48,7 +49,12 @@ def run(argv: list[str], env: Env | None = None) -> int:
     except click.ClickException as exc:
         exc.show(file=env.stderr)
         return int(ExitStatus.USAGE)
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, click.exceptions.Abort) as exc:
+        terminated = exc if isinstance(exc, Terminated) else exc.__cause__  # click turns it into Abort
+        if isinstance(terminated, Terminated):
+            name = signal.Signals(terminated.signum).name
+            print(f"interrupted by {name}: targets keep the tags they had; run the command again to finish", file=env.stderr)
+            return 128 + terminated.signum
         print("interrupted", file=env.stderr)
         return int(ExitStatus.INTERRUPTED)
     except ExitRequest as exc:
@@ -56,5 +62,24 @@ def run(argv: list[str], env: Env | None = None) -> int:
     return int(ExitStatus.OK)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (a service stopped, a terminal closed): unwound like Ctrl-C, so every cleanup runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminated(signum: int, frame: object) -> None:
+    for other in TERMINATING:  # once: the cleanup that follows must not itself be cut short
+        signal.signal(other, signal.SIG_IGN)
+    raise Terminated(signum)
+
+
+TERMINATING = (signal.SIGTERM, signal.SIGHUP)
+
+
 def main() -> None:
+    for signum in TERMINATING:
+        signal.signal(signum, _terminated)
     sys.exit(run(sys.argv[1:]))

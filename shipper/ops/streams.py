@@ -229,7 +229,7 @@ class SourceProgram:
             }
             self.reporter = reporter
             self._write(json.dumps(spec).encode() + b"\n")
-            status, out, err = self.command.wait()
+            status, out, err = self.command.wait(keep_stdin=True)  # stdin open while shipper lives: the program stops when it closes
             return _host_to_host_outcome(self.source, targets, status, out, err)
         finally:
             self.close()

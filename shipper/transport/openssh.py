@@ -171,11 +171,18 @@ class RemoteCommand:
             except BrokenPipeError:
                 pass
 
-    def wait(self, timeout: float | None = None) -> tuple[int, str, str]:
-        """Exit status, stdout left unread, and stderr (its last 64 KiB)."""
-        self.close_stdin()
-        stdout = self.proc.stdout.read() if self.proc.stdout is not None else b""
-        status = self.proc.wait(timeout)
+    def wait(self, timeout: float | None = None, keep_stdin: bool = False) -> tuple[int, str, str]:
+        """Exit status, stdout left unread, and stderr (its last 64 KiB).
+
+        ``keep_stdin``: leave stdin open until the command has ended, for a remote program that takes
+        the end of its stdin to mean shipper is gone (see archive/hostpipe.py)."""
+        if not keep_stdin:
+            self.close_stdin()
+        try:
+            stdout = self.proc.stdout.read() if self.proc.stdout is not None else b""
+            status = self.proc.wait(timeout)
+        finally:
+            self.close_stdin()
         self._stderr_thread.join(timeout=5)
         return status, stdout.decode(errors="replace"), b"".join(self._stderr).decode(errors="replace")
 

@@ -1,0 +1,110 @@
+"""shipper ended from outside during a host-to-host move (SIGTERM, SIGHUP, SIGKILL): the target keeps
+its tags and gets no image, the program on the source stops, and the private ssh-agent and its
+socket directory are gone, even when shipper had no chance to clean up itself."""
+
+from __future__ import annotations
+
+import glob
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from shipper.lab import Lab
+from shipper.transport.agent import PREFIX
+from tests.integration.helpers import untagged_ids
+from tests.integration.test_move_faults import BIG, TRIGGER, FaultWhen, assert_rerun_succeeds, assert_untouched, processes, staged  # noqa: F401
+from tests.conftest import ShipperRunner
+
+
+def agent_dirs() -> set[str]:
+    return set(glob.glob(os.path.join(tempfile.gettempdir(), PREFIX + "*")))
+
+
+def agents() -> list[int]:
+    return [pid for pid, argv, _ in processes() if argv and argv[0].endswith("ssh-agent") and any(PREFIX in a for a in argv)]
+
+
+def source_programs(lab: Lab) -> list[int]:
+    """The host-to-host program running on the lab's host a (python3 -c <loader>)."""
+    socket = f"unix://{lab.engine('a').socket}"
+    return [
+        pid for pid, argv, env in processes()
+        if env.get("DOCKER_HOST") == socket and argv and "python3" in argv[0] and any("shipper-hostpipe" in a for a in argv)
+    ]  # fmt: skip
+
+
+def wait_for(condition: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+def start_move(lab: Lab) -> subprocess.Popen[bytes]:
+    """shipper as a user runs it: its own process, the real entry point."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "shipper", "move", BIG.name, "--from", "a", "--to", "b", "-i", str(lab.inventory_path)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_terminated_move_cleans_up_and_leaves_the_target_as_it_was(shipper: ShipperRunner, staged: Lab, signum: int) -> None:
+    dangling, dirs_before = untagged_ids(staged, "b"), agent_dirs()
+    process = start_move(staged)
+
+    with FaultWhen(staged, "b", "load", TRIGGER, lambda: process.send_signal(signum)) as fault:
+        _, stderr = process.communicate(timeout=60)
+
+    assert fault.fired.is_set()
+    assert process.returncode == 128 + signum, stderr
+    assert b"interrupted by SIG" in stderr
+    assert agent_dirs() <= dirs_before and agents() == []
+    assert wait_for(lambda: source_programs(staged) == [], 10)
+    assert_untouched(staged, "b", dangling)
+    assert_rerun_succeeds(shipper, staged, "b")
+
+
+def test_a_killed_move_leaves_no_agent_no_program_and_no_image(shipper: ShipperRunner, staged: Lab) -> None:
+    """SIGKILL: shipper cleans up nothing; the agent's guard and the program on the source do."""
+    dangling, dirs_before = untagged_ids(staged, "b"), agent_dirs()
+    process = start_move(staged)
+
+    with FaultWhen(staged, "b", "load", TRIGGER, lambda: process.send_signal(signal.SIGKILL)) as fault:
+        process.communicate(timeout=60)
+
+    assert fault.fired.is_set() and process.returncode == -signal.SIGKILL
+    assert wait_for(lambda: agent_dirs() <= dirs_before and agents() == [], 10)
+    assert wait_for(lambda: source_programs(staged) == [], 15)
+    time.sleep(1)  # the target's load sees its stream end broken, and fails
+    assert_untouched(staged, "b", dangling)
+    assert_rerun_succeeds(shipper, staged, "b")
+
+
+def test_an_agent_left_by_a_killed_guard_is_removed_by_the_next_run(tmp_path: Path) -> None:
+    from shipper.transport.agent import sweep_stale
+
+    stale = tmp_path / f"{PREFIX}stale"
+    stale.mkdir()
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(stale / "agent.sock")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    (stale / "agent.pid").write_text(str(agent.pid))
+    (stale / "guard.pid").write_text("999999999")  # no such process
+    live = tmp_path / f"{PREFIX}live"
+    live.mkdir()
+    (live / "guard.pid").write_text(str(os.getpid()))
+
+    removed = sweep_stale(str(tmp_path))
+
+    assert removed == [str(stale)]
+    assert agent.wait(timeout=5) == -signal.SIGKILL
+    assert live.is_dir()

@@ -31,7 +31,9 @@ import hashlib
 import io
 import json
 import os
+import queue
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,16 +247,47 @@ def expected_sums(path: Path) -> dict[str, str] | None:
 
 
 def _raw_chunks(parts: list[Path], sums: dict[str, Any] | None = None) -> Iterator[bytes]:
-    """The parts' bytes in order; ``sums``: filled with a sha256 per part as they are read."""
+    """The parts' bytes in order; ``sums``: filled with a sha256 per part as they are read
+    (hashed on a thread of its own, beside the layers' hashing: hashlib lets go of the GIL)."""
     for part in parts:
-        sha = hashlib.sha256() if sums is not None else None
-        with open(part, "rb") as source:
-            while chunk := source.read(READ_CHUNK):
-                if sha is not None:
-                    sha.update(chunk)
-                yield chunk
-        if sums is not None and sha is not None:
-            sums[part.name] = sha.hexdigest()
+        sha = _BackgroundSha() if sums is not None else None
+        try:
+            with open(part, "rb") as source:
+                while chunk := source.read(READ_CHUNK):
+                    if sha is not None:
+                        sha.update(chunk)
+                    yield chunk
+            if sums is not None and sha is not None:
+                sums[part.name] = sha.hexdigest()
+        finally:
+            if sha is not None:
+                sha.close()
+
+
+class _BackgroundSha:
+    """sha256 computed on another thread, fed through a short queue (bounded memory)."""
+
+    def __init__(self) -> None:
+        self._sha = hashlib.sha256()
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+        self._thread = threading.Thread(target=self._run, name="shipper-part-sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            self._sha.update(chunk)
+
+    def update(self, chunk: bytes) -> None:
+        self._queue.put(chunk)
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def hexdigest(self) -> str:
+        self.close()
+        return self._sha.hexdigest()
 
 
 def content_chunks(path: Path, sums: dict[str, Any] | None = None) -> Iterator[bytes]:
@@ -269,7 +302,7 @@ def content_chunks(path: Path, sums: dict[str, Any] | None = None) -> Iterator[b
         yield first
         yield from raw
         return
-    source = _ChunkFile(_chain(first, raw))
+    source = ChunkFile(_chain(first, raw))
     reader = zstandard.ZstdDecompressor().stream_reader(cast(Any, source), read_size=READ_CHUNK, read_across_frames=True)
     produced = 0
     while True:
@@ -288,7 +321,7 @@ def content_chunks(path: Path, sums: dict[str, Any] | None = None) -> Iterator[b
         yield out
 
 
-class _ChunkFile(io.RawIOBase):
+class ChunkFile(io.RawIOBase):
     """An iterator of chunks as a file, counting the bytes read from it."""
 
     def __init__(self, chunks: Iterator[bytes]) -> None:

@@ -28,7 +28,7 @@ from shipper.archive.layers import chain_ids, needed_layers
 from shipper.archive.layerstore import LayerStore
 from shipper.archive.savestream import ArchiveError, SaveStreamFilter
 from shipper.bundle import BundleError, BundleImage, BundleWriter, Verified, content_chunks, read_verified
-from shipper.bundle.format import trailer_for
+from shipper.bundle.format import ChunkFile, trailer_for
 from shipper.engine import connect
 from shipper.errors import ShipperError, UsageError
 from shipper.inventory.model import Host
@@ -289,25 +289,6 @@ class Pushed:
         return {"uploaded": len(self.uploaded), "already_there": len(self.present), "tags": self.tags}
 
 
-class _ChunkReader(io.RawIOBase):
-    """The bundle's tar bytes as a file, for tarfile's streaming mode (sequential; never extracted)."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks, self._buffer = chunks, b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target: Any) -> int:
-        while not self._buffer:
-            self._buffer = next(self._chunks, b"")
-            if not self._buffer:
-                return 0
-        size = min(len(target), len(self._buffer))
-        target[:size], self._buffer = self._buffer[:size], self._buffer[size:]
-        return size
-
-
 def _repositories(image: BundleImage) -> list[tuple[str, str]]:
     """(repository, tag) of each of an image's tags, without any registry part."""
     found = []
@@ -342,7 +323,7 @@ def push(path: Path, client: RegistryClient, reporter: Reporter | None = None) -
     for image in verified.manifest.images:
         for digest in (*(digest for digest, _ in blobs[image.id]), image.id):
             wanted.setdefault(digest, targets[image.id][0][0])
-    with tarfile.open(fileobj=io.BufferedReader(_ChunkReader(content_chunks(path)), 1 << 20), mode="r|") as archive:
+    with tarfile.open(fileobj=io.BufferedReader(ChunkFile(content_chunks(path)), 1 << 20), mode="r|") as archive:
         for member in archive:
             digest = digest_of_member.get(member.name, "")
             if not member.isfile() or digest not in wanted:

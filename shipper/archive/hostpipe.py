@@ -253,7 +253,8 @@ def _stop_when_shipper_is_gone() -> None:
     import signal
 
     def watch() -> None:
-        while sys.stdin.buffer.read(1):
+        # os.read, not sys.stdin: a daemon thread blocked inside a buffered reader's lock aborts the interpreter at exit.
+        while os.read(sys.stdin.fileno(), 4096):
             pass
         os.kill(os.getpid(), signal.SIGTERM)
 
@@ -275,17 +276,41 @@ def main() -> None:
     sys.exit(run(json.loads(line), early))
 
 
+# The modules the program is made of, in an order that imports only what came before.
+PROGRAM_MODULES = ("layers", "savestream", "layerstore", "fanout", "hostpipe")
+
+# The program as sent: each module's source, served to ``import`` by a finder of its own, so each
+# runs as the module it is (its own names, its own ``from shipper.archive.X import …``), exactly
+# as in shipper's own process. Pasting the sources together would let same-named functions
+# replace each other.
+_BOOT = """import importlib.abc, importlib.util, sys
+SOURCES = %s
+class Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, name, path=None, target=None):
+        if name in ("shipper", "shipper.archive") or name in SOURCES:
+            return importlib.util.spec_from_loader(name, self, is_package=name not in SOURCES)
+        return None
+    def create_module(self, spec):
+        return None
+    def exec_module(self, module):
+        source = SOURCES.get(module.__name__)
+        if source is not None:
+            exec(compile(source, "<shipper " + module.__name__ + ">", "exec"), module.__dict__)
+sys.meta_path.insert(0, Finder())
+import shipper.archive.hostpipe
+if __name__ == "__main__":
+    shipper.archive.hostpipe.main()
+"""
+
+
 def script() -> str:
-    """This program and what it needs as one self-contained script, for ``python3 -``."""
+    """This program and the modules it needs, as one self-contained script (standard library only)."""
     here = os.path.dirname(os.path.abspath(__file__))
-    parts = ["from __future__ import annotations"]
-    for module in ("layers.py", "savestream.py", "layerstore.py", "fanout.py", "hostpipe.py"):
-        with open(os.path.join(here, module), encoding="utf-8") as source:
-            for line in source.read().splitlines():
-                if line.startswith("from __future__") or line.startswith("from shipper."):
-                    continue
-                parts.append(line)
-    return "\n".join(parts) + "\n"  # hostpipe's own __main__ guard runs main()
+    sources = {}
+    for module in PROGRAM_MODULES:
+        with open(os.path.join(here, module + ".py"), encoding="utf-8") as source:
+            sources["shipper.archive." + module] = source.read()
+    return _BOOT % repr(sources)
 
 
 if __name__ == "__main__":

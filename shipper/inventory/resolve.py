@@ -106,7 +106,7 @@ def _conf_policy(value: Any) -> str:
 
 def _expand(paths: Any) -> tuple[str, ...]:
     items = paths.split() if isinstance(paths, str) else list(paths)
-    return tuple(os.path.expanduser(p) for p in items)
+    return tuple(os.path.expanduser(str(p)) for p in items)
 
 
 # What OpenSSH (9.6+) accepts as a host name on its command line: no shell metacharacters, since
@@ -163,8 +163,8 @@ def resolve_ssh(name: str, variables: Mapping[str, Any], explicit: Mapping[str, 
         hostname=str(hostname),
         port=int(port),
         user=str(user),
-        identity_files=_expand(keys) if isinstance(keys, str) else tuple(keys),
-        known_hosts_files=(_expand(known) if isinstance(known, str) else tuple(known)) + global_known,
+        identity_files=_expand(keys),
+        known_hosts_files=_expand(known) + global_known,  # the default ~/.ssh/known_hosts too: users have no UserKnownHostsFile line
         strict_host_key_checking=policy if policy in ("yes", "accept-new", "no") else "yes",
         proxy_command=conf.get("proxycommand"),
         proxy_jump=conf.get("proxyjump"),

@@ -288,7 +288,9 @@ class RegistryClient:
                         method, url, params=params, headers=sent_headers, data=data, stream=True, timeout=self.timeout
                     )
                 response.shipper_deadline = deadline  # type: ignore[attr-defined]
-                if not stream:
+                if method == "HEAD":  # no body, whatever Content-Length says (the blob's size)
+                    deadline.done()
+                elif not stream:
                     failed = response.status_code >= 400
                     doing = action or f"answer {method} {_shown(url)}"
                     _read_body(response, MAX_ERROR_BODY if failed else MAX_METADATA, "an answer", doing, self, truncate=failed)

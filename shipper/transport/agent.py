@@ -26,6 +26,7 @@ import time
 from typing import Sequence
 
 AGENT_START_TIMEOUT = 5.0
+DEFAULT_IDENTITIES = ("id_rsa", "id_ecdsa", "id_ecdsa_sk", "id_ed25519", "id_ed25519_sk")  # OpenSSH's, in its order
 PREFIX = "shipper-agent-"
 GUARD_PID = "guard.pid"
 
@@ -100,7 +101,12 @@ class Agent:
 
     def __enter__(self) -> str | None:
         if not self.key_files:
-            return os.environ.get("SSH_AUTH_SOCK") or None
+            if os.environ.get("SSH_AUTH_SOCK"):
+                return os.environ["SSH_AUTH_SOCK"]
+            # No key named and no agent of the user's: the keys OpenSSH itself would try (~/.ssh/id_*).
+            self.key_files = [k for k in (os.path.expanduser(f"~/.ssh/{n}") for n in DEFAULT_IDENTITIES) if os.path.isfile(k)]
+            if not self.key_files:
+                return None
         if not (shutil.which("ssh-agent") and shutil.which("ssh-add")):
             return None
         sweep_stale()

@@ -241,3 +241,11 @@ def test_a_next_page_link_with_a_bad_port_is_a_clear_error(registry: HostileServ
         list(c.catalog())
 
 
+
+
+def test_a_head_answer_naming_a_large_size_is_not_a_body_to_refuse(registry: HostileServer) -> None:
+    digest = "sha256:" + "2" * 64
+    registry.route("HEAD", f"/v2/team/app/blobs/{digest}", lambda r: Reply(200, {"Content-Length": str(5 << 30)}))
+
+    with client(registry) as c:
+        assert c.blob_size("team/app", digest) == 5 << 30

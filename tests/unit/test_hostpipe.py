@@ -8,16 +8,39 @@ from shipper.inventory import Host
 
 import subprocess
 import sys
+import time
 
 from shipper.archive.hostpipe import LOADER, STOP, script
 
 
 def run_on_bare_python(stdin: bytes, *args: str) -> subprocess.CompletedProcess[bytes]:
+    """The program as a source host runs it; its stdin stays open until it ends, as shipper keeps it
+    (the program takes the end of its stdin for shipper's end, and stops)."""
     code = script().encode()
     # -I: no user site, no PYTHONPATH, no current directory; -S: no site-packages at all.
-    return subprocess.run(
-        [sys.executable, "-I", "-S", "-c", LOADER.format(size=len(code)), *args], input=code + stdin, capture_output=True, timeout=30
+    argv = [sys.executable, "-I", "-S", "-c", LOADER.format(size=len(code)), *args]
+    with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        assert process.stdin is not None and process.stdout is not None and process.stderr is not None
+        process.stdin.write(code + stdin)
+        process.stdin.flush()
+        stdout = process.stdout.read()
+        stderr = process.stderr.read()
+        status = process.wait(timeout=30)
+    return subprocess.CompletedProcess(argv, status, stdout, stderr)
+
+
+def test_the_source_program_stops_when_its_stdin_closes_mid_work() -> None:
+    """shipper gone (its ssh, and so the program's stdin, closed): the program stops instead of sending on."""
+    spec = '{"expected": [], "known_hosts": "", "targets": {"b": ["sh", "-c", "sleep 30"]}}'
+    code = script().encode()
+    started = time.monotonic()
+
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", LOADER.format(size=len(code)), "{}"], input=code + spec.encode() + b"\n", capture_output=True, timeout=30
     )
+
+    assert result.returncode != 0 and b"KeyboardInterrupt" in result.stderr
+    assert time.monotonic() - started < 10
 
 
 def test_the_source_program_runs_with_the_standard_library_alone() -> None:
@@ -57,3 +80,27 @@ def test_a_save_the_source_program_stopped_is_reported_as_the_streams_fault_not_
     assert killed is not None and killed.message == "docker save on a (ssh://root@10.0.0.1:22) was killed (signal 9)"
     assert failed is not None and failed.message == "save on a (ssh://root@10.0.0.1:22) failed: Error response from daemon: No such image"
     assert _source_failure(a, {"status": 0, "stderr": "", "stream_error": None}) is None
+
+
+def test_each_module_of_the_source_program_keeps_its_own_names() -> None:
+    """savestream writes PAX headers (long names fit), layerstore ustar ones: in the program as sent, each
+    module must call its own. Pasted together, layerstore's ``_header`` replaced savestream's, and a
+    trailer member with a long name failed there while it worked in shipper's own process."""
+    probe = (
+        "ns = {'__name__': 'probe'}\n"
+        "exec(compile(sys.stdin.read(), 'program', 'exec'), ns)\n"
+        "F = ns.get('SaveStreamFilter') or sys.modules['shipper.archive.savestream'].SaveStreamFilter\n"
+        "list(F(trailer=lambda stats: [('x' * 150, b'data')]).run([ARCHIVE]))\n"
+        "print('ok')\n"
+    )
+    from shipper.lab import SyntheticImage, Layer
+    from shipper.lab.images import save_stream
+
+    archive = b"".join(save_stream([SyntheticImage("probe/app:1", (Layer(1024, "probe"),))]))
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", f"import sys\nARCHIVE = {archive!r}\n" + probe],
+        input=script().encode(), capture_output=True, timeout=30,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert result.stdout == b"ok\n"

@@ -1,0 +1,76 @@
+"""The setup most users have, not the lab's: no ssh_config at all, host keys in ~/.ssh/known_hosts
+(hashed and plain entries, ``[host]:port`` form), the key in ~/.ssh/id_ed25519, an inventory of
+addresses and ports. ``ping``, a host-to-host ``move`` and ``accept-new`` must work there."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from shipper.lab import Lab, Layer, SyntheticImage, image_id
+from tests.conftest import ShipperRunner
+from tests.integration.helpers import image_id_of, remove, write_inventory
+
+APP = SyntheticImage("lab/plain-user:1", (Layer(1 << 20, "plain-user"),))
+
+
+@pytest.fixture
+def plain_home(lab: Lab, clean_environment: Path) -> Path:
+    """~/.ssh as a user has it: id_ed25519, and known_hosts with a's key hashed, b's plain; nothing for c."""
+    ssh = clean_environment / ".ssh"
+    ssh.mkdir(mode=0o700)
+    shutil.copy(lab.client_key, ssh / "id_ed25519")
+    (ssh / "id_ed25519").chmod(0o600)
+    shutil.copy(lab.client_key.with_suffix(".pub"), ssh / "id_ed25519.pub")
+    hashed = ssh / "a_only"
+    hashed.write_text(lab.sshd("a").known_hosts_line())
+    subprocess.run(["ssh-keygen", "-q", "-H", "-f", str(hashed)], check=True, capture_output=True)
+    assert hashed.read_text().startswith("|1|")
+    (ssh / "known_hosts").write_text(hashed.read_text() + lab.sshd("b").known_hosts_line())  # a hashed, b plain
+    for leftover in (hashed, Path(f"{hashed}.old")):
+        leftover.unlink(missing_ok=True)
+    return clean_environment
+
+
+@pytest.fixture
+def plain_inventory(lab: Lab, tmp_path: Path) -> str:
+    hosts = {n: {"ansible_host": lab.address(n), "ansible_port": "2222", "ansible_user": "root"} for n in ("a", "b", "c")}
+    hosts["c"]["ssh_strict_host_key_checking"] = "accept-new"
+    return write_inventory(tmp_path / "hosts.yml", hosts)
+
+
+def test_ping_reads_the_users_own_known_hosts_hashed_or_plain(shipper: ShipperRunner, plain_home: Path, plain_inventory: str) -> None:
+    result = shipper("ping", "a,b", "-i", plain_inventory, "--json")
+
+    assert result.status == 0, result.stderr
+    assert "HostKeyUnknown" not in result.stderr
+
+
+def test_accept_new_records_a_first_seen_host_in_the_users_known_hosts(
+    shipper: ShipperRunner, lab: Lab, plain_home: Path, plain_inventory: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    result = shipper("ping", "c", "-i", plain_inventory)
+
+    assert result.status == 0, result.stderr
+    assert lab.address("c") in (plain_home / ".ssh" / "known_hosts").read_text()
+    assert not (tmp_path / "~").exists()
+
+
+def test_a_host_to_host_move_works_with_the_default_key_and_no_agent(
+    shipper: ShipperRunner, lab: Lab, plain_home: Path, plain_inventory: str
+) -> None:
+    lab.load_images("a", [APP])
+    remove(lab, "b", APP.name, image_id(APP))
+
+    result = shipper("move", APP.name, "--from", "a", "--to", "b", "--via", "ssh", "-i", plain_inventory, "--json")
+
+    assert result.status == 0, result.stderr
+    outcome = [json.loads(line) for line in result.stdout.splitlines() if '"event": "result"' in line]
+    assert outcome and outcome[0]["path"] == "host-to-host", outcome
+    assert image_id_of(lab, "b", APP.name) == image_id(APP)

@@ -277,7 +277,7 @@ def main() -> None:
 
 
 # The modules the program is made of, in an order that imports only what came before.
-PROGRAM_MODULES = ("layers", "savestream", "layerstore", "fanout", "hostpipe")
+PROGRAM_MODULES = ("layers", "tarheader", "savestream", "layerstore", "fanout", "hostpipe")
 
 # The program as sent: each module's source, served to ``import`` by a finder of its own, so each
 # runs as the module it is (its own names, its own ``from shipper.archive.X import …``), exactly

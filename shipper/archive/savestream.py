@@ -40,21 +40,17 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Tuple
 
 from shipper.archive.layers import LayerIndex, is_hex64
+from shipper.archive.tarheader import (
+    BLOCK, MAX_EXTENDED_HEADER, ArchiveError, Input, check_name, kind_of, link_target, pad, pax_header, pax_records, pax_size, parse_header,
+    text,
+)  # fmt: skip
 
-BLOCK = 512
 MAX_METADATA = 4 << 20  # a manifest or config larger than this is refused
-MAX_EXTENDED_HEADER = 1 << 20  # a PAX or GNU long-name header larger than this is refused
-MAX_SIZE = 1 << 62  # a member size beyond this is not a size
-PAX_KEYS_REFUSED = ("GNU.sparse.",)  # sparse members change what "size" means: a docker save never writes them
 CHUNK = 1 << 20  # bytes inflated at a time
 SMALL_BLOB = 64 << 10  # OCI-layout blobs up to this size are held (configs are among them)
 METADATA_NAMES = ("manifest.json", "index.json", "repositories", "oci-layout")
 DROPPED = ("repositories",)
 NAME_ANNOTATIONS = ("io.containerd.image.name", "org.opencontainers.image.ref.name")
-
-
-class ArchiveError(Exception):
-    """The stream is not a sound docker-save archive."""
 
 
 @dataclass
@@ -77,64 +73,6 @@ class StreamStats:
     members: dict[str, Member] = field(default_factory=dict)
     images: dict[str, list[str]] = field(default_factory=dict)  # image ID -> its layers' diff IDs
     layer_members: dict[str, list[str]] = field(default_factory=dict)  # image ID -> the member holding each layer ("": absent)
-
-
-class _Input:
-    """Reads exact byte counts out of an iterable of chunks, without joining big ones."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks = iter(chunks)
-        self._view = memoryview(b"")
-        self.consumed = 0
-
-    def _fill(self) -> bool:
-        while not self._view:
-            try:
-                self._view = memoryview(next(self._chunks))
-            except StopIteration:
-                return False
-        return True
-
-    def pieces(self, size: int) -> Iterator[memoryview]:
-        """Yield the next ``size`` bytes as views; ``ArchiveError`` if the input ends first."""
-        left = size
-        while left:
-            if not self._fill():
-                raise ArchiveError(f"the archive ends early: {left} bytes missing after {self.consumed} bytes")
-            piece = self._view[:left]
-            self._view = self._view[len(piece) :]
-            left -= len(piece)
-            self.consumed += len(piece)
-            yield piece
-
-    def read(self, size: int) -> bytes:
-        return b"".join(bytes(p) for p in self.pieces(size))
-
-    def rest(self) -> memoryview:
-        """What was read past the last byte consumed (the caller reads on from its own iterator)."""
-        return self._view
-
-    def at_end(self) -> bool:
-        return not self._fill()
-
-
-def _pad(size: int) -> int:
-    return -size % BLOCK
-
-
-def _check_name(name: str, seen: dict[str, Member]) -> str:
-    clean = posixpath.normpath(name.rstrip("/"))
-    if name.startswith("/") or clean == ".." or clean.startswith("../") or "/../" in f"/{clean}/":
-        raise ArchiveError(f"member {name!r} points outside the archive")
-    if clean in seen:
-        raise ArchiveError(f"member {name!r} appears twice")
-    return clean
-
-
-def _header(name: str, size: int) -> bytes:
-    info = tarfile.TarInfo(name)
-    info.size, info.mode, info.mtime = size, 0o644, 0
-    return info.tobuf(format=tarfile.PAX_FORMAT)
 
 
 def _rewrite(name: str, data: bytes) -> bytes:
@@ -204,7 +142,7 @@ class SaveStreamFilter:
 
     def run(self, chunks: Iterable[bytes]) -> Iterator[bytes | memoryview]:
         """The filtered stream. Raises ``ArchiveError`` before the end marker if anything is wrong."""
-        source = _Input(chunks)
+        source = Input(chunks)
         pax: dict[str, str] = {}
         while True:
             block = source.read(BLOCK)
@@ -212,28 +150,28 @@ class SaveStreamFilter:
                 self._finish(source)
                 self._tag = None
                 for name, data in self.trailer(self.stats) if self.trailer else ():
-                    yield from self._emit(_header(name, len(data)) + data + bytes(_pad(len(data))))
+                    yield from self._emit(pax_header(name, len(data)) + data + bytes(pad(len(data))))
                 yield from self._emit(bytes(2 * BLOCK))
                 self.stats.bytes_in = source.consumed
                 self.leftover = bytes(source.rest())
                 return
-            info = self._parse(block)
+            info = parse_header(block)
             if info.type in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.GNUTYPE_LONGNAME):
                 if info.size > MAX_EXTENDED_HEADER:
                     raise ArchiveError(f"an extended tar header of {info.size} bytes (over {MAX_EXTENDED_HEADER}) is refused")
-                raw = source.read(info.size + _pad(info.size))
+                raw = source.read(info.size + pad(info.size))
                 if info.type == tarfile.XHDTYPE:
-                    pax = {**pax, **self._pax(raw[: info.size])}
+                    pax = {**pax, **pax_records(raw[: info.size])}
                 elif info.type == tarfile.XGLTYPE:
                     # Go's archive/tar (docker load) does not apply global headers to later members; tarfile does.
-                    if set(self._pax(raw[: info.size])) & {"path", "linkpath", "size"}:
+                    if set(pax_records(raw[: info.size])) & {"path", "linkpath", "size"}:
                         raise ArchiveError("a global PAX header sets a path or size, which readers disagree about")
                 else:
-                    pax = {**pax, "path": _text(raw[: info.size].rstrip(b"\0"), "GNU long name")}
+                    pax = {**pax, "path": text(raw[: info.size].rstrip(b"\0"), "GNU long name")}
                 self._pending_pax += block + raw
                 continue
             name = pax.get("path", info.name)
-            size = _pax_size(pax["size"]) if "size" in pax else info.size
+            size = pax_size(pax["size"]) if "size" in pax else info.size
             yield from self._member(source, block, name, size, info, pax.get("linkpath", info.linkname))
             pax = {}
 
@@ -241,61 +179,30 @@ class SaveStreamFilter:
         self.stats.bytes_out += len(data)
         yield data
 
-    @staticmethod
-    def _parse(block: bytes) -> tarfile.TarInfo:
-        try:
-            info = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
-        except tarfile.HeaderError as exc:
-            raise ArchiveError(f"not a tar archive, or corrupt: {exc}") from None
-        if not 0 <= info.size <= MAX_SIZE:
-            raise ArchiveError(f"a tar header gives member {info.name[:100]!r} the size {info.size}, which is not a size")
-        return info
-
-    @staticmethod
-    def _pax(raw: bytes) -> dict[str, str]:
-        """PAX records (``"%d %s=%s\n"``), strictly: each length must cover exactly its record."""
-        records: dict[str, str] = {}
-        while raw:
-            length_text, space, _ = raw.partition(b" ")
-            if not space or not length_text.isdigit() or len(length_text) > 20:
-                raise ArchiveError("corrupt PAX header: a record without a length")
-            length = int(length_text)
-            if length <= len(length_text) + 1 or length > len(raw) or raw[length - 1 : length] != b"\n":
-                raise ArchiveError("corrupt PAX header: a record's length does not match it")
-            key, equals, value = raw[len(length_text) + 1 : length - 1].partition(b"=")
-            if not equals or not key:
-                raise ArchiveError("corrupt PAX header: a record without a key")
-            name = _text(key, "PAX key")
-            if name.startswith(PAX_KEYS_REFUSED):
-                raise ArchiveError(f"PAX record {name!r} (a sparse file) is refused: a docker-save archive never holds one")
-            records[name] = _text(value, f"PAX {name}")
-            raw = raw[length:]
-        return records
-
     def _member(
-        self, source: _Input, block: bytes, name: str, size: int, info: tarfile.TarInfo, linkname: str
+        self, source: Input, block: bytes, name: str, size: int, info: tarfile.TarInfo, linkname: str
     ) -> Iterator[bytes | memoryview]:
-        clean = _check_name(name, self.stats.members)
+        clean = check_name(name, self.stats.members)
         header, self._pending_pax = self._pending_pax + block, b""
         self._tag = self.index.layer_of(clean)
         if info.isdir() or info.issym():
             link = None
             if info.issym():
-                link = _link_target(clean, linkname, self._links())
+                link = link_target(clean, linkname, self._links())
             self.stats.members[clean] = Member(clean, 0, link=link, linkname=linkname if link else "", directory=info.isdir())
             yield from self._emit(header)
         elif not info.isreg():
-            raise ArchiveError(f"member {name!r} is a {_kind(info)}, which a docker-save archive never holds")
+            raise ArchiveError(f"member {name!r} is a {kind_of(info)}, which a docker-save archive never holds")
         elif clean in METADATA_NAMES or (clean.endswith(".json") and "/" not in clean) or _is_v1_json(clean):
             yield from self._metadata_member(source, header, clean, size)
         else:
             yield from self._content_member(source, header, clean, size)
 
-    def _metadata_member(self, source: _Input, header: bytes, name: str, size: int) -> Iterator[bytes | memoryview]:
+    def _metadata_member(self, source: Input, header: bytes, name: str, size: int) -> Iterator[bytes | memoryview]:
         if size > MAX_METADATA:
             raise ArchiveError(f"{name} is {size} bytes; metadata over {MAX_METADATA} bytes is refused")
         data = source.read(size)
-        source.read(_pad(size))
+        source.read(pad(size))
         self.stats.members[name] = Member(name, size, "sha256:" + hashlib.sha256(data).hexdigest())
         if _is_v1_json(name):
             self.index.identify_v1(name.split("/", 1)[0], data)
@@ -305,22 +212,22 @@ class SaveStreamFilter:
             return
         if name in ("manifest.json", "index.json") and not self.keep_tags:
             data = _rewrite(name, data)
-            header = _header(name, len(data))
+            header = pax_header(name, len(data))
         yield from self._emit(header)
         yield from self._emit(data)
-        if _pad(len(data)):
-            yield from self._emit(bytes(_pad(len(data))))
+        if pad(len(data)):
+            yield from self._emit(bytes(pad(len(data))))
 
-    def _content_member(self, source: _Input, header: bytes, name: str, size: int) -> Iterator[bytes | memoryview]:
+    def _content_member(self, source: Input, header: bytes, name: str, size: int) -> Iterator[bytes | memoryview]:
         if name.startswith("blobs/") and size <= SMALL_BLOB and self._small_kept + size <= MAX_METADATA:
             # An OCI-layout save (Docker 25+) keeps configs among the blobs: hold the small ones,
             # so that configs can be read (diff IDs) once manifest.json says which they are.
             data = source.read(size)
-            source.read(_pad(size))
+            source.read(pad(size))
             self._small_kept += size
             self._metadata[name] = data
             self.stats.members[name] = Member(name, size, "sha256:" + hashlib.sha256(data).hexdigest())
-            yield from self._emit(header + data + bytes(_pad(size)))
+            yield from self._emit(header + data + bytes(pad(size)))
             return
         sha = hashlib.sha256() if self.verify_content else None
         unzipped: Optional[_Gunzip] = None
@@ -335,7 +242,7 @@ class SaveStreamFilter:
                 if unzipped is not None:
                     unzipped.update(piece)
             yield from self._emit(piece)
-        padding = source.read(_pad(size))
+        padding = source.read(pad(size))
         if padding:
             yield from self._emit(padding)
         # Not hashed (an engine-bound stream: the engine checks it): a content-addressed name stands for its digest.
@@ -368,7 +275,7 @@ class SaveStreamFilter:
                 raise ArchiveError(f"member {name!r} lies below symlink {through!r}: refused")
         for name, member in self.stats.members.items():
             if member.link is not None:
-                _link_target(name, member.linkname, links)  # again, now that every symlink is known
+                link_target(name, member.linkname, links)  # again, now that every symlink is known
                 target = self._follow(member)
                 if target is None or target.directory:
                     raise ArchiveError(f"symlink {name!r} does not lead to a file of the archive")
@@ -385,7 +292,7 @@ class SaveStreamFilter:
             member = found
         return member
 
-    def _finish(self, source: _Input) -> None:
+    def _finish(self, source: Input) -> None:
         """Checks at the end marker: links, content digests, then every image's config and layers."""
         source.read(BLOCK)  # the second zero block of the end marker
         self._check_links()
@@ -449,43 +356,6 @@ class _Gunzip:
         return "sha256:" + self._sha.hexdigest()
 
 
-def _text(raw: bytes, what: str) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ArchiveError(f"{what} is not UTF-8 text") from None
-
-
-def _pax_size(text: str) -> int:
-    if not text.isascii() or not text.isdigit() or len(text) > 19:
-        raise ArchiveError(f"a PAX header gives the size {text[:40]!r}, which is not a size")
-    return int(text)
-
-
-def _link_target(name: str, linkname: str, links: set[str]) -> str:
-    """Where symlink ``name`` points, as a member name; ``ArchiveError`` if that is outside the archive.
-
-    The path is walked as a file system would, with the symlinks ``links`` known so far: going
-    through one, or up out of one, is refused, so the name worked out here is the one an
-    extractor would reach (a ``..`` after a symlink goes up from the symlink's target, not its name)."""
-    if not linkname or linkname.startswith("/"):
-        raise ArchiveError(f"symlink {name!r} points outside the archive ({linkname[:100]!r})")
-    parts = name.split("/")[:-1]
-    steps = [p for p in linkname.split("/") if p not in ("", ".")]
-    for part in steps:
-        if parts and "/".join(parts) in links:
-            raise ArchiveError(f"symlink {name!r} points through symlink {'/'.join(parts)!r}: refused")
-        if part == "..":
-            if not parts:
-                raise ArchiveError(f"symlink {name!r} points outside the archive ({linkname[:100]!r})")
-            parts.pop()
-        else:
-            parts.append(part)
-    if not parts:
-        raise ArchiveError(f"symlink {name!r} points at the archive's root")
-    return "/".join(parts)
-
-
 def _is_v1_json(name: str) -> bool:
     """``<v1-id>/json``: a legacy layer directory's description, which tells which layer it holds."""
     directory, _, base = name.partition("/")
@@ -510,13 +380,3 @@ def _diff_ids(raw: bytes, name: str) -> list[str]:
     if not isinstance(diff_ids, list):
         raise ArchiveError(f"config {name} has no rootfs.diff_ids")
     return [str(d) for d in diff_ids]
-
-
-def _kind(info: tarfile.TarInfo) -> str:
-    if info.islnk():
-        return "hard link"
-    if info.ischr() or info.isblk():
-        return "device"
-    if info.isfifo():
-        return "fifo"
-    return f"type {info.type!r}"

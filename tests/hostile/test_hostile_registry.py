@@ -190,7 +190,7 @@ def test_a_next_page_link_to_the_same_page_is_refused_instead_of_looping(registr
 
 
 def test_a_trickling_server_is_cut_off_at_the_request_deadline(registry: HostileServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("shipper.registry.client.REQUEST_DEADLINE", 2.0)
+    monkeypatch.setattr("shipper.registry.http.REQUEST_DEADLINE", 2.0)
     registry.route("GET", "/v2/", lambda r: Reply(200, {"Content-Type": "application/json"}, trickle(b"{" + b" " * 100 + b"}", 0.2), chunked=True))
     started = time.monotonic()
 
@@ -201,8 +201,8 @@ def test_a_trickling_server_is_cut_off_at_the_request_deadline(registry: Hostile
 
 
 def test_a_blob_that_stalls_is_cut_off_though_each_read_gets_a_byte(registry: HostileServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("shipper.registry.client.REQUEST_DEADLINE", 1.0)
-    monkeypatch.setattr("shipper.registry.client.MIN_RATE", 1 << 20)
+    monkeypatch.setattr("shipper.registry.http.REQUEST_DEADLINE", 1.0)
+    monkeypatch.setattr("shipper.registry.http.MIN_RATE", 1 << 20)
     digest = "sha256:" + "1" * 64
     registry.route("GET", "/v2/team/app/blobs/", lambda r: Reply(200, {}, trickle(b"x" * 1000, 0.2), chunked=True))
     started = time.monotonic()

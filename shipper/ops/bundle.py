@@ -28,7 +28,8 @@ from shipper.archive.layers import chain_ids, needed_layers
 from shipper.archive.layerstore import LayerStore
 from shipper.archive.savestream import ArchiveError, SaveStreamFilter
 from shipper.bundle import BundleError, BundleImage, BundleWriter, Verified, content_chunks, read_verified
-from shipper.bundle.format import ChunkFile, trailer_for
+from shipper.bundle.format import trailer_for
+from shipper.bundle.reader import ChunkFile
 from shipper.engine import connect
 from shipper.errors import ShipperError, UsageError
 from shipper.inventory.model import Host

@@ -15,7 +15,8 @@ from typing import Iterable
 import zstandard
 
 from shipper.archive.savestream import SaveStreamFilter
-from shipper.bundle.format import BundleImage, BundleWriter, trailer_for
+from shipper.bundle import BundleImage, BundleWriter
+from shipper.bundle.format import trailer_for
 from shipper.lab import Layer, SyntheticImage, image_id
 from shipper.lab.images import save_stream
 

@@ -302,7 +302,8 @@ def test_a_bundle_holding_gzip_layers_verifies_loads_and_pushes(shipper: Shipper
     # A bundle made from a containerd store keeps pulled layers gzip-compressed: each is checked by what it
     # unpacks to, loads as the same image, and goes up to a registry as a gzip layer under its own digest.
     from shipper.archive.savestream import SaveStreamFilter
-    from shipper.bundle.format import BundleImage, BundleWriter, trailer_for
+    from shipper.bundle import BundleImage, BundleWriter
+    from shipper.bundle.format import trailer_for
 
     name = "lab/gzipped-busybox:1"
     saved = subprocess.run(["docker", "-H", f"unix://{on_a.engine('a').socket}", "save", BUSYBOX.name], capture_output=True, check=True).stdout

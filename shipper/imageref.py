@@ -8,10 +8,31 @@ from dataclasses import dataclass
 from shipper.errors import UsageError
 
 # Docker's reference grammar, simplified: path components, optional registry host[:port], optional tag.
+# Docker's reference grammar (github.com/distribution/reference), the one place shipper writes it down.
 # Matched whole (fullmatch: "$" would accept a trailing newline) and ASCII only ("\w" would take any Unicode letter).
-_NAME = re.compile(r"(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*", re.ASCII)
-_TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
+PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+REPOSITORY = re.compile(rf"{PATH_COMPONENT}(?:/{PATH_COMPONENT})*", re.ASCII)
+TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
+DIGEST = re.compile(r"sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}", re.ASCII)
+_DOMAIN = re.compile(r"(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::[0-9]{1,5})?", re.ASCII)
 _ID = re.compile(r"(?:sha256:)?[0-9a-f]{12,64}", re.ASCII)
+
+
+def split_registry(repository: str) -> tuple[str, str]:
+    """(registry, path) of a repository name, by Docker's rule: the first component names a registry
+    when it holds a "." or a ":", is "localhost", or is an IPv6 address in brackets; else ("", name).
+
+    ``localhost/app`` -> ("localhost", "app"); ``reg:5000/team/app`` -> ("reg:5000", "team/app");
+    ``team/app`` -> ("", "team/app")."""
+    first, slash, rest = repository.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost" or first.startswith("[")):
+        return first, rest
+    return "", repository
+
+
+def is_domain(text: str) -> bool:
+    """``host[:port]`` as a registry part may be written."""
+    return bool(_DOMAIN.fullmatch(text))
 
 
 @dataclass(frozen=True)
@@ -39,6 +60,14 @@ def parse(text: str) -> ImageRef:
     slash = text.rfind("/")
     colon = text.rfind(":")
     repository, tag = (text[:colon], text[colon + 1 :]) if colon > slash else (text, "latest")
-    if not _NAME.fullmatch(repository) or not _TAG.fullmatch(tag):
+    registry, path = split_registry(repository)
+    if (registry and not is_domain(registry)) or not REPOSITORY.fullmatch(path) or not TAG.fullmatch(tag):
         raise UsageError(f"{text!r} is not a valid image name", hint="write NAME[:TAG], e.g. httpd:2 or registry.local:5000/team/app:1.4")
     return ImageRef(repository, tag)
+
+
+def without_registry(name: str) -> tuple[str, str]:
+    """``reg:5000/team/app:1`` (or ``localhost/team/app:1``) -> (``team/app``, ``1``): the repository as
+    another registry would hold it, and the tag."""
+    repository, _, tag = name.rpartition(":")
+    return split_registry(repository)[1], tag

@@ -38,6 +38,7 @@ from shipper.ops.fanout import for_each_host
 from shipper.ops.move_plan import SourceImage, TargetPlan, source_images, target_plan, target_view
 from shipper.ops.move_run import TargetResult, finish_target, resend_in_full, static_result
 from shipper.ops.streams import Delivery, make_sink, make_source, sink_error
+from shipper.imageref import without_registry
 from shipper.progress import NullReporter, Reporter
 from shipper.registry import Manifest, RegistryClient
 from shipper.registry.client import digest_of
@@ -292,14 +293,7 @@ class Pushed:
 
 def _repositories(image: BundleImage) -> list[tuple[str, str]]:
     """(repository, tag) of each of an image's tags, without any registry part."""
-    found = []
-    for name in image.tags:
-        repository, _, tag = name.rpartition(":")
-        first = repository.split("/")[0]
-        if "/" in repository and ("." in first or ":" in first or first == "localhost"):
-            repository = repository.split("/", 1)[1]
-        found.append((repository, tag))
-    return found
+    return [without_registry(name) for name in image.tags]
 
 
 def push(path: Path, client: RegistryClient, reporter: Reporter | None = None) -> tuple[Verified, Pushed]:

@@ -25,6 +25,7 @@ from shipper.inventory.model import Host
 from shipper.ops.engines import EnginePool
 from shipper.ops.fanout import for_each_host
 from shipper.ops.streams import Delivery
+from shipper.imageref import without_registry
 from shipper.progress import Reporter
 from shipper.registry import Address, Credentials, Manifest, RegistryClient
 
@@ -63,9 +64,7 @@ class Pushed:
 
 def remote_repository(route: RegistryRoute, name: str) -> tuple[str, str]:
     """``lab/app:1`` -> (``R/lab/app``, ``1``)."""
-    repository, _, tag = name.rpartition(":")
-    if "/" in repository and ("." in repository.split("/")[0] or ":" in repository.split("/")[0]):
-        repository = repository.split("/", 1)[1]  # the image's own registry part is replaced by R
+    repository, tag = without_registry(name)  # the image's own registry part is replaced by R
     return f"{route.address.host}/{repository}", tag
 
 

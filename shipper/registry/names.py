@@ -13,14 +13,10 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+from shipper import imageref
 from shipper.errors import UsageError
 
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-# Matched whole (fullmatch: "$" would accept a trailing newline) and ASCII only ("\w" would take any Unicode letter).
-REPOSITORY = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*", re.ASCII)
-TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
-DIGEST = re.compile(r"sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}", re.ASCII)
-_HOST = re.compile(r"(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::[0-9]{1,5})?", re.ASCII)
+REPOSITORY, TAG, DIGEST = imageref.REPOSITORY, imageref.TAG, imageref.DIGEST  # Docker's grammar, written once (imageref.py)
 MAX_NAME = 255
 
 
@@ -82,7 +78,7 @@ def parse_address(text: str) -> Address:
     bare = text.split("://", 1)[1] if "://" in text else text
     bare = bare.rstrip("/")
     if text.startswith(("http://", "https://")) or "://" not in text:
-        if _HOST.fullmatch(bare):
+        if imageref.is_domain(bare):
             return Address(bare, plain)
     raise UsageError(f"{text!r} is not a registry address", hint="give host:port, e.g. registry.example:5000")
 
@@ -108,8 +104,8 @@ class RepoRef:
 
 def parse_repo_ref(text: str, default_registry: Address | None = None, need_reference: bool = False) -> RepoRef:
     """``registry:5000/team/app:1.2`` or ``…/app@sha256:…``; the registry part may be left to ``default_registry``."""
-    first, _, rest = text.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost" or first.startswith("[")):
+    first, rest = imageref.split_registry(text)
+    if first:
         registry = parse_address(first)
     elif default_registry is not None:
         registry, rest = default_registry, text

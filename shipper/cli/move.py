@@ -13,10 +13,8 @@ from shipper.cli.progress import BarsReporter, JSONLinesReporter
 from shipper.errors import UsageError
 from shipper.inventory import load_inventory, select
 from shipper.ops.fanout import exit_status_of
-from shipper.inventory.model import Inventory
-from shipper.ops import registry as registry_ops
 from shipper.ops.move_plan import MovePlan, TargetPlan, Via
-from shipper.ops.move_registry import RegistryRoute
+from shipper.ops.move_registry import route_for
 from shipper.ops.move_run import MoveSession, TargetResult
 from shipper.progress import NullReporter, Reporter
 
@@ -49,24 +47,13 @@ def move(
     sources = select(inventory, source)
     if len(sources) != 1:
         raise UsageError(f"--from must name one host; {source!r} names {len(sources)}")
-    registry = _registry_route(inventory, registry_name) if via == "registry" or registry_name else None
+    registry = route_for(inventory, registry_name) if via == "registry" or registry_name else None
     if registry_name and via is None:
         via = "registry"
     with MoveSession(
         sources[0], select(inventory, target), images, via, prestart=not dry_run, store_read=not no_store_read, registry=registry
     ) as session:
         _move(env, session, force, dry_run, as_json)
-
-
-def _registry_route(inventory: Inventory, name: str | None) -> RegistryRoute:
-    """The registry for --via registry: named, or the inventory's only one."""
-    if name is None:
-        if len(inventory.registries) != 1:
-            raise UsageError("--via registry needs --registry NAME|HOST:PORT", hint="or name exactly one registry in the inventory's registries:")
-        name = next(iter(inventory.registries))
-    address, spec = registry_ops.resolve(name, inventory)
-    credentials = registry_ops.credentials_for(address, spec, registry_ops.Access())
-    return RegistryRoute(address, credentials, spec.ca if spec else None, bool(spec and spec.insecure))
 
 
 def _move(env: Env, session: MoveSession, force: bool, dry_run: bool, as_json: bool) -> None:

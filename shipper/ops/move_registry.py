@@ -21,7 +21,8 @@ from typing import Sequence
 
 from shipper.engine import Engine
 from shipper.errors import ShipperError, UsageError
-from shipper.inventory.model import Host
+from shipper.inventory.model import Host, Inventory
+from shipper.ops import registry as registry_ops
 from shipper.ops.engines import EnginePool
 from shipper.ops.fanout import for_each_host
 from shipper.ops.streams import Delivery
@@ -51,6 +52,19 @@ class RegistryRoute:
         if self.credentials is None:
             return None
         return {"username": self.credentials.username, "password": self.credentials.password, "serveraddress": self.address.host}
+
+
+def route_for(inventory: Inventory, name: str | None) -> RegistryRoute:
+    """The registry a move goes through, from its name in the inventory's ``registries:`` or an address
+    (the inventory's only registry when none is named), with its CA, its credentials and ``insecure``:
+    the one way the command line and playbooks turn a name into a route."""
+    if name is None:
+        if len(inventory.registries) != 1:
+            raise UsageError("--via registry needs --registry NAME|HOST:PORT", hint="or name exactly one registry in the inventory's registries:")
+        name = next(iter(inventory.registries))
+    address, spec = registry_ops.resolve(name, inventory)
+    credentials = registry_ops.credentials_for(address, spec, registry_ops.Access())
+    return RegistryRoute(address, credentials, spec.ca if spec else None, bool(spec and spec.insecure))
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from shipper.ops import registry_host
 from shipper.ops.engines import EnginePool
 from shipper.ops.fanout import for_each_host
 from shipper.ops.move_plan import plan_move
-from shipper.ops.move_registry import RegistryRoute
+from shipper.ops.move_registry import route_for
 from shipper.ops.move_run import MoveSession
 from shipper.playbook.model import Playbook, PlaybookError, Step
 from shipper.playbook.render import render, render_vars
@@ -231,8 +231,7 @@ def _move(play: Play, step: Step) -> list[HostResult]:
     via = f.get("via")
     registry = None
     if f.get("registry"):
-        address, spec = registry_ops.resolve(str(f["registry"]), play.inventory)
-        registry = RegistryRoute(address, registry_ops.credentials_for(address, spec, registry_ops.Access()), spec.ca if spec else None)
+        registry = route_for(play.inventory, str(f["registry"]))
         via = via or "registry"
     images = [str(i) for i in f["images"]]
     force = bool(f.get("force", False))

@@ -200,3 +200,22 @@ def test_limit_plays_only_on_those_hosts_and_fail_fast_stops_the_play(shipper: S
     assert result.status == 4
     assert statuses([json.loads(line) for line in result.stdout.splitlines()]) == {("start", "c"): "failed"}
     assert container_image(fresh, "b") == image_id(RELEASE_1)  # the tidy step never ran
+
+
+def test_a_move_step_through_a_registry_keeps_the_registrys_insecure_setting(shipper: ShipperRunner, fresh: Lab, tmp_path: Path) -> None:
+    """The playbook turns a registry's name into a route the way the command line does (it used to drop
+    ``insecure``, so a plain-HTTP registry off loopback was refused there and accepted on the command line)."""
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        fresh.inventory_path.read_text() + "\nregistries:\n  far:\n    address: http://registry.invalid:5000\n    insecure: true\n"
+    )
+    playbook = tmp_path / "far.yml"
+    playbook.write_text(f"steps:\n  - name: ship\n    move:\n      images: [{RELEASE_1.name}]\n      from: a\n      to: b\n      registry: far\n")
+
+    by_play = shipper("play", str(playbook), "-i", str(inventory), "--check")
+    by_cli = shipper("move", RELEASE_1.name, "--from", "a", "--to", "b", "--via", "registry", "--registry", "far", "-i", str(inventory), "--dry-run")
+
+    for result in (by_play, by_cli):
+        assert result.status != 0
+        assert "refusing plain HTTP" not in result.stderr + result.stdout
+        assert "cannot reach registry registry.invalid:5000" in result.stderr + result.stdout, result.stderr + result.stdout

@@ -17,7 +17,7 @@ from shipper.errors import UsageError
 from shipper.inventory import load_inventory, select
 from shipper.ops import bundle as ops
 from shipper.ops import registry as registry_ops
-from shipper.ops.fanout import exit_status_of
+from shipper.hostpool import exit_status_of
 
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)([KMGT]?)i?B?$", re.IGNORECASE)
 

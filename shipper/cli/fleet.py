@@ -10,7 +10,7 @@ from shipper.cli.options import env_of, finish, inventory_option, json_option
 from shipper.cli.output import Env, error_json, human_size, short_id, table
 from shipper.inventory import Host, load_inventory, select
 from shipper.ops import fleet
-from shipper.ops.fanout import Outcome, exit_status
+from shipper.hostpool import Outcome, exit_status
 
 
 def _host_json(host: Host) -> dict[str, Any]:

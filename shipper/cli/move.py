@@ -12,7 +12,7 @@ from shipper.cli.output import Env, error_json, human_size, short_id, table
 from shipper.cli.progress import BarsReporter, JSONLinesReporter
 from shipper.errors import UsageError
 from shipper.inventory import load_inventory, select
-from shipper.ops.fanout import exit_status_of
+from shipper.hostpool import exit_status_of
 from shipper.ops.move_plan import MovePlan, TargetPlan, Via
 from shipper.ops.move_registry import route_for
 from shipper.ops.move_run import MoveSession, TargetResult

@@ -15,7 +15,7 @@ from shipper.errors import UsageError
 from shipper.inventory import Host, load_inventory, select
 from shipper.inventory.model import Inventory
 from shipper.ops import registry as ops
-from shipper.ops import registry_host as host_ops
+from shipper import provision as host_ops
 from shipper.registry.credentials import Credentials, from_password_file
 
 

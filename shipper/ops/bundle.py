@@ -34,7 +34,7 @@ from shipper.engine import connect
 from shipper.errors import ShipperError, UsageError
 from shipper.inventory.model import Host
 from shipper.ops.engines import EnginePool
-from shipper.ops.fanout import for_each_host
+from shipper.hostpool import for_each_host
 from shipper.ops.move_plan import SourceImage, TargetPlan, source_images, target_plan, target_view
 from shipper.ops.move_run import TargetResult, finish_target, resend_in_full, static_result
 from shipper.ops.streams import Delivery, make_sink, make_source, sink_error

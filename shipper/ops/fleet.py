@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from shipper.engine import EngineInfo, ImageSummary, connect
 from shipper.inventory.model import Host
-from shipper.ops.fanout import Outcome, for_each_host
+from shipper.hostpool import Outcome, for_each_host
 
 
 @dataclass(frozen=True)

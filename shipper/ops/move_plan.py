@@ -21,7 +21,7 @@ from shipper.errors import EngineError, ShipperError, UsageError
 from shipper.imageref import parse
 from shipper.inventory.model import Host
 from shipper.ops.engines import EnginePool
-from shipper.ops.fanout import for_each_host
+from shipper.hostpool import for_each_host
 from shipper.ops.move_registry import RegistryRoute, check_movable
 
 Route = Literal["ssh", "direct", "registry"]

@@ -24,7 +24,7 @@ from shipper.errors import ShipperError, UsageError
 from shipper.inventory.model import Host, Inventory
 from shipper.ops import registry as registry_ops
 from shipper.ops.engines import EnginePool
-from shipper.ops.fanout import for_each_host
+from shipper.hostpool import for_each_host
 from shipper.ops.streams import Delivery
 from shipper.imageref import without_registry
 from shipper.progress import Reporter

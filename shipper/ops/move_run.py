@@ -24,7 +24,7 @@ from shipper.engine import Engine, connect
 from shipper.engine.info import ImageDetails
 from shipper.errors import ConnectionFailed, EngineError, EngineUnreachable, ShipperError
 from shipper.ops.engines import EnginePool
-from shipper.ops.fanout import for_each_host
+from shipper.hostpool import for_each_host
 from shipper.imageref import parse
 from shipper.inventory.model import Host
 from shipper.ops.move_plan import MovePlan, TargetPlan, Via, choose_route, plan_move, streams_oci, target_view, thin_skip

@@ -13,7 +13,7 @@ from typing import Iterator
 import pytest
 
 from shipper.lab import Lab, Layer, SyntheticImage, busybox_image, image_id, registry_image
-from shipper.ops.registry_host import state_dir
+from shipper.provision import state_dir
 from tests.conftest import ShipperRunner
 from tests.integration.helpers import image_id_of, remove
 

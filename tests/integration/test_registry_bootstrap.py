@@ -19,7 +19,7 @@ import yaml
 from shipper import htpasswd
 from shipper.errors import RegistryAuthFailed, ShipperError
 from shipper.lab import Lab, Layer, SyntheticImage, image_id, registry_image
-from shipper.ops.registry_host import state_dir
+from shipper.provision import state_dir
 from shipper.registry import Credentials, RegistryClient, parse_address
 from shipper.registry.client import DOCKER_MANIFEST, OCI_INDEX, digest_of
 from shipper.registry import Manifest

@@ -1,4 +1,4 @@
-"""Run one function per host, concurrently, keeping every host's outcome.
+"""The host pool: one function per host, concurrently, keeping every host's outcome.
 
 A failing host never stops the others: its ``ShipperError`` is kept in its
 ``Outcome`` and the caller decides what the whole run amounts to.

@@ -1,0 +1,159 @@
+"""A private registry on an inventory host: up, status, down.
+
+``up`` makes a host's engine run the registry container with htpasswd
+(bcrypt) auth and TLS, configured through the registry's own environment
+variables, its files kept on the host (layout.py). Then it waits until the
+registry answers (401 with a challenge, then a login that works: a registry
+that invented its own user fails this), installs the CA on the engines that
+must trust it and proves it with a canary image pushed from one engine and
+pulled on another. A second ``up`` with the same settings changes nothing and
+says so.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+from shipper import pki
+from shipper.engine import connect
+from shipper.errors import ShipperError, UsageError
+from shipper.inventory.model import Host
+from shipper.provision.canary import canary
+from shipper.provision.container import container_alive, container_binds, container_environment, container_fingerprint, start_container, wait_ready
+from shipper.provision.credentials import htpasswd_file, tls_material
+from shipper.provision.layout import LABEL, HostFiles, UpRequest, config_path, container_name, state_dir
+from shipper.provision.trust import login_everywhere, trust
+from shipper.transport.ssh import SSHSession
+
+
+@dataclass
+class UpResult:
+    address: str
+    changes: list[str] = field(default_factory=list)  # what this run changed ([] : nothing)
+    trusted: list[str] = field(default_factory=list)  # hosts whose engines trust the CA (checked on each)
+    canary: str = ""  # "pushed from a, pulled on b"
+    container: str = ""
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"address": self.address, "changed": self.changed, "changes": self.changes, "trusted": self.trusted, "canary": self.canary}
+
+
+def up(request: UpRequest, check: bool = False) -> UpResult:
+    """Bring the registry to ``request``; ``check``: only say what would change (nothing is written or started)."""
+    if not request.users:
+        raise UsageError("registry up needs at least one user", hint="give --user NAME --password-file FILE")
+    result = UpResult(request.registry_address)
+    with connect(request.host) as engine, SSHSession(request.host.ssh, request.host.name) as session:
+        image = engine.inspect_image(request.image)
+        if image is None:
+            raise UsageError(
+                f"image {request.image} is not on {request.host.name}",
+                hint=f"bring it there first (shipper move {request.image} --from HOST --to {request.host.name}, or a bundle)",
+            )
+        config_path(image.command)
+        files = HostFiles(session, state_dir(request.port), check)
+        users_file = htpasswd_file(files, request.users)
+        ca, cert, key = tls_material(files, request)
+        secret = (files.read("http-secret") or b"").decode().strip() or secrets.token_hex(32)
+        files.put("http-secret", secret.encode(), "a new HTTP secret")
+        env = container_environment(request, secret)
+        fingerprint = container_fingerprint(image.id, env, container_binds(request), [users_file, cert, key])
+        running = engine.container(container_name(request.port))
+        if check:
+            differs = running is None or running["Config"]["Labels"].get(LABEL) != fingerprint or not running["State"]["Running"]
+            result.changes = files.changes + ([f"would run the registry container on {request.host.name}"] if differs else [])
+            if request.trust:
+                installed = trust(request.trust, request.registry_address, ca, check=True)
+                result.changes += [f"would install the CA on {', '.join(installed)}"] if installed else []
+            return result
+        user, password = next(iter(request.users.items()))
+        if running is None or running["Config"]["Labels"].get(LABEL) != fingerprint or not running["State"]["Running"]:
+            alive = lambda: container_alive(engine, container_name(request.port))  # noqa: E731
+            result.container = start_container(engine, request, image.id, env, fingerprint, lambda: wait_ready(request, ca, user, password, alive))
+            result.changes = files.changes + ([] if running is None else ["the container, replaced (the stored images stay)"])
+            if running is None:
+                result.changes.append(f"a registry container on {request.host.name}")
+        else:
+            result.container = str(running["Id"])
+            wait_ready(request, ca, user, password)
+    if request.trust:
+        installed = trust(request.trust, request.registry_address, ca)
+        result.trusted = [h.name for h in request.trust]
+        if installed:
+            result.changes.append(f"CA installed on {', '.join(installed)}")
+        if request.login:
+            login_everywhere(request.trust, request.registry_address, user, password)
+        result.canary = canary(request.trust, request, ca, user, password)
+    return result
+
+
+@dataclass
+class Status:
+    host: str
+    port: int
+    container: str = ""  # running, exited, … or "" when there is none
+    image: str = ""
+    address: str = ""
+    tls_expires: str = ""
+    users: list[str] = field(default_factory=list)
+    storage_bytes: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+def du(session: SSHSession, path: str) -> int | None:
+    result = session.run(f"du -sb {shlex.quote(path)}")
+    try:
+        return int(result.stdout.split()[0]) if result.ok else None
+    except (IndexError, ValueError):
+        return None
+
+
+def data_dir(container: dict[str, Any], port: int) -> str:
+    for bind in container["HostConfig"].get("Binds") or []:
+        source, _, target = bind.partition(":")
+        if target.split(":")[0] == "/var/lib/registry":
+            return source
+    return f"{state_dir(port)}/data"
+
+
+def status(host: Host, port: int) -> Status:
+    found = Status(host.name, port)
+    with connect(host) as engine, SSHSession(host.ssh, host.name) as session:
+        container = engine.container(container_name(port))
+        if container is not None:
+            env = dict(e.split("=", 1) for e in container["Config"].get("Env") or [] if "=" in e)
+            found.container = str(container["State"]["Status"])
+            found.image = str((container["Config"].get("Labels") or {}).get(f"{LABEL}.image") or container["Config"]["Image"])
+            found.address = env.get("REGISTRY_HTTP_ADDR", "")
+            found.storage_bytes = du(session, data_dir(container, port))
+        cert = session.read_file(f"{state_dir(port)}/certs/server.crt")
+        if cert is not None:
+            found.tls_expires = pki.expires(cert).isoformat()
+        users = session.read_file(f"{state_dir(port)}/auth/htpasswd")
+        found.users = [line.partition(":")[0] for line in (users or b"").decode().splitlines() if line.strip()]
+    return found
+
+
+def down(host: Host, port: int, purge: bool = False) -> list[str]:
+    """Stop and remove the registry container; ``purge``: its files and stored images too. What was done."""
+    done = []
+    with connect(host) as engine:
+        if engine.container(container_name(port)) is not None:
+            engine.remove_container(container_name(port))
+            done.append(f"removed container {container_name(port)}")
+    if purge:
+        with SSHSession(host.ssh, host.name) as session:
+            result = session.run(f"rm -rf --one-file-system {shlex.quote(state_dir(port))}")
+            if not result.ok:
+                raise ShipperError(f"cannot remove {state_dir(port)} on {host.name}: {result.first_error_line()}")
+        done.append(f"removed {state_dir(port)} (configuration and stored images)")
+    return done

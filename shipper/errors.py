@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
 
 class ExitStatus(IntEnum):
@@ -47,6 +48,10 @@ class ShipperError(Exception):
     def __str__(self) -> str:
         # KeyError and friends would otherwise print repr(message).
         return self.message
+
+    def to_json(self) -> dict[str, Any]:
+        """The error as ``--json`` shows it, everywhere: its kind, the message and the hint."""
+        return {"type": type(self).__name__, "message": self.message, "hint": self.hint}
 
 
 class UsageError(ShipperError):

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from shipper.cli.options import env_of, finish, inventory_option, json_option
-from shipper.cli.output import Env, error_json, human_size, short_id, table
+from shipper.cli.output import Env, human_size, short_id, table
 from shipper.inventory import Host, load_inventory, select
 from shipper.ops import fleet
 from shipper.hostpool import Outcome, exit_status
@@ -101,7 +101,7 @@ def _ping_json(outcome: Outcome[fleet.PingReport]) -> dict[str, Any]:
         result["engine"] = vars(outcome.value.info)
         result["rtt_ms"] = round(outcome.value.rtt_seconds * 1000, 3)
     if outcome.error is not None:
-        result["error"] = error_json(outcome.error)
+        result["error"] = outcome.error.to_json()
     return result
 
 
@@ -120,7 +120,7 @@ def images(ctx: click.Context, inventory_path: str, as_json: bool, untagged: boo
     if as_json:
         env.json(
             {
-                "hosts": [{"host": o.host.name, "ok": o.ok, **({"error": error_json(o.error)} if o.error else {})} for o in outcomes],
+                "hosts": [{"host": o.host.name, "ok": o.ok, **({"error": o.error.to_json()} if o.error else {})} for o in outcomes],
                 "images": [{"name": r.name, "id": r.id, "size": r.size, "hosts": r.hosts} for r in rows],
             }
         )

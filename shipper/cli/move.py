@@ -8,7 +8,7 @@ from typing import Any, Iterator
 import click
 
 from shipper.cli.options import env_of, finish, inventory_option, json_option
-from shipper.cli.output import Env, error_json, human_size, short_id, table
+from shipper.cli.output import Env, human_size, short_id, table
 from shipper.cli.progress import BarsReporter, JSONLinesReporter
 from shipper.errors import UsageError
 from shipper.inventory import load_inventory, select
@@ -128,7 +128,7 @@ def result_json(result: TargetResult) -> dict[str, Any]:
     if result.note:
         data["note"] = result.note
     if result.error is not None:
-        data["error"] = error_json(result.error)
+        data["error"] = result.error.to_json()
     return data
 
 

@@ -55,6 +55,3 @@ def short_id(image_id: str) -> str:
     """``sha256:0123456789ab…`` to the 12 hex digits Docker shows."""
     return image_id.split(":", 1)[-1][:12]
 
-
-def error_json(exc: ShipperError) -> dict[str, Any]:
-    return {"type": type(exc).__name__, "message": exc.message, "hint": exc.hint}

@@ -152,7 +152,7 @@ class MovePlan:
                     **({"thin_note": t.thin_note} if t.thin_note else {}),
                     "tags": [{"name": n, "id": i, "before": t.before.get(n)} for n, i in t.tags],
                     "reason": t.reason,
-                    **({"error": {"type": type(t.error).__name__, "message": t.error.message, "hint": t.error.hint}} if t.error else {}),
+                    **({"error": t.error.to_json()} if t.error else {}),
                 }
                 for t in self.targets
             ],

@@ -50,7 +50,7 @@ class HostResult:
         if self.detail:
             data["detail"] = self.detail
         if self.error is not None:
-            data["error"] = {"type": type(self.error).__name__, "message": self.error.message, "hint": self.error.hint}
+            data["error"] = self.error.to_json()
         return data
 
 

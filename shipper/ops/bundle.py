@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import tarfile
@@ -36,7 +35,8 @@ from shipper.inventory.model import Host
 from shipper.ops.engines import EnginePool
 from shipper.hostpool import for_each_host
 from shipper.ops.move_plan import SourceImage, TargetPlan, source_images, target_plan, target_view
-from shipper.ops.move_run import TargetResult, finish_target, resend_in_full, static_result
+from shipper.ops.arrival import TargetResult, finish_target, static_result
+from shipper.ops.move_recovery import resend_in_full
 from shipper.ops.streams import Delivery, make_sink, make_source, sink_error
 from shipper.imageref import without_registry
 from shipper.progress import NullReporter, Reporter

@@ -147,6 +147,7 @@ class Delivery:
     local_ids: dict[str, dict[str, str]] = field(default_factory=dict)  # target -> source image ID -> the ID it got there
     sent: dict[str, int] = field(default_factory=dict)
     errors: dict[str, ShipperError | None] = field(default_factory=dict)
+    arrivals: dict[str, Any] = field(default_factory=dict)  # target -> its arrival check's outcome (arrival.py), made once
 
 
 @dataclass

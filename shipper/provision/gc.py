@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shipper.engine import connect
-from shipper.errors import RegistryError, ShipperError, UsageError
+from shipper.errors import RegistryError, UsageError
 from shipper.inventory.model import Host
 from shipper.provision.container import registry_client, recreate, until_ready
 from shipper.provision.layout import UpRequest, config_path, container_name, state_dir

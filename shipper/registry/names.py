@@ -10,7 +10,6 @@ characters, dots and dashes, not starting with either; a digest is
 from __future__ import annotations
 
 import ipaddress
-import re
 from dataclasses import dataclass
 
 from shipper import imageref

@@ -17,7 +17,6 @@ import pytest
 
 from shipper.archive.savestream import ArchiveError
 from shipper.bundle import BundleWriter, read_verified
-from shipper.bundle.format import BundleError
 from tests.conftest import ShipperRunner
 from tests.hostile.crafter import (
     archive_with,

@@ -20,7 +20,7 @@ from shipper.errors import RegistryError, RegistryUnreachable, ShipperError
 from shipper.registry import Address, RegistryClient
 from shipper.registry.credentials import Credentials
 from tests.conftest import ShipperRunner
-from tests.hostile.server import HostileServer, Reply, Seen, basic_only, endless, trickle
+from tests.hostile.server import HostileServer, Reply, basic_only, endless, trickle
 
 PASSWORD = "s3cret-hostile-pass"
 CREDENTIALS = Credentials("deploy", PASSWORD, "test")

@@ -1,0 +1,220 @@
+"""The commit step of a move or a bundle load, on each target: check what arrived, then move the tags.
+
+The order on each target is what keeps it whole:
+
+1. the images loaded untagged (the stream's tags were taken out on the way);
+2. every image's ID is checked on the target (once per attempt);
+3. only then do the tags move, and each is checked to point at its image.
+
+If anything fails before step 3, the target's tags are exactly as they were,
+and an image the failed attempt left behind untagged is removed again.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from shipper.engine import Engine
+from shipper.engine.info import ImageDetails
+from shipper.errors import ConnectionFailed, EngineError, EngineUnreachable, ShipperError
+from shipper.ops.engines import EnginePool
+from shipper.ops.move_plan import TargetPlan
+from shipper.ops.streams import Delivery
+from shipper.progress import Reporter
+
+Status = Literal["moved", "tagged", "unchanged", "skipped", "failed"]
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    host: str
+    status: Status
+    bytes_sent: int = 0
+    seconds: float = 0.0
+    error: ShipperError | None = None
+    note: str = ""
+    path: str = ""  # how the bytes went: host-to-host, relay, direct
+    source_read: str = ""  # store: read from the source engine's layer store; save: docker save
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "failed"
+
+
+def engine_gone(target: TargetPlan, error: ShipperError, engines: EnginePool) -> ShipperError | None:
+    """A load that failed for no clear reason ("unexpected EOF"): is the engine still there?"""
+    try:
+        engines.get(target.host)
+    except ShipperError:
+        return EngineUnreachable(
+            f"the engine stopped answering during the move to {target.host.describe()} ({error.message})",
+            hint=f"start dockerd on {target.host.name}, then run the same command again",
+        )
+    return None
+
+
+def arrival(
+    target: TargetPlan, delivery: Delivery | None, engines: EnginePool, layers: dict[str, tuple[str, ...]], contents: dict[str, str] | None,
+) -> dict[str, str]:  # fmt: skip
+    """source ID -> the ID each sent image has on the target, each checked whole; EngineError when one is
+    missing or not whole. Checked once per target and attempt: the outcome is kept in the delivery (a
+    second attempt is a new delivery), since each check lists and inspects the target's images."""
+    name = target.host.name
+    checked = delivery.arrivals.get(name) if delivery is not None else None
+    if checked is None:
+        try:
+            checked = _arrived(target, engines.get(target.host), layers, delivery.local_ids.get(name) if delivery else None, contents)
+        except ShipperError as exc:
+            checked = exc
+        if delivery is not None:
+            delivery.arrivals[name] = checked
+    if isinstance(checked, ShipperError):
+        raise checked
+    return dict(checked)
+
+
+def incomplete(
+    target: TargetPlan, delivery: Delivery, engines: EnginePool, layers: dict[str, tuple[str, ...]], contents: dict[str, str]
+) -> bool:  # fmt: skip
+    try:
+        arrival(target, delivery, engines, layers, contents)
+    except ShipperError:
+        return True
+    return False
+
+
+def _commit(
+    target: TargetPlan, delivery: Delivery | None, engines: EnginePool, layers: dict[str, tuple[str, ...]], contents: dict[str, str] | None,
+) -> None:  # fmt: skip
+    """Check every sent image is on the target, whole, then point the tags, then check them."""
+    engine = engines.get(target.host)
+    local = arrival(target, delivery, engines, layers, contents)
+    for name, image_id in target.tags:
+        engine.tag(local.get(image_id, image_id), name)
+    for name, image_id in target.tags:
+        now = engine.inspect_image(name)
+        if now is None or now.id != local.get(image_id, image_id):
+            raise EngineError(f"{name} on {target.host.describe()} does not point at {image_id} after tagging")
+
+
+def _arrived(
+    target: TargetPlan, engine: Engine, layers: dict[str, tuple[str, ...]], arrived: dict[str, str] | None,
+    contents: dict[str, str] | None,
+) -> dict[str, str]:  # fmt: skip
+    """source ID -> the ID each sent image has on the target, each checked whole (the source's layers);
+    EngineError when one is missing or not whole."""
+    local = {**target.aliases, **(arrived or {})}  # source ID -> the ID the image has there (they differ in the containerd store)
+    listed: set[str] | None = None  # the engine's image list, read once if needed
+    for image_id in target.send_ids:
+        details = (
+            engine.inspect_image(local.get(image_id, image_id))
+            or _by_content(engine, (contents or {}).get(image_id))
+            or _new_with_layers(engine, layers.get(image_id), target.held_before)
+        )  # fmt: skip
+        if details is None:
+            raise EngineError(f"image {image_id} is missing on {target.host.describe()} after the load")
+        if image_id in layers and target.store == "containerd":
+            listed = listed if listed is not None else {image.id for image in engine.images()}
+            if (layers[image_id] and not details.layers) or details.id not in listed:
+                # 28.5 then inspects it without platform or layers; 26.1 inspects it whole but leaves it out of the
+                # image list, and its docker save writes an archive without its config and layers (exit status 0).
+                raise EngineError(
+                    f"image {image_id} arrived on {target.host.describe()} incomplete: its containerd image store lacks the "
+                    "content of layers it already held unpacked, so the engine cannot list, save or push it "
+                    "(Docker's pull skips such layers: moby/moby#49784)",
+                    hint=f"move it to {target.host.name} --via ssh (only the layers it lacks cross, and it arrives whole)",
+                )  # fmt: skip
+        if image_id in layers and details.layers != layers[image_id]:
+            raise EngineError(f"image {image_id} on {target.host.describe()} does not have the source's layers after the load")
+        local[image_id] = details.id
+    return local
+
+
+def _by_content(engine: Engine, content: str | None) -> ImageDetails | None:
+    """The image a load made, found by its content where its ID is not the source's (containerd store: a manifest
+    digest; a source there: its ID is not the config digest a classic target gives it). Untagged ones first."""
+    if not content:
+        return None
+    found = [d for d in (engine.inspect_image(i.id) for i in engine.images()) if d is not None and d.content == content]
+    found.sort(key=lambda d: bool(d.tags))
+    return found[0] if found else None
+
+
+def _new_with_layers(engine: Engine, layers: tuple[str, ...] | None, held_before: frozenset[str]) -> ImageDetails | None:
+    """Where no content key is known (a bundle): the one untagged image with these layers that the target did not
+    hold before the load. Ambiguity is no match: the check then fails and nothing is tagged."""
+    if not layers:
+        return None
+    found = [
+        d for d in (engine.inspect_image(i.id) for i in engine.images() if i.id not in held_before and not i.tags)
+        if d is not None and d.layers == layers
+    ]  # fmt: skip
+    return found[0] if len(found) == 1 else None
+
+
+def untag(target: TargetPlan, engines: EnginePool, references: list[str]) -> str:
+    """Take the registry's digest references off the target once its own tags are in place."""
+    try:
+        engine = engines.get(target.host)
+        for reference in references:
+            engine.untag(reference)
+    except ShipperError as exc:
+        return f"left the reference in place: {exc.message}"
+    return ""
+
+
+def rollback(target: TargetPlan, engines: EnginePool) -> str:
+    """Remove untagged images a failed attempt left behind; say what could not be done."""
+    try:
+        engine = engines.get(target.host)
+        for image_id in target.send_ids:
+            if image_id in target.present_ids:
+                continue
+            details = engine.inspect_image(image_id)
+            if details is not None and not details.tags:
+                engine.remove_image(image_id)
+    except ShipperError as exc:
+        return f"could not check for leftovers: {exc.message}"
+    return ""
+
+
+def finish_target(
+    target: TargetPlan, delivery: Delivery | None, started: float, reporter: Reporter, engines: EnginePool,
+    layers: dict[str, tuple[str, ...]], contents: dict[str, str] | None = None,
+) -> TargetResult:  # fmt: skip
+    name = target.host.name
+    sent = delivery.sent.get(name, 0) if delivery else 0
+    error = delivery.errors.get(name) if delivery else None
+    path, note = (delivery.path, delivery.note) if delivery else ("", "")
+    read = delivery.source_read if delivery else ""
+    if delivery is not None and name in delivery.target_notes:
+        note = "; ".join(x for x in (note, delivery.target_notes[name]) if x)
+    if error is None:
+        try:
+            _commit(target, delivery, engines, layers, contents)
+        except ShipperError as exc:
+            error = exc
+    if error is None and delivery is not None and delivery.untag_after.get(name):
+        note = "; ".join(x for x in (note, untag(target, engines, delivery.untag_after[name])) if x)
+    if error is not None and not isinstance(error, ConnectionFailed):
+        error = engine_gone(target, error, engines) or error
+    elapsed = time.monotonic() - started
+    if error is not None:
+        reporter.finish(name, "failed")
+        leftover = rollback(target, engines) if target.send_ids else ""
+        if delivery is not None and delivery.untag_after.get(name):  # the registry's references a pull added
+            leftover = "; ".join(x for x in (leftover, untag(target, engines, delivery.untag_after[name])) if x)
+        return TargetResult(name, "failed", sent, elapsed, error, "; ".join(x for x in (note, leftover) if x), path, read)
+    status: Status = "moved" if target.action == "send" else "tagged"
+    reporter.finish(name, status)
+    return TargetResult(name, status, sent, elapsed, note=note, path=path, source_read=read)
+
+
+def static_result(target: TargetPlan) -> TargetResult:
+    if target.action == "failed":
+        return TargetResult(target.host.name, "failed", error=target.error)
+    if target.action == "skip":
+        return TargetResult(target.host.name, "skipped", note=target.reason)
+    return TargetResult(target.host.name, "unchanged", note=target.reason)

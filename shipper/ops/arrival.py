@@ -21,7 +21,7 @@ from shipper.engine.info import ImageDetails
 from shipper.errors import ConnectionFailed, EngineError, EngineUnreachable, ShipperError
 from shipper.ops.engines import EnginePool
 from shipper.ops.move_plan import TargetPlan
-from shipper.ops.streams import Delivery
+from shipper.transfer import Delivery
 from shipper.progress import Reporter
 
 Status = Literal["moved", "tagged", "unchanged", "skipped", "failed"]

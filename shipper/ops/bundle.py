@@ -22,7 +22,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from shipper.archive.fanout import ended_early, pump
 from shipper.archive.layers import chain_ids, needed_layers
 from shipper.archive.layerstore import LayerStore
 from shipper.archive.savestream import ArchiveError, SaveStreamFilter
@@ -37,7 +36,7 @@ from shipper.hostpool import for_each_host
 from shipper.ops.move_plan import SourceImage, TargetPlan, source_images, target_plan, target_view
 from shipper.ops.arrival import TargetResult, finish_target, static_result
 from shipper.ops.move_recovery import resend_in_full
-from shipper.ops.streams import Delivery, make_sink, make_source, sink_error
+from shipper.transfer import Delivery, FileSource, deliver, make_sink, make_source
 from shipper.imageref import without_registry
 from shipper.progress import NullReporter, Reporter
 from shipper.registry import Manifest, RegistryClient
@@ -257,25 +256,15 @@ def load(path: Path, targets: Sequence[Host], force: bool = False, reporter: Rep
 
 def _deliver_file(path: Path, verified: Verified, senders: Sequence[TargetPlan], reporter: Reporter) -> Delivery:
     route = "ssh" if all(t.host.engine.scheme == "ssh" for t in senders) else "direct"
-    sinks = {t.host.name: make_sink(route, t.host, t.skip_layers) for t in senders}
+    sinks = {t.host.name: (t.host, make_sink(route, t.host, t.skip_layers)) for t in senders}
     for target in senders:
         reporter.start(target.host.name, verified.size)
     layers = {i.id: i.layers for i in verified.manifest.images}
-    try:
-        pump(content_chunks(path), list(sinks.values()), list(layers), lambda s: reporter.advance(s.name, s.sent),
-             layers=layers, absent=verified.manifest.relies_on)  # fmt: skip
-    except (ArchiveError, ShipperError) as exc:
-        for sink in sinks.values():
-            sink.abort()
-        error = BundleError(f"{path.name} changed while it was being loaded: {exc}")
-        return Delivery("bundle", sent={n: s.sent for n, s in sinks.items()}, errors={n: error for n in sinks})
-    if not ended_early(list(sinks.values())):
-        for sink in sinks.values():
-            sink.finish()
-    delivery = Delivery("bundle", sent={n: s.sent for n, s in sinks.items()})
-    for target in senders:
-        delivery.errors[target.host.name] = sink_error(target.host, sinks[target.host.name])
-    return delivery
+
+    def stream_error(exc: Exception) -> ShipperError:
+        return BundleError(f"{path.name} changed while it was being loaded: {exc}")
+
+    return deliver("bundle", FileSource(path), sinks, list(layers), layers, reporter, stream_error, absent=verified.manifest.relies_on)
 
 
 # -- push ------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from shipper.errors import ShipperError
 from shipper.ops.arrival import incomplete, untag
 from shipper.ops.engines import EnginePool
 from shipper.ops.move_plan import MovePlan, TargetPlan, choose_route, streams_oci, target_view, thin_skip
-from shipper.ops.streams import Delivery
+from shipper.transfer import Delivery
 from shipper.progress import Reporter
 
 Deliver = Callable[[MovePlan, list[TargetPlan]], Delivery]  # a plan's targets, sent again

@@ -25,7 +25,7 @@ from shipper.inventory.model import Host, Inventory
 from shipper.ops import registry as registry_ops
 from shipper.ops.engines import EnginePool
 from shipper.hostpool import for_each_host
-from shipper.ops.streams import Delivery
+from shipper.transfer import Delivery
 from shipper.imageref import without_registry
 from shipper.progress import Reporter
 from shipper.registry import Address, Credentials, Manifest, RegistryClient

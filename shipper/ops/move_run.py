@@ -12,8 +12,6 @@ import time
 from dataclasses import replace
 from typing import Sequence
 
-from shipper.archive.fanout import ended_early, pump
-from shipper.archive.savestream import ArchiveError
 from shipper.engine import connect
 from shipper.errors import EngineError, ShipperError
 from shipper.hostpool import for_each_host
@@ -24,7 +22,7 @@ from shipper.ops.engines import EnginePool
 from shipper.ops.move_plan import MovePlan, TargetPlan, Via, choose_route, plan_move
 from shipper.ops.move_recovery import resend_in_full, send_incomplete_pulls_over_ssh
 from shipper.ops.move_registry import RegistryRoute, pull_everywhere, push_images
-from shipper.ops.streams import Delivery, SourceProgram, host_to_host, make_sink, make_source, sink_error
+from shipper.transfer import Delivery, SourceProgram, deliver, host_to_host, make_sink, make_source
 from shipper.progress import NullReporter, Reporter
 
 __all__ = ["MoveSession", "SourceFailed", "TargetResult", "run_move"]
@@ -36,30 +34,15 @@ class SourceFailed(ShipperError):
 
 def _through_here(plan: MovePlan, senders: Sequence[TargetPlan], reporter: Reporter) -> Delivery:
     """Relay (ssh) or direct: the source's stream passes through this process."""
-    sinks = {t.host.name: make_sink(plan.route, t.host, t.skip_layers) for t in senders}
+    sinks = {t.host.name: (t.host, make_sink(plan.route, t.host, t.skip_layers)) for t in senders}
     source = make_source(plan.route, plan.source, plan.send_ids)
-    try:
-        progress = lambda sink: reporter.advance(sink.name, sink.sent)  # noqa: E731
-        pump(source.chunks(), list(sinks.values()), plan.check_ids, progress, layers=plan.layers)
-    except (ArchiveError, ShipperError) as exc:
-        source.abort()
+
+    def stream_error(exc: Exception) -> ShipperError:
         # The source's own words (docker save's error) explain a broken stream best.
         error = source.failure() or SourceFailed(f"the stream from {plan.source.describe()} is not sound: {exc}")
-        error = _explain_source_failure(plan, error)
-        for sink in sinks.values():
-            sink.abort()
-        return Delivery(_path(plan), sent={n: s.sent for n, s in sinks.items()}, errors={n: error for n in sinks})
-    if ended_early(list(sinks.values())):
-        source.abort()  # every target quit: stop the save, or it blocks on a pipe nobody reads
-        failure = None
-    else:
-        failure = source.failure()
-    for sink in sinks.values():
-        sink.finish()
-    delivery = Delivery(_path(plan), sent={n: s.sent for n, s in sinks.items()})
-    for target in senders:
-        delivery.errors[target.host.name] = failure or sink_error(target.host, sinks[target.host.name])
-    return delivery
+        return _explain_source_failure(plan, error)
+
+    return deliver(_path(plan), source, sinks, plan.check_ids, plan.layers, reporter, stream_error)
 
 
 def _deliver_again(plan: MovePlan, targets: list[TargetPlan], reporter: Reporter, engines: EnginePool) -> Delivery:

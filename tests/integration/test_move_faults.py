@@ -240,7 +240,7 @@ def test_the_source_image_removed_mid_save_arrives_whole_or_not_at_all(staged: L
 def test_a_corrupt_byte_reaching_a_target_is_refused_by_its_load_and_creates_nothing(staged: Lab) -> None:
     from shipper.archive.fanout import pump
     from shipper.lab import save_stream
-    from shipper.ops.streams import make_sink, sink_error
+    from shipper.transfer import make_sink, sink_error
 
     image = SyntheticImage("lab/corrupt:1", (Layer(2 << 20, "corrupt-base"),))
     data = bytearray(b"".join(bytes(c) for c in save_stream([image])))

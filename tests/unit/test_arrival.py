@@ -15,7 +15,7 @@ from shipper.inventory.model import EngineEndpoint, Host, SSHSettings
 from shipper.ops.arrival import finish_target
 from shipper.ops.move_plan import TargetPlan
 from shipper.ops.move_recovery import resend_in_full
-from shipper.ops.streams import Delivery
+from shipper.transfer import Delivery
 from shipper.progress import NullReporter
 
 IMAGE = "sha256:" + "1" * 64

@@ -68,7 +68,7 @@ def source_host(tmp_path: Path) -> Host:
 
 
 def test_a_save_the_source_program_stopped_is_reported_as_the_streams_fault_not_a_broken_connection(tmp_path: Path) -> None:
-    from shipper.ops.streams import _source_failure
+    from shipper.transfer.program import _source_failure
 
     a = source_host(tmp_path)
 

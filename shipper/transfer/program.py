@@ -1,153 +1,23 @@
-"""Where a move's bytes come from and go to, per route.
-
-- relay (``--via ssh`` through this machine): ``ssh SRC docker save`` feeds, through the
-  checking pump here, one ``ssh DST docker load`` per target;
-- host to host (``--via ssh``, the default when available): the same pump runs on the
-  source host (archive/hostpipe.py) and feeds the targets over the source's ssh;
-- direct: ``GET /images/get`` on the source engine, ``POST /images/load`` on each target.
-
-On every route each target's stream leaves out the layers it holds (its
-sink's ``skip``). Host to host, the source may also read only the needed
-layers from its engine's store (archive/layerstore.py) instead of saving all.
-"""
+"""Host to host: the program shipper starts on the source host (archive/hostpipe.py), which reads the
+images there and sends them straight to each target's ``docker load`` over the source's own ``ssh``."""
 
 from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Sequence
 
-from shipper.archive.fanout import Aborted, Chunk, ProcessResult, ProcessSink, QueueSink
 from shipper.archive.hostpipe import LOADER, READY, STOP, UNREACHABLE, script
-from shipper.engine import connect
-from shipper.errors import EngineError, EngineUnreachable, ShipperError, SSHError
+from shipper.errors import EngineError, ShipperError
 from shipper.inventory.model import Host
 from shipper.progress import Reporter
+from shipper.transfer.delivery import Delivery
+from shipper.transfer.sources import docker_failure
 from shipper.transport.agent import Agent
-from shipper.transport.openssh import SSH_CONNECTION_ERROR, RemoteCommand, peer_argv, ssh_argv
+from shipper.transport.openssh import SSH_CONNECTION_ERROR, RemoteCommand, peer_argv
 
-_ENGINE_GONE = ("Cannot connect to the Docker daemon", "Is the docker daemon running", "error during connect")
 COMMAND_NOT_FOUND = 127
-
-
-def docker_failure(host: Host, stage: str, status: int, stderr: str) -> ShipperError:
-    """A failed ``docker save``/``docker load`` (run over ssh) as a shipper error."""
-    line = next((ln.strip() for ln in stderr.splitlines() if ln.strip()), "")
-    where = f"{stage} on {host.describe()}"
-    if status == SSH_CONNECTION_ERROR or status < 0:
-        # ssh exits 255 both when the connection drops and when the remote command dies by a signal.
-        return SSHError(
-            f"the SSH session for {where} ended abnormally: {line or 'the connection broke or the remote command was killed'}",
-            hint="check the network to that host and that nothing killed docker there, then run the same command again",
-        )
-    if any(marker in line for marker in _ENGINE_GONE):
-        return EngineUnreachable(
-            f"the engine stopped answering during {where}",
-            hint=f"start dockerd on {host.name}, then run the same command again (docker said: {line[:200]})",
-        )
-    if "no space left" in line:
-        return EngineError(f"{where} failed: engine said {line!r}", hint=f"free space under the engine's data root on {host.name}, then run again")
-    return EngineError(f"{where} failed: {line or f'exit status {status}'}")
-
-
-# -- relay and direct ---------------------------------------------------------------
-
-
-class SSHSaveSource:
-    """``docker save`` run on the source host, its stdout over OpenSSH to this machine."""
-
-    def __init__(self, host: Host, image_ids: tuple[str, ...]) -> None:
-        self.host = host
-        self.proc = RemoteCommand(host.ssh, "docker save " + " ".join(shlex.quote(i) for i in image_ids), f"host {host.name}")
-        self.aborted = False
-
-    def chunks(self) -> Iterator[bytes]:
-        return self.proc.chunks()
-
-    def failure(self) -> ShipperError | None:
-        """After the stream ended (or broke): the source's own account of what went wrong, if any
-        (None when it only ended because shipper stopped it)."""
-        status, _, stderr = self.proc.wait(timeout=30)
-        if not status or (self.aborted and status < 0):
-            return None
-        return docker_failure(self.host, "save", status, stderr)
-
-    def abort(self) -> None:
-        self.aborted = True
-        self.proc.kill()
-
-
-class APISaveSource:
-    """``GET /images/get`` on the source engine."""
-
-    def __init__(self, host: Host, image_ids: tuple[str, ...]) -> None:
-        self.host = host
-        self.engine = connect(host, timeout=None)
-        self._chunks = self.engine.save(image_ids)
-
-    def chunks(self) -> Iterator[bytes]:
-        return self._chunks
-
-    def failure(self) -> ShipperError | None:
-        self.engine.close()
-        return None  # its errors surface from chunks() already, as ShipperErrors
-
-    def abort(self) -> None:
-        self.engine.close()
-
-
-class APILoadSink(QueueSink):
-    """``POST /images/load`` on the target engine."""
-
-    def __init__(self, host: Host, skip: frozenset[str] = frozenset()) -> None:
-        super().__init__(host.name, skip)
-        self.host = host
-
-    def consume(self, items: Iterator[Chunk]) -> object:
-        with connect(self.host, timeout=None) as engine:
-            return engine.load(items)
-
-
-def make_source(route: str, host: Host, image_ids: tuple[str, ...]) -> SSHSaveSource | APISaveSource:
-    return SSHSaveSource(host, image_ids) if route == "ssh" else APISaveSource(host, image_ids)
-
-
-def make_sink(route: str, host: Host, skip: frozenset[str] = frozenset()) -> QueueSink:
-    """A load on ``host`` that is not sent the layers in ``skip``."""
-    sink = ProcessSink(host.name, ssh_argv(host.ssh, "docker load -q"), skip=skip) if route == "ssh" else APILoadSink(host, skip)
-    return sink.start()
-
-
-def sink_error(host: Host, sink: QueueSink) -> ShipperError | None:
-    """What went wrong on one target, if anything."""
-    if isinstance(sink.error, ShipperError):
-        return sink.error
-    if isinstance(sink.error, Aborted):
-        return ShipperError(f"the stream to {host.name} was abandoned")
-    if sink.error is not None:
-        return ShipperError(f"loading on {host.name} failed unexpectedly: {sink.error!r}")
-    if isinstance(sink.result, ProcessResult) and sink.result.status:
-        return docker_failure(host, "load", sink.result.status, sink.result.stderr)
-    return None
-
-
-# -- host to host ---------------------------------------------------------------------
-
-
-@dataclass
-class Delivery:
-    """What streaming gave each sending target: bytes sent, and an error (None: delivered)."""
-
-    path: str  # host-to-host, relay, direct
-    note: str = ""
-    source_read: str = "save"  # store: the source's layer store was read directly; save: docker save
-    target_notes: dict[str, str] = field(default_factory=dict)
-    untag_after: dict[str, list[str]] = field(default_factory=dict)  # names to take off each target once its tags moved
-    local_ids: dict[str, dict[str, str]] = field(default_factory=dict)  # target -> source image ID -> the ID it got there
-    sent: dict[str, int] = field(default_factory=dict)
-    errors: dict[str, ShipperError | None] = field(default_factory=dict)
-    arrivals: dict[str, Any] = field(default_factory=dict)  # target -> its arrival check's outcome (arrival.py), made once
 
 
 @dataclass

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import time
 from typing import Any
 from collections.abc import Callable, Iterable, Iterator
@@ -23,8 +22,9 @@ from docker.constants import DEFAULT_DOCKER_API_VERSION, MINIMUM_DOCKER_API_VERS
 from docker.utils import version_lt
 
 from shipper.engine.info import EngineInfo, ImageDetails, ImageSummary, engine_info, image_details, image_summary
+from shipper.engine.messages import Progress, follow
 from shipper.engine.sshadapter import SessionSSHAdapter
-from shipper.errors import EngineError, EngineUnreachable, RegistryAuthFailed, RegistryUnreachable, ShipperError, SSHError
+from shipper.errors import EngineError, EngineUnreachable, ShipperError, SSHError
 from shipper.inventory.model import Host, TLSFiles
 from shipper.transport.ssh import SSHSession
 
@@ -158,17 +158,17 @@ class Engine:
         digest = ""
         with self.errors(f"push {repository}:{tag}"):
             stream = self.api.push(repository, tag, stream=True, decode=True, auth_config=auth)
-            digest = _follow(stream, f"push {repository}:{tag} from {self.host.describe()}", on_progress).get("Digest", "")
+            digest = follow(stream, f"push {repository}:{tag} from {self.host.describe()}", on_progress).get("Digest", "")
         if not digest.startswith("sha256:"):
             raise EngineError(f"the engine on {self.host.describe()} pushed {repository}:{tag} but did not say its digest")
         return digest
 
     def pull(self, repository: str, digest: str, auth: dict[str, str] | None, on_progress: Callable[[int], None] | None = None) -> int:
         """Pull ``repository@digest`` (no tag is set); bytes downloaded."""
-        progress = _Progress(on_progress)
+        progress = Progress(on_progress)
         with self.errors(f"pull {repository}@{digest}"):
             stream = self.api.pull(repository, tag=digest, stream=True, decode=True, auth_config=auth)
-            _follow(stream, f"pull {repository}@{digest[:19]} on {self.host.describe()}", progress)
+            follow(stream, f"pull {repository}@{digest[:19]} on {self.host.describe()}", progress)
         return progress.total
 
     # -- containers (the registry shipper runs) ----------------------------------------
@@ -271,70 +271,6 @@ class Engine:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-class _Progress:
-    """Bytes moved so far across a push's or pull's layers (the engine reports each layer's own count)."""
-
-    def __init__(self, on_progress: Callable[[int], None] | None) -> None:
-        self.on_progress = on_progress
-        self.layers: dict[str, int] = {}
-        self.sizes: dict[str, int] = {}
-
-    @property
-    def total(self) -> int:
-        return sum(self.layers.values())
-
-    def __call__(self, layer: str, done: int, total: int = 0) -> None:
-        if total:
-            self.sizes[layer] = total
-        self.layers[layer] = max(done, self.layers.get(layer, 0))
-        if self.on_progress is not None:
-            self.on_progress(self.total)
-
-    def complete(self, layer: str) -> None:
-        if layer in self.sizes:
-            self(layer, self.sizes[layer])
-
-
-def _follow(stream: Iterable[dict[str, Any]], action: str, on_progress: Callable[..., None] | None) -> dict[str, Any]:
-    """Read a push or pull's JSON messages to the end; the last ``aux`` (the pushed digest); errors raised."""
-    aux: dict[str, Any] = {}
-    progress = on_progress if isinstance(on_progress, _Progress) else _Progress(on_progress)
-    for message in stream:
-        if message.get("errorDetail") or message.get("error"):
-            detail = str((message.get("errorDetail") or {}).get("message") or message.get("error"))
-            raise _registry_refusal(action, detail)
-        layer, status, counts = str(message.get("id", "")), message.get("status"), message.get("progressDetail") or {}
-        if layer and status in ("Pushing", "Downloading") and counts.get("current") is not None:
-            progress(layer, int(counts["current"]), int(counts.get("total") or 0))
-        elif layer and status in ("Pushed", "Download complete"):
-            progress.complete(layer)  # the engine's last progress message may lag behind
-        if isinstance(message.get("aux"), dict):
-            aux = {**aux, **message["aux"]}
-        pushed = _PUSHED_DIGEST.search(str(status or ""))
-        if pushed and "Digest" not in aux:
-            # Docker 28 with the containerd store, pushing one platform of a multi-platform image whose other
-            # platforms it lacks ("manifestPushedInsteadOfIndex"), says the digest only in this status line.
-            aux = {**aux, "Digest": pushed.group(1)}
-    return aux
-
-
-_PUSHED_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64}) size: \d+")
-
-
-def _registry_refusal(action: str, detail: str) -> ShipperError:
-    lowered = detail.lower()
-    if "unauthorized" in lowered or "authentication required" in lowered or "no basic auth credentials" in lowered:
-        return RegistryAuthFailed(f"cannot {action}: the registry refused the credentials ({detail})", hint="check them with shipper registry login")
-    if "x509" in lowered or "certificate" in lowered:
-        return RegistryUnreachable(
-            f"cannot {action}: the engine does not trust the registry's certificate ({detail})",
-            hint="install the registry's CA on that engine as /etc/docker/certs.d/HOST:PORT/ca.crt (shipper registry up does it)",
-        )
-    if "connection refused" in lowered or "no such host" in lowered or "i/o timeout" in lowered:
-        return RegistryUnreachable(f"cannot {action}: the engine cannot reach the registry ({detail})", hint="can that host reach the registry's address?")
-    return EngineError(f"cannot {action}: engine said {detail!r}")
 
 
 def _explanation(exc: docker.errors.APIError) -> str:

@@ -1,0 +1,73 @@
+"""The engine's JSON message streams (push, pull): followed to the end, progress counted, errors read."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from shipper.errors import EngineError, RegistryAuthFailed, RegistryUnreachable, ShipperError
+
+
+class Progress:
+    """Bytes moved so far across a push's or pull's layers (the engine reports each layer's own count)."""
+
+    def __init__(self, on_progress: Callable[[int], None] | None) -> None:
+        self.on_progress = on_progress
+        self.layers: dict[str, int] = {}
+        self.sizes: dict[str, int] = {}
+
+    @property
+    def total(self) -> int:
+        return sum(self.layers.values())
+
+    def __call__(self, layer: str, done: int, total: int = 0) -> None:
+        if total:
+            self.sizes[layer] = total
+        self.layers[layer] = max(done, self.layers.get(layer, 0))
+        if self.on_progress is not None:
+            self.on_progress(self.total)
+
+    def complete(self, layer: str) -> None:
+        if layer in self.sizes:
+            self(layer, self.sizes[layer])
+
+
+def follow(stream: Iterable[dict[str, Any]], action: str, on_progress: Callable[..., None] | None) -> dict[str, Any]:
+    """Read a push or pull's JSON messages to the end; the last ``aux`` (the pushed digest); errors raised."""
+    aux: dict[str, Any] = {}
+    progress = on_progress if isinstance(on_progress, Progress) else Progress(on_progress)
+    for message in stream:
+        if message.get("errorDetail") or message.get("error"):
+            detail = str((message.get("errorDetail") or {}).get("message") or message.get("error"))
+            raise registry_refusal(action, detail)
+        layer, status, counts = str(message.get("id", "")), message.get("status"), message.get("progressDetail") or {}
+        if layer and status in ("Pushing", "Downloading") and counts.get("current") is not None:
+            progress(layer, int(counts["current"]), int(counts.get("total") or 0))
+        elif layer and status in ("Pushed", "Download complete"):
+            progress.complete(layer)  # the engine's last progress message may lag behind
+        if isinstance(message.get("aux"), dict):
+            aux = {**aux, **message["aux"]}
+        pushed = _PUSHED_DIGEST.search(str(status or ""))
+        if pushed and "Digest" not in aux:
+            # Docker 28 with the containerd store, pushing one platform of a multi-platform image whose other
+            # platforms it lacks ("manifestPushedInsteadOfIndex"), says the digest only in this status line.
+            aux = {**aux, "Digest": pushed.group(1)}
+    return aux
+
+
+_PUSHED_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64}) size: \d+")
+
+
+def registry_refusal(action: str, detail: str) -> ShipperError:
+    lowered = detail.lower()
+    if "unauthorized" in lowered or "authentication required" in lowered or "no basic auth credentials" in lowered:
+        return RegistryAuthFailed(f"cannot {action}: the registry refused the credentials ({detail})", hint="check them with shipper registry login")
+    if "x509" in lowered or "certificate" in lowered:
+        return RegistryUnreachable(
+            f"cannot {action}: the engine does not trust the registry's certificate ({detail})",
+            hint="install the registry's CA on that engine as /etc/docker/certs.d/HOST:PORT/ca.crt (shipper registry up does it)",
+        )
+    if "connection refused" in lowered or "no such host" in lowered or "i/o timeout" in lowered:
+        return RegistryUnreachable(f"cannot {action}: the engine cannot reach the registry ({detail})", hint="can that host reach the registry's address?")
+    return EngineError(f"cannot {action}: engine said {detail!r}")

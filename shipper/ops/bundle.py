@@ -33,7 +33,7 @@ from shipper.errors import ShipperError, UsageError
 from shipper.inventory.model import Host
 from shipper.ops.engines import EnginePool
 from shipper.hostpool import for_each_host
-from shipper.ops.move_plan import SourceImage, TargetPlan, source_images, target_plan, target_view
+from shipper.ops.move_plan import SourceImage, TargetPlan, source_images, target_plan, target_view, with_requested
 from shipper.ops.arrival import TargetResult, finish_target, static_result
 from shipper.ops.move_recovery import resend_in_full
 from shipper.transfer import Delivery, FileSource, deliver, make_sink, make_source
@@ -224,7 +224,7 @@ def plan_targets(targets: Sequence[Host], verified: Verified, engines: EnginePoo
                 f"{host.name} lacks {len(missing)} layer(s) this delta bundle relies on (first: {missing[0][:19]}…)",
                 hint="load the full bundle there, or make the delta bundle against that host's own have file",
             ))  # fmt: skip
-        planned = target_plan(host, view, images, force, engines, "ssh", stream_oci=oci)
+        planned = target_plan(host, with_requested(view, host, images, engines), images, force, "ssh", stream_oci=oci)
         return planned if planned.action != "send" else _dedupe(planned)
 
     outcomes = for_each_host(list(targets), plan)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Sequence
 
 from shipper.archive.layers import chain_ids, needed_layers
@@ -233,6 +233,7 @@ class TargetView:
     chains: frozenset[str]  # chain IDs of every layer the engine's images stand on
     store: str  # "classic", "containerd" (IDs are manifest digests) or "podman"
     content_of: dict[str, str] = field(default_factory=dict)  # image ID -> content key (engine.info.content_key)
+    unlisted: frozenset[str] = frozenset()  # requested IDs the engine holds though its list leaves them out (see with_requested)
 
 
 def same_content(view: TargetView, image: SourceImage) -> str | None:
@@ -296,18 +297,26 @@ def target_view(host: Host, engines: EnginePool) -> TargetView:
     return TargetView(tags, frozenset(image.id for image in images), host_key, usable, store, content_of)
 
 
+def with_requested(view: TargetView, host: Host, images: Sequence[SourceImage], engines: EnginePool) -> TargetView:
+    """The survey's last question, once the source's images are known: the list shows tagged and dangling
+    images; an ID it lacks is asked for directly, to be sure."""
+    engine = engines.get(host)
+    unlisted = frozenset(img.id for img in images if img.id not in view.ids and engine.inspect_image(img.id) is not None)
+    return replace(view, unlisted=unlisted)
+
+
 def target_plan(
-    host: Host, view: TargetView, images: Sequence[SourceImage], force: bool, engines: EnginePool, route: Route,
-    stream_oci: bool = False, source_store: str = "classic",
+    host: Host, view: TargetView, images: Sequence[SourceImage], force: bool, route: Route, stream_oci: bool = False,
+    source_store: str = "classic",
 ) -> TargetPlan:  # fmt: skip
-    """``stream_oci``: the stream will be an OCI layout (the containerd store can then do without layers it holds).
+    """What one target needs, from what it holds (``view``, surveyed before: nothing is read here).
+
+    ``stream_oci``: the stream will be an OCI layout (the containerd store can then do without layers it holds).
     ``source_store``: where the source keeps its images; when either side is the containerd store, the same
     image has other IDs on each, and is recognised by its content."""
-    engine = engines.get(host)
     by_content = "containerd" in (view.store, source_store)
     aliases = {img.id: alias for img in images if img.id not in view.ids and (alias := same_content(view, img)) is not None} if by_content else {}
-    # The list shows tagged and dangling images; an ID it lacks is asked for directly to be sure.
-    present = frozenset(img.id for img in images if img.id in view.ids or img.id in aliases or engine.inspect_image(img.id) is not None)
+    present = frozenset(img.id for img in images if img.id in view.ids or img.id in aliases or img.id in view.unlisted)
     before = {img.name: view.tags.get(img.name) for img in images if img.name}
     host_key = view.host_key
     send = tuple(img.id for img in images if force or img.id not in present)
@@ -365,7 +374,8 @@ def plan_move(
                 plans.append(TargetPlan(host, "failed", error=outcome.error))
             else:
                 try:
-                    plans.append(target_plan(host, outcome.value, images, force, pool, route, stream_oci, source_store))
+                    view = with_requested(outcome.value, host, images, pool)
+                    plans.append(target_plan(host, view, images, force, route, stream_oci, source_store))
                 except ShipperError as exc:
                     plans.append(TargetPlan(host, "failed", error=exc))
     if route == "registry":

@@ -35,7 +35,7 @@ from shipper.ops.engines import EnginePool
 from shipper.hostpool import for_each_host
 from shipper.ops.move_plan import SourceImage, TargetPlan, source_images, target_plan, target_view, with_requested
 from shipper.ops.arrival import TargetResult, finish_target, static_result
-from shipper.ops.move_recovery import resend_in_full
+from shipper.ops.move_recovery import merge, resend_in_full
 from shipper.transfer import Delivery, FileSource, deliver, make_sink, make_source
 from shipper.imageref import without_registry
 from shipper.progress import NullReporter, Reporter
@@ -246,7 +246,9 @@ def load(path: Path, targets: Sequence[Host], force: bool = False, reporter: Rep
         delivery = _deliver_file(path, verified, senders, reporter) if senders else None
         layers = {i.id: i.layers for i in verified.manifest.images}
         if delivery is not None:
-            resend_in_full(senders, delivery, engines, layers, {}, lambda full: _deliver_file(path, verified, full, reporter))
+            resend = resend_in_full(senders, delivery, engines, layers, {})
+            if resend is not None:
+                merge(delivery, _deliver_file(path, verified, resend.targets, reporter), resend)
         movers = [t for t in plans if t.action in ("send", "tag")]
         by_name = {t.host.name: t for t in movers}
         outcomes = for_each_host([t.host for t in movers], lambda h: finish_target(by_name[h.name], delivery, started, reporter, engines, layers))

@@ -20,7 +20,7 @@ from shipper.inventory.model import Host
 from shipper.ops.arrival import TargetResult, finish_target, static_result
 from shipper.ops.engines import EnginePool
 from shipper.ops.move_plan import MovePlan, TargetPlan, Via, choose_route, plan_move
-from shipper.ops.move_recovery import resend_in_full, send_incomplete_pulls_over_ssh
+from shipper.ops.move_recovery import incomplete_pulls, merge, resend_in_full
 from shipper.ops.move_registry import RegistryRoute, pull_everywhere, push_images
 from shipper.transfer import Delivery, SourceProgram, deliver, host_to_host, make_sink, make_source
 from shipper.progress import NullReporter, Reporter
@@ -45,10 +45,24 @@ def _through_here(plan: MovePlan, senders: Sequence[TargetPlan], reporter: Repor
     return deliver(_path(plan), source, sinks, plan.check_ids, plan.layers, reporter, stream_error)
 
 
-def _deliver_again(plan: MovePlan, targets: list[TargetPlan], reporter: Reporter, engines: EnginePool) -> Delivery:
-    for target in targets:
+def _recover(plan: MovePlan, senders: Sequence[TargetPlan], delivery: Delivery, reporter: Reporter, engines: EnginePool) -> None:
+    """Second plans, each decided after the delivery before it (move_recovery.py), delivered here."""
+    resend = resend_in_full(senders, delivery, engines, plan.layers, plan.contents)
+    if resend is not None:
+        merge(delivery, _deliver_again(replace(plan, targets=tuple(resend.targets)), reporter, engines), resend)
+    fallback = incomplete_pulls(plan, senders, delivery, engines)
+    if fallback is not None and fallback.plan is not None:
+        again = _deliver_again(fallback.plan, reporter, engines)
+        inner = resend_in_full(fallback.targets, again, engines, fallback.plan.layers, fallback.plan.contents)
+        if inner is not None:
+            merge(again, _deliver_again(replace(fallback.plan, targets=tuple(inner.targets)), reporter, engines), inner)
+        merge(delivery, again, fallback)
+
+
+def _deliver_again(plan: MovePlan, reporter: Reporter, engines: EnginePool) -> Delivery:
+    for target in plan.targets:
         reporter.start(target.host.name, plan.bytes_for(target))
-    return _deliver(plan, targets, reporter, None, engines)
+    return _deliver(plan, plan.targets, reporter, None, engines)
 
 
 def _path(plan: MovePlan) -> str:
@@ -183,9 +197,7 @@ def _run(plan: MovePlan, reporter: Reporter, engines: EnginePool, program: Sourc
         for target in senders:
             reporter.start(target.host.name, plan.bytes_for(target))
         delivery = _deliver(plan, senders, reporter, program, engines)
-        again = lambda p, full: _deliver_again(p, full, reporter, engines)  # noqa: E731
-        resend_in_full(senders, delivery, engines, plan.layers, plan.contents, lambda full: again(replace(plan, targets=tuple(full)), full))
-        send_incomplete_pulls_over_ssh(plan, senders, delivery, reporter, engines, again)
+        _recover(plan, senders, delivery, reporter, engines)
     elif program is not None:
         program.cancel()
     movers = [t for t in plan.targets if t.action in ("send", "tag")]

@@ -14,7 +14,7 @@ from shipper.errors import Origin
 from shipper.inventory.model import EngineEndpoint, Host, SSHSettings
 from shipper.ops.arrival import finish_target
 from shipper.ops.move_plan import TargetPlan
-from shipper.ops.move_recovery import resend_in_full
+from shipper.ops.move_recovery import merge, resend_in_full
 from shipper.transfer import Delivery
 from shipper.progress import NullReporter
 
@@ -60,7 +60,7 @@ def test_a_thin_containerd_target_has_its_arrival_checked_once_before_its_tags_m
     delivery = Delivery("host-to-host", sent={"b": 10}, errors={"b": None})
     planned = target()
 
-    resend_in_full([planned], delivery, pool, {IMAGE: LAYERS}, {}, lambda full: (_ for _ in ()).throw(AssertionError("no resend")))  # type: ignore[arg-type]
+    assert resend_in_full([planned], delivery, pool, {IMAGE: LAYERS}, {}) is None  # type: ignore[arg-type]
     result = finish_target(planned, delivery, 0.0, NullReporter(), pool, {IMAGE: LAYERS})  # type: ignore[arg-type]
 
     assert result.status == "moved", result.error
@@ -76,11 +76,10 @@ def test_a_second_attempt_is_checked_anew() -> None:
     delivery = Delivery("host-to-host", sent={"b": 10}, errors={"b": None})
     planned = target()
 
-    def send_again(full: list[TargetPlan]) -> Delivery:
-        engine.images_by_id[IMAGE] = ImageDetails(IMAGE, (), 10, LAYERS, "amd64", "linux")  # the whole stream completes it
-        return Delivery("host-to-host", sent={"b": 20}, errors={"b": None})
-
-    resend_in_full([planned], delivery, pool, {IMAGE: LAYERS}, {}, send_again)  # type: ignore[arg-type]
+    retry = resend_in_full([planned], delivery, pool, {IMAGE: LAYERS}, {})  # type: ignore[arg-type]
+    assert retry is not None and retry.targets[0].skip_layers == frozenset()  # the second plan: every layer
+    engine.images_by_id[IMAGE] = ImageDetails(IMAGE, (), 10, LAYERS, "amd64", "linux")  # the whole stream completes it
+    merge(delivery, Delivery("host-to-host", sent={"b": 20}, errors={"b": None}), retry)
     result = finish_target(planned, delivery, 0.0, NullReporter(), pool, {IMAGE: LAYERS})  # type: ignore[arg-type]
 
     assert result.status == "moved", result.error

@@ -13,7 +13,8 @@ from shipper.cli.progress import BarsReporter, JSONLinesReporter
 from shipper.errors import UsageError
 from shipper.inventory import load_inventory, select
 from shipper.hostpool import exit_status_of
-from shipper.ops.move_plan import MovePlan, TargetPlan, Via
+from shipper.ops.move_plan import MovePlan, Via
+from shipper.transfer.plan import TargetPlan
 from shipper.ops.move_registry import route_for
 from shipper.ops.move_run import MoveSession, TargetResult
 from shipper.progress import NullReporter, Reporter

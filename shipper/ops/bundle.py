@@ -31,10 +31,11 @@ from shipper.bundle.reader import ChunkFile
 from shipper.engine import connect
 from shipper.errors import ShipperError, UsageError
 from shipper.inventory.model import Host
-from shipper.ops.engines import EnginePool
+from shipper.engine.pool import EnginePool
 from shipper.hostpool import for_each_host
-from shipper.ops.move_plan import SourceImage, TargetPlan, source_images, target_plan, target_view, with_requested
-from shipper.ops.arrival import TargetResult, finish_target, static_result
+from shipper.transfer.plan import SourceImage, TargetPlan, target_plan
+from shipper.transfer.survey import source_images, target_view, with_requested
+from shipper.transfer.commit import TargetResult, finish_target, static_result
 from shipper.ops.move_recovery import merge, resend_in_full
 from shipper.transfer import Delivery, FileSource, deliver, make_sink, make_source
 from shipper.imageref import without_registry
@@ -262,11 +263,7 @@ def _deliver_file(path: Path, verified: Verified, senders: Sequence[TargetPlan],
     for target in senders:
         reporter.start(target.host.name, verified.size)
     layers = {i.id: i.layers for i in verified.manifest.images}
-
-    def stream_error(exc: Exception) -> ShipperError:
-        return BundleError(f"{path.name} changed while it was being loaded: {exc}")
-
-    return deliver("bundle", FileSource(path), sinks, list(layers), layers, reporter, stream_error, absent=verified.manifest.relies_on)
+    return deliver("bundle", FileSource(path), sinks, list(layers), layers, reporter, absent=verified.manifest.relies_on)
 
 
 # -- push ------------------------------------------------------------------------------------

@@ -17,9 +17,11 @@ from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 from shipper.errors import ShipperError
-from shipper.ops.arrival import incomplete, untag
-from shipper.ops.engines import EnginePool
-from shipper.ops.move_plan import MovePlan, TargetPlan, choose_route, streams_oci, target_view, thin_skip
+from shipper.transfer.commit import incomplete, untag
+from shipper.engine.pool import EnginePool
+from shipper.ops.move_plan import MovePlan, choose_route
+from shipper.transfer.plan import TargetPlan, streams_oci, thin_skip
+from shipper.transfer.survey import target_view
 from shipper.transfer import Delivery
 
 # A load that needed a layer the stream left out: the classic store (20.10's and 25+'s layouts), the containerd store.

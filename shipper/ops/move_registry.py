@@ -23,7 +23,7 @@ from shipper.engine import Engine
 from shipper.errors import ShipperError, UsageError
 from shipper.inventory.model import Host, Inventory
 from shipper.ops import registry as registry_ops
-from shipper.ops.engines import EnginePool
+from shipper.engine.pool import EnginePool
 from shipper.hostpool import for_each_host
 from shipper.transfer import Delivery
 from shipper.imageref import without_registry

@@ -1,7 +1,7 @@
 """Carry out a move plan: one save, streamed to every target that needs it, then each target's commit.
 
 Delivery is here (host to host, relay, direct, registry); what happens on each
-target after the bytes arrived (check, tags, rollback) is arrival.py; what is
+target after the bytes arrived (check, tags, rollback) is transfer/commit.py; what is
 done when a first attempt could not do is move_recovery.py.
 """
 
@@ -17,19 +17,16 @@ from shipper.errors import EngineError, ShipperError
 from shipper.hostpool import for_each_host
 from shipper.imageref import parse
 from shipper.inventory.model import Host
-from shipper.ops.arrival import TargetResult, finish_target, static_result
-from shipper.ops.engines import EnginePool
-from shipper.ops.move_plan import MovePlan, TargetPlan, Via, choose_route, plan_move
+from shipper.transfer.commit import TargetResult, finish_target, static_result
+from shipper.engine.pool import EnginePool
+from shipper.ops.move_plan import MovePlan, Via, choose_route, plan_move
+from shipper.transfer.plan import TargetPlan
 from shipper.ops.move_recovery import incomplete_pulls, merge, resend_in_full
 from shipper.ops.move_registry import RegistryRoute, pull_everywhere, push_images
-from shipper.transfer import Delivery, SourceProgram, deliver, host_to_host, make_sink, make_source
+from shipper.transfer import Delivery, SourceFailed, SourceProgram, deliver, host_to_host, make_sink, make_source
 from shipper.progress import NullReporter, Reporter
 
 __all__ = ["MoveSession", "SourceFailed", "TargetResult", "run_move"]
-
-
-class SourceFailed(ShipperError):
-    """The source stream could not be read to its end, or was not sound."""
 
 
 def _through_here(plan: MovePlan, senders: Sequence[TargetPlan], reporter: Reporter) -> Delivery:
@@ -37,12 +34,11 @@ def _through_here(plan: MovePlan, senders: Sequence[TargetPlan], reporter: Repor
     sinks = {t.host.name: (t.host, make_sink(plan.route, t.host, t.skip_layers)) for t in senders}
     source = make_source(plan.route, plan.source, plan.send_ids)
 
-    def stream_error(exc: Exception) -> ShipperError:
-        # The source's own words (docker save's error) explain a broken stream best.
-        error = source.failure() or SourceFailed(f"the stream from {plan.source.describe()} is not sound: {exc}")
-        return _explain_source_failure(plan, error)
-
-    return deliver(_path(plan), source, sinks, plan.check_ids, plan.layers, reporter, stream_error)
+    delivery = deliver(_path(plan), source, sinks, plan.check_ids, plan.layers, reporter)
+    if delivery.stream_error is not None:  # explained once the delivery is over, here where the plan is known
+        explained = _explain_source_failure(plan, delivery.stream_error)
+        delivery.errors = {name: explained if error is delivery.stream_error else error for name, error in delivery.errors.items()}
+    return delivery
 
 
 def _recover(plan: MovePlan, senders: Sequence[TargetPlan], delivery: Delivery, reporter: Reporter, engines: EnginePool) -> None:

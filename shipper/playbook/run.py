@@ -22,7 +22,7 @@ from shipper.ops import bundle as bundle_ops
 from shipper.ops import containers
 from shipper.ops import registry as registry_ops
 from shipper import provision as registry_host
-from shipper.ops.engines import EnginePool
+from shipper.engine.pool import EnginePool
 from shipper.hostpool import for_each_host
 from shipper.ops.move_plan import plan_move
 from shipper.ops.move_registry import route_for

@@ -4,7 +4,7 @@ one read of the source feeds every target's load, checked on the way (archive/fa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from shipper.archive.fanout import QueueSink, ended_early, pump
 from shipper.archive.savestream import ArchiveError
@@ -27,16 +27,17 @@ class Delivery:
     local_ids: dict[str, dict[str, str]] = field(default_factory=dict)  # target -> source image ID -> the ID it got there
     sent: dict[str, int] = field(default_factory=dict)
     errors: dict[str, ShipperError | None] = field(default_factory=dict)
-    arrivals: dict[str, Any] = field(default_factory=dict)  # target -> its arrival check's outcome (arrival.py), made once
+    stream_error: ShipperError | None = None  # the source's stream broke: every target failed with this
+    arrivals: dict[str, Any] = field(default_factory=dict)  # target -> its arrival check's outcome (commit.py), made once
 
 
 def deliver(
     path: str, source: Source, sinks: Mapping[str, tuple[Host, QueueSink]], check_ids: Sequence[str], layers: Mapping[str, Sequence[str]],
-    reporter: Reporter, stream_error: Callable[[Exception], ShipperError], absent: Iterable[str] = (),
+    reporter: Reporter, absent: Iterable[str] = (),
 ) -> Delivery:  # fmt: skip
     """Stream ``source`` into every sink (target name -> (host, its load)); what each target got.
 
-    A stream that is not sound fails every target with ``stream_error(exc)`` (each load then sees a
+    A stream that is not sound fails every target with ``source.broken(exc)`` (each load then sees a
     broken stream and creates nothing); otherwise each target's own load decides, and the source's
     own failure (docker save's words) is every target's error when it has one."""
     loads = [sink for _, sink in sinks.values()]
@@ -44,10 +45,10 @@ def deliver(
         pump(source.chunks(), loads, check_ids, lambda sink: reporter.advance(sink.name, sink.sent), layers=layers, absent=absent)
     except (ArchiveError, ShipperError) as exc:
         source.abort()
-        error = stream_error(exc)
+        error = source.broken(exc)
         for load in loads:
             load.abort()
-        return Delivery(path, sent={n: s.sent for n, (_, s) in sinks.items()}, errors={n: error for n in sinks})
+        return Delivery(path, sent={n: s.sent for n, (_, s) in sinks.items()}, errors={n: error for n in sinks}, stream_error=error)
     if ended_early(loads):
         source.abort()  # every target quit: stop the source, or it blocks on a pipe nobody reads
         failure = None

@@ -12,17 +12,24 @@ import shlex
 from pathlib import Path
 from typing import Iterator, Protocol
 
-from shipper.bundle import content_chunks
+from shipper.bundle import BundleError, content_chunks
 from shipper.engine import connect
 from shipper.errors import EngineError, EngineUnreachable, ShipperError, SSHError
 from shipper.inventory.model import Host
 from shipper.transport.openssh import SSH_CONNECTION_ERROR, RemoteCommand
 
 
+class SourceFailed(ShipperError):
+    """The source stream could not be read to its end, or was not sound."""
+
+
 class Source(Protocol):
     """A stream of docker-save bytes, and what went wrong at its origin."""
 
     def chunks(self) -> Iterator[bytes]: ...
+
+    def broken(self, problem: Exception) -> ShipperError:
+        """The stream turned out not to be sound (``problem``): what every target is told."""
 
     def failure(self) -> ShipperError | None:
         """After the stream ended (or broke): the origin's own account of what went wrong, if any."""
@@ -78,6 +85,10 @@ class SSHSaveSource:
         self.aborted = True
         self.proc.kill()
 
+    def broken(self, problem: Exception) -> ShipperError:
+        # The source's own words (docker save's error) explain a broken stream best.
+        return self.failure() or SourceFailed(f"the stream from {self.host.describe()} is not sound: {problem}")
+
 
 class APISaveSource:
     """``GET /images/get`` on the source engine."""
@@ -96,6 +107,9 @@ class APISaveSource:
 
     def abort(self) -> None:
         self.engine.close()
+
+    def broken(self, problem: Exception) -> ShipperError:
+        return SourceFailed(f"the stream from {self.host.describe()} is not sound: {problem}")
 
 
 def make_source(route: str, host: Host, image_ids: tuple[str, ...]) -> SSHSaveSource | APISaveSource:
@@ -116,3 +130,6 @@ class FileSource:
 
     def abort(self) -> None:
         pass
+
+    def broken(self, problem: Exception) -> ShipperError:
+        return BundleError(f"{self.path.name} changed while it was being loaded: {problem}")

@@ -19,7 +19,7 @@ import pytest
 from shipper.archive.layers import chain_ids
 from shipper.errors import Origin
 from shipper.inventory.model import EngineEndpoint, Host, SSHSettings
-from shipper.ops.move_plan import SourceImage, TargetView, target_plan
+from shipper.transfer.plan import SourceImage, TargetView, target_plan
 
 CASES = sorted((Path(__file__).parent / "plans").glob("*.json"))
 HOST = Host("b", (), {}, SSHSettings("b", "b"), EngineEndpoint("unix:///b.sock", "unix"), Origin("hosts.yml", 1))

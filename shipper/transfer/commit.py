@@ -19,8 +19,8 @@ from typing import Literal
 from shipper.engine import Engine
 from shipper.engine.info import ImageDetails
 from shipper.errors import ConnectionFailed, EngineError, EngineUnreachable, ShipperError
-from shipper.ops.engines import EnginePool
-from shipper.ops.move_plan import TargetPlan
+from shipper.engine.pool import EnginePool
+from shipper.transfer.plan import TargetPlan
 from shipper.transfer import Delivery
 from shipper.progress import Reporter
 

@@ -1,4 +1,4 @@
-"""The commit step on a target (ops/arrival.py): what arrived is checked once per attempt, then the tags move.
+"""The commit step on a target (transfer/commit.py): what arrived is checked once per attempt, then the tags move.
 
 The engine here is a small in-memory one (images by ID, tags, a count of how
 often its image list is read): the logic under test decides what to ask an
@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from shipper.engine.info import ImageDetails, ImageSummary
 from shipper.errors import Origin
 from shipper.inventory.model import EngineEndpoint, Host, SSHSettings
-from shipper.ops.arrival import finish_target
-from shipper.ops.move_plan import TargetPlan
+from shipper.transfer.commit import finish_target
+from shipper.transfer.plan import TargetPlan
 from shipper.ops.move_recovery import merge, resend_in_full
 from shipper.transfer import Delivery
 from shipper.progress import NullReporter

@@ -1,0 +1,86 @@
+"""The surveys: what the source holds (the images asked for, pinned by ID) and what each target holds.
+
+Everything here reads engines and nothing else does in planning; the planner
+(plan.py) decides from what these return.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import replace
+from typing import Sequence
+
+from shipper.archive.layers import chain_ids
+from shipper.engine import Engine
+from shipper.engine.info import ImageDetails
+from shipper.engine.pool import EnginePool
+from shipper.errors import EngineError
+from shipper.imageref import parse
+from shipper.inventory.model import Host
+from shipper.transfer.plan import SourceImage, TargetView, store_of
+
+
+class ImageNotFound(EngineError, LookupError):
+    """The source engine has no image by that name."""
+
+
+def source_images(engine: Engine, requested: Sequence[str]) -> tuple[SourceImage, ...]:
+    images = []
+    for text in requested:
+        ref = parse(text)
+        details = engine.inspect_image(str(ref))
+        if details is None:
+            raise _not_found(engine, str(ref))
+        _check_whole(engine, text, details)
+        sizes = engine.layer_sizes(details.id, len(details.layers))
+        images.append(SourceImage(text, None if ref.is_id else str(ref), details.id, details.size, details.layers, sizes, details.content))
+    return tuple(images)
+
+
+def _check_whole(engine: Engine, requested: str, details: ImageDetails) -> None:
+    """In the containerd image store, an image whose content is incomplete (pulled while its layers were
+    already unpacked: moby/moby#49784) cannot be saved: 28.5 inspects it without platform or layers, 26.1
+    leaves it out of the image list (and its save leaves it out of the archive)."""
+    if engine.info().image_store != "containerd":
+        return
+    if (not details.layers and not details.architecture) or details.id not in {image.id for image in engine.images()}:
+        raise EngineError(
+            f"{requested} on {engine.host.describe()} is incomplete: its containerd image store lacks some of its content "
+            "(pulled while its layers were already unpacked there: moby/moby#49784), so it cannot be saved or pushed",
+            hint=f"remove it on {engine.host.name} and pull it again, or bring it there whole with shipper move --via ssh",
+        )  # fmt: skip
+
+
+def _not_found(engine: Engine, name: str) -> ImageNotFound:
+    names = [t for image in engine.images() for t in image.tags]
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    repository = name.rsplit(":", 1)[0]
+    same_repo = [n for n in names if n.rsplit(":", 1)[0] == repository]
+    suggestions = list(dict.fromkeys(same_repo + close))[:5]
+    hint = f"did you mean {', '.join(suggestions)}?" if suggestions else f"shipper images {engine.host.name} lists what it has"
+    return ImageNotFound(f"image {name} is not on {engine.host.describe()}", hint=hint)
+
+
+def target_view(host: Host, engines: EnginePool) -> TargetView:
+    engine = engines.get(host)
+    images = engine.images()
+    tags = {tag: image.id for image in images for tag in image.tags}
+    host_key = engine.session.known_hosts_line() if engine.session is not None else None
+    store = store_of(engine.info())
+    chains: set[str] = set()
+    content_of: dict[str, str] = {}
+    for image in images:
+        details = engine.inspect_image(image.id)
+        if details is not None:
+            chains.update(chain_ids(details.layers))
+            content_of[image.id] = details.content
+    usable = frozenset(chains) if store != "podman" else frozenset()  # podman loads only whole streams: what it holds never counts
+    return TargetView(tags, frozenset(image.id for image in images), host_key, usable, store, content_of)
+
+
+def with_requested(view: TargetView, host: Host, images: Sequence[SourceImage], engines: EnginePool) -> TargetView:
+    """The survey's last question, once the source's images are known: the list shows tagged and dangling
+    images; an ID it lacks is asked for directly, to be sure."""
+    engine = engines.get(host)
+    unlisted = frozenset(img.id for img in images if img.id not in view.ids and engine.inspect_image(img.id) is not None)
+    return replace(view, unlisted=unlisted)

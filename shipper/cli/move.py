@@ -13,7 +13,7 @@ from shipper.cli.progress import BarsReporter, JSONLinesReporter
 from shipper.errors import UsageError
 from shipper.inventory import load_inventory, select
 from shipper.hostpool import exit_status_of
-from shipper.ops.move_plan import MovePlan, Via
+from shipper.ops.move_plan import MovePlan, RouteRequest
 from shipper.transfer.plan import TargetPlan
 from shipper.ops.move_registry import route_for
 from shipper.ops.move_run import MoveSession, TargetResult
@@ -34,7 +34,7 @@ from shipper.progress import NullReporter, Reporter
 @click.pass_context
 def move(
     ctx: click.Context, inventory_path: str, as_json: bool, images: tuple[str, ...], source: str, target: str,
-    via: Via | None, registry_name: str | None, force: bool, dry_run: bool, no_store_read: bool,
+    via: RouteRequest | None, registry_name: str | None, force: bool, dry_run: bool, no_store_read: bool,
 ) -> None:  # fmt: skip
     """Move IMAGE... from one host's engine to TARGET's engines, tags intact.
 
@@ -122,8 +122,8 @@ def result_row(result: TargetResult) -> list[str]:
 
 def result_json(result: TargetResult) -> dict[str, Any]:
     data: dict[str, Any] = {"host": result.host, "status": result.status, "bytes_sent": result.bytes_sent, "seconds": round(result.seconds, 3)}
-    if result.path:
-        data["path"] = result.path
+    if result.route_taken:
+        data["path"] = result.route_taken  # the JSON key predates the word; #16's schema will settle it
     if result.source_read:
         data["source_read"] = result.source_read
     if result.note:

@@ -21,7 +21,7 @@ from shipper.ops.move_registry import RegistryRoute, check_movable
 from shipper.transfer.plan import Route, SourceImage, TargetPlan, streams_oci, target_plan
 from shipper.transfer.survey import source_images, target_view, with_requested
 
-Via = Literal["ssh", "relay", "direct", "registry"]  # relay: over SSH, but never host to host
+RouteRequest = Literal["ssh", "relay", "direct", "registry"]  # the route asked for (--via); relay: over SSH, but never host to host
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ class MovePlan:
         }
 
 
-def choose_route(source: Host, targets: Sequence[Host], via: Via | None, registry: RegistryRoute | None = None) -> tuple[Route, str, bool]:
+def choose_route(source: Host, targets: Sequence[Host], via: RouteRequest | None, registry: RegistryRoute | None = None) -> tuple[Route, str, bool]:
     """``ssh`` when every engine sits behind SSH (the docker CLI runs there), else ``direct``.
 
     Over SSH, host to host is tried first (measured faster: the bytes cross once, with
@@ -138,7 +138,7 @@ def choose_route(source: Host, targets: Sequence[Host], via: Via | None, registr
 
 
 def plan_move(
-    source: Host, targets: Sequence[Host], requested: Sequence[str], via: Via | None = None, force: bool = False,
+    source: Host, targets: Sequence[Host], requested: Sequence[str], via: RouteRequest | None = None, force: bool = False,
     engines: EnginePool | None = None, store_read: bool = True, registry: RegistryRoute | None = None,
 ) -> MovePlan:  # fmt: skip
     """Look at the source and every target (reading only) and decide what will cross.

@@ -92,7 +92,7 @@ def merge(delivery: Delivery, again: Delivery, retry: Retry) -> None:
         delivery.arrivals.pop(name, None)
         if name in again.arrivals:
             delivery.arrivals[name] = again.arrivals[name]
-        why = f"{retry.why[name]}: sent over {again.path} instead" if retry.says_route else retry.why[name]
+        why = f"{retry.why[name]}: sent over {again.route_taken} instead" if retry.says_route else retry.why[name]
         delivery.target_notes[name] = "; ".join(x for x in (why, again.target_notes.get(name, ""), retry.notes.get(name, "")) if x)
 
 

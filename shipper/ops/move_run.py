@@ -19,7 +19,7 @@ from shipper.imageref import parse
 from shipper.inventory.model import Host
 from shipper.transfer.commit import TargetResult, finish_target, static_result
 from shipper.engine.pool import EnginePool
-from shipper.ops.move_plan import MovePlan, Via, choose_route, plan_move
+from shipper.ops.move_plan import MovePlan, RouteRequest, choose_route, plan_move
 from shipper.transfer.plan import TargetPlan
 from shipper.ops.move_recovery import incomplete_pulls, merge, resend_in_full
 from shipper.ops.move_registry import RegistryRoute, pull_everywhere, push_images
@@ -157,7 +157,7 @@ class MoveSession:
     """
 
     def __init__(
-        self, source: Host, targets: Sequence[Host], images: Sequence[str], via: Via | None = None, prestart: bool = True,
+        self, source: Host, targets: Sequence[Host], images: Sequence[str], via: RouteRequest | None = None, prestart: bool = True,
         store_read: bool = True, registry: RegistryRoute | None = None,
     ) -> None:  # fmt: skip
         self.source, self.targets, self.images, self.via = source, list(targets), list(images), via

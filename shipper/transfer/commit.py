@@ -35,7 +35,7 @@ class TargetResult:
     seconds: float = 0.0
     error: ShipperError | None = None
     note: str = ""
-    path: str = ""  # how the bytes went: host-to-host, relay, direct
+    route_taken: str = ""  # the route the bytes took: host-to-host, relay, direct, registry, bundle
     source_read: str = ""  # store: read from the source engine's layer store; save: docker save
 
     @property
@@ -187,7 +187,7 @@ def finish_target(
     name = target.host.name
     sent = delivery.sent.get(name, 0) if delivery else 0
     error = delivery.errors.get(name) if delivery else None
-    path, note = (delivery.path, delivery.note) if delivery else ("", "")
+    route_taken, note = (delivery.route_taken, delivery.note) if delivery else ("", "")
     read = delivery.source_read if delivery else ""
     if delivery is not None and name in delivery.target_notes:
         note = "; ".join(x for x in (note, delivery.target_notes[name]) if x)
@@ -206,10 +206,10 @@ def finish_target(
         leftover = rollback(target, engines) if target.send_ids else ""
         if delivery is not None and delivery.untag_after.get(name):  # the registry's references a pull added
             leftover = "; ".join(x for x in (leftover, untag(target, engines, delivery.untag_after[name])) if x)
-        return TargetResult(name, "failed", sent, elapsed, error, "; ".join(x for x in (note, leftover) if x), path, read)
+        return TargetResult(name, "failed", sent, elapsed, error, "; ".join(x for x in (note, leftover) if x), route_taken, read)
     status: Status = "moved" if target.action == "send" else "tagged"
     reporter.finish(name, status)
-    return TargetResult(name, status, sent, elapsed, note=note, path=path, source_read=read)
+    return TargetResult(name, status, sent, elapsed, note=note, route_taken=route_taken, source_read=read)
 
 
 def static_result(target: TargetPlan) -> TargetResult:

@@ -19,7 +19,7 @@ from shipper.transfer.sources import Source
 class Delivery:
     """What streaming gave each sending target: bytes sent, and an error (None: delivered)."""
 
-    path: str  # host-to-host, relay, direct
+    route_taken: str  # the route the bytes took: host-to-host, relay, direct, registry, bundle
     note: str = ""
     source_read: str = "save"  # store: the source's layer store was read directly; save: docker save
     target_notes: dict[str, str] = field(default_factory=dict)
@@ -32,7 +32,7 @@ class Delivery:
 
 
 def deliver(
-    path: str, source: Source, sinks: Mapping[str, tuple[Host, QueueSink]], check_ids: Sequence[str], layers: Mapping[str, Sequence[str]],
+    route_taken: str, source: Source, sinks: Mapping[str, tuple[Host, QueueSink]], check_ids: Sequence[str], layers: Mapping[str, Sequence[str]],
     reporter: Reporter, absent: Iterable[str] = (),
 ) -> Delivery:  # fmt: skip
     """Stream ``source`` into every sink (target name -> (host, its load)); what each target got.
@@ -48,7 +48,7 @@ def deliver(
         error = source.broken(exc)
         for load in loads:
             load.abort()
-        return Delivery(path, sent={n: s.sent for n, (_, s) in sinks.items()}, errors={n: error for n in sinks}, stream_error=error)
+        return Delivery(route_taken, sent={n: s.sent for n, (_, s) in sinks.items()}, errors={n: error for n in sinks}, stream_error=error)
     if ended_early(loads):
         source.abort()  # every target quit: stop the source, or it blocks on a pipe nobody reads
         failure = None
@@ -56,7 +56,7 @@ def deliver(
         failure = source.failure()
     for load in loads:
         load.finish()
-    delivery = Delivery(path, sent={n: s.sent for n, (_, s) in sinks.items()})
+    delivery = Delivery(route_taken, sent={n: s.sent for n, (_, s) in sinks.items()})
     for name, (host, sink) in sinks.items():
         delivery.errors[name] = failure or sink_error(host, sink)
     return delivery

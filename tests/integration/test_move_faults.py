@@ -19,7 +19,7 @@ import pytest
 from shipper.errors import ShipperError
 from shipper.inventory import load_inventory, select
 from shipper.lab import Lab, Layer, SyntheticImage, image_id
-from shipper.ops.move_plan import Via, plan_move
+from shipper.ops.move_plan import RouteRequest, plan_move
 from shipper.ops.move_run import TargetResult, run_move
 from tests.conftest import ShipperRunner
 from tests.integration.helpers import image_id_of, remove, untagged_ids, write_inventory
@@ -117,7 +117,7 @@ def staged(lab: Lab) -> Lab:
     return lab
 
 
-def move(lab: Lab, targets: str, via: Via = "ssh", store_read: bool = True) -> list[TargetResult]:
+def move(lab: Lab, targets: str, via: RouteRequest = "ssh", store_read: bool = True) -> list[TargetResult]:
     """``store_read=False``: host to host, the source runs docker save (the faults that kill it need one)."""
     inventory = load_inventory(lab.inventory_path)
     plan = plan_move(inventory.host("a"), select(inventory, targets), [BIG.name], via, store_read=store_read)
@@ -141,7 +141,7 @@ def assert_rerun_succeeds(shipper: ShipperRunner, lab: Lab, targets: str) -> Non
 
 
 @ROUTES
-def test_the_ssh_connection_to_a_target_killed_mid_stream(shipper: ShipperRunner, staged: Lab, via: Via) -> None:
+def test_the_ssh_connection_to_a_target_killed_mid_stream(shipper: ShipperRunner, staged: Lab, via: RouteRequest) -> None:
     dangling = untagged_ids(staged, "b")
 
     with FaultWhen(staged, "b", "load", TRIGGER, lambda: kill_ssh_session(staged, "b", "load")) as fault:
@@ -155,7 +155,7 @@ def test_the_ssh_connection_to_a_target_killed_mid_stream(shipper: ShipperRunner
 
 
 @ROUTES
-def test_the_source_killed_mid_save_fails_every_target_and_touches_none(shipper: ShipperRunner, staged: Lab, via: Via) -> None:
+def test_the_source_killed_mid_save_fails_every_target_and_touches_none(shipper: ShipperRunner, staged: Lab, via: RouteRequest) -> None:
     dangling = {h: untagged_ids(staged, h) for h in "bc"}
 
     with FaultWhen(staged, "a", "save", TRIGGER, lambda: os.kill(remote_docker(staged, "a", "save"), signal.SIGKILL)) as fault:
@@ -170,7 +170,7 @@ def test_the_source_killed_mid_save_fails_every_target_and_touches_none(shipper:
 
 
 @ROUTES
-def test_a_target_engine_stopped_during_the_load_fails_alone(shipper: ShipperRunner, staged: Lab, via: Via) -> None:
+def test_a_target_engine_stopped_during_the_load_fails_alone(shipper: ShipperRunner, staged: Lab, via: RouteRequest) -> None:
     dangling = untagged_ids(staged, "b")
 
     try:

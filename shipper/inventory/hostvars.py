@@ -1,9 +1,11 @@
 """The variables shipper itself reads from the inventory, and their Ansible aliases.
 
-Keys under shipper's own prefixes (``ssh_``, ``docker_``, ``shipper_``) are
-checked strictly: a misspelt ``ssh_prot`` would otherwise be silently ignored
-and the host dialled on port 22. ``ansible_*`` keys shipper does not know are
-kept as free variables, so an Ansible inventory can be used unchanged.
+Keys under ``shipper_`` are shipper's alone and checked strictly. ``ssh_*`` and
+``docker_*`` keys are checked where they come close to one of shipper's own
+settings: a misspelt ``ssh_prot`` would otherwise be silently ignored and the
+host dialled on port 22; other variables (``docker_users``, as Docker roles
+name theirs) are free, and so are ``ansible_*`` keys shipper does not know, so
+an Ansible inventory can be used unchanged.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from collections.abc import Callable, Mapping
 
 from shipper.errors import InventoryError, Origin
 
-RESERVED_PREFIXES = ("ssh_", "docker_", "shipper_")
+RESERVED_PREFIX = "shipper_"
+CHECKED_PREFIXES = ("ssh_", "docker_")
+NEAR_MISS = 0.8  # difflib's ratio from which an unknown ssh_/docker_ key is taken for a misspelt setting
 
 # canonical key -> the Ansible names that mean the same thing
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -109,7 +113,7 @@ def normalize(variables: Mapping[Any, Any], origin_of: Callable[[Any], Origin], 
         if not isinstance(key, str):
             raise InventoryError(f"variable name {key!r} of {owner} must be a string", origin=origin_of(key))
         canonical = _ALIAS_OF.get(key, key)
-        if canonical.startswith(RESERVED_PREFIXES) and canonical not in KNOWN:
+        if canonical not in KNOWN and (canonical.startswith(RESERVED_PREFIX) or _near_miss(canonical)):
             raise InventoryError(f"unknown setting {key!r} for {owner}", hint=_suggest(key), origin=origin_of(key))
         if canonical in KNOWN:
             try:
@@ -122,9 +126,13 @@ def normalize(variables: Mapping[Any, Any], origin_of: Callable[[Any], Origin], 
     return result
 
 
+def _near_miss(key: str) -> bool:
+    return key.startswith(CHECKED_PREFIXES) and bool(difflib.get_close_matches(key, list(KNOWN), n=1, cutoff=NEAR_MISS))
+
+
 def _suggest(key: str) -> str:
     close = difflib.get_close_matches(key, list(KNOWN) + list(_ALIAS_OF), n=1, cutoff=0.6)
     known = ", ".join(sorted(KNOWN))
     if close:
         return f"did you mean {close[0]!r}? shipper's settings are: {known}"
-    return f"shipper's settings are: {known}; other variables must not start with ssh_, docker_ or shipper_"
+    return f"shipper's settings are: {known}; other variables must not start with shipper_"

@@ -231,3 +231,19 @@ def test_the_example_inventory_in_the_repository_loads() -> None:
     assert inventory.host("web02.example.com").ssh.port == 2200
     assert inventory.host("edge1").engine.url == "tcp://10.0.9.1:2376"
     assert sorted(inventory.host("edge1").groups) == ["edge", "site"]
+
+
+def test_variables_of_other_roles_are_free_and_near_misses_of_shippers_settings_are_not(tmp_path: Path) -> None:
+    """Docker roles name their variables docker_users, docker_registry_mirror, …: free, as in Ansible.
+    A key close to one of shipper's own (ssh_prot, docker_cert) is still taken for a misspelling,
+    and shipper_* is shipper's alone."""
+    path = write(tmp_path, "hosts.yml", "all:\n  hosts:\n    a:\n      docker_users: [deploy]\n      docker_daemon_options: {debug: true}\n      ssh_args: -C\n")
+
+    host = load_inventory(path).host("a")
+
+    assert host.vars["docker_users"] == ["deploy"] and host.vars["docker_daemon_options"] == {"debug": True} and host.vars["ssh_args"] == "-C"
+    for bad, suggestion in (("docker_cert", "docker_cert_path"), ("ssh_prot", "ssh_port"), ("shipper_anything", "")):
+        path = write(tmp_path, "bad.yml", f"all:\n  hosts:\n    a:\n      {bad}: x\n")
+        with pytest.raises(InventoryError, match=f"unknown setting '{bad}'") as caught:
+            load_inventory(path)
+        assert suggestion in (caught.value.hint or "")

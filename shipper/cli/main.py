@@ -34,9 +34,24 @@ cli.add_command(bundle.bundle)
 cli.add_command(play.play)
 
 
+# Docker's and skopeo's spellings, taken as shipper's own: the flag -> what shipper reads it as.
+ALIASES = {"--password-stdin": ["--password-file", "-"]}
+
+
+def _with_aliases(argv: list[str]) -> list[str]:
+    """``argv`` with the aliases spelt out (up to a ``--``, after which everything is an argument)."""
+    out: list[str] = []
+    for i, word in enumerate(argv):
+        if word == "--":
+            return out + argv[i:]
+        out += ALIASES.get(word, [word])
+    return out
+
+
 def run(argv: list[str], env: Env | None = None) -> int:
     """Run the CLI in-process and return its exit status (used by main and tests)."""
     env = env or Env()
+    argv = _with_aliases(argv)
     try:
         cli.main(args=argv, prog_name="shipper", standalone_mode=False, obj=env)
     except ShipperError as exc:

@@ -30,8 +30,8 @@ def access_options(func: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(
         [
             click.option("-i", "--inventory", "inventory_path", metavar="FILE", default=None, help="Inventory naming registries (registries:)."),
-            click.option("--username", metavar="NAME", help="Log in as NAME (with --password-file)."),
-            click.option("--password-file", metavar="FILE", help="Read the password from FILE's first line ('-': stdin)."),
+            click.option("-u", "--username", metavar="NAME", help="Log in as NAME (with --password-file or --password-stdin)."),
+            click.option("--password-file", metavar="FILE", help="Read the password from FILE's first line ('-': stdin; --password-stdin says the same)."),
             click.option("--ca", metavar="FILE", help="The registry's CA (default: /etc/docker/certs.d/HOST:PORT/ca.crt, then the system's)."),
             click.option("--insecure", is_flag=True, help="Do not verify TLS; allow plain HTTP to a non-loopback address."),
         ]
@@ -181,7 +181,7 @@ def _one_host(inventory_path: str | None, name: str) -> tuple[Inventory, Host]:
 @json_option
 @click.option("--port", type=int, default=5000, show_default=True)
 @click.option("--address", metavar="ADDR", help="The address engines reach it at (default: the host's SSH address).")
-@click.option("--user", "user", metavar="NAME", required=True, help="The registry user.")
+@click.option("-u", "--username", "--user", "user", metavar="NAME", required=True, help="The registry user.")
 @click.option("--password-file", metavar="FILE", help="Its password: FILE's first line ('-': stdin); default: a prompt.")
 @click.option("--tls", type=click.Choice(["self-signed"]), default="self-signed", show_default=True, help="A CA of shipper's own, or --cert/--key.")
 @click.option("--cert", metavar="FILE", help="A server certificate to use instead (with --key).")

@@ -93,3 +93,25 @@ def test_registry_commands_do_not_resolve_the_default_inventorys_hosts(
     assert result.status == 3, result.stderr
     assert "cannot reach registry 127.0.0.1:9" in result.stderr
     assert "ssh_config" not in result.stderr
+
+
+def test_dockers_password_stdin_and_u_are_understood(shipper: ShipperRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``docker login -u NAME --password-stdin`` is what users type: the password is read from stdin, then the registry is asked."""
+    import io
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("s3cret\n"))
+
+    result = shipper("registry", "login", "http://127.0.0.1:9", "-u", "deploy", "--password-stdin")
+
+    assert result.status == 3, result.stderr
+    assert "cannot reach registry 127.0.0.1:9" in result.stderr
+    assert sys.stdin.read() == ""  # the password line was taken
+
+
+def test_registry_up_takes_username_as_every_other_command_does(shipper: ShipperRunner, inventory: Path) -> None:
+    result = shipper("registry", "up", "a", "--username", "deploy", "--password-file", "/nonexistent", "-i", str(inventory))
+
+    assert "no such option" not in result.stderr.lower()
+    assert "cannot read the password file /nonexistent" in result.stderr

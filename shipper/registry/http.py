@@ -208,10 +208,12 @@ class RegistryHTTP:
                 if challenge and self.auth.challenged(challenge, scope, "Authorization" in sent_headers):
                     auth_rounds += 1
                     if replayable:
+                        deadline.done()  # a streamed answer's deadline would otherwise outlive it
                         response.close()
                         continue
             if (response.status_code in (429, 500, 502, 503, 504)) and replayable and attempt < RETRIES:
                 attempt += 1
+                deadline.done()
                 time.sleep(_retry_after(response, attempt))
                 response.close()
                 continue

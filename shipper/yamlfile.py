@@ -5,10 +5,16 @@ Errors in user files must name the file and the line, and PyYAML's
 mappings come back as ``LineDict`` (a dict that remembers where it and each of
 its keys stood) and a key given twice in one mapping is an error instead of
 silently keeping the last value.
+
+Ansible's two tags are read as Ansible reads them: ``!unsafe`` gives an
+``Unsafe`` string (a plain string that is never rendered as a template) and
+``!vault`` an opaque ``Vaulted`` value (shipper does not decrypt Ansible Vault;
+whatever needs its clear text refuses it by name).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +41,22 @@ class LineDict(dict[Any, Any]):
         """Where ``key`` (or, without a key, this mapping) stands."""
         line = self.key_lines.get(key, self.line) if key is not None else self.line
         return Origin(self.path, line)
+
+
+class Unsafe(str):
+    """A string the inventory marked ``!unsafe``: used as it is, never rendered as a template."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True)
+class Vaulted:
+    """A value encrypted with Ansible Vault (``!vault``): carried along, never read."""
+
+    ciphertext: str
+
+    def __str__(self) -> str:
+        return "<vault-encrypted>"
 
 
 class _LineLoader(yaml.SafeLoader):
@@ -64,7 +86,35 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
     return mapping
 
 
+def _unsafe(value: Any) -> Any:
+    if isinstance(value, str):
+        return Unsafe(value)
+    if isinstance(value, list):
+        return [_unsafe(v) for v in value]
+    if isinstance(value, dict):
+        for key in value:
+            value[key] = _unsafe(value[key])
+    return value
+
+
+def _construct_unsafe(loader: _LineLoader, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.ScalarNode):
+        return Unsafe(loader.construct_scalar(node))
+    if isinstance(node, yaml.SequenceNode):
+        return _unsafe(loader.construct_sequence(node, deep=True))
+    return _unsafe(_construct_mapping(loader, node))  # type: ignore[arg-type]
+
+
+def _construct_vault(loader: _LineLoader, node: yaml.Node) -> Vaulted:
+    if not isinstance(node, yaml.ScalarNode):
+        raise YAMLFileError(f"{Origin(loader.path, node.start_mark.line + 1)}: !vault must tag a string (the ciphertext)")
+    return Vaulted(str(loader.construct_scalar(node)))
+
+
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_LineLoader.add_constructor("!unsafe", _construct_unsafe)
+_LineLoader.add_constructor("!vault", _construct_vault)
+_LineLoader.add_constructor("!vault-encrypted", _construct_vault)
 
 
 def load_text(text: str, path: str = "<string>") -> Any:

@@ -14,18 +14,23 @@ import difflib
 from typing import Any
 from collections.abc import Callable, Mapping
 
-from shipper.errors import InventoryError, Origin
+from shipper.errors import InventoryError
+from shipper.inventory.graph import Var
+from shipper.yamlfile import Vaulted
 
 RESERVED_PREFIX = "shipper_"
 CHECKED_PREFIXES = ("ssh_", "docker_")
 NEAR_MISS = 0.8  # difflib's ratio from which an unknown ssh_/docker_ key is taken for a misspelt setting
 
-# canonical key -> the Ansible names that mean the same thing
+# canonical key -> the Ansible names that mean the same thing, in Ansible's order: where a host's
+# variables hold several, the last one wins whatever level each came from (ansible_ssh_user over
+# ansible_user, as Ansible's ssh connection decides). shipper's own name beats them at its level and
+# below; an Ansible name written at a more specific level (the host over its group) beats it.
 ALIASES: dict[str, tuple[str, ...]] = {
     "ssh_host": ("ansible_host", "ansible_ssh_host"),
     "ssh_port": ("ansible_port", "ansible_ssh_port"),
     "ssh_user": ("ansible_user", "ansible_ssh_user"),
-    "ssh_key": ("ansible_ssh_private_key_file", "ansible_private_key_file"),
+    "ssh_key": ("ansible_private_key_file", "ansible_ssh_private_key_file"),
 }
 
 
@@ -102,27 +107,36 @@ KNOWN: dict[str, Callable[[Any], Any]] = {
 _ALIAS_OF = {alias: key for key, aliases in ALIASES.items() for alias in aliases}
 
 
-def normalize(variables: Mapping[Any, Any], origin_of: Callable[[Any], Origin], owner: str) -> dict[str, Any]:
-    """Check one level's variables and map Ansible aliases to shipper's names.
+def settings(variables: Mapping[str, Var], owner: str) -> dict[str, Any]:
+    """shipper's settings (canonical names, checked values) from a host's effective variables.
 
-    Where a level gives both ``ssh_port`` and ``ansible_port``, shipper's own
-    name wins. Values are checked here so the error names the exact line.
+    Every key is looked at: ``shipper_*`` keys and near misses of shipper's
+    settings are errors naming the file and line. Values are checked only for
+    the names that win, so a bad value hidden by a host's own is no error.
     """
-    result: dict[str, Any] = {}
-    for key, value in variables.items():
-        if not isinstance(key, str):
-            raise InventoryError(f"variable name {key!r} of {owner} must be a string", origin=origin_of(key))
+    for key, var in variables.items():
         canonical = _ALIAS_OF.get(key, key)
         if canonical not in KNOWN and (canonical.startswith(RESERVED_PREFIX) or _near_miss(canonical)):
-            raise InventoryError(f"unknown setting {key!r} for {owner}", hint=_suggest(key), origin=origin_of(key))
-        if canonical in KNOWN:
-            try:
-                value = KNOWN[canonical](value)
-            except ValueError as exc:
-                raise InventoryError(f"{key} of {owner} {exc}", origin=origin_of(key)) from None
-            if canonical != key and canonical in variables:
-                continue  # shipper's own name given at the same level wins
-        result[canonical] = value
+            raise InventoryError(f"unknown setting {key!r} for {owner}", hint=_suggest(key), origin=var.origin)
+    result: dict[str, Any] = {}
+    for canonical, convert in KNOWN.items():
+        ansible = [name for name in ALIASES.get(canonical, ()) if name in variables]
+        name = ansible[-1] if ansible else canonical
+        if canonical in variables and (not ansible or variables[canonical].rank >= variables[name].rank):
+            name = canonical  # shipper's own name, unless an Ansible name was written at a more specific level
+        if name not in variables:
+            continue
+        var = variables[name]
+        if isinstance(var.value, Vaulted):
+            raise InventoryError(
+                f"{name} of {owner} is encrypted with Ansible Vault ({var.describe()}); shipper does not decrypt vault",
+                hint="give shipper this value in clear (a host_vars file readable only by you), or leave it to Ansible",
+                origin=var.origin,
+            )
+        try:
+            result[canonical] = convert(var.value)
+        except ValueError as exc:
+            raise InventoryError(f"{name} of {owner} {exc}", origin=var.origin) from None
     return result
 
 

@@ -70,10 +70,11 @@ class Host:
 
     name: str
     groups: tuple[str, ...]
-    vars: Mapping[str, Any]
+    vars: Mapping[str, Any]  # effective variables under the names written (what ansible-inventory --host shows)
     ssh: SSHSettings
     engine: EngineEndpoint
     origin: Origin
+    var_sources: Mapping[str, str] = field(default_factory=dict, compare=False)  # variable -> where its value was written
 
     def describe(self) -> str:
         """``name (engine url)``, used in messages."""
@@ -85,9 +86,10 @@ class Group:
     """A named set of hosts; ``children`` are group names."""
 
     name: str
-    hosts: tuple[str, ...]
+    hosts: tuple[str, ...]  # listed in the group itself
     children: tuple[str, ...]
     origin: Origin
+    members: tuple[str, ...] = ()  # its hosts and its descendants', in Ansible's order
 
 
 @dataclass(frozen=True)
@@ -105,12 +107,13 @@ class RegistrySpec:
 
 @dataclass(frozen=True)
 class Inventory:
-    """Hosts and groups, in the order the inventory file gives them; and named registries."""
+    """Hosts and groups, in the order the inventory gives them (``all`` and ``ungrouped`` included); and named registries."""
 
     path: str
     hosts: Mapping[str, Host]
     groups: Mapping[str, Group]
     registries: Mapping[str, RegistrySpec] = field(default_factory=dict)
+    files: tuple[str, ...] = ()  # every inventory file read
 
     def host(self, name: str) -> Host:
         """The host called ``name``; see ``targets.select`` for expressions."""

@@ -187,7 +187,7 @@ def test_docker_host_forms(tmp_path: Path) -> None:
     [
         ("all:\n  host:\n    a:\n", 2, ["unknown key 'host' in group 'all'", "hosts:"]),
         ("all:\n  hosts:\n    a:\n      ssh_prot: 22\n", 4, ["unknown setting 'ssh_prot'", "did you mean 'ssh_port'"]),
-        ("all:\n  hosts:\n    a: 10.0.0.1\n", 3, ["host 'a' must be followed by a mapping", "ssh_host: 10.0.0.1"]),
+        ("all:\n  hosts:\n    a: 10.0.0.1\n", 3, ["host 'a' must be followed by a mapping", "ansible_host: 10.0.0.1"]),
         ("all:\n  hosts:\n    - a\n    - b\n", 2, ["hosts of group 'all' must be a mapping"]),
         ("all:\n  hosts:\n    a:\n      ssh_port: ssh\n", 4, ["ssh_port of host a must be a port number"]),
         ("all:\n  hosts:\n    a:\n      ssh_port: 70000\n", 4, ["between 1 and 65535"]),
@@ -195,7 +195,7 @@ def test_docker_host_forms(tmp_path: Path) -> None:
         ("all:\n  hosts:\n    a:\n    a b:\n", 4, ["'a b' is not a valid host name"]),
         ("all:\n  hosts:\n    a:\n  hosts:\n    b:\n", 4, ["key 'hosts' is given twice (first at line 2)"]),
         ("all:\n  hosts:\n    a:\n   b: [\n", 4, ["not valid YAML"]),
-        ("web:\n  children:\n    app:\n      children:\n        web:\n", 1, ["groups form a cycle: web -> app -> web"]),
+        ("web:\n  children:\n    app:\n      children:\n        web:\n", 3, ["groups form a cycle: web -> app -> web"]),
         ("", None, ["the inventory is empty"]),
     ],
 )

@@ -14,7 +14,7 @@ from shipper.cli.options import env_of, finish, inventory_option, json_option
 from shipper.cli.output import Env, human_size, short_id, table
 from shipper.cli.registry import access, access_options, optional_inventory
 from shipper.errors import UsageError
-from shipper.inventory import load_inventory, select
+from shipper.cli.targets import choose, open_inventory
 from shipper.ops import bundle as ops
 from shipper.ops import registry as registry_ops
 from shipper.hostpool import exit_status_of
@@ -51,7 +51,7 @@ def bundle() -> None:
 def create(ctx: click.Context, inventory_path: str, as_json: bool, images: tuple[str, ...], source: str, output: str, split: str | None, have_file: str | None) -> None:
     """Save IMAGE... from HOST into one verified file (a standard image archive inside)."""
     env = env_of(ctx)
-    hosts = select(load_inventory(inventory_path), source)
+    hosts = choose(env, open_inventory(inventory_path, source), source)
     if len(hosts) != 1:
         raise UsageError(f"--from must name one host; {source!r} names {len(hosts)}")
     held = ops.held_everywhere(json.loads(Path(have_file).read_text())) if have_file else None
@@ -108,7 +108,7 @@ def verify(ctx: click.Context, as_json: bool, file: str) -> None:
 def load(ctx: click.Context, inventory_path: str, as_json: bool, file: str, target: str, force: bool) -> None:
     """Verify a bundle, then load it into TARGET's engines (each gets only what it lacks; tags last)."""
     env = env_of(ctx)
-    hosts = select(load_inventory(inventory_path), target)
+    hosts = choose(env, open_inventory(inventory_path, target), target)
     with reporter_for(env, as_json) as reporter:
         verified, results = ops.load(Path(file), hosts, force, reporter)
     if as_json:
@@ -149,6 +149,6 @@ def push(ctx: click.Context, inventory_path: str | None, username: str | None, p
 def have(ctx: click.Context, inventory_path: str, target: str, output: str) -> None:
     """On the far side: list what TARGET's engines hold, for bundle create --have."""
     env = env_of(ctx)
-    document = ops.have(select(load_inventory(inventory_path), target))
+    document = ops.have(choose(env, open_inventory(inventory_path, target), target))
     Path(output).write_text(json.dumps(document, indent=1) + "\n")
     env.out(f"wrote {output}: layers held by {', '.join(document['engines'])}")

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import click
 
 from shipper.cli.options import env_of, finish, inventory_option, json_option
 from shipper.cli.output import Env, human_size, short_id, table
-from shipper.inventory import Host, load_inventory, select
+from shipper.cli.targets import choose, open_inventory
+from shipper.inventory import Host, export
+from shipper.inventory.export import json_value
 from shipper.ops import fleet
 from shipper.hostpool import Outcome, exit_status
 
 
-def _host_json(host: Host) -> dict[str, Any]:
+def _host_json(host: Host, verbose: bool) -> dict[str, Any]:
     s = host.ssh
-    return {
+    document = {
         "name": host.name,
         "groups": list(host.groups),
         "engine": {"url": host.engine.url, "scheme": host.engine.scheme, "derived": host.engine.derived},
@@ -31,21 +34,30 @@ def _host_json(host: Host) -> dict[str, Any]:
             "sources": dict(s.sources),
         },
         "origin": str(host.origin),
+        "vars": {key: json_value(value) for key, value in sorted(host.vars.items())},
     }
+    if verbose:
+        document["var_sources"] = dict(sorted(host.var_sources.items()))
+    return document
 
 
 @click.command()
 @inventory_option
 @json_option
-@click.option("-v", "--verbose", is_flag=True, help="Also show where each SSH setting came from.")
+@click.option("-v", "--verbose", is_flag=True, help="Also show each host's variables and where each setting and variable came from.")
+@click.option("--list", "as_list", is_flag=True, help="Print the inventory as ansible-inventory --list prints it (to compare the two, or to save it).")
 @click.argument("target", default="all")
 @click.pass_context
-def hosts(ctx: click.Context, inventory_path: str, as_json: bool, verbose: bool, target: str) -> None:
+def hosts(ctx: click.Context, inventory_path: str, as_json: bool, verbose: bool, as_list: bool, target: str) -> None:
     """List the hosts TARGET names (default: all) and how each is reached."""
     env = env_of(ctx)
-    selected = select(load_inventory(inventory_path), target)
+    inventory = open_inventory(inventory_path, target)
+    if as_list:
+        env.json(export.as_list(inventory))
+        return
+    selected = choose(env, inventory, target)
     if as_json:
-        env.json([_host_json(h) for h in selected])
+        env.json([_host_json(h, verbose) for h in selected])
         return
     headers = ["HOST", "ENGINE", "SSH", "GROUPS"] + (["SSH SETTINGS FROM"] if verbose else [])
     rows = []
@@ -55,6 +67,16 @@ def hosts(ctx: click.Context, inventory_path: str, as_json: bool, verbose: bool,
             row.append(" ".join(f"{k}={v}" for k, v in h.ssh.sources.items() if v != "default"))
         rows.append(row)
     env.out(table(headers, rows))
+    if verbose:
+        for h in selected:
+            env.out(f"\n{h.name}:" + ("" if h.vars else " (no variables)"))
+            if h.vars:
+                env.out(table(["  VARIABLE", "VALUE", "FROM"], [[f"  {k}", _shown(v), h.var_sources.get(k, "")] for k, v in sorted(h.vars.items())]))
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(json_value(value)) if not isinstance(value, str) else value
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _report_failures(env: Env, outcomes: list[Outcome[Any]]) -> None:
@@ -71,7 +93,7 @@ def _report_failures(env: Env, outcomes: list[Outcome[Any]]) -> None:
 def ping(ctx: click.Context, inventory_path: str, as_json: bool, target: str) -> None:
     """Reach the engine of every host TARGET names; exit 4 if some failed."""
     env = env_of(ctx)
-    outcomes = fleet.ping(select(load_inventory(inventory_path), target))
+    outcomes = fleet.ping(choose(env, open_inventory(inventory_path, target), target))
     if as_json:
         env.json([_ping_json(o) for o in outcomes])
     else:
@@ -114,7 +136,7 @@ def _ping_json(outcome: Outcome[fleet.PingReport]) -> dict[str, Any]:
 def images(ctx: click.Context, inventory_path: str, as_json: bool, untagged: bool, target: str) -> None:
     """Images across the hosts TARGET names, side by side."""
     env = env_of(ctx)
-    selected = select(load_inventory(inventory_path), target)
+    selected = choose(env, open_inventory(inventory_path, target), target)
     rows, outcomes = fleet.images(selected, untagged=untagged)
     names = [h.name for h in selected]
     if as_json:

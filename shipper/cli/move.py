@@ -11,7 +11,7 @@ from shipper.cli.options import env_of, finish, inventory_option, json_option
 from shipper.cli.output import Env, human_size, short_id, table
 from shipper.cli.progress import BarsReporter, JSONLinesReporter
 from shipper.errors import UsageError
-from shipper.inventory import load_inventory, select
+from shipper.cli.targets import choose, open_inventory
 from shipper.hostpool import exit_status_of
 from shipper.ops.move_plan import MovePlan, RouteRequest
 from shipper.transfer.plan import TargetPlan
@@ -44,15 +44,18 @@ def move(
     a failure leaves a target's tags as they were.
     """
     env = env_of(ctx)
-    inventory = load_inventory(inventory_path)
-    sources = select(inventory, source)
+    inventory = open_inventory(inventory_path, source, target)
+    sources = choose(env, inventory, source)
     if len(sources) != 1:
         raise UsageError(f"--from must name one host; {source!r} names {len(sources)}")
+    targets = choose(env, inventory, target)
+    if not targets:
+        return  # the warning said why; an empty group is nothing to do, as in Ansible
     registry = route_for(inventory, registry_name) if via == "registry" or registry_name else None
     if registry_name and via is None:
         via = "registry"
     with MoveSession(
-        sources[0], select(inventory, target), images, via, prestart=not dry_run, store_read=not no_store_read, registry=registry
+        sources[0], targets, images, via, prestart=not dry_run, store_read=not no_store_read, registry=registry
     ) as session:
         _move(env, session, force, dry_run, as_json)
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import configparser
 import os
+import stat
+from pathlib import Path
 from typing import Any
 from collections.abc import Callable
 
@@ -11,6 +14,7 @@ import click
 from shipper.cli.output import Env
 
 DEFAULT_INVENTORY = "inventory/hosts.yml"
+ANSIBLE_CONFIGS = ("./ansible.cfg", "~/.ansible.cfg", "/etc/ansible/ansible.cfg")  # after $ANSIBLE_CONFIG, in Ansible's order
 
 
 class ExitRequest(Exception):
@@ -21,15 +25,48 @@ class ExitRequest(Exception):
         self.status = status
 
 
+def default_inventory() -> str:
+    """The inventory when no -i is given: $SHIPPER_INVENTORY, $ANSIBLE_INVENTORY, ansible.cfg's, inventory/hosts.yml."""
+    for name in ("SHIPPER_INVENTORY", "ANSIBLE_INVENTORY"):
+        if os.environ.get(name):
+            return os.environ[name]
+    return ansible_cfg_inventory() or DEFAULT_INVENTORY
+
+
+def ansible_cfg_inventory() -> str | None:
+    """``[defaults] inventory`` of the ansible.cfg Ansible would read, its paths made absolute."""
+    candidates = [os.environ["ANSIBLE_CONFIG"]] if os.environ.get("ANSIBLE_CONFIG") else []
+    if not os.stat(".").st_mode & stat.S_IWOTH:  # Ansible ignores ./ansible.cfg in a world-writable directory
+        candidates.append(ANSIBLE_CONFIGS[0])
+    candidates += [os.path.expanduser(c) for c in ANSIBLE_CONFIGS[1:]]
+    for candidate in candidates:
+        path = Path(candidate)
+        if path.is_dir():
+            path = path / "ansible.cfg"
+        if not path.is_file():
+            continue
+        parser = configparser.ConfigParser(inline_comment_prefixes=(";",), interpolation=None)
+        try:
+            parser.read(path, encoding="utf-8")
+        except (configparser.Error, UnicodeDecodeError):
+            return None  # Ansible would fail on it too; shipper's own default then says what is missing
+        value = parser.get("defaults", "inventory", fallback=None)
+        if not value:
+            return None  # the first ansible.cfg found is the only one Ansible reads
+        base = path.resolve().parent
+        return ",".join(str(base / os.path.expanduser(p.strip())) for p in value.split(",") if p.strip())
+    return None
+
+
 def inventory_option(func: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "-i",
         "--inventory",
         "inventory_path",
-        metavar="FILE",
-        default=lambda: os.environ.get("SHIPPER_INVENTORY") or DEFAULT_INVENTORY,
-        show_default="$SHIPPER_INVENTORY or inventory/hosts.yml",
-        help="The inventory file.",
+        metavar="SOURCE",
+        default=default_inventory,
+        show_default="$SHIPPER_INVENTORY, $ANSIBLE_INVENTORY, ansible.cfg's inventory, or inventory/hosts.yml",
+        help="The inventory: a YAML or INI file, a directory, an inventory script, ansible-inventory --list JSON, or 'host1,host2,'.",
     )(func)
 
 

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import getpass
-import os
 from pathlib import Path
 from typing import Any, Callable
 
 import click
 
-from shipper.cli.options import env_of, json_option
+from shipper.cli.options import default_inventory, env_of, json_option
 from shipper.cli.output import human_size, short_id, table
 from shipper.errors import UsageError
-from shipper.inventory import Host, load_inventory, select
+from shipper.cli.targets import open_inventory
+from shipper.inventory import Host, adhoc_host, load_inventory, select
 from shipper.inventory.model import Inventory
 from shipper.ops import registry as ops
 from shipper import provision as host_ops
@@ -21,8 +21,8 @@ from shipper.registry.credentials import Credentials, from_password_file
 
 def optional_inventory(path: str | None) -> Inventory | None:
     """The inventory's registries, when one is given or the default exists (its hosts are not resolved)."""
-    path = path or os.environ.get("SHIPPER_INVENTORY") or "inventory/hosts.yml"
-    return load_inventory(path, resolve_hosts=False) if Path(path).is_file() else None
+    path = path or default_inventory()
+    return load_inventory(path, resolve_hosts=False) if Path(path).exists() else None
 
 
 def access_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -169,8 +169,8 @@ def login(ctx: click.Context, inventory_path: str | None, username: str | None, 
 
 
 def _one_host(inventory_path: str | None, name: str) -> tuple[Inventory, Host]:
-    inventory = load_inventory(inventory_path or os.environ.get("SHIPPER_INVENTORY") or "inventory/hosts.yml")
-    hosts = select(inventory, name)
+    inventory = open_inventory(inventory_path or default_inventory(), name)
+    hosts = select(inventory, name, adhoc=adhoc_host)
     if len(hosts) != 1:
         raise UsageError(f"name one host; {name!r} names {len(hosts)}")
     return inventory, hosts[0]
@@ -205,7 +205,7 @@ def up(
     password = from_password_file(user, password_file).password if password_file else getpass.getpass(f"password for registry user {user}: ")
     request = host_ops.UpRequest(
         host, {user: password}, port=port, address=address, image=image, data=data,
-        cert=(cert, key) if cert and key else None, ca=ca, trust=tuple(select(inventory, trust)) if trust else (), login=login,
+        cert=(cert, key) if cert and key else None, ca=ca, trust=tuple(select(inventory, trust, adhoc=adhoc_host)) if trust else (), login=login,
     )  # fmt: skip
     result = host_ops.up(request)
     if as_json:

@@ -34,7 +34,8 @@ class Var:
     rank: int = field(default=0, compare=False)  # the level's place in the host's merge order, once merged
 
     def describe(self) -> str:
-        return f"{self.level} ({self.origin})" if self.origin.path not in self.level else self.level
+        """``group web (hosts.yml line 3)``; a group_vars or host_vars file is its own description."""
+        return f"{self.level} ({self.origin})" if self.level.startswith(("group ", "host ")) else str(self.origin)
 
 
 @dataclass

@@ -24,7 +24,7 @@ from shipper.inventory.graph import Graph, Var
 from shipper.inventory.hostvars import settings
 from shipper.inventory.model import Group, Host, Inventory, RegistrySpec
 from shipper.inventory.precedence import VarsFiles, effective_vars, ordered_groups
-from shipper.inventory.resolve import resolve_engine, resolve_ssh, ssh_overrides_from_url
+from shipper.inventory.resolve import check_hostname, resolve_engine, resolve_ssh, ssh_overrides_from_url
 from shipper.inventory.sources import Sources, read_source
 from shipper.yamlfile import LineDict
 
@@ -43,9 +43,14 @@ def load_inventory(path: str | Path, explicit_ssh: Mapping[str, Any] | None = No
     graph.reconcile()
     files = VarsFiles(sources.bases)
     hosts: dict[str, Host] = {}
-    for name, node in graph.hosts.items() if resolve_hosts else ():
-        variables = effective_vars(graph, name, files)
-        hosts[name] = _build_host(name, node.origin, tuple(ordered_groups(graph, name)), variables, explicit_ssh or {})
+    names = list(graph.hosts) if resolve_hosts else []
+    merged = {name: effective_vars(graph, name, files) for name in names}
+    chosen = {name: settings(variables, f"host {name}") for name, variables in merged.items()}
+    for name, node in ((n, graph.hosts[n]) for n in names):
+        # Every address is checked before any ssh_config lookup, whose Match exec runs commands.
+        check_hostname(str(chosen[name].get("ssh_host") or name), "host" if "ssh_host" not in chosen[name] else f"the SSH address of host {name[:100]}", node.origin)
+    for name, node in ((n, graph.hosts[n]) for n in names):
+        hosts[name] = _build_host(name, node.origin, tuple(ordered_groups(graph, name)), merged[name], chosen[name], explicit_ssh or {})
     groups_out = {
         name: Group(name, tuple(g.hosts), tuple(g.children), g.origin, tuple(graph.group_hosts(name)))
         for name, g in graph.groups.items()
@@ -56,6 +61,16 @@ def load_inventory(path: str | Path, explicit_ssh: Mapping[str, Any] | None = No
     return Inventory(spec, hosts, groups_out, registries, tuple(sources.files))
 
 
+def adhoc_host(url: str) -> Host:
+    """A host outside any inventory, from ``ssh://[user@]host[:port]`` (``--to ssh://ops@10.0.0.9:2222``).
+
+    Its SSH settings come from the URL, then ``~/.ssh/config`` and the defaults, as ``ssh`` would take them."""
+    origin = Origin(url[:200], None)
+    overrides = ssh_overrides_from_url(url, origin)
+    ssh = resolve_ssh(str(overrides["ssh_host"]), {}, overrides, origin)
+    return Host(ssh.hostname, (), {}, ssh, resolve_engine({}, ssh, origin), origin)
+
+
 def _values(variables: Mapping[str, Var]) -> dict[str, Any]:
     return {key: var.value for key, var in variables.items()}
 
@@ -64,8 +79,7 @@ def _sources(variables: Mapping[str, Var]) -> dict[str, str]:
     return {key: var.describe() for key, var in variables.items()}
 
 
-def _build_host(name: str, origin: Origin, groups: tuple[str, ...], variables: Mapping[str, Var], explicit: Mapping[str, Any]) -> Host:
-    chosen = settings(variables, f"host {name}")
+def _build_host(name: str, origin: Origin, groups: tuple[str, ...], variables: Mapping[str, Var], chosen: Mapping[str, Any], explicit: Mapping[str, Any]) -> Host:
     engine_url = chosen.get("docker_host", "")
     overrides = dict(explicit)
     if isinstance(engine_url, str) and engine_url.startswith("ssh://"):

@@ -50,7 +50,12 @@ def read_source(spec: str, graph: Graph, sources: Sources) -> None:
     """Read one ``-i`` value into ``graph``."""
     path = Path(spec).expanduser()
     if not path.exists() and is_host_list(spec):
-        read_host_list(spec, graph)
+        paths = [Path(p.strip()).expanduser() for p in spec.split(",") if p.strip()]
+        if paths and all(p.exists() for p in paths):  # ANSIBLE_INVENTORY and ansible.cfg list sources so
+            for one in paths:
+                read_source(str(one), graph, sources)
+        else:
+            read_host_list(spec, graph)
         return
     if path.is_dir():
         sources.bases.append(path)

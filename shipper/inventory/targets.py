@@ -88,7 +88,7 @@ def select(inventory: Inventory, expression: str, adhoc: Callable[[str], Host] |
         else:
             for name in matched:
                 chosen.setdefault(name, inventory.hosts[name])
-    if not chosen:
+    if not chosen and not warnings:
         warnings.append(f"{expression!r} matches no host: nothing to do")
     return Selection(list(chosen.values()), warnings)
 

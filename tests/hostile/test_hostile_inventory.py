@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import re
 import pytest
 
 from shipper import imageref
@@ -38,7 +39,7 @@ def test_a_host_name_with_shell_characters_never_reaches_match_exec(
     result = shipper("hosts", "-i", inventory)
 
     assert result.status != 0, result.stderr
-    assert "is not a valid host name" in result.stderr and "line 4" in result.stderr
+    assert re.search("is not a (valid )?host name", result.stderr) and "line 4" in result.stderr
     assert not match_exec_config.exists()
     assert not Path("/tmp/shipper-pwned").exists()
 

@@ -56,7 +56,11 @@ class Vaulted:
     ciphertext: str
 
     def __str__(self) -> str:
-        return "<vault-encrypted>"
+        # A template that uses it fails here, rather than putting a placeholder where a secret was meant.
+        raise ValueError("a value encrypted with Ansible Vault: shipper does not decrypt vault; give it in clear where shipper must use it")
+
+    def __repr__(self) -> str:
+        return "Vaulted(<ciphertext>)"
 
 
 class _LineLoader(yaml.SafeLoader):

@@ -20,6 +20,7 @@ import jinja2
 import jinja2.sandbox
 
 from shipper.errors import Origin
+from shipper.yamlfile import Unsafe
 from shipper.playbook.model import PlaybookError
 
 MAX_RENDERED = 1 << 20  # characters one value may render to
@@ -100,7 +101,7 @@ _ENV = _BoundedSandbox(undefined=jinja2.StrictUndefined, autoescape=False, keep_
 def render(value: Any, context: dict[str, Any], origin: Origin, step: str) -> Any:
     """``value`` with every string in it rendered against ``context``."""
     if isinstance(value, str):
-        if "{{" not in value and "{%" not in value:
+        if "{{" not in value and "{%" not in value or isinstance(value, Unsafe):  # !unsafe: never a template
             return value
         try:
             return _render_bounded(_ENV.from_string(value), context)

@@ -72,7 +72,16 @@ class Play:
         if host is None:
             return dict(self.variables)
         host_vars = {k: v for k, v in host.vars.items() if isinstance(k, str)}
-        return {**host_vars, **self.variables, "host": {"name": host.name, "groups": list(host.groups)}, "facts": self.facts.get(host.name, {})}
+        magic = {
+            # Ansible's names for what a template knows of the inventory
+            "inventory_hostname": host.name,
+            "inventory_hostname_short": host.name.split(".")[0],
+            "group_names": sorted(host.groups),
+            "groups": {name: list(group.members) for name, group in self.inventory.groups.items()},
+            "hostvars": {name: dict(other.vars) for name, other in self.inventory.hosts.items()},
+        }
+        host_info = {"name": host.name, "groups": list(host.groups)}
+        return {**host_vars, **self.variables, **magic, "host": host_info, "facts": self.facts.get(host.name, {})}
 
     def fields(self, step: Step, host: Host | None = None) -> dict[str, Any]:
         return dict(render(step.fields, self.context(host), step.origin, step.name))

@@ -3,13 +3,15 @@ malformed engine address or image name is a one-line error, not a traceback."""
 
 from __future__ import annotations
 
+import re
+import time
 from pathlib import Path
 
-import re
 import pytest
 
 from shipper import imageref
-from shipper.errors import UsageError
+from shipper.errors import InventoryError, UsageError
+from shipper.inventory import load_inventory, read_script
 from shipper.registry.names import check_repository, check_tag, parse_repo_ref
 from tests.conftest import ShipperRunner
 
@@ -162,3 +164,65 @@ def test_an_ordinary_template_still_renders() -> None:
     from shipper.playbook.render import render
 
     assert render("app:{{ version }}-{{ 2 ** 3 }}{{ '-' * 3 }}", {"version": "1.4"}, Origin("play.yml", 3), "ship") == "app:1.4-8---"
+
+
+# -- dynamic inventories: a script is run bounded, and only when nobody else could have changed it --
+
+
+def script(tmp_path: Path, body: str, mode: int = 0o755) -> Path:
+    path = tmp_path / "inventory.py"
+    path.write_text("#!/usr/bin/env python3\nimport sys, json, time\n" + body)
+    path.chmod(mode)
+    return path
+
+
+def test_an_inventory_script_others_may_write_is_never_run(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    path = script(tmp_path, f"open({str(marker)!r}, 'w').write('x')\nprint('{{}}')\n", mode=0o777)
+
+    with pytest.raises(InventoryError, match="may be changed by other users"):
+        load_inventory(path)
+    assert not marker.exists()
+
+
+def test_an_inventory_script_that_hangs_is_stopped_on_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(read_script, "SCRIPT_TIMEOUT", 1.0)
+    path = script(tmp_path, "time.sleep(30)\n")
+
+    started = time.monotonic()
+    with pytest.raises(InventoryError, match="gave no answer in 1 s"):
+        load_inventory(path)
+    assert time.monotonic() - started < 10
+
+
+def test_an_inventory_script_that_prints_without_end_is_cut_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(read_script, "MAX_OUTPUT", 1 << 20)
+    path = script(tmp_path, "while True:\n    sys.stdout.write('x' * 65536)\n")
+
+    with pytest.raises(InventoryError, match="printed more than 1 MiB"):
+        load_inventory(path)
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ("sys.stderr.write('cloud API says no')\nsys.exit(3)\n", "failed with exit code 3: cloud API says no"),
+        ("print('not json')\n", "printed something that is not JSON"),
+        ("print(json.dumps({'web': {'hosts': 'w1'}}))\n", "'web.hosts' must be a list"),
+        ("print(json.dumps({'_meta': [], 'web': ['w1']}))\n", "'_meta' must be an object"),
+    ],
+)
+def test_a_broken_inventory_script_is_a_one_line_error(tmp_path: Path, body: str, words: str) -> None:
+    with pytest.raises(InventoryError, match=re.escape(words)):
+        load_inventory(script(tmp_path, body))
+
+
+def test_a_host_range_that_would_fill_memory_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InventoryError, match="more than 100000"):
+        load_inventory(write(tmp_path, "all:\n  hosts:\n    web[0:999999999]:\n"))
+
+
+@pytest.mark.parametrize("name", ["web:&x", "bad name", "a,b", "!neg"])
+def test_a_group_name_that_host_patterns_cannot_say_is_refused(tmp_path: Path, name: str) -> None:
+    with pytest.raises(InventoryError, match="is not a valid group name"):
+        load_inventory(write(tmp_path, f"'{name}':\n  hosts:\n    a:\n"))

@@ -74,3 +74,25 @@ def test_a_host_to_host_move_works_with_the_default_key_and_no_agent(
     outcome = [json.loads(line) for line in result.stdout.splitlines() if '"event": "result"' in line]
     assert outcome and outcome[0]["path"] == "host-to-host", outcome
     assert image_id_of(lab, "b", APP.name) == image_id(APP)
+
+
+APP2 = SyntheticImage("lab/plain-user-ini:1", (Layer(1 << 20, "plain-user-ini"),))
+
+
+def test_an_ini_inventory_found_through_ansible_inventory_moves_to_an_ssh_url_target(
+    shipper: ShipperRunner, lab: Lab, plain_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An Ansible user's setup: an INI inventory named by $ANSIBLE_INVENTORY, no -i, a target given as a URL.
+    ini = tmp_path / "hosts"
+    ini.write_text(f"[build]\na ansible_host={lab.address('a')} ansible_port=2222 ansible_user=root\n")
+    monkeypatch.setenv("ANSIBLE_INVENTORY", str(ini))
+    monkeypatch.chdir(tmp_path)
+    lab.load_images("a", [APP2])
+    remove(lab, "b", APP2.name, image_id(APP2))
+
+    result = shipper("move", APP2.name, "--from", "build", "--to", f"ssh://root@{lab.address('b')}:2222", "--via", "ssh", "--json")
+
+    assert result.status == 0, result.stderr
+    outcome = [json.loads(line) for line in result.stdout.splitlines() if '"event": "result"' in line]
+    assert outcome and outcome[0]["path"] == "host-to-host", outcome
+    assert image_id_of(lab, "b", APP2.name) == image_id(APP2)

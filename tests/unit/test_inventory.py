@@ -233,6 +233,15 @@ def test_the_example_inventory_in_the_repository_loads() -> None:
     assert sorted(inventory.host("edge1").groups) == ["edge", "site"]
 
 
+def test_the_ini_example_reaches_every_host_as_the_yaml_example_does() -> None:
+    root = Path(__file__).resolve().parents[2] / "inventory"
+    from_yaml, from_ini = load_inventory(root / "example.yml"), load_inventory(root / "example.ini")
+
+    assert list(from_ini.hosts) == list(from_yaml.hosts)
+    for name, host in from_yaml.hosts.items():
+        assert (from_ini.host(name).ssh.destination, from_ini.host(name).engine.url) == (host.ssh.destination, host.engine.url)
+
+
 def test_variables_of_other_roles_are_free_and_near_misses_of_shippers_settings_are_not(tmp_path: Path) -> None:
     """Docker roles name their variables docker_users, docker_registry_mirror, …: free, as in Ansible.
     A key close to one of shipper's own (ssh_prot, docker_cert) is still taken for a misspelling,

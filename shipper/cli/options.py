@@ -58,15 +58,28 @@ def ansible_cfg_inventory() -> str | None:
     return None
 
 
+def _inventory_sources(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> str:
+    """One -i, several (Ansible's ``-i a -i b``: every source read into one inventory), or the default."""
+    if not values:
+        return default_inventory()
+    if len(values) == 1:
+        return values[0]
+    for value in values:
+        if not Path(value).expanduser().exists():
+            raise click.BadParameter(f"{value} does not exist (with several -i, each must be a file or a directory)", ctx, param)
+    return ",".join(values)
+
+
 def inventory_option(func: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "-i",
         "--inventory",
         "inventory_path",
         metavar="SOURCE",
-        default=default_inventory,
+        multiple=True,
+        callback=_inventory_sources,
         show_default="$SHIPPER_INVENTORY, $ANSIBLE_INVENTORY, ansible.cfg's inventory, or inventory/hosts.yml",
-        help="The inventory: a YAML or INI file, a directory, an inventory script, ansible-inventory --list JSON, or 'host1,host2,'.",
+        help="The inventory: a YAML or INI file, a directory, an inventory script, ansible-inventory --list JSON, or 'host1,host2,'. Repeat to read several.",
     )(func)
 
 

@@ -102,6 +102,7 @@ KNOWN: dict[str, Callable[[Any], Any]] = {
     "docker_tls_cert": _text,
     "docker_tls_key": _text,
     "docker_tls_verify": _bool,
+    "ansible_connection": _text,  # "local": the engine of this machine, not one behind SSH
 }
 
 _ALIAS_OF = {alias: key for key, aliases in ALIASES.items() for alias in aliases}

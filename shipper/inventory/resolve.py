@@ -29,6 +29,7 @@ SYSTEM_SSH_CONFIG = "/etc/ssh/ssh_config"
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
 DOCKER_TLS_PORT = 2376  # the engine's registered port for TLS; 2375 is plain HTTP
+LOCAL_ENGINE = "unix:///var/run/docker.sock"  # where a system dockerd listens
 
 
 @lru_cache(maxsize=16)
@@ -218,6 +219,8 @@ def _expanded(path: str | None) -> str | None:
 def resolve_engine(variables: Mapping[str, Any], ssh: SSHSettings, origin: Origin) -> EngineEndpoint:
     """Where the host's Docker engine answers: ``docker_host``, or SSH to the host."""
     url = variables.get("docker_host")
+    if url is None and variables.get("ansible_connection") == "local":
+        return EngineEndpoint(LOCAL_ENGINE, "unix", derived=True)  # Ansible's "localhost ansible_connection=local"
     if url is None:
         return EngineEndpoint(f"ssh://{ssh.user}@{ssh.hostname}:{ssh.port}", "ssh", derived=True)
     if not isinstance(url, str) or any(c in url for c in "\0\r\n\t "):

@@ -98,6 +98,11 @@ def _render_bounded(template: jinja2.Template, context: dict[str, Any]) -> str:
 _ENV = _BoundedSandbox(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
 
+def parse(text: str) -> Any:
+    """A template's syntax tree (to find the names it uses)."""
+    return _ENV.parse(text)
+
+
 def render(value: Any, context: dict[str, Any], origin: Origin, step: str) -> Any:
     """``value`` with every string in it rendered against ``context``."""
     if isinstance(value, str):

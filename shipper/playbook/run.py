@@ -29,6 +29,7 @@ from shipper.ops.move_registry import route_for
 from shipper.ops.move_run import MoveSession
 from shipper.playbook.model import Playbook, PlaybookError, Step
 from shipper.playbook.render import render, render_vars
+from shipper.playbook.inventory_vars import resolve as resolve_inventory_vars
 from shipper.registry.credentials import from_password_file
 from shipper.transport.ssh import SSHSession
 
@@ -71,7 +72,6 @@ class Play:
     def context(self, host: Host | None) -> dict[str, Any]:
         if host is None:
             return dict(self.variables)
-        host_vars = {k: v for k, v in host.vars.items() if isinstance(k, str)}
         magic = {
             # Ansible's names for what a template knows of the inventory
             "inventory_hostname": host.name,
@@ -81,7 +81,9 @@ class Play:
             "hostvars": {name: dict(other.vars) for name, other in self.inventory.hosts.items()},
         }
         host_info = {"name": host.name, "groups": list(host.groups)}
-        return {**host_vars, **self.variables, **magic, "host": host_info, "facts": self.facts.get(host.name, {})}
+        known = {**self.variables, **magic, "host": host_info, "facts": self.facts.get(host.name, {})}
+        inventory_vars = {k: v for k, v in host.vars.items() if isinstance(k, str) and k not in known}
+        return {**resolve_inventory_vars(inventory_vars, known, host.origin), **known}
 
     def fields(self, step: Step, host: Host | None = None) -> dict[str, Any]:
         return dict(render(step.fields, self.context(host), step.origin, step.name))

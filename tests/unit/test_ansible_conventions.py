@@ -133,3 +133,22 @@ def test_a_group_vars_directory_hides_the_file_beside_it_and_reads_nested_and_ex
     write(tmp_path / "group_vars" / "web.yml", "hidden: true\n")
 
     assert load_inventory(inventory).host("w1").vars == {"one": 1, "two": 2}
+
+
+def test_a_host_with_ansible_connection_local_uses_this_machines_engine(tmp_path: Path) -> None:
+    inventory = load_inventory(write(tmp_path / "hosts", "localhost ansible_connection=local\nweb1\n"))
+
+    assert inventory.host("localhost").engine.url == "unix:///var/run/docker.sock"
+    assert inventory.host("web1").engine.scheme == "ssh"
+
+
+def test_several_i_options_read_every_source_into_one_inventory_as_ansible_does(shipper: ShipperRunner, tmp_path: Path) -> None:
+    first = write(tmp_path / "one" / "hosts", "[web]\nw1\n")
+    second = write(tmp_path / "two" / "hosts.yml", "web:\n  hosts:\n    w2:\n")
+    write(tmp_path / "two" / "group_vars" / "web.yml", "from_two: true\n")
+
+    result = shipper("hosts", "web", "-i", str(first), "-i", str(second), "--json")
+
+    assert result.status == 0, result.stderr
+    shown = {h["name"]: h["vars"] for h in json.loads(result.stdout)}
+    assert shown == {"w1": {"from_two": True}, "w2": {"from_two": True}}

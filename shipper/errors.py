@@ -61,7 +61,9 @@ class UsageError(ShipperError):
 
 
 class InventoryError(ShipperError):
-    """The inventory (or a file beside it) is not valid."""
+    """The inventory (or a file beside it) is not valid: the user's input, so a usage error (exit 2)."""
+
+    exit_status = ExitStatus.USAGE
 
     def __init__(self, message: str, hint: str | None = None, origin: Origin | None = None) -> None:
         super().__init__(f"{origin}: {message}" if origin else message, hint)

@@ -48,10 +48,44 @@ def _with_aliases(argv: list[str]) -> list[str]:
     return out
 
 
+# Options every command takes, accepted before the command too (shipper -i inv hosts), as Ansible and docker users type them.
+GLOBAL_OPTIONS = {"-i": 1, "--inventory": 1, "--json": 0}
+
+
+def _globals_after_command(argv: list[str]) -> list[str]:
+    """``argv`` with the common options written before the command moved after it."""
+    kept: list[str] = []
+    moved: list[str] = []
+    i = 0
+    while i < len(argv) and argv[i].startswith("-") and argv[i] != "--":
+        word = argv[i]
+        name = word.split("=", 1)[0]
+        if name in GLOBAL_OPTIONS and ("=" in word or GLOBAL_OPTIONS[name] == 0):
+            moved.append(word)
+            i += 1
+        elif name in GLOBAL_OPTIONS and i + 1 < len(argv):
+            moved += argv[i : i + 2]
+            i += 2
+        elif word.startswith("-i") and len(word) > 2:  # -iFILE
+            moved.append(word)
+            i += 1
+        else:
+            kept.append(word)
+            i += 1
+    if not moved:
+        return argv
+    command: click.Command = cli
+    j = i
+    while j < len(argv) and isinstance(command, click.Group) and argv[j] in command.commands:
+        command = command.commands[argv[j]]
+        j += 1
+    return kept + argv[i:j] + moved + argv[j:]
+
+
 def run(argv: list[str], env: Env | None = None) -> int:
     """Run the CLI in-process and return its exit status (used by main and tests)."""
     env = env or Env()
-    argv = _with_aliases(argv)
+    argv = _globals_after_command(_with_aliases(argv))
     try:
         cli.main(args=argv, prog_name="shipper", standalone_mode=False, obj=env)
     except ShipperError as exc:

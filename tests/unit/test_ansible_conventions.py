@@ -152,3 +152,19 @@ def test_several_i_options_read_every_source_into_one_inventory_as_ansible_does(
     assert result.status == 0, result.stderr
     shown = {h["name"]: h["vars"] for h in json.loads(result.stdout)}
     assert shown == {"w1": {"from_two": True}, "w2": {"from_two": True}}
+
+
+def test_inventory_and_json_options_may_come_before_the_command(shipper: ShipperRunner, tmp_path: Path) -> None:
+    inventory = write(tmp_path / "hosts", "[web]\nw1\n")
+
+    before = shipper("-i", str(inventory), "--json", "hosts", "web")
+    after = shipper("hosts", "web", "-i", str(inventory), "--json")
+
+    assert before.status == 0, before.stderr
+    assert json.loads(before.stdout) == json.loads(after.stdout)
+
+
+def test_a_bad_or_missing_inventory_exits_2_like_any_usage_error(shipper: ShipperRunner, tmp_path: Path) -> None:
+    assert shipper("hosts", "-i", str(tmp_path / "missing.yml")).status == 2
+    assert shipper("hosts", "-i", str(write(tmp_path / "bad.yml", "all:\n  host:\n"))).status == 2
+    assert shipper("hosts", "nosuchgroup", "-i", str(write(tmp_path / "ok", "a\n"))).status == 2

@@ -50,7 +50,7 @@ def test_a_bad_inventory_is_one_line_with_file_and_line_then_a_hint(shipper: Shi
 
     result = shipper("hosts", "-i", str(bad))
 
-    assert result.status == 1
+    assert result.status == 2  # the user's input: a usage error
     assert result.stderr.splitlines() == [
         f"error: {bad} line 4: unknown setting 'ssh_usr' for host a",
         result.stderr.splitlines()[1],
@@ -75,7 +75,7 @@ def test_usage_errors_exit_2(shipper: ShipperRunner) -> None:
 def test_traceback_flag_shows_the_stack(shipper: ShipperRunner, tmp_path: Path) -> None:
     result = shipper("--traceback", "hosts", "-i", str(tmp_path / "missing.yml"))
 
-    assert result.status == 1
+    assert result.status == 2
     assert "Traceback" in result.stderr and "error: inventory" in result.stderr
 
 

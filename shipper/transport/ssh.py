@@ -167,6 +167,21 @@ class SSHSession:
                 hint="someone may be intercepting the connection; if the host was reinstalled, "
                 f"remove the old key with ssh-keygen -R '[{s.hostname}]:{s.port}' and check the new one",
             )
+        if isinstance(exc, paramiko.PasswordRequiredException):
+            return SSHAuthenticationFailed(
+                f"cannot log in to {self.where}: the key {', '.join(s.identity_files) or '~/.ssh/id_*'} is protected by a passphrase",
+                hint="load it into your agent once (ssh-add KEY) and shipper will use the agent; shipper never asks for a passphrase",
+            )
+        if isinstance(exc, FileNotFoundError) and exc.filename and exc.filename in s.identity_files:
+            return SSHAuthenticationFailed(
+                f"cannot log in to {self.where}: the key file {exc.filename} does not exist",
+                hint="fix ssh_key (or ansible_ssh_private_key_file) for this host, or remove it to use the agent and ~/.ssh/id_*",
+            )
+        if isinstance(exc, paramiko.SSHException) and "No authentication methods available" in str(exc):
+            return SSHAuthenticationFailed(
+                f"cannot log in to {self.where}: shipper has no key to offer (no agent, no ~/.ssh/id_* and no ssh_key)",
+                hint="start an agent and ssh-add your key, put it in ~/.ssh/id_ed25519, or set ssh_key (ansible_ssh_private_key_file) for this host",
+            )
         if isinstance(exc, paramiko.AuthenticationException):
             keys = ", ".join(s.identity_files) or "the agent's and the default keys"
             return SSHAuthenticationFailed(

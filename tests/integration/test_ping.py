@@ -143,3 +143,42 @@ def test_nothing_listening_is_a_connection_refused(shipper: ShipperRunner, lab: 
 
     assert result.status == 3
     assert "connection refused" in result.stderr and "is sshd running" in result.stderr
+
+
+def plain_inventory(lab: Lab, tmp_path: Path, **settings: str) -> str:
+    """Host a without the lab's ssh_config: its address, port and known_hosts only, plus ``settings``."""
+    lines = "".join(f"      {k}: {v}\n" for k, v in settings.items())
+    path = tmp_path / "plain.yml"
+    path.write_text(
+        f"all:\n  hosts:\n    a:\n      ansible_host: {lab.address('a')}\n      ansible_port: 2222\n      ansible_user: root\n"
+        f"      ssh_known_hosts_file: {lab.known_hosts}\n{lines}"
+    )
+    return str(path)
+
+
+def test_a_key_file_that_does_not_exist_is_named_with_the_setting_to_fix(shipper: ShipperRunner, lab: Lab, tmp_path: Path) -> None:
+    result = shipper("ping", "-i", plain_inventory(lab, tmp_path, ansible_ssh_private_key_file=str(tmp_path / "gone")), "a")
+
+    assert result.status == 3
+    assert f"the key file {tmp_path / 'gone'} does not exist" in result.stderr
+    assert "hint: fix ssh_key (or ansible_ssh_private_key_file)" in result.stderr
+
+
+def test_a_key_with_a_passphrase_says_to_load_it_into_the_agent(shipper: ShipperRunner, lab: Lab, tmp_path: Path) -> None:
+    import subprocess
+
+    locked = tmp_path / "locked_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "secret phrase", "-f", str(locked)], check=True)
+
+    result = shipper("ping", "-i", plain_inventory(lab, tmp_path, ssh_key=str(locked)), "a")
+
+    assert result.status == 3
+    assert "is protected by a passphrase" in result.stderr and "ssh-add" in result.stderr
+
+
+def test_no_key_at_all_says_where_shipper_looked(shipper: ShipperRunner, lab: Lab, tmp_path: Path) -> None:
+    # HOME is a scratch directory without ~/.ssh, and no agent runs: nothing to offer.
+    result = shipper("ping", "-i", plain_inventory(lab, tmp_path), "a")
+
+    assert result.status == 3
+    assert "shipper has no key to offer (no agent, no ~/.ssh/id_* and no ssh_key)" in result.stderr

@@ -60,5 +60,6 @@ def play(ctx: click.Context, inventory_path: str, as_json: bool, playbook_path: 
     if as_json:
         env.json_line({"event": "summary", "check": check, **counts})
     else:
-        env.out(", ".join(f"{n} {s}" for s, n in counts.items() if n) or "nothing to do")
+        said = {"changed": "would change"} if check else {}
+        env.out(", ".join(f"{n} {said.get(s, s)}" for s, n in counts.items() if n) or "nothing to do")
     finish(int(ExitStatus.PARTIAL) if counts["failed"] else 0)

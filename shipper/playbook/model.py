@@ -9,8 +9,10 @@
         hosts: web
         container: {name: app, image: "{{ release }}", command: [sh, -c, "sleep 3600"]}
 
-Each step has a ``name``, one kind key (below) holding its fields, and, for
-kinds that act on engines one by one, ``hosts``. The YAML is parsed first and
+Each step has a ``name`` (a template), one kind key (below) holding its
+fields, and, for kinds that act on engines one by one, ``hosts``; any step
+may have ``when:`` (Jinja expressions, asked per host) and ``loop:`` (the
+step once per ``item``). The YAML is parsed first and
 string values are rendered afterwards (render.py), so a variable's value can
 never inject YAML. Unknown kinds and keys, missing fields and wrong types are
 errors naming the file, the line and the step, before anything runs.
@@ -40,7 +42,8 @@ KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], bool]] = {
     "gc": (("host", "user", "password_file"), ("port", "delete_untagged"), False),
     "login": (("registry", "user", "password_file"), (), True),
 }
-STEP_KEYS = ("name", "hosts")
+STEP_KEYS = ("name", "hosts", "when", "loop")
+NO_ITEM: Any = object()  # a step outside any loop
 BUNDLE_ACTIONS = ("create", "load", "push")
 
 
@@ -51,6 +54,9 @@ class Step:
     fields: dict[str, Any]  # raw (templates not yet rendered)
     hosts: str | None
     origin: Origin
+    when: tuple[str, ...] = ()  # conditions (Jinja expressions), all true for a host to take part
+    loop: Any = None  # a list, or a template that renders to one: the step runs once per item
+    item: Any = field(default=NO_ITEM, compare=False)  # this run's item, in a loop
 
     def where(self) -> str:
         return f"{self.origin}, step {self.name!r}"
@@ -129,4 +135,27 @@ def _step(raw: Any, index: int, where: Origin) -> Step:
     for key in ("env", "labels", "ports"):
         if key in body and not isinstance(body[key], dict):
             raise _fail(f"{key} must be a mapping", body.origin(key), name)
-    return Step(name, kind, dict(body), None if hosts is None else str(hosts), origin)
+    return Step(name, kind, dict(body), None if hosts is None else str(hosts), origin, _when(raw, name), _loop(raw, name))
+
+
+def _when(raw: LineDict, name: str) -> tuple[str, ...]:
+    value = raw.get("when")
+    if value is None:
+        return ()
+    conditions = value if isinstance(value, list) else [value]
+    for condition in conditions:
+        if not isinstance(condition, (str, bool)):
+            raise _fail("when: must be a condition or a list of conditions", raw.origin("when"), name)
+        if isinstance(condition, str) and ("{{" in condition or "{%" in condition):
+            raise _fail(
+                "when: is an expression already; write it without {{ }}", raw.origin("when"), name,
+                hint="for example: when: release != 'none' and inventory_hostname in groups['web']",
+            )  # fmt: skip
+    return tuple(str(c).lower() if isinstance(c, bool) else c for c in conditions)
+
+
+def _loop(raw: LineDict, name: str) -> Any:
+    value = raw.get("loop")
+    if value is not None and not isinstance(value, (list, str)):
+        raise _fail("loop: must be a list, or a template that renders to one", raw.origin("loop"), name)
+    return value

@@ -11,6 +11,8 @@ and in time (5 s, where the platform lets a timer interrupt it: the main thread)
 from __future__ import annotations
 
 import contextlib
+import json
+import re
 import math
 import signal
 import threading
@@ -123,6 +125,29 @@ def render(value: Any, context: dict[str, Any], origin: Origin, step: str) -> An
     if isinstance(value, dict):
         return {k: render(v, context, origin, step) for k, v in value.items()}
     return value
+
+
+_SINGLE = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.S)
+
+
+def render_native(value: Any, context: dict[str, Any], origin: Origin, step: str) -> Any:
+    """As ``render``, but a value that is one ``{{ expression }}`` gives the expression's own type (a list stays a list)."""
+    match = _SINGLE.match(value) if isinstance(value, str) and not isinstance(value, Unsafe) else None
+    if match is None or "{{" in match.group(1) or "}}" in match.group(1):
+        return render(value, context, origin, step)
+    text = render("{{ (" + match.group(1) + ") | tojson }}", context, origin, step)
+    try:
+        return json.loads(text)
+    except ValueError:
+        return render(value, context, origin, step)
+
+
+def holds(conditions: tuple[str, ...], context: dict[str, Any], origin: Origin, step: str) -> bool:
+    """Whether every ``when:`` condition is true in ``context`` (Ansible's: Jinja expressions, no braces)."""
+    for condition in conditions:
+        if render("{% if (" + condition + ") %}1{% endif %}", context, origin, step) != "1":
+            return False
+    return True
 
 
 def render_vars(variables: dict[str, Any], extra: dict[str, str], origin: Origin) -> dict[str, Any]:

@@ -10,7 +10,7 @@ to do: then the run ends, or, with ``fail_fast``, at the first failure).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
@@ -27,8 +27,8 @@ from shipper.hostpool import for_each_host
 from shipper.ops.move_plan import plan_move
 from shipper.ops.move_registry import route_for
 from shipper.ops.move_run import MoveSession
-from shipper.playbook.model import Playbook, PlaybookError, Step
-from shipper.playbook.render import render, render_vars
+from shipper.playbook.model import NO_ITEM, Playbook, PlaybookError, Step
+from shipper.playbook.render import holds, render, render_native, render_vars
 from shipper.playbook.inventory_vars import resolve as resolve_inventory_vars
 from shipper.registry.credentials import from_password_file
 from shipper.transport.ssh import SSHSession
@@ -69,9 +69,12 @@ class Play:
         chosen = select(self.inventory, expression)
         return [h for h in chosen if self.limit is None or h.name in self.limit]
 
-    def context(self, host: Host | None) -> dict[str, Any]:
+    steps: tuple[Step, ...] = ()  # the playbook's steps with loops unrolled and names rendered
+
+    def context(self, host: Host | None, item: Any = NO_ITEM) -> dict[str, Any]:
+        looped = {} if item is NO_ITEM else {"item": item}
         if host is None:
-            return dict(self.variables)
+            return {**self.variables, **looped}
         magic = {
             # Ansible's names for what a template knows of the inventory
             "inventory_hostname": host.name,
@@ -81,12 +84,22 @@ class Play:
             "hostvars": {name: dict(other.vars) for name, other in self.inventory.hosts.items()},
         }
         host_info = {"name": host.name, "groups": list(host.groups)}
-        known = {**self.variables, **magic, "host": host_info, "facts": self.facts.get(host.name, {})}
+        known = {**self.variables, **looped, **magic, "host": host_info, "facts": self.facts.get(host.name, {})}
         inventory_vars = {k: v for k, v in host.vars.items() if isinstance(k, str) and k not in known}
         return {**resolve_inventory_vars(inventory_vars, known, host.origin), **known}
 
     def fields(self, step: Step, host: Host | None = None) -> dict[str, Any]:
-        return dict(render(step.fields, self.context(host), step.origin, step.name))
+        return dict(render(step.fields, self.context(host, step.item), step.origin, step.name))
+
+    def takes_part(self, step: Step, host: Host | None) -> bool:
+        """Whether ``step``'s ``when:`` holds for ``host`` (for the play, without one)."""
+        return holds(step.when, self.context(host, step.item), step.origin, step.name)
+
+    def gate(self, step: Step, hosts: Sequence[Host]) -> tuple[list[Host], list["HostResult"]]:
+        """The hosts ``step`` runs on, and a skipped result for each one its ``when:`` leaves out."""
+        kept = [h for h in hosts if self.takes_part(step, h)]
+        left = [HostResult(step.name, h.name, "skipped", "when: not true here") for h in hosts if h not in kept]
+        return kept, left
 
 
 def _gather_facts(hosts: Sequence[Host]) -> dict[str, dict[str, Any]]:
@@ -104,22 +117,34 @@ def prepare(playbook: Playbook, inventory: Inventory, extra: dict[str, str], lim
     """Everything that can be checked before anything runs: hosts, templates for every host."""
     variables = render_vars(playbook.vars, extra, Origin(str(playbook.path)))
     play = Play(playbook, inventory, variables, {h.name for h in select(inventory, limit)} if limit else None, check)
+    play.steps = tuple(s for step in playbook.steps for s in _unrolled(play, step))
     every: dict[str, Host] = {}
-    for step in playbook.steps:
+    for step in play.steps:
         for host in _step_hosts(play, step):
             every[host.name] = host
     play.facts = _gather_facts(list(every.values()))
-    for step in playbook.steps:  # render now: a template error stops the play before its first step
+    for step in play.steps:  # render now: a template error stops the play before its first step
         hosts: list[Host | None] = list(_step_hosts(play, step)) if step.kind in PER_HOST else [None]
         for each in hosts:
             play.fields(step, each)
     return play
 
 
+def _unrolled(play: Play, step: Step) -> list[Step]:
+    """``step`` once per item of its ``loop:`` (``item`` in its templates), each with its name rendered."""
+    items: list[Any] = [NO_ITEM]
+    if step.loop is not None:
+        value = render_native(step.loop, play.context(None), step.origin, step.name)
+        if not isinstance(value, list):
+            raise PlaybookError(f"{step.where()}: loop: must give a list, not {type(value).__name__} {str(value)[:80]!r}", hint="loop: [a, b], or a variable holding a list")
+        items = value
+    return [replace(step, item=item, name=str(render(step.name, play.context(None, item), step.origin, step.name))) for item in items]
+
+
 def _step_hosts(play: Play, step: Step) -> list[Host]:
     try:
         if step.hosts is not None:
-            return play.hosts(render(step.hosts, play.context(None), step.origin, step.name))
+            return play.hosts(render(step.hosts, play.context(None, step.item), step.origin, step.name))
         return []
     except ShipperError as exc:
         raise PlaybookError(f"{step.where()}: {exc.message}", hint=exc.hint) from None
@@ -127,7 +152,7 @@ def _step_hosts(play: Play, step: Step) -> list[Host]:
 
 def run(play: Play, fail_fast: bool = False, on_result: Callable[[HostResult], None] | None = None) -> list[HostResult]:
     results: list[HostResult] = []
-    for step in play.playbook.steps:
+    for step in play.steps:
         step_results = _run_step(play, step)
         for result in step_results:
             if result.status == "failed":
@@ -143,6 +168,9 @@ def run(play: Play, fail_fast: bool = False, on_result: Callable[[HostResult], N
 def _run_step(play: Play, step: Step) -> list[HostResult]:
     handler = _HANDLERS[step.kind]
     try:
+        if step.kind in ("registry", "gc") or step.kind == "bundle" and play.fields(step)["action"] != "load":
+            if not play.takes_part(step, None):  # a step on one named host: its when: is asked once
+                return [HostResult(step.name, _main_host(play, step), "skipped", "when: not true")]
         return handler(play, step)
     except ShipperError as exc:
         return [HostResult(step.name, _main_host(play, step), "failed", error=exc)]
@@ -154,9 +182,9 @@ def _main_host(play: Play, step: Step) -> str:
 
 
 def _per_host(play: Play, step: Step, action: Callable[[Host, dict[str, Any]], tuple[Status, str]]) -> list[HostResult]:
-    hosts = _step_hosts(play, step)
+    hosts, results = play.gate(step, _step_hosts(play, step))
     live = [h for h in hosts if h.name not in play.failed]
-    results = [HostResult(step.name, h.name, "skipped", "an earlier step failed here") for h in hosts if h.name in play.failed]
+    results += [HostResult(step.name, h.name, "skipped", "an earlier step failed here") for h in hosts if h.name in play.failed]
     for outcome in for_each_host(live, lambda host: action(host, play.fields(step, host))):
         if outcome.error is not None:
             results.append(HostResult(step.name, outcome.host.name, "failed", error=outcome.error))
@@ -236,8 +264,8 @@ def _move(play: Play, step: Step) -> list[HostResult]:
     source = _single(play, str(f["from"]), step)
     if source.name in play.failed:
         return [HostResult(step.name, source.name, "skipped", "an earlier step failed here")]
-    targets = [h for h in play.hosts(str(f.get("to") or step.hosts or "")) if h.name != source.name]
-    skipped = [HostResult(step.name, h.name, "skipped", "an earlier step failed here") for h in targets if h.name in play.failed]
+    targets, skipped = play.gate(step, [h for h in play.hosts(str(f.get("to") or step.hosts or "")) if h.name != source.name])
+    skipped += [HostResult(step.name, h.name, "skipped", "an earlier step failed here") for h in targets if h.name in play.failed]
     targets = [h for h in targets if h.name not in play.failed]
     via = f.get("via")
     registry = None
@@ -289,15 +317,17 @@ def _bundle(play: Play, step: Step) -> list[HostResult]:
     f = play.fields(step)
     path = Path(_path(play, f["file"]))
     if f["action"] == "load":
-        targets = [h for h in play.hosts(str(f.get("to") or step.hosts or "")) if h.name not in play.failed]
+        targets, left = play.gate(step, [h for h in play.hosts(str(f.get("to") or step.hosts or "")) if h.name not in play.failed])
+        if not targets:
+            return left
         if play.check:
             verified = bundle_ops.read_verified(path)
             with EnginePool() as engines:
                 plans = bundle_ops.plan_targets(targets, verified, engines, False)
-            return [HostResult(step.name, t.host.name, "failed" if t.action == "failed" else "changed" if t.action in ("send", "tag") else "unchanged",
-                               "would load the bundle" if t.action == "send" else "", t.error) for t in plans]  # fmt: skip
+            return left + [HostResult(step.name, t.host.name, "failed" if t.action == "failed" else "changed" if t.action in ("send", "tag") else "unchanged",
+                                      "would load the bundle" if t.action == "send" else "", t.error) for t in plans]  # fmt: skip
         _, results = bundle_ops.load(path, targets)
-        return [HostResult(step.name, r.host, STATUS_OF[r.status], r.note, r.error) for r in results]
+        return left + [HostResult(step.name, r.host, STATUS_OF[r.status], r.note, r.error) for r in results]
     if f["action"] == "create":
         source = _single(play, str(f["from"]), step)
         if path.exists():

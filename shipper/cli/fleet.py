@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from shipper.errors import UsageError
 from shipper.cli.options import env_of, finish, inventory_option, json_option
 from shipper.cli.output import Env, human_size, short_id, table
 from shipper.cli.targets import choose, open_inventory
@@ -131,13 +132,20 @@ def _ping_json(outcome: Outcome[fleet.PingReport]) -> dict[str, Any]:
 @inventory_option
 @json_option
 @click.option("-a", "--all", "untagged", is_flag=True, help="Include untagged images.")
+@click.option("-f", "--filter", "filters", multiple=True, metavar="reference=PATTERN", help="Only images whose name matches (docker images --filter): lab/*, app:1.*")
 @click.argument("target")
 @click.pass_context
-def images(ctx: click.Context, inventory_path: str, as_json: bool, untagged: bool, target: str) -> None:
+def images(ctx: click.Context, inventory_path: str, as_json: bool, untagged: bool, filters: tuple[str, ...], target: str) -> None:
     """Images across the hosts TARGET names, side by side."""
     env = env_of(ctx)
+    references = []
+    for item in filters:
+        key, sep, value = item.partition("=")
+        if key != "reference" or not sep or not value:
+            raise UsageError(f"--filter takes reference=PATTERN, not {item!r}", hint="for example --filter 'reference=lab/*'")
+        references.append(value)
     selected = choose(env, open_inventory(inventory_path, target), target)
-    rows, outcomes = fleet.images(selected, untagged=untagged)
+    rows, outcomes = fleet.images(selected, untagged=untagged, references=references)
     names = [h.name for h in selected]
     if as_json:
         env.json(

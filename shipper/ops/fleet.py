@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fnmatch
+
 from dataclasses import dataclass, field
 from collections.abc import Sequence
 
@@ -44,14 +46,22 @@ def _list(host: Host) -> list[ImageSummary]:
         return engine.images()
 
 
-def images(hosts: Sequence[Host], untagged: bool = False) -> tuple[list[ImageRow], list[Outcome[list[ImageSummary]]]]:
-    """Images across hosts, one row per (name, ID), sorted by name."""
+def matches_reference(name: str, patterns: Sequence[str]) -> bool:
+    """Docker's ``--filter reference=PATTERN``: a glob over ``repo:tag`` or ``repo`` (any pattern may match)."""
+    if not patterns:
+        return True
+    repo = name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
+    return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(repo, p) for p in patterns)
+
+
+def images(hosts: Sequence[Host], untagged: bool = False, references: Sequence[str] = ()) -> tuple[list[ImageRow], list[Outcome[list[ImageSummary]]]]:
+    """Images across hosts, one row per (name, ID), sorted by name; ``references``: Docker's reference filters."""
     outcomes = for_each_host(hosts, _list)
     rows: dict[tuple[str, str], ImageRow] = {}
     for outcome in outcomes:
         for image in outcome.value or []:
             names = image.tags or (("<none>",) if untagged else ())
-            for name in names:
+            for name in (n for n in names if matches_reference(n, references)):
                 row = rows.setdefault((name, image.id), ImageRow(name, image.id, image.size))
                 row.hosts.append(outcome.host.name)
     return sorted(rows.values(), key=lambda r: (r.name == "<none>", r.name, r.id)), outcomes

@@ -48,3 +48,14 @@ def test_a_failed_host_is_reported_and_marked_unknown(shipper: ShipperRunner, la
     assert result.stderr.startswith("error: cannot reach the engine on b")
     header, *rows = result.stdout.splitlines()
     assert all(row.split()[-1] == "?" for row in rows)
+
+
+def test_images_filter_reference_shows_only_the_matching_names(shipper: ShipperRunner, lab: Lab, ssh_inventory: str) -> None:
+    wanted = SyntheticImage("lab/filtered-in:1", (Layer(4096, "filtered-in"),))
+    other = SyntheticImage("lab/filtered-out:1", (Layer(4096, "filtered-out"),))
+    lab.load_images("a", [wanted, other])
+
+    result = shipper("images", "-i", ssh_inventory, "a", "--filter", "reference=lab/filtered-in*", "--json")
+
+    assert result.status == 0, result.stderr
+    assert [r["name"] for r in json.loads(result.stdout)["images"]] == ["lab/filtered-in:1"]

@@ -219,3 +219,22 @@ def test_a_move_step_through_a_registry_keeps_the_registrys_insecure_setting(shi
         assert result.status != 0
         assert "refusing plain HTTP" not in result.stderr + result.stdout
         assert "cannot reach registry registry.invalid:5000" in result.stderr + result.stdout, result.stderr + result.stdout
+
+
+def test_loop_and_when_run_a_step_per_item_on_the_hosts_where_it_holds(shipper: ShipperRunner, fresh: Lab, tmp_path: Path) -> None:
+    playbook = tmp_path / "loop.yml"
+    playbook.write_text(
+        f"vars:\n  releases: [{RELEASE_1.name}, {RELEASE_2.name}]\n"
+        "steps:\n"
+        "  - name: ship {{ item }}\n    loop: '{{ releases }}'\n    move: {images: ['{{ item }}'], from: a, to: 'b,c'}\n"
+        "  - name: start {{ item }}\n    hosts: b,c\n    loop: '{{ releases[-1:] }}'\n    when: inventory_hostname == 'b'\n"
+        "    container: {name: app, image: '{{ item }}', command: [sh, -c, 'exec sleep 2147483647'], network: none}\n"
+    )
+
+    result = shipper("play", str(playbook), "--json", "-i", str(fresh.inventory_path))
+
+    assert result.status == 0, result.stderr
+    seen = statuses([json.loads(line) for line in result.stdout.splitlines()])
+    assert seen[(f"ship {RELEASE_1.name}", "c")] == "changed" and seen[(f"ship {RELEASE_2.name}", "b")] == "changed"
+    assert seen[(f"start {RELEASE_2.name}", "b")] == "changed" and seen[(f"start {RELEASE_2.name}", "c")] == "skipped"
+    assert container_image(fresh, "b") == image_id(RELEASE_2) and container_image(fresh, "c") is None

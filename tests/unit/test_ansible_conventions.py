@@ -168,3 +168,17 @@ def test_a_bad_or_missing_inventory_exits_2_like_any_usage_error(shipper: Shippe
     assert shipper("hosts", "-i", str(tmp_path / "missing.yml")).status == 2
     assert shipper("hosts", "-i", str(write(tmp_path / "bad.yml", "all:\n  host:\n"))).status == 2
     assert shipper("hosts", "nosuchgroup", "-i", str(write(tmp_path / "ok", "a\n"))).status == 2
+
+
+def test_images_filter_takes_dockers_reference_globs() -> None:
+    from shipper.ops.fleet import matches_reference
+
+    assert matches_reference("lab/app:1", ["lab/*"]) and matches_reference("lab/app:1", ["lab/app"])
+    assert matches_reference("registry:5000/x:2", ["registry:5000/x"]) and matches_reference("lab/app:1.4", ["*:1.*"])
+    assert not matches_reference("lab/app:1", ["other/*", "lab/app:2"])
+
+
+def test_images_filter_other_than_reference_is_a_usage_error(shipper: ShipperRunner, tmp_path: Path) -> None:
+    result = shipper("images", "all", "--filter", "dangling=true", "-i", str(write(tmp_path / "hosts", "a\n")))
+
+    assert result.status == 2 and "--filter takes reference=PATTERN" in result.stderr

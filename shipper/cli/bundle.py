@@ -14,7 +14,7 @@ from shipper.cli.options import env_of, finish, inventory_option, json_option
 from shipper.cli.output import Env, human_size, short_id, table
 from shipper.cli.registry import access, access_options, optional_inventory
 from shipper.errors import UsageError
-from shipper.cli.targets import choose, open_inventory
+from shipper.cli.targets import choose, complete_targets, open_inventory
 from shipper.ops import bundle as ops
 from shipper.ops import registry as registry_ops
 from shipper.hostpool import exit_status_of
@@ -43,7 +43,7 @@ def bundle() -> None:
 @inventory_option
 @json_option
 @click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
-@click.option("--from", "source", required=True, metavar="HOST", help="The host whose engine has the images.")
+@click.option("--from", "source", required=True, metavar="HOST", help="The host whose engine has the images.", shell_complete=complete_targets)
 @click.option("-o", "--output", required=True, metavar="FILE", help="The bundle: FILE.tar, or FILE.tar.zst to compress with zstd.")
 @click.option("--split", metavar="SIZE", help="Write parts FILE.000, FILE.001, … of at most SIZE (4G, 700M) each.")
 @click.option("--have", "have_file", metavar="FILE", help="A have file from the far side (bundle have): leave out the layers it holds.")
@@ -102,7 +102,7 @@ def verify(ctx: click.Context, as_json: bool, file: str) -> None:
 @inventory_option
 @json_option
 @click.argument("file", metavar="FILE")
-@click.option("--to", "target", required=True, metavar="TARGET", help="A host, a group, or a comma list of both.")
+@click.option("--to", "target", required=True, metavar="TARGET", help="Hosts: a host, a group, or an Ansible host pattern.", shell_complete=complete_targets)
 @click.option("--force", is_flag=True, help="Load even where the images are already under those tags.")
 @click.pass_context
 def load(ctx: click.Context, inventory_path: str, as_json: bool, file: str, target: str, force: bool) -> None:
@@ -143,7 +143,7 @@ def push(ctx: click.Context, inventory_path: str | None, username: str | None, p
 
 @bundle.command("have")
 @inventory_option
-@click.argument("target", metavar="TARGET")
+@click.argument("target", metavar="TARGET", shell_complete=complete_targets)
 @click.option("-o", "--output", required=True, metavar="FILE", help="Where to write the have file.")
 @click.pass_context
 def have(ctx: click.Context, inventory_path: str, target: str, output: str) -> None:

@@ -10,7 +10,7 @@ import click
 from shipper.errors import UsageError
 from shipper.cli.options import env_of, finish, inventory_option, json_option
 from shipper.cli.output import Env, human_size, short_id, table
-from shipper.cli.targets import choose, open_inventory
+from shipper.cli.targets import choose, complete_targets, open_inventory
 from shipper.inventory import Host, export
 from shipper.inventory.export import json_value
 from shipper.ops import fleet
@@ -47,7 +47,7 @@ def _host_json(host: Host, verbose: bool) -> dict[str, Any]:
 @json_option
 @click.option("-v", "--verbose", is_flag=True, help="Also show each host's variables and where each setting and variable came from.")
 @click.option("--list", "as_list", is_flag=True, help="Print the inventory as ansible-inventory --list prints it (to compare the two, or to save it).")
-@click.argument("target", default="all")
+@click.argument("target", default="all", shell_complete=complete_targets)
 @click.pass_context
 def hosts(ctx: click.Context, inventory_path: str, as_json: bool, verbose: bool, as_list: bool, target: str) -> None:
     """List the hosts TARGET names (default: all) and how each is reached."""
@@ -89,7 +89,7 @@ def _report_failures(env: Env, outcomes: list[Outcome[Any]]) -> None:
 @click.command()
 @inventory_option
 @json_option
-@click.argument("target")
+@click.argument("target", shell_complete=complete_targets)
 @click.pass_context
 def ping(ctx: click.Context, inventory_path: str, as_json: bool, target: str) -> None:
     """Reach the engine of every host TARGET names; exit 4 if some failed."""
@@ -133,7 +133,7 @@ def _ping_json(outcome: Outcome[fleet.PingReport]) -> dict[str, Any]:
 @json_option
 @click.option("-a", "--all", "untagged", is_flag=True, help="Include untagged images.")
 @click.option("-f", "--filter", "filters", multiple=True, metavar="reference=PATTERN", help="Only images whose name matches (docker images --filter): lab/*, app:1.*")
-@click.argument("target")
+@click.argument("target", shell_complete=complete_targets)
 @click.pass_context
 def images(ctx: click.Context, inventory_path: str, as_json: bool, untagged: bool, filters: tuple[str, ...], target: str) -> None:
     """Images across the hosts TARGET names, side by side."""

@@ -11,7 +11,7 @@ from shipper.cli.options import env_of, finish, inventory_option, json_option
 from shipper.cli.output import Env, human_size, short_id, table
 from shipper.cli.progress import BarsReporter, JSONLinesReporter
 from shipper.errors import UsageError
-from shipper.cli.targets import choose, open_inventory
+from shipper.cli.targets import choose, complete_targets, open_inventory
 from shipper.hostpool import exit_status_of
 from shipper.ops.move_plan import MovePlan, RouteRequest
 from shipper.transfer.plan import TargetPlan
@@ -24,8 +24,8 @@ from shipper.progress import NullReporter, Reporter
 @inventory_option
 @json_option
 @click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
-@click.option("--from", "source", required=True, metavar="HOST", help="The host whose engine has the images.")
-@click.option("--to", "target", required=True, metavar="TARGET", help="A host, a group, or a comma list of both.")
+@click.option("--from", "source", required=True, metavar="HOST", help="The host whose engine has the images.", shell_complete=complete_targets)
+@click.option("--to", "target", required=True, metavar="TARGET", help="Hosts: a host, a group, an Ansible host pattern (web:&prod, all:!db), or ssh://user@host:port.", shell_complete=complete_targets)
 @click.option("--via", type=click.Choice(["ssh", "relay", "direct", "registry"]), default=None, help="ssh: host to host, else through here; relay: over SSH through here; direct: Docker API to API; registry: push, then pull on each target. Default: ssh when every engine is behind SSH.")
 @click.option("--registry", "registry_name", metavar="NAME|HOST:PORT", help="--via registry: the registry (a name from the inventory's registries:, or an address).")
 @click.option("--force", is_flag=True, help="Send even to targets that already have the images under those tags.")

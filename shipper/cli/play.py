@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from shipper.cli.targets import complete_targets
 from shipper.cli.options import env_of, finish, inventory_option, json_option
 from shipper.cli.output import table
 from shipper.errors import ExitStatus, UsageError
@@ -29,7 +30,7 @@ def _extra(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.argument("playbook_path", metavar="PLAYBOOK")
 @click.option("-e", "--extra-var", "extra", multiple=True, metavar="KEY=VALUE", help="A variable for the templates (wins over vars:).")
 @click.option("--check", is_flag=True, help="Say what every step would change on every host; change nothing.")
-@click.option("--limit", metavar="TARGET", help="Only these hosts.")
+@click.option("--limit", metavar="TARGET", help="Only these hosts (an Ansible host pattern).", shell_complete=complete_targets)
 @click.option("--fail-fast", is_flag=True, help="Stop the whole play at the first failed step.")
 @click.pass_context
 def play(ctx: click.Context, inventory_path: str, as_json: bool, playbook_path: str, extra: tuple[str, ...], check: bool, limit: str | None, fail_fast: bool) -> None:

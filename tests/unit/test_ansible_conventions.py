@@ -182,3 +182,25 @@ def test_images_filter_other_than_reference_is_a_usage_error(shipper: ShipperRun
     result = shipper("images", "all", "--filter", "dangling=true", "-i", str(write(tmp_path / "hosts", "a\n")))
 
     assert result.status == 2 and "--filter takes reference=PATTERN" in result.stderr
+
+
+def test_completion_prints_a_script_for_each_shell(shipper: ShipperRunner) -> None:
+    for shell in ("bash", "zsh", "fish"):
+        result = shipper("completion", shell)
+        assert result.status == 0 and "_SHIPPER_COMPLETE" in result.stdout, shell
+
+
+def test_the_shell_completes_hosts_and_groups_of_the_inventory_after_a_pattern(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    inventory = write(tmp_path / "hosts", "[web]\nw1\nw2\n[db]\nd1\n")
+
+    def complete(*words: str) -> list[str]:
+        env = {**os.environ, "_SHIPPER_COMPLETE": "bash_complete", "COMP_WORDS": " ".join(("shipper",) + words), "COMP_CWORD": str(len(words))}
+        done = subprocess.run([str(Path(sys.executable).parent / "shipper")], env=env, capture_output=True, text=True, timeout=60)
+        return [line.split(",", 1)[1] for line in done.stdout.splitlines()]
+
+    assert complete("ping", "-i", str(inventory), "w") == ["w1", "w2", "web"]
+    assert complete("move", "app:1", "--from", "d1", "-i", str(inventory), "--to", "web:!w") == ["web:!w1", "web:!w2", "web:!web"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 import sys
 import traceback
 
@@ -36,16 +37,38 @@ cli.add_command(completion.completion)
 
 
 # Docker's and skopeo's spellings, taken as shipper's own: the flag -> what shipper reads it as.
-ALIASES = {"--password-stdin": ["--password-file", "-"]}
+ALIASES = {
+    "--password-stdin": ["--password-file", "-"],  # docker login, skopeo login
+    "--tls-verify=false": ["--insecure"],  # skopeo
+    "--tls-verify=true": [],  # skopeo: the default
+    "--tls-verify": [],
+}
+
+
+def _cert_dir_ca(directory: str) -> str:
+    """skopeo's --cert-dir: the directory's ca.crt, else its first *.crt (a missing file is then named by --ca)."""
+    base = Path(directory).expanduser()
+    found = sorted(base.glob("*.crt")) if base.is_dir() else []
+    return str(base / "ca.crt") if (base / "ca.crt").exists() or not found else str(found[0])
 
 
 def _with_aliases(argv: list[str]) -> list[str]:
     """``argv`` with the aliases spelt out (up to a ``--``, after which everything is an argument)."""
     out: list[str] = []
-    for i, word in enumerate(argv):
+    i = 0
+    while i < len(argv):
+        word = argv[i]
         if word == "--":
             return out + argv[i:]
-        out += ALIASES.get(word, [word])
+        if word == "--cert-dir" and i + 1 < len(argv):
+            out += ["--ca", _cert_dir_ca(argv[i + 1])]
+            i += 2
+            continue
+        if word.startswith("--cert-dir="):
+            out += ["--ca", _cert_dir_ca(word.split("=", 1)[1])]
+        else:
+            out += ALIASES.get(word, [word])
+        i += 1
     return out
 
 

@@ -115,3 +115,18 @@ def test_registry_up_takes_username_as_every_other_command_does(shipper: Shipper
 
     assert "no such option" not in result.stderr.lower()
     assert "cannot read the password file /nonexistent" in result.stderr
+
+
+def test_skopeos_tls_verify_and_cert_dir_are_understood(shipper: ShipperRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shipper.cli.main import _with_aliases
+
+    certs = tmp_path / "certs.d"
+    certs.mkdir()
+    (certs / "registry.crt").write_text("not read here")
+    assert _with_aliases(["registry", "ls", "r:5000", "--tls-verify=false"]) == ["registry", "ls", "r:5000", "--insecure"]
+    assert _with_aliases(["registry", "ls", "r:5000", "--cert-dir", str(certs)]) == ["registry", "ls", "r:5000", "--ca", str(certs / "registry.crt")]
+    assert _with_aliases(["play", "x.yml", "--", "--tls-verify=false"])[-1] == "--tls-verify=false"  # after --, an argument
+
+    monkeypatch.chdir(tmp_path)
+    result = shipper("registry", "ls", "127.0.0.1:9", "--tls-verify=false")
+    assert result.status == 3 and "cannot reach registry 127.0.0.1:9" in result.stderr  # taken, then the registry asked

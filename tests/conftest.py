@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Iterator
@@ -10,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from shipper.cli.main import run
+from shipper.cli.schema import problems
 from shipper.cli.output import Env
 
 _LEAKY_ENV = (
@@ -26,6 +29,18 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.
     for name in _LEAKY_ENV:
         monkeypatch.delenv(name, raising=False)
     yield home
+
+
+def events(stdout: str, kind: str | None = None) -> list[dict[str, Any]]:
+    """The events of a --json output (those of ``kind``, if given)."""
+    parsed = [json.loads(line) for line in stdout.splitlines() if line.strip()]
+    return [e for e in parsed if kind is None or e["event"] == kind]
+
+
+def one(stdout: str, kind: str) -> dict[str, Any]:
+    """The single event of ``kind`` in a --json output."""
+    (found,) = events(stdout, kind)
+    return found
 
 
 @dataclass
@@ -46,4 +61,8 @@ class ShipperRunner:
     def __call__(self, *args: str) -> CLIResult:
         env = Env(stdout=io.StringIO(), stderr=io.StringIO())
         status = run(list(args), env)
-        return CLIResult(status, env.stdout.getvalue(), env.stderr.getvalue())  # type: ignore[attr-defined]
+        result = CLIResult(status, env.stdout.getvalue(), env.stderr.getvalue())  # type: ignore[attr-defined]
+        if "--json" in args:  # every --json output any test sees is checked against the schema
+            broken = problems(result.stdout, status)
+            assert not broken, f"shipper {' '.join(args)}: --json output breaks the schema: {broken}\n{result.stdout[:2000]}"
+        return result

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from shipper.cli.move import reporter_for, result_json, result_row
+from shipper.cli.move import reporter_for, result_json, result_row, results_summary
 from shipper.cli.options import env_of, finish, inventory_option, json_option
 from shipper.cli.output import Env, human_size, short_id, table
 from shipper.cli.registry import access, access_options, optional_inventory
@@ -93,7 +93,7 @@ def verify(ctx: click.Context, as_json: bool, file: str) -> None:
     env = env_of(ctx)
     verified = ops.read_verified(Path(file))
     if as_json:
-        env.json(_verified_json(verified))
+        env.emit("verified", _verified_json(verified))
     else:
         _report(env, verified, Path(file))
 
@@ -115,6 +115,7 @@ def load(ctx: click.Context, inventory_path: str, as_json: bool, file: str, targ
         env.json_line({"event": "verified", **_verified_json(verified)})
         for result in results:
             env.json_line({"event": "result", **result_json(result)})
+        env.summary.update(results_summary(results))
     else:
         env.out(table(["HOST", "RESULT", "SENT", "TIME", "RATE"], [result_row(r) for r in results]))
         for result in results:
@@ -136,19 +137,23 @@ def push(ctx: click.Context, inventory_path: str | None, username: str | None, p
     with registry_ops.open_client(address, spec, access(username, password_file, ca, insecure)) as client:
         _, pushed = ops.push(Path(file), client)
     if as_json:
-        env.json(pushed.to_json())
+        env.emit("pushed", pushed.to_json())
     else:
         env.out(f"pushed to {address}: {len(pushed.uploaded)} blob(s) uploaded, {len(pushed.present)} already there; tags {', '.join(pushed.tags)}")
 
 
 @bundle.command("have")
 @inventory_option
+@json_option
 @click.argument("target", metavar="TARGET", shell_complete=complete_targets)
 @click.option("-o", "--output", required=True, metavar="FILE", help="Where to write the have file.")
 @click.pass_context
-def have(ctx: click.Context, inventory_path: str, target: str, output: str) -> None:
+def have(ctx: click.Context, inventory_path: str, as_json: bool, target: str, output: str) -> None:
     """On the far side: list what TARGET's engines hold, for bundle create --have."""
     env = env_of(ctx)
     document = ops.have(choose(env, open_inventory(inventory_path, target), target))
     Path(output).write_text(json.dumps(document, indent=1) + "\n")
-    env.out(f"wrote {output}: layers held by {', '.join(document['engines'])}")
+    if as_json:
+        env.emit("have", {"output": output, "layers": {host: len(chains) for host, chains in document["engines"].items()}})
+    else:
+        env.out(f"wrote {output}: layers held by {', '.join(document['engines'])}")

@@ -54,11 +54,13 @@ def hosts(ctx: click.Context, inventory_path: str, as_json: bool, verbose: bool,
     env = env_of(ctx)
     inventory = open_inventory(inventory_path, target)
     if as_list:
-        env.json(export.as_list(inventory))
+        env.document(export.as_list(inventory))
         return
     selected = choose(env, inventory, target)
     if as_json:
-        env.json([_host_json(h, verbose) for h in selected])
+        for h in selected:
+            env.emit("host", _host_json(h, verbose))
+        env.summary["hosts"] = len(selected)
         return
     headers = ["HOST", "ENGINE", "SSH", "GROUPS"] + (["SSH SETTINGS FROM"] if verbose else [])
     rows = []
@@ -96,7 +98,9 @@ def ping(ctx: click.Context, inventory_path: str, as_json: bool, target: str) ->
     env = env_of(ctx)
     outcomes = fleet.ping(choose(env, open_inventory(inventory_path, target), target))
     if as_json:
-        env.json([_ping_json(o) for o in outcomes])
+        for outcome in outcomes:
+            env.emit("ping", _ping_json(outcome))
+        env.summary.update(hosts=len(outcomes), failed=sum(1 for o in outcomes if not o.ok))
     else:
         env.out(table(["HOST", "STATUS", "ENGINE", "API", "STORE", "OS/ARCH", "RTT"], [_ping_row(o) for o in outcomes]))
         _report_failures(env, outcomes)
@@ -148,12 +152,11 @@ def images(ctx: click.Context, inventory_path: str, as_json: bool, untagged: boo
     rows, outcomes = fleet.images(selected, untagged=untagged, references=references)
     names = [h.name for h in selected]
     if as_json:
-        env.json(
-            {
-                "hosts": [{"host": o.host.name, "ok": o.ok, **({"error": o.error.to_json()} if o.error else {})} for o in outcomes],
-                "images": [{"name": r.name, "id": r.id, "size": r.size, "hosts": r.hosts} for r in rows],
-            }
-        )
+        for o in outcomes:
+            env.emit("engine", {"host": o.host.name, "ok": o.ok, **({"error": o.error.to_json()} if o.error else {})})
+        for r in rows:
+            env.emit("image", {"name": r.name, "id": r.id, "size": r.size, "hosts": r.hosts})
+        env.summary.update(hosts=len(outcomes), failed=sum(1 for o in outcomes if not o.ok), images=len(rows))
     else:
         failed = {o.host.name for o in outcomes if not o.ok}
         marks = lambda r: ["?" if n in failed else ("yes" if n in r.hosts else "-") for n in names]  # noqa: E731

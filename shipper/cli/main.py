@@ -13,7 +13,7 @@ from shipper import __version__
 from shipper.cli import bundle, completion, fleet, move, play, registry
 from shipper.cli.options import ExitRequest
 from shipper.cli.output import Env
-from shipper.errors import ExitStatus, ShipperError
+from shipper.errors import ExitStatus, ShipperError, UsageError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -110,29 +110,50 @@ def run(argv: list[str], env: Env | None = None) -> int:
     """Run the CLI in-process and return its exit status (used by main and tests)."""
     env = env or Env()
     argv = _globals_after_command(_with_aliases(argv))
+    status, error = _run(argv, env)
+    if status and not env.json_mode and "--json" in argv[: argv.index("--") if "--" in argv else len(argv)]:
+        env.begin(" ".join(_command_words(argv)))  # refused before --json was read: the stream still begins and ends
+    env.end(status, error)
+    return status
+
+
+def _command_words(argv: list[str]) -> list[str]:
+    """The command path that ``argv`` names (``registry ls``), as far as it names one."""
+    words: list[str] = []
+    command: click.Command = cli
+    for word in (w for w in argv if not w.startswith("-")):
+        if not isinstance(command, click.Group) or word not in command.commands:
+            break
+        command = command.commands[word]
+        words.append(word)
+    return words
+
+
+def _run(argv: list[str], env: Env) -> tuple[int, ShipperError | None]:
     try:
         cli.main(args=argv, prog_name="shipper", standalone_mode=False, obj=env)
     except ShipperError as exc:
         if env.traceback:
             traceback.print_exc(file=env.stderr)
         env.error(exc)
-        return int(exc.exit_status)
+        return int(exc.exit_status), exc
     except click.exceptions.Exit as exc:
-        return int(exc.exit_code)
+        return int(exc.exit_code), None
     except click.ClickException as exc:
         exc.show(file=env.stderr)
-        return int(ExitStatus.USAGE)
+        return int(ExitStatus.USAGE), UsageError(exc.format_message())
     except (KeyboardInterrupt, click.exceptions.Abort) as exc:
         terminated = exc if isinstance(exc, Terminated) else exc.__cause__  # click turns it into Abort
         if isinstance(terminated, Terminated):
             name = signal.Signals(terminated.signum).name
-            print(f"interrupted by {name}: targets keep the tags they had; run the command again to finish", file=env.stderr)
-            return 128 + terminated.signum
+            message = f"interrupted by {name}: targets keep the tags they had; run the command again to finish"
+            print(message, file=env.stderr)
+            return 128 + terminated.signum, ShipperError(message)
         print("interrupted", file=env.stderr)
-        return int(ExitStatus.INTERRUPTED)
+        return int(ExitStatus.INTERRUPTED), ShipperError("interrupted")
     except ExitRequest as exc:
-        return exc.status
-    return int(ExitStatus.OK)
+        return exc.status, None
+    return int(ExitStatus.OK), None
 
 
 class Terminated(KeyboardInterrupt):

@@ -76,6 +76,7 @@ def _move(env: Env, session: MoveSession, force: bool, dry_run: bool, as_json: b
     if as_json:
         for result in results:
             env.json_line({"event": "result", **result_json(result)})
+        env.summary.update(results_summary(results))
     else:
         env.out(table(["HOST", "RESULT", "SENT", "TIME", "RATE"], [result_row(r) for r in results]))
     _report_errors(env, as_json, [(r.host, r.error) for r in results])
@@ -85,7 +86,7 @@ def _move(env: Env, session: MoveSession, force: bool, dry_run: bool, as_json: b
 @contextlib.contextmanager
 def reporter_for(env: Env, as_json: bool) -> Iterator[Reporter]:
     if as_json:
-        yield JSONLinesReporter(env.stdout)
+        yield JSONLinesReporter(env.json_line)
     elif env.stderr.isatty():
         with BarsReporter(env.stderr) as bars:
             yield bars
@@ -116,6 +117,15 @@ def _why(target: TargetPlan) -> str:
     return "; ".join(x for x in (target.reason, target.thin_note) if x)
 
 
+def results_summary(results: list[TargetResult]) -> dict[str, Any]:
+    """Counts per status and the bytes that crossed, for the summary event."""
+    counts: dict[str, Any] = {"targets": len(results)}
+    for result in results:
+        counts[result.status] = counts.get(result.status, 0) + 1
+    counts["bytes_sent"] = sum(r.bytes_sent for r in results)
+    return counts
+
+
 def result_row(result: TargetResult) -> list[str]:
     rate = f"{human_size(result.bytes_sent / result.seconds)}/s" if result.bytes_sent and result.seconds else "-"
     sent = human_size(result.bytes_sent) if result.bytes_sent else "-"
@@ -126,7 +136,7 @@ def result_row(result: TargetResult) -> list[str]:
 def result_json(result: TargetResult) -> dict[str, Any]:
     data: dict[str, Any] = {"host": result.host, "status": result.status, "bytes_sent": result.bytes_sent, "seconds": round(result.seconds, 3)}
     if result.route_taken:
-        data["path"] = result.route_taken  # the JSON key predates the word; #16's schema will settle it
+        data["route"] = result.route_taken
     if result.source_read:
         data["source_read"] = result.source_read
     if result.note:

@@ -83,8 +83,17 @@ def inventory_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
+def _json_mode(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value and not ctx.resilient_parsing:  # not while the shell completes a word
+        env_of(ctx).begin(ctx.command_path.partition(" ")[2] or ctx.command_path)
+    return value
+
+
 def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--json", "as_json", is_flag=True, help="Write JSON to stdout instead of a table.")(func)
+    return click.option(
+        "--json", "as_json", is_flag=True, callback=_json_mode, is_eager=True,
+        help="Write JSON lines to stdout (begin, the command's events, summary; see docs/json.md) instead of a table.",
+    )(func)  # fmt: skip
 
 
 def env_of(ctx: click.Context) -> Env:

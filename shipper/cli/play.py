@@ -59,7 +59,7 @@ def play(ctx: click.Context, inventory_path: str, as_json: bool, playbook_path: 
                 env.error(result.error)
     counts = {s: sum(1 for r in results if r.status == s) for s in ("changed", "unchanged", "failed", "skipped")}
     if as_json:
-        env.json_line({"event": "summary", "check": check, **counts})
+        env.summary.update(check=check, **counts)
     else:
         said = {"changed": "would change"} if check else {}
         env.out(", ".join(f"{n} {said.get(s, s)}" for s, n in counts.items() if n) or "nothing to do")

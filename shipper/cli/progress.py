@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from typing import IO, Any
+from collections.abc import Callable
 
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeRemainingColumn, TransferSpeedColumn
@@ -49,16 +48,13 @@ class BarsReporter:
 class JSONLinesReporter:
     """``{"event": "progress", ...}`` lines on stdout, at most one per host every half second."""
 
-    def __init__(self, stream: IO[str]) -> None:
-        self.stream = stream
-        self.lock = threading.Lock()
+    def __init__(self, write: Callable[[dict[str, Any]], None]) -> None:
+        self.write = write  # the command's JSON-lines writer (one lock for every thread's lines)
         self.last: dict[str, float] = {}
         self.totals: dict[str, int | None] = {}
 
     def emit(self, event: dict[str, Any]) -> None:
-        with self.lock:
-            self.stream.write(json.dumps(event, default=str) + "\n")
-            self.stream.flush()
+        self.write(event)
 
     def start(self, host: str, total: int | None) -> None:
         self.totals[host] = total

@@ -61,7 +61,8 @@ def ls(ctx: click.Context, inventory_path: str | None, username: str | None, pas
     with ops.open_client(address, spec, access(username, password_file, ca, insecure)) as client:
         repositories = sorted(client.catalog())
     if as_json:
-        env.json({"registry": str(address), "repositories": repositories})
+        env.emit("repositories", {"registry": str(address), "repositories": repositories})
+        env.summary["repositories"] = len(repositories)
     else:
         for repository in repositories:
             env.out(repository)
@@ -79,7 +80,7 @@ def tags(ctx: click.Context, inventory_path: str | None, username: str | None, p
     with ops.open_client(repo.registry, spec, access(username, password_file, ca, insecure)) as client:
         found = sorted(client.tags(repo.repository))
     if as_json:
-        env.json({"repository": f"{repo.registry}/{repo.repository}", "tags": found})
+        env.emit("tags", {"repository": f"{repo.registry}/{repo.repository}", "tags": found})
     else:
         for tag in found:
             env.out(tag)
@@ -97,7 +98,7 @@ def inspect(ctx: click.Context, inventory_path: str | None, username: str | None
     with ops.open_client(repo.registry, spec, access(username, password_file, ca, insecure)) as client:
         found = ops.inspect(client, repo)
     if as_json:
-        env.json(found.to_json())
+        env.emit("manifest", found.to_json())
         return
     env.out(f"{found.ref}\ndigest: {found.digest}\nmedia type: {found.media_type}\ntotal: {human_size(found.total)}")
     for image in found.images:
@@ -132,7 +133,7 @@ def rm(ctx: click.Context, inventory_path: str | None, username: str | None, pas
         ops.remove(client, removal)
     gone = [repo.tag or "", *removal.other_tags]
     if as_json:
-        env.json({"deleted": removal.digest, "repository": f"{repo.registry}/{repo.repository}", "tags": gone})
+        env.emit("deleted", {"digest": removal.digest, "repository": f"{repo.registry}/{repo.repository}", "tags": gone})
     else:
         env.out(f"deleted {repo.registry}/{repo.repository}@{removal.digest} (tags: {', '.join(gone)})")
 
@@ -160,7 +161,7 @@ def login(ctx: click.Context, inventory_path: str | None, username: str | None, 
         credentials = Credentials(username, getpass.getpass(f"password for {username} at {address}: "), "prompt")
     where = ops.login(address, spec, access(None, None, ca, insecure), credentials)
     if as_json:
-        env.json({"registry": str(address), "username": username, "stored_in": where})
+        env.emit("login", {"registry": str(address), "username": username, "stored_in": where})
     else:
         env.out(f"logged in to {address} as {username}; credentials kept in {where}")
 
@@ -209,7 +210,8 @@ def up(
     )  # fmt: skip
     result = host_ops.up(request)
     if as_json:
-        env.json(result.to_json())
+        env.emit("registry", result.to_json())
+        env.summary["changed"] = result.changed
         return
     if result.changed:
         env.out(f"registry at {result.address}: " + "; ".join(result.changes))
@@ -233,7 +235,7 @@ def status(ctx: click.Context, inventory_path: str | None, as_json: bool, port: 
     _, host = _one_host(inventory_path, host_name)
     found = host_ops.status(host, port)
     if as_json:
-        env.json(found.to_json())
+        env.emit("registry_status", found.to_json())
         return
     rows = [
         ["container", found.container or "none"], ["image", found.image or "-"], ["address", found.address or "-"],
@@ -256,7 +258,7 @@ def down(ctx: click.Context, inventory_path: str | None, as_json: bool, port: in
     _, host = _one_host(inventory_path, host_name)
     done = host_ops.down(host, port, purge)
     if as_json:
-        env.json({"host": host.name, "port": port, "done": done})
+        env.emit("down", {"host": host.name, "port": port, "done": done})
     else:
         env.out("\n".join(done) or "nothing to do")
 
@@ -280,7 +282,7 @@ def gc(
         raise UsageError("gc needs the registry's credentials to check every tag", hint="give --username NAME --password-file FILE")
     result = host_ops.gc(host, port, from_password_file(username, password_file), dry_run, delete_untagged)
     if as_json:
-        env.json(result.to_json())
+        env.emit("gc", result.to_json())
         return
     reclaimed = human_size(result.reclaimed_bytes) if result.reclaimed_bytes is not None else "?"
     if dry_run:

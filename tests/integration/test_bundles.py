@@ -14,7 +14,7 @@ import pytest
 from shipper.lab import Lab, Layer, SyntheticImage, busybox_image, image_id
 from shipper.lab.images import oci_archive
 from shipper.registry import Address, RegistryClient
-from tests.conftest import ShipperRunner
+from tests.conftest import ShipperRunner, one
 from tests.integration.helpers import image_id_of, remove, tags_of
 
 BASE = (Layer(3 << 20, "bundle-base"),)
@@ -47,7 +47,7 @@ def test_create_then_verify_reports_what_is_inside(shipper: ShipperRunner, bundl
     result = shipper("bundle", "verify", str(bundle_file), "--json")
 
     assert result.status == 0, result.stderr
-    report = json.loads(result.stdout)
+    report = one(result.stdout, "verified")
     assert report["sound"] and report["checksum_file"]
     assert {tuple(i["tags"]): i["id"] for i in report["images"]} == {(APP.name,): image_id(APP), (BUSYBOX.name,): image_id(BUSYBOX)}
     assert not Path(f"{bundle_file}.partial").exists()
@@ -78,7 +78,7 @@ def test_a_compressed_split_bundle_verifies_and_loads(shipper: ShipperRunner, on
     path = tmp_path / "site.tar.zst"
     created = shipper("bundle", "create", APP.name, "--from", "a", "-o", str(path), "--split", "1M", "--json", "-i", str(on_a.inventory_path))
     assert created.status == 0, created.stderr
-    assert len(json.loads(created.stdout.splitlines()[-1])["files"]) >= 2
+    assert len(one(created.stdout, "created")["files"]) >= 2
     remove(on_a, "b", APP.name, image_id(APP))
 
     loaded = shipper("bundle", "load", str(path), "--to", "b", "-i", str(on_a.inventory_path))
@@ -94,8 +94,8 @@ def test_bundle_push_seeds_a_registry_an_engine_then_pulls_from(shipper: Shipper
     again = shipper("bundle", "push", str(bundle_file), "--registry", f"http://{registry}", "--json")
 
     assert first.status == 0, first.stderr
-    assert json.loads(first.stdout)["uploaded"] >= 4
-    assert json.loads(again.stdout)["uploaded"] == 0  # only what is missing goes up
+    assert one(first.stdout, "pushed")["uploaded"] >= 4
+    assert one(again.stdout, "pushed")["uploaded"] == 0  # only what is missing goes up
     with RegistryClient(Address(registry, plain_http=True)) as client:
         assert "1" in list(client.tags("lab/bundled"))
     remove(on_a, "c", f"{registry}/lab/bundled-busybox:1")
@@ -277,7 +277,7 @@ def test_a_bundle_from_a_local_engine_is_read_from_its_store_and_loads_anywhere(
     made = shipper("bundle", "create", APP.name, BUSYBOX.name, "--from", "a", "-o", str(path), "--json", "-i", local_inventory)
 
     assert made.status == 0, made.stderr
-    assert json.loads(made.stdout.splitlines()[-1])["source_read"] == "store"
+    assert one(made.stdout, "created")["source_read"] == "store"
     assert shipper("bundle", "verify", str(path)).status == 0
     remove(on_a, "b,c", APP.name, BUSYBOX.name, image_id(APP), image_id(BUSYBOX))
     assert shipper("bundle", "load", str(path), "--to", "b", "-i", local_inventory).status == 0

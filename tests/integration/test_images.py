@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 
 from shipper.lab import Lab, Layer, SyntheticImage, image_id
-from tests.conftest import ShipperRunner
+from tests.conftest import ShipperRunner, events
 
 
 def test_images_shows_each_image_and_which_hosts_hold_it(shipper: ShipperRunner, lab: Lab, ssh_inventory: str) -> None:
@@ -18,7 +17,7 @@ def test_images_shows_each_image_and_which_hosts_hold_it(shipper: ShipperRunner,
     table = shipper("images", "-i", ssh_inventory, "a,c")
 
     assert result.status == 0, result.stderr
-    rows = {r["name"]: r for r in json.loads(result.stdout)["images"]}
+    rows = {r["name"]: r for r in events(result.stdout, "image")}
     assert rows["lab/shared:1"]["hosts"] == ["a", "c"] and rows["lab/shared:1"]["id"] == image_id(shared)
     assert rows["lab/only-a:1"]["hosts"] == ["a"]
     lines = {line.split()[0]: line.split() for line in table.stdout.splitlines()}
@@ -31,7 +30,7 @@ def test_the_same_tag_with_different_ids_shows_as_two_rows(shipper: ShipperRunne
     lab.load_images("b", [SyntheticImage("lab/drift:1", (Layer(512, "drift-b"),))])
     lab.load_images("c", [SyntheticImage("lab/drift:1", (Layer(512, "drift-c"),))])
 
-    rows = json.loads(shipper("images", "-i", ssh_inventory, "web", "--json").stdout)["images"]
+    rows = events(shipper("images", "-i", ssh_inventory, "web", "--json").stdout, "image")
 
     drift = [r for r in rows if r["name"] == "lab/drift:1"]
     assert sorted(r["hosts"] for r in drift) == [["b"], ["c"]]
@@ -58,4 +57,4 @@ def test_images_filter_reference_shows_only_the_matching_names(shipper: ShipperR
     result = shipper("images", "-i", ssh_inventory, "a", "--filter", "reference=lab/filtered-in*", "--json")
 
     assert result.status == 0, result.stderr
-    assert [r["name"] for r in json.loads(result.stdout)["images"]] == ["lab/filtered-in:1"]
+    assert [r["name"] for r in events(result.stdout, "image")] == ["lab/filtered-in:1"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from shipper.lab import Lab, Layer, SyntheticImage, busybox_image, image_id
-from tests.conftest import ShipperRunner
+from tests.conftest import ShipperRunner, events, one
 from tests.integration.helpers import image_id_of, remove, tags_of, write_inventory
 
 APP = SyntheticImage("lab/app:1", (Layer(6 << 20, "app-base"), Layer(2 << 20, "app-mid", "text"), Layer(64 << 10, "app-top")))
@@ -105,7 +105,7 @@ def test_dry_run_prints_the_plan_and_touches_nothing(shipper: ShipperRunner, on_
     result = shipper("move", APP.name, "--from", "a", "--to", "web", "-i", ssh_inventory, "--dry-run", "--json")
 
     assert result.status == 0, result.stderr
-    [plan] = [json.loads(line) for line in result.stdout.splitlines()]
+    plan = one(result.stdout, "plan")
     assert plan["event"] == "plan" and plan["dry_run"] and plan["route"] == "ssh"
     b = next(t for t in plan["targets"] if t["host"] == "b")
     assert b["action"] == "send" and b["send"] == [image_id(APP)] and b["bytes_estimate"] > 8 << 20
@@ -119,8 +119,9 @@ def test_json_output_is_a_stream_of_events(shipper: ShipperRunner, on_a: Lab, ss
 
     result = shipper("move", APP.name, "--from", "a", "--to", "b", "-i", ssh_inventory, "--json")
 
-    events = [json.loads(line)["event"] for line in result.stdout.splitlines()]
-    assert events[0] == "plan" and events[1] == "start" and events[-2:] == ["finish", "result"]
+    kinds = [e["event"] for e in events(result.stdout)]
+    assert kinds[:3] == ["begin", "plan", "start"] and kinds[-3:] == ["finish", "result", "summary"]
+    assert one(result.stdout, "summary") == {"event": "summary", "command": "move", "status": 0, "ok": True, "targets": 1, "moved": 1, "bytes_sent": one(result.stdout, "result")["bytes_sent"]}
     assert not result.stderr
 
 

@@ -13,7 +13,7 @@ from shipper.inventory import load_inventory, select
 from shipper.lab import Lab, Layer, SyntheticImage, busybox_image, image_id
 from shipper.ops.move_plan import plan_move
 from shipper.ops.move_run import run_move
-from tests.conftest import ShipperRunner
+from tests.conftest import ShipperRunner, one
 from tests.integration.helpers import image_id_of, remove
 
 BASE = SyntheticImage("lab/thin-base:1", (Layer(6 << 20, "thin-base-0"), Layer(6 << 20, "thin-base-1", "text")))
@@ -105,7 +105,7 @@ def test_the_plan_says_per_target_how_many_layers_and_bytes_cross_and_how_many_a
     rows = {line.split()[0]: line for line in text.stdout.splitlines() if line.startswith(("b ", "c "))}
     assert "2 to send, 2 there (12.6 MB)" in rows["b"]
     assert "4 to send" in rows["c"] and "there" not in rows["c"]
-    targets = {t["host"]: t for t in json.loads(as_json.stdout)["targets"]}
+    targets = {t["host"]: t for t in one(as_json.stdout, "plan")["targets"]}
     assert targets["b"]["layers"] == {"send": 2, "present": 2} and targets["b"]["present_bytes"] == 12 << 20
     assert targets["c"]["layers"] == {"send": 4, "present": 0}
     assert targets["b"]["bytes_estimate"] < 2 * MISSING < FULL <= targets["c"]["bytes_estimate"]

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from shipper.lab import Lab
-from tests.conftest import ShipperRunner
+from tests.conftest import ShipperRunner, events
 
 
 def test_ping_reaches_every_engine_over_ssh_and_reports_its_facts(shipper: ShipperRunner, ssh_inventory: str) -> None:
     result = shipper("ping", "-i", ssh_inventory, "all", "--json")
 
     assert result.status == 0, result.stderr
-    reports = json.loads(result.stdout)
+    reports = events(result.stdout, "ping")
     assert [r["host"] for r in reports] == ["a", "b", "c"]
     for report in reports:
         assert report["ok"] and report["engine_url"].startswith("ssh://root@127.0.9.")
@@ -75,7 +74,7 @@ def test_a_stopped_engine_is_reported_and_the_others_still_are(shipper: ShipperR
         lab.start_host("c")
 
     assert result.status == 4
-    reports = {r["host"]: r for r in json.loads(result.stdout)}
+    reports = {r["host"]: r for r in events(result.stdout, "ping")}
     assert reports["a"]["ok"] and reports["b"]["ok"]
     error = reports["c"]["error"]
     assert error["type"] == "EngineUnreachable"

@@ -72,7 +72,7 @@ def test_a_host_to_host_move_works_with_the_default_key_and_no_agent(
 
     assert result.status == 0, result.stderr
     outcome = [json.loads(line) for line in result.stdout.splitlines() if '"event": "result"' in line]
-    assert outcome and outcome[0]["path"] == "host-to-host", outcome
+    assert outcome and outcome[0]["route"] == "host-to-host", outcome
     assert image_id_of(lab, "b", APP.name) == image_id(APP)
 
 
@@ -94,5 +94,5 @@ def test_an_ini_inventory_found_through_ansible_inventory_moves_to_an_ssh_url_ta
 
     assert result.status == 0, result.stderr
     outcome = [json.loads(line) for line in result.stdout.splitlines() if '"event": "result"' in line]
-    assert outcome and outcome[0]["path"] == "host-to-host", outcome
+    assert outcome and outcome[0]["route"] == "host-to-host", outcome
     assert image_id_of(lab, "b", APP2.name) == image_id(APP2)

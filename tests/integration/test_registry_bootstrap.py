@@ -23,7 +23,7 @@ from shipper.provision import state_dir
 from shipper.registry import Credentials, RegistryClient, parse_address
 from shipper.registry.client import DOCKER_MANIFEST, OCI_INDEX, digest_of
 from shipper.registry import Manifest
-from tests.conftest import ShipperRunner
+from tests.conftest import ShipperRunner, one
 from tests.integration.helpers import image_id_of, remove
 from tests.integration.test_registry_client import push
 
@@ -61,7 +61,7 @@ class Booted:
             "--password-file", str(self.secrets / "password"), "--image", self.image, "--json", "-i", str(self.lab.inventory_path), *extra,
         )  # fmt: skip
         assert result.status == 0, result.stderr
-        return json.loads(result.stdout)
+        return one(result.stdout, "registry")
 
     def client(self, user: str = "admin", password: str = PASSWORD) -> RegistryClient:
         return RegistryClient(parse_address(self.address), Credentials(user, password, "test"))  # CA from /etc/docker/certs.d
@@ -158,7 +158,7 @@ def test_status_and_down(shipper: ShipperRunner, booted: Booted) -> None:
     status = shipper("registry", "status", "a", "--port", str(booted.port), "--json", "-i", str(booted.lab.inventory_path))
     down = shipper("registry", "down", "a", "--port", str(booted.port), "-i", str(booted.lab.inventory_path))
 
-    found = json.loads(status.stdout)
+    found = one(status.stdout, "registry_status")
     assert (found["container"], found["image"], found["address"], found["users"]) == ("running", booted.image, booted.address, ["admin"])
     assert found["tls_expires"] and found["storage_bytes"] is not None
     assert down.status == 0 and "removed container" in down.stdout
@@ -200,7 +200,7 @@ def test_gc_after_rm_reclaims_the_blobs_refuses_uploads_meanwhile_and_keeps_ever
             thread.join()
 
         assert gc.status == 0, gc.stderr
-        result = json.loads(gc.stdout)
+        result = one(gc.stdout, "gc")
         assert result["read_only_proven"] and result["reclaimed_bytes"] > 2 << 20  # the 3 MiB layer, less what was pushed meanwhile
         assert result["tags_checked"] >= 2
         assert any("UNSUPPORTED" in message for message in refusals), refusals  # refused while read-only, never half-written

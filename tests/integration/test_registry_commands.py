@@ -11,7 +11,7 @@ import pytest
 
 from shipper.lab import Lab
 from shipper.registry import Credentials, RegistryClient, parse_address
-from tests.conftest import ShipperRunner
+from tests.conftest import ShipperRunner, one
 from tests.integration.test_registry_client import push
 
 
@@ -41,7 +41,7 @@ def test_ls_and_tags_list_what_the_registry_holds(shipper: ShipperRunner, regist
     tags = shipper("registry", "tags", f"{registry['address']}/cmd/listed", *access(registry))
 
     assert repositories.status == 0, repositories.stderr
-    assert "cmd/listed" in json.loads(repositories.stdout)["repositories"]
+    assert "cmd/listed" in one(repositories.stdout, "repositories")["repositories"]
     assert tags.stdout.split() == ["1", "2"]
 
 
@@ -51,7 +51,7 @@ def test_inspect_shows_digest_layers_and_sizes(shipper: ShipperRunner, registry:
     result = shipper("registry", "inspect", f"{registry['address']}/cmd/inspected:1", *access(registry), "--json")
 
     assert result.status == 0, result.stderr
-    found = json.loads(result.stdout)
+    found = one(result.stdout, "manifest")
     assert found["digest"] == manifest.digest
     [platform] = found["platforms"]
     assert platform["platform"] == "linux/amd64"
@@ -73,7 +73,7 @@ def test_rm_lists_the_other_tags_it_would_take_and_needs_yes(shipper: ShipperRun
     done = shipper("registry", "rm", ref, *access(registry), "--yes", "--json")
 
     assert done.status == 0, done.stderr
-    assert json.loads(done.stdout)["tags"] == ["1", "also"]
+    assert one(done.stdout, "deleted")["tags"] == ["1", "also"]
     assert client.manifest_head("cmd/removed", "1") is None and client.manifest_head("cmd/removed", "also") is None
     assert client.manifest_head("cmd/removed", "other") is not None
 

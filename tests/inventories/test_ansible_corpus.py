@@ -133,8 +133,10 @@ def ansible_logins(path: str, tmp_path: Path) -> dict[str, dict[str, Any]]:
 def test_each_host_is_dialled_with_the_address_port_user_and_key_ansible_uses(case: str, tmp_path: Path) -> None:
     expected = ansible_logins(source(case), tmp_path)
     ours = {}
-    for host in load_inventory(source(case)).hosts.values():
+    hosts = load_inventory(source(case)).hosts.values()
+    for host in hosts:
         ssh = host.ssh
         ours[f"{ssh.hostname}:{ssh.port}"] = {"address": ssh.hostname, "port": ssh.port, "user": ssh.user, "keys": list(ssh.identity_files)}
 
+    assert len(ours) == len(hosts), "two hosts of the case dial the same address and port: the stand-in ssh cannot tell them apart"
     assert ours == expected

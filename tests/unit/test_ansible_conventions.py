@@ -12,7 +12,7 @@ import pytest
 from shipper.errors import InventoryError
 from shipper.inventory import load_inventory
 from shipper.inventory.export import as_list
-from tests.conftest import ShipperRunner
+from tests.conftest import ShipperRunner, events, one
 
 CORPUS = Path(__file__).parent.parent / "inventories" / "corpus"
 
@@ -24,7 +24,7 @@ def write(path: Path, text: str) -> Path:
 
 
 def hosts_of(result_stdout: str) -> list[str]:
-    return [h["name"] for h in json.loads(result_stdout)]
+    return [h["name"] for h in events(result_stdout, "host")]
 
 
 def test_group_vars_all_beats_a_group_variable_written_in_the_inventory_as_in_ansible(tmp_path: Path) -> None:
@@ -65,7 +65,7 @@ def test_a_comma_list_is_an_ad_hoc_inventory_as_ansible_i_takes_it(shipper: Ship
     result = shipper("hosts", "-i", "10.0.0.1,edge:2200,", "--json")
 
     assert result.status == 0, result.stderr
-    shown = {h["name"]: h["ssh"]["port"] for h in json.loads(result.stdout)}
+    shown = {h["name"]: h["ssh"]["port"] for h in events(result.stdout, "host")}
     assert shown == {"10.0.0.1": 22, "edge": 2200}
 
 
@@ -75,7 +75,7 @@ def test_an_ssh_url_is_a_target_without_any_inventory(shipper: ShipperRunner, tm
     result = shipper("hosts", "ssh://ops@10.0.0.9:2222", "--json")
 
     assert result.status == 0, result.stderr
-    (host,) = json.loads(result.stdout)
+    host = one(result.stdout, "host")
     assert (host["ssh"]["user"], host["ssh"]["hostname"], host["ssh"]["port"], host["engine"]["url"]) == ("ops", "10.0.0.9", 2222, "ssh://ops@10.0.0.9:2222")
 
 
@@ -94,7 +94,7 @@ def test_hosts_json_shows_effective_variables_and_with_v_where_each_came_from(sh
 
     result = shipper("hosts", "-i", str(inventory), "--json", "-v")
 
-    (host,) = json.loads(result.stdout)
+    host = one(result.stdout, "host")
     assert host["vars"] == {"motd": {"__ansible_unsafe": "{{ raw }}"}, "site": "override"}
     assert host["var_sources"]["site"] == f"{tmp_path / 'host_vars' / 'h1.yml'} line 1"
     assert host["var_sources"]["motd"] == f"host h1 ({inventory} line 5)"
@@ -150,7 +150,7 @@ def test_several_i_options_read_every_source_into_one_inventory_as_ansible_does(
     result = shipper("hosts", "web", "-i", str(first), "-i", str(second), "--json")
 
     assert result.status == 0, result.stderr
-    shown = {h["name"]: h["vars"] for h in json.loads(result.stdout)}
+    shown = {h["name"]: h["vars"] for h in events(result.stdout, "host")}
     assert shown == {"w1": {"from_two": True}, "w2": {"from_two": True}}
 
 
@@ -161,7 +161,7 @@ def test_inventory_and_json_options_may_come_before_the_command(shipper: Shipper
     after = shipper("hosts", "web", "-i", str(inventory), "--json")
 
     assert before.status == 0, before.stderr
-    assert json.loads(before.stdout) == json.loads(after.stdout)
+    assert events(before.stdout, "host") == events(after.stdout, "host")
 
 
 def test_a_bad_or_missing_inventory_exits_2_like_any_usage_error(shipper: ShipperRunner, tmp_path: Path) -> None:

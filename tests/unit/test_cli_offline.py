@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ShipperRunner
+from tests.conftest import ShipperRunner, one
 
 
 @pytest.fixture
@@ -31,7 +30,7 @@ def test_hosts_json_holds_the_resolved_settings_and_their_sources(shipper: Shipp
     result = shipper("hosts", "-i", str(inventory), "--json", "web")
 
     assert result.status == 0
-    [b] = json.loads(result.stdout)
+    b = one(result.stdout, "host")
     assert b["name"] == "b" and b["groups"] == ["web"]
     assert b["engine"] == {"url": "unix:///run/b.sock", "scheme": "unix", "derived": False}
 

@@ -6,7 +6,11 @@ terminal or writes JSON lines, tests pass ``NullReporter``.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Literal, Protocol
+
+# What a target is doing, in order: bytes flow (sending), its engine finishes the load (loading),
+# shipper checks every image arrived whole (checking), then points the tags (tagging).
+Phase = Literal["sending", "loading", "checking", "tagging"]
 
 
 class Reporter(Protocol):
@@ -15,6 +19,9 @@ class Reporter(Protocol):
 
     def advance(self, host: str, done: int) -> None:
         """``done`` bytes (in all) have gone to ``host``. Called often: throttle."""
+
+    def phase(self, host: str, phase: Phase) -> None:
+        """``host`` moved on to ``phase``."""
 
     def finish(self, host: str, status: str) -> None:
         """``host`` is done: ``moved``, ``failed``, …"""
@@ -27,6 +34,9 @@ class NullReporter:
         pass
 
     def advance(self, host: str, done: int) -> None:
+        pass
+
+    def phase(self, host: str, phase: Phase) -> None:
         pass
 
     def finish(self, host: str, status: str) -> None:

@@ -9,7 +9,7 @@ import click
 
 from shipper.cli.options import env_of, finish, inventory_option, json_option
 from shipper.cli.output import Env, human_size, short_id, table
-from shipper.cli.progress import BarsReporter, JSONLinesReporter
+from shipper.cli.progress import BarsReporter, JSONLinesReporter, PlainLinesReporter
 from shipper.errors import UsageError
 from shipper.cli.targets import choose, complete_targets, open_inventory
 from shipper.hostpool import exit_status_of
@@ -17,7 +17,7 @@ from shipper.ops.move_plan import MovePlan, RouteRequest
 from shipper.transfer.plan import TargetPlan
 from shipper.ops.move_registry import route_for
 from shipper.ops.move_run import MoveSession, TargetResult
-from shipper.progress import NullReporter, Reporter
+from shipper.progress import Reporter
 
 
 @click.command()
@@ -91,7 +91,7 @@ def reporter_for(env: Env, as_json: bool) -> Iterator[Reporter]:
         with BarsReporter(env.stderr) as bars:
             yield bars
     else:
-        yield NullReporter()
+        yield PlainLinesReporter(env.stderr)  # a log: a line per phase and every few seconds
 
 
 def _print_plan(env: Env, plan: MovePlan) -> None:

@@ -1,23 +1,45 @@
-"""Progress for people (bars on a terminal's stderr) and for programs (JSON lines)."""
+"""Progress for people (bars on a terminal, plain lines in a log) and for programs (JSON lines).
+
+Each target goes through the phases of ``shipper.progress.Phase``; every
+reporter shows the phase, so the long wait after the last byte (the engine
+loading, shipper checking) says what it is. Rates are bytes over the time
+since the target started, the same figure the result table shows.
+"""
 
 from __future__ import annotations
 
+import os
 import time
 from typing import IO, Any
 from collections.abc import Callable
 
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.progress import BarColumn, DownloadColumn, Progress, ProgressColumn, Task, TaskID, TextColumn, TimeRemainingColumn
+from rich.text import Text
 
-JSON_INTERVAL = 0.5  # seconds between progress lines per host
+from shipper.cli.output import human_size
+from shipper.progress import Phase
+
+JSON_INTERVAL = 0.5  # seconds between progress lines per host, in JSON
+PLAIN_INTERVAL = 5.0  # seconds between progress lines per host, in a log ($SHIPPER_PROGRESS_INTERVAL)
+
+
+class AverageRateColumn(ProgressColumn):
+    """Bytes per second since the task started (rich's own column shows a recent average that ends elsewhere)."""
+
+    def render(self, task: Task) -> Text:
+        elapsed = task.elapsed or 0.0
+        if not task.completed or elapsed <= 0:
+            return Text("", style="progress.data.speed")
+        return Text(f"{human_size(task.completed / elapsed)}/s", style="progress.data.speed")
 
 
 class BarsReporter:
-    """A bar per target on stderr: bytes, rate, time left."""
+    """A bar per target on a terminal's stderr: phase, bytes, average rate, time left."""
 
     def __init__(self, stream: IO[str]) -> None:
         self.progress = Progress(
-            TextColumn("{task.description:>12}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
+            TextColumn("{task.description:>20}"), BarColumn(), DownloadColumn(), AverageRateColumn(), TimeRemainingColumn(),
             console=Console(file=stream), transient=False,
         )  # fmt: skip
         self.tasks: dict[str, TaskID] = {}
@@ -30,7 +52,7 @@ class BarsReporter:
         self.progress.stop()
 
     def start(self, host: str, total: int | None) -> None:
-        self.tasks[host] = self.progress.add_task(host, total=total)
+        self.tasks[host] = self.progress.add_task(f"{host} sending", total=total)
 
     def advance(self, host: str, done: int) -> None:
         task = self.tasks.get(host)
@@ -39,14 +61,68 @@ class BarsReporter:
             total = self.progress.tasks[task].total
             self.progress.update(task, completed=done, total=max(total or 0, done))
 
+    def phase(self, host: str, phase: Phase) -> None:
+        task = self.tasks.get(host)
+        if task is not None:
+            self.progress.update(task, description=f"{host} {phase}")
+
     def finish(self, host: str, status: str) -> None:
         task = self.tasks.get(host)
         if task is not None:
-            self.progress.update(task, description=f"{host} {status}")
+            done = self.progress.tasks[task].completed
+            self.progress.update(task, description=f"{host} {status}", total=max(done, 1), completed=max(done, 1))
+
+
+class PlainLinesReporter:
+    """Without a terminal (a CI log, a pipe): a line per host at each phase and every few seconds while bytes flow."""
+
+    def __init__(self, stream: IO[str], interval: float | None = None) -> None:
+        self.stream, self.interval = stream, interval if interval is not None else _interval()
+        self.started: dict[str, float] = {}
+        self.last: dict[str, float] = {}
+        self.totals: dict[str, int | None] = {}
+        self.done: dict[str, int] = {}
+
+    def _line(self, host: str, text: str) -> None:
+        now = time.monotonic()
+        elapsed = now - self.started.get(host, now)
+        print(f"{host}: {text} [{elapsed:.0f}s]", file=self.stream, flush=True)
+
+    def start(self, host: str, total: int | None) -> None:
+        self.started[host] = self.last[host] = time.monotonic()
+        self.totals[host] = total
+        self._line(host, "sending" + (f" about {human_size(total)}" if total else ""))
+
+    def advance(self, host: str, done: int) -> None:
+        self.done[host] = done
+        now = time.monotonic()
+        if now - self.last.get(host, 0.0) >= self.interval:
+            self.last[host] = now
+            self._line(host, f"sending {self._bytes(host)}")
+
+    def phase(self, host: str, phase: Phase) -> None:
+        self._line(host, phase + (f" ({self._bytes(host)} sent)" if phase == "loading" else ""))
+
+    def finish(self, host: str, status: str) -> None:
+        self._line(host, status + (f", {self._bytes(host)}" if self.done.get(host) else ""))
+
+    def _bytes(self, host: str) -> str:
+        done, total = self.done.get(host, 0), self.totals.get(host)
+        now = time.monotonic()
+        elapsed = max(now - self.started.get(host, now), 1e-6)
+        of = f" of about {human_size(total)}" if total and total >= done else ""
+        return f"{human_size(done)}{of} at {human_size(done / elapsed)}/s"
+
+
+def _interval() -> float:
+    try:
+        return max(0.0, float(os.environ.get("SHIPPER_PROGRESS_INTERVAL", PLAIN_INTERVAL)))
+    except ValueError:
+        return PLAIN_INTERVAL
 
 
 class JSONLinesReporter:
-    """``{"event": "progress", ...}`` lines on stdout, at most one per host every half second."""
+    """``start``, ``progress`` (at most one per host every half second), ``phase`` and ``finish`` events."""
 
     def __init__(self, write: Callable[[dict[str, Any]], None]) -> None:
         self.write = write  # the command's JSON-lines writer (one lock for every thread's lines)
@@ -65,6 +141,9 @@ class JSONLinesReporter:
         if now - self.last.get(host, 0.0) >= JSON_INTERVAL:
             self.last[host] = now
             self.emit({"event": "progress", "host": host, "bytes": done, "bytes_estimate": self.totals.get(host)})
+
+    def phase(self, host: str, phase: Phase) -> None:
+        self.emit({"event": "phase", "host": host, "phase": phase})
 
     def finish(self, host: str, status: str) -> None:
         self.emit({"event": "finish", "host": host, "status": status})

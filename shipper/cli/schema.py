@@ -33,6 +33,7 @@ EVENTS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "plan": {"source": str, "route": str, "images": list, "targets": list},
     "start": {"host": str},
     "progress": {"host": str, "bytes": int},
+    "phase": {"host": str, "phase": str},
     "finish": {"host": str, "status": str},
     "result": {"host": str, "status": str},
     # bundles
@@ -53,7 +54,7 @@ EVENTS: dict[str, dict[str, type | tuple[type, ...]]] = {
 }
 
 COMMON = {"begin", "summary", "error"}
-PROGRESS = {"start", "progress", "finish"}
+PROGRESS = {"start", "progress", "phase", "finish"}
 # command -> the events it may write besides begin, error and summary
 COMMANDS: dict[str, set[str]] = {
     "hosts": {"host"},

@@ -87,10 +87,13 @@ def incomplete(
 
 def _commit(
     target: TargetPlan, delivery: Delivery | None, engines: EnginePool, layers: dict[str, tuple[str, ...]], contents: dict[str, str] | None,
+    reporter: Reporter,
 ) -> None:  # fmt: skip
     """Check every sent image is on the target, whole, then point the tags, then check them."""
     engine = engines.get(target.host)
+    reporter.phase(target.host.name, "checking")
     local = arrival(target, delivery, engines, layers, contents)
+    reporter.phase(target.host.name, "tagging")
     for name, image_id in target.tags:
         engine.tag(local.get(image_id, image_id), name)
     for name, image_id in target.tags:
@@ -193,7 +196,7 @@ def finish_target(
         note = "; ".join(x for x in (note, delivery.target_notes[name]) if x)
     if error is None:
         try:
-            _commit(target, delivery, engines, layers, contents)
+            _commit(target, delivery, engines, layers, contents, reporter)
         except ShipperError as exc:
             error = exc
     if error is None and delivery is not None and delivery.untag_after.get(name):

@@ -54,6 +54,8 @@ def deliver(
         failure = None
     else:
         failure = source.failure()
+    for name in sinks:
+        reporter.phase(name, "loading")  # the bytes are there; the engine finishes the load, which may take a while
     for load in loads:
         load.finish()
     delivery = Delivery(route_taken, sent={n: s.sent for n, (_, s) in sinks.items()})

@@ -180,3 +180,23 @@ def test_a_target_that_refuses_the_key_or_whose_host_key_is_unknown_fails_with_a
     assert "cannot log in to host b over SSH" in result.stderr and "hint: check ssh_user/ssh_key" in result.stderr
     assert "cannot connect to host c over SSH" in result.stderr and "is not in known_hosts" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+LONG = SyntheticImage("lab/long-move:1", tuple(Layer(24 << 20, f"long-{i}") for i in range(4)))
+
+
+def test_a_move_without_a_terminal_logs_each_phase_and_periodic_progress(
+    shipper: ShipperRunner, on_a: Lab, ssh_inventory: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What a CI log of a long move shows (stderr is no terminal here); the interval is shortened to fit a test.
+    on_a.load_images("a", [LONG])
+    remove(on_a, "b", LONG.name, image_id(LONG))
+    monkeypatch.setenv("SHIPPER_PROGRESS_INTERVAL", "0.02")
+
+    result = shipper("move", LONG.name, "--from", "a", "--to", "b", "-i", ssh_inventory)
+
+    assert result.status == 0, result.stderr
+    lines = [line.split(" [")[0] for line in result.stderr.splitlines() if line.startswith("b: ")]
+    assert lines[0].startswith("b: sending about ")
+    assert any(line.startswith("b: sending ") and " MB of about " in line for line in lines[1:-4]), lines
+    assert [line.split(" (")[0].split(",")[0] for line in lines[-4:]] == ["b: loading", "b: checking", "b: tagging", "b: moved"]

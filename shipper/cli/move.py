@@ -28,13 +28,15 @@ from shipper.progress import Reporter
 @click.option("--to", "target", required=True, metavar="TARGET", help="Hosts: a host, a group, an Ansible host pattern (web:&prod, all:!db), or ssh://user@host:port.", shell_complete=complete_targets)
 @click.option("--via", type=click.Choice(["ssh", "relay", "direct", "registry"]), default=None, help="ssh: host to host, else through here; relay: over SSH through here; direct: Docker API to API; registry: push, then pull on each target. Default: ssh when every engine is behind SSH.")
 @click.option("--registry", "registry_name", metavar="NAME|HOST:PORT", help="--via registry: the registry (a name from the inventory's registries:, or an address).")
+@click.option("--ca", metavar="FILE", help="--via registry: the registry's CA (default: the inventory's, /etc/docker/certs.d/HOST:PORT/ca.crt, the system's).")
+@click.option("--insecure", is_flag=True, help="--via registry: do not verify the registry's TLS (--tls-verify=false says the same).")
 @click.option("--force", is_flag=True, help="Send even to targets that already have the images under those tags.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @click.option("--no-store-read", is_flag=True, help="Host to host: always run docker save on the source, never read its engine's layer store directly.")
 @click.pass_context
 def move(
     ctx: click.Context, inventory_path: str, as_json: bool, images: tuple[str, ...], source: str, target: str,
-    via: RouteRequest | None, registry_name: str | None, force: bool, dry_run: bool, no_store_read: bool,
+    via: RouteRequest | None, registry_name: str | None, ca: str | None, insecure: bool, force: bool, dry_run: bool, no_store_read: bool,
 ) -> None:  # fmt: skip
     """Move IMAGE... from one host's engine to TARGET's engines, tags intact.
 
@@ -51,7 +53,9 @@ def move(
     targets = choose(env, inventory, target)
     if not targets:
         return  # the warning said why; an empty group is nothing to do, as in Ansible
-    registry = route_for(inventory, registry_name) if via == "registry" or registry_name else None
+    if (ca or insecure) and not (via == "registry" or registry_name):
+        raise UsageError("--ca and --insecure are for --via registry", hint="add --via registry --registry NAME|HOST:PORT")
+    registry = route_for(inventory, registry_name, ca, insecure) if via == "registry" or registry_name else None
     if registry_name and via is None:
         via = "registry"
     with MoveSession(

@@ -185,7 +185,7 @@ class Engine:
     def run_container(
         self, name: str, image: str, env: dict[str, str], binds: dict[str, str], labels: dict[str, str],
         restart: str = "always", network_mode: str = "host", command: list[str] | None = None,
-        ports: dict[str, str] | None = None,
+        ports: dict[str, str] | None = None, healthcheck: dict[str, Any] | None = None,
     ) -> str:  # fmt: skip
         """Create and start a detached container; its ID. ``binds``: host path -> container path[:ro];
         ``ports``: "8080/tcp" -> host port (bridge networks only)."""
@@ -197,7 +197,7 @@ class Engine:
             )  # fmt: skip
             created = self.api.create_container(
                 image, name=name, environment=env, labels=labels, host_config=host_config, detach=True, command=command,
-                ports=list((ports or {}).keys()) or None,
+                ports=list((ports or {}).keys()) or None, healthcheck=healthcheck,
             )  # fmt: skip
             self.api.start(created["Id"])
             return str(created["Id"])

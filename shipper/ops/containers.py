@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -34,10 +35,47 @@ class ContainerSpec:
     volumes: tuple[str, ...] = ()  # "source:target[:ro]"
     restart: str = "unless-stopped"
     labels: tuple[tuple[str, str], ...] = field(default=())
+    healthcheck: tuple[tuple[str, Any], ...] = ()  # Docker's Healthcheck (test, interval, timeout, retries, start_period: ns)
 
     def fingerprint(self, image_id: str) -> str:
-        document = {**{k: v for k, v in vars(self).items() if k != "image"}, "image_id": image_id}
+        # A spec without a health check hashes as it did before there were health checks: no needless replacement.
+        document = {**{k: v for k, v in vars(self).items() if k != "image" and (k != "healthcheck" or v)}, "image_id": image_id}
         return hashlib.sha256(json.dumps(document, sort_keys=True, default=list).encode()).hexdigest()
+
+
+_UNITS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000, "h": 3_600_000_000_000}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)")
+
+
+def duration_ns(value: Any, what: str) -> int:
+    """``2s``, ``500ms``, ``1m30s`` (Docker's and compose's durations) as nanoseconds; a bare number is seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return int(value * 1_000_000_000)
+    text = str(value).strip()
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise UsageError(f"{what} {value!r} is not a duration", hint="write it as 2s, 500ms or 1m30s")
+    return int(sum(float(n) * _UNITS[u] for n, u in parts))
+
+
+def healthcheck(fields: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """A playbook's ``healthcheck:`` (compose's keys) as the engine's Healthcheck: ``test`` a shell command or a list."""
+    test = fields.get("test")
+    if isinstance(test, str):
+        command = ["CMD-SHELL", test]
+    elif isinstance(test, list) and test and all(isinstance(t, str) for t in test):
+        command = test if test[0] in ("CMD", "CMD-SHELL", "NONE") else ["CMD", *test]
+    else:
+        raise UsageError("healthcheck needs test: a shell command, or a list (the command and its arguments)")
+    found: dict[str, Any] = {"test": tuple(command)}
+    for key in ("interval", "timeout", "start_period"):
+        if key in fields:
+            found[key] = duration_ns(fields[key], f"healthcheck {key}")
+    if "retries" in fields:
+        if not isinstance(fields["retries"], int) or isinstance(fields["retries"], bool) or fields["retries"] < 1:
+            raise UsageError(f"healthcheck retries must be a whole number from 1, not {fields['retries']!r}")
+        found["retries"] = fields["retries"]
+    return tuple(sorted(found.items()))
 
 
 def _binds(volumes: tuple[str, ...]) -> dict[str, str]:
@@ -81,6 +119,7 @@ def ensure(engine: Engine, spec: ContainerSpec) -> tuple[Change, str]:
     engine.run_container(
         spec.name, image.id, dict(spec.env), _binds(spec.volumes), labels, restart=spec.restart, network_mode=spec.network,
         command=list(spec.command) or None, ports=dict(spec.ports),
+        healthcheck={k: list(v) if k == "test" else v for k, v in spec.healthcheck} or None,
     )  # fmt: skip
     _wait_running(engine, spec.name)
     return "changed", why.replace("would ", "", 1)

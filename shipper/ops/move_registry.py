@@ -54,17 +54,18 @@ class RegistryRoute:
         return {"username": self.credentials.username, "password": self.credentials.password, "serveraddress": self.address.host}
 
 
-def route_for(inventory: Inventory, name: str | None) -> RegistryRoute:
+def route_for(inventory: Inventory, name: str | None, ca: str | None = None, insecure: bool = False) -> RegistryRoute:
     """The registry a move goes through, from its name in the inventory's ``registries:`` or an address
     (the inventory's only registry when none is named), with its CA, its credentials and ``insecure``:
-    the one way the command line and playbooks turn a name into a route."""
+    the one way the command line and playbooks turn a name into a route. ``ca`` and ``insecure`` (the
+    command line's) win over the inventory's."""
     if name is None:
         if len(inventory.registries) != 1:
             raise UsageError("--via registry needs --registry NAME|HOST:PORT", hint="or name exactly one registry in the inventory's registries:")
         name = next(iter(inventory.registries))
     address, spec = registry_ops.resolve(name, inventory)
     credentials = registry_ops.credentials_for(address, spec, registry_ops.Access())
-    return RegistryRoute(address, credentials, spec.ca if spec else None, bool(spec and spec.insecure))
+    return RegistryRoute(address, credentials, ca or (spec.ca if spec else None), insecure or bool(spec and spec.insecure))
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ class PlaybookError(ShipperError):
 # kind -> (required fields, optional fields, whether the step takes hosts:)
 KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], bool]] = {
     "move": (("images", "from"), ("to", "via", "registry", "force"), True),
-    "container": (("name", "image"), ("command", "env", "network", "ports", "volumes", "restart", "labels"), True),
+    "container": (("name", "image"), ("command", "env", "network", "ports", "volumes", "restart", "labels", "healthcheck"), True),
     "remove": ((), ("containers", "images"), True),
     "registry": (("host", "user", "password_file"), ("port", "address", "image", "data", "trust", "login"), False),
     "bundle": (("action", "file"), ("images", "from", "to", "registry", "username", "password_file"), True),
@@ -132,7 +132,7 @@ def _step(raw: Any, index: int, where: Origin) -> Step:
     for key in ("images", "command", "volumes", "containers"):
         if key in body and not isinstance(body[key], list):
             raise _fail(f"{key} must be a list", body.origin(key), name)
-    for key in ("env", "labels", "ports"):
+    for key in ("env", "labels", "ports", "healthcheck"):
         if key in body and not isinstance(body[key], dict):
             raise _fail(f"{key} must be a mapping", body.origin(key), name)
     return Step(name, kind, dict(body), None if hosts is None else str(hosts), origin, _when(raw, name), _loop(raw, name))

@@ -204,6 +204,7 @@ def _container(play: Play, step: Step) -> list[HostResult]:
             tuple(sorted((str(k), str(v)) for k, v in (f.get("env") or {}).items())), str(f.get("network", "host")),
             tuple(sorted((str(k), str(v)) for k, v in (f.get("ports") or {}).items())), tuple(str(v) for v in f.get("volumes") or ()),
             str(f.get("restart", "unless-stopped")), tuple(sorted((str(k), str(v)) for k, v in (f.get("labels") or {}).items())),
+            containers.healthcheck(f["healthcheck"]) if f.get("healthcheck") else (),
         )  # fmt: skip
         with connect(host) as engine:
             return containers.state(engine, spec, image_may_come=True) if play.check else containers.ensure(engine, spec)

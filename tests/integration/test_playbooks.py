@@ -238,3 +238,20 @@ def test_loop_and_when_run_a_step_per_item_on_the_hosts_where_it_holds(shipper: 
     assert seen[(f"ship {RELEASE_1.name}", "c")] == "changed" and seen[(f"ship {RELEASE_2.name}", "b")] == "changed"
     assert seen[(f"start {RELEASE_2.name}", "b")] == "changed" and seen[(f"start {RELEASE_2.name}", "c")] == "skipped"
     assert container_image(fresh, "b") == image_id(RELEASE_2) and container_image(fresh, "c") is None
+
+
+def test_a_container_step_declares_a_health_check_and_waits_until_healthy(shipper: ShipperRunner, fresh: Lab, tmp_path: Path) -> None:
+    shipper("move", RELEASE_1.name, "--from", "a", "--to", "b", "-i", str(fresh.inventory_path))
+    playbook = tmp_path / "health.yml"
+    playbook.write_text(
+        "steps:\n  - name: start\n    hosts: b\n    container:\n"
+        f"      name: app\n      image: {RELEASE_1.name}\n      network: none\n"
+        "      command: [sh, -c, 'sleep 1; touch /tmp/ready; exec sleep 2147483647']\n"
+        "      healthcheck: {test: 'test -e /tmp/ready', interval: 500ms, retries: 20}\n"
+    )
+
+    result = shipper("play", str(playbook), "-i", str(fresh.inventory_path))
+
+    assert result.status == 0, result.stderr
+    health = fresh.docker("b", "inspect", "-f", "{{.State.Health.Status}} {{json .Config.Healthcheck.Test}}", "app").stdout.strip()
+    assert health == 'healthy ["CMD-SHELL","test -e /tmp/ready"]'

@@ -204,3 +204,15 @@ def test_the_shell_completes_hosts_and_groups_of_the_inventory_after_a_pattern(t
 
     assert complete("ping", "-i", str(inventory), "w") == ["w1", "w2", "web"]
     assert complete("move", "app:1", "--from", "d1", "-i", str(inventory), "--to", "web:!w") == ["web:!w1", "web:!w2", "web:!web"]
+
+
+def test_move_via_registry_takes_ca_and_insecure_over_the_inventorys(tmp_path: Path, shipper: ShipperRunner) -> None:
+    from shipper.ops.move_registry import route_for
+
+    inventory = load_inventory(write(tmp_path / "hosts.yml", "all:\n  hosts:\n    a:\nregistries:\n  main: {address: 'r.example:5000', ca: inv-ca.crt}\n"))
+    assert route_for(inventory, "main").ca == str(tmp_path / "inv-ca.crt")
+    assert route_for(inventory, "main", ca="/etc/mine/ca.crt").ca == "/etc/mine/ca.crt"
+    assert route_for(inventory, "r2.example:5000", insecure=True).insecure
+
+    result = shipper("move", "app:1", "--from", "a", "--to", "a", "--ca", "x.crt", "-i", str(tmp_path / "hosts.yml"))
+    assert result.status == 2 and "--ca and --insecure are for --via registry" in result.stderr

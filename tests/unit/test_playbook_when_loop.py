@@ -61,3 +61,14 @@ def test_a_loop_over_something_that_is_not_a_list_is_an_error_naming_the_step(tm
 
     with pytest.raises(PlaybookError, match="loop: must give a list"):
         _unrolled(play, book.steps[0])
+
+
+def test_a_health_check_takes_composes_keys_and_durations() -> None:
+    from shipper.errors import UsageError
+    from shipper.ops.containers import healthcheck
+
+    check = dict(healthcheck({"test": "curl -f localhost", "interval": "2s", "timeout": "500ms", "start_period": "1m30s", "retries": 3}))
+    assert check == {"test": ("CMD-SHELL", "curl -f localhost"), "interval": 2 * 10**9, "timeout": 5 * 10**8, "start_period": 90 * 10**9, "retries": 3}
+    assert dict(healthcheck({"test": ["pg_isready", "-q"]}))["test"] == ("CMD", "pg_isready", "-q")
+    with pytest.raises(UsageError, match="is not a duration"):
+        healthcheck({"test": "true", "interval": "soon"})

@@ -1,4 +1,4 @@
-"""Image references as users write them: ``httpd:2``, ``reg:5000/team/app``, an image ID."""
+"""Image references as users write them: ``httpd:2``, ``reg:5000/team/app``, ``app@sha256:…``, an image ID."""
 
 from __future__ import annotations
 
@@ -37,17 +37,24 @@ def is_domain(text: str) -> bool:
 
 @dataclass(frozen=True)
 class ImageRef:
-    """A reference: a ``repository:tag``, or an image ID (``tag`` empty)."""
+    """A reference: a ``repository:tag``, ``repository[:tag]@digest``, or an image ID (``tag`` and ``digest`` empty)."""
 
     repository: str
     tag: str = ""
+    digest: str = ""
 
     @property
     def is_id(self) -> bool:
-        return not self.tag
+        return not self.tag and not self.digest
+
+    @property
+    def tag_name(self) -> str | None:
+        """``repository:tag``, the name a target gets; None for an ID or a reference by digest alone."""
+        return f"{self.repository}:{self.tag}" if self.tag else None
 
     def __str__(self) -> str:
-        return f"{self.repository}:{self.tag}" if self.tag else self.repository
+        name = f"{self.repository}:{self.tag}" if self.tag else self.repository
+        return f"{name}@{self.digest}" if self.digest else name
 
 
 def parse(text: str) -> ImageRef:
@@ -55,15 +62,18 @@ def parse(text: str) -> ImageRef:
     text = text.strip()
     if _ID.fullmatch(text):
         return ImageRef(text if text.startswith("sha256:") or len(text) < 64 else f"sha256:{text}")
+    digest = ""
     if "@" in text:
-        raise UsageError(f"{text!r}: references by digest are not supported here", hint="name the image by tag or by ID")
+        text, _, digest = text.partition("@")
+        if not DIGEST.fullmatch(digest):
+            raise UsageError(f"{digest!r} is not a digest", hint="write NAME@sha256:<64 hex digits>, as docker images --digests shows it")
     slash = text.rfind("/")
     colon = text.rfind(":")
-    repository, tag = (text[:colon], text[colon + 1 :]) if colon > slash else (text, "latest")
+    repository, tag = (text[:colon], text[colon + 1 :]) if colon > slash else (text, "" if digest else "latest")
     registry, path = split_registry(repository)
-    if (registry and not is_domain(registry)) or not REPOSITORY.fullmatch(path) or not TAG.fullmatch(tag):
+    if (registry and not is_domain(registry)) or not REPOSITORY.fullmatch(path) or (tag and not TAG.fullmatch(tag)):
         raise UsageError(f"{text!r} is not a valid image name", hint="write NAME[:TAG], e.g. httpd:2 or registry.local:5000/team/app:1.4")
-    return ImageRef(repository, tag)
+    return ImageRef(repository, tag, digest)
 
 
 def without_registry(name: str) -> tuple[str, str]:

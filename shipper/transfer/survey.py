@@ -33,7 +33,7 @@ def source_images(engine: Engine, requested: Sequence[str]) -> tuple[SourceImage
             raise _not_found(engine, str(ref))
         _check_whole(engine, text, details)
         sizes = engine.layer_sizes(details.id, len(details.layers))
-        images.append(SourceImage(text, None if ref.is_id else str(ref), details.id, details.size, details.layers, sizes, details.content))
+        images.append(SourceImage(text, ref.tag_name, details.id, details.size, details.layers, sizes, details.content))
     return tuple(images)
 
 

@@ -200,3 +200,28 @@ def test_a_move_without_a_terminal_logs_each_phase_and_periodic_progress(
     assert lines[0].startswith("b: sending about ")
     assert any(line.startswith("b: sending ") and " MB of about " in line for line in lines[1:-4]), lines
     assert [line.split(" (")[0].split(",")[0] for line in lines[-4:]] == ["b: loading", "b: checking", "b: tagging", "b: moved"]
+
+
+DIGESTED = SyntheticImage("lab/digested:1", (Layer(1 << 20, "digested"),))
+
+
+@pytest.mark.parametrize("route", ["ssh", "relay"])
+def test_an_image_named_by_digest_moves_and_keeps_only_the_tag_written_with_it(
+    shipper: ShipperRunner, on_a: Lab, ssh_inventory: str, route: str
+) -> None:
+    registry = on_a.plain_registry.host_port
+    pushed_name = f"{registry}/lab/digested:1"
+    on_a.load_images("a", [DIGESTED])
+    on_a.docker("a", "tag", DIGESTED.name, pushed_name)
+    assert on_a.docker("a", "push", "-q", pushed_name).returncode == 0  # the engine now knows its digest
+    digest = on_a.docker("a", "inspect", "-f", "{{index .RepoDigests 0}}", pushed_name).stdout.strip().split("@")[1]
+    remove(on_a, "b", pushed_name, "lab/digested:2", image_id(DIGESTED))
+
+    by_digest = shipper("move", f"{registry}/lab/digested@{digest}", "--from", "a", "--to", "b", "-i", ssh_inventory, "--via", route)
+    assert by_digest.status == 0, by_digest.stderr
+    assert image_id_of(on_a, "b", image_id(DIGESTED)) == image_id(DIGESTED)  # arrived, under no tag of its own
+    assert image_id_of(on_a, "b", pushed_name) is None
+
+    with_tag = shipper("move", f"{registry}/lab/digested:1@{digest}", "--from", "a", "--to", "b", "-i", ssh_inventory, "--via", route)
+    assert with_tag.status == 0, with_tag.stderr
+    assert image_id_of(on_a, "b", pushed_name) == image_id(DIGESTED)

@@ -55,3 +55,14 @@ def test_names_outside_the_grammar_are_refused(text: str) -> None:
 
     with pytest.raises(UsageError):
         imageref.parse(text)
+
+
+def test_a_reference_by_digest_names_no_tag_unless_one_is_written_with_it() -> None:
+    digest = "sha256:" + "a" * 64
+    by_digest = imageref.parse(f"reg:5000/app@{digest}")
+    assert (by_digest.repository, by_digest.digest, by_digest.tag_name, str(by_digest)) == ("reg:5000/app", digest, None, f"reg:5000/app@{digest}")
+    assert imageref.parse(f"app:1@{digest}").tag_name == "app:1"
+    from shipper.errors import UsageError
+
+    with pytest.raises(UsageError, match="is not a digest"):
+        imageref.parse("app@sha256:short")

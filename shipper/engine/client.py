@@ -22,7 +22,7 @@ from docker.constants import DEFAULT_DOCKER_API_VERSION, MINIMUM_DOCKER_API_VERS
 from docker.utils import version_lt
 
 from shipper.engine.info import EngineInfo, ImageDetails, ImageSummary, engine_info, image_details, image_summary
-from shipper.engine.messages import Progress, follow
+from shipper.engine.messages import Progress, engine_remedy, follow
 from shipper.engine.sshadapter import SessionSSHAdapter
 from shipper.errors import EngineError, EngineUnreachable, ShipperError, SSHError
 from shipper.inventory.model import Host, TLSFiles
@@ -49,7 +49,8 @@ class Engine:
         except ShipperError:
             raise
         except docker.errors.APIError as exc:
-            raise EngineError(f"cannot {action} on {self.host.describe()}: engine said {_explanation(exc)!r}") from None
+            said = _explanation(exc)
+            raise EngineError(f"cannot {action} on {self.host.describe()}: engine said {said!r}", hint=engine_remedy(said, self.host.name)) from None
         except (requests.exceptions.RequestException, docker.errors.DockerException, paramiko.SSHException, OSError) as exc:
             raise self._unreachable(action, exc) from None
 
@@ -254,7 +255,7 @@ class Engine:
             for message in self.api.load_image(iter(chunks), quiet=True):  # a list would be taken for form fields
                 if message.get("errorDetail") or message.get("error"):
                     detail = message.get("errorDetail", {}).get("message") or message.get("error")
-                    raise EngineError(f"cannot load images on {self.host.describe()}: engine said {detail!r}")
+                    raise EngineError(f"cannot load images on {self.host.describe()}: engine said {detail!r}", hint=engine_remedy(str(detail), self.host.name))
                 for line in str(message.get("stream", "")).splitlines():
                     if line.startswith("Loaded image"):
                         loaded.append(line.split(": ", 1)[1].strip())

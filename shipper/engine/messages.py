@@ -59,6 +59,26 @@ def follow(stream: Iterable[dict[str, Any]], action: str, on_progress: Callable[
 _PUSHED_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64}) size: \d+")
 
 
+# What an engine says -> what the user can do about it (lowercase markers, first match wins).
+ENGINE_REMEDIES: tuple[tuple[str, str], ...] = (
+    ("no space left on device", "free space under the engine's data root on {host} (docker system prune, or move data-root to a larger disk), then run again"),
+    ("permission denied", "the SSH user may not use the engine on {host}: add it to the docker group (usermod -aG docker USER) or log in as root"),
+    ("is too new. maximum supported api version", "that engine is older than shipper's client: shipper needs Docker 20.10 (API 1.41) or newer"),
+    ("client version", "that engine is older than shipper's client: shipper needs Docker 20.10 (API 1.41) or newer"),
+    ("read-only file system", "the engine's data root is mounted read-only on that host: remount it read-write"),
+    ("conflict: unable to remove", "a container still uses that image: remove the container first (or leave the image)"),
+    ("no such image", "the image is not on that host: shipper images HOST lists what it has"),
+    ("toomanyrequests", "the registry limits how often it may be asked: wait, or log in (shipper registry login)"),
+    ("context deadline exceeded", "the engine gave up waiting: check the host's load and its link, then run again"),
+)
+
+
+def engine_remedy(detail: str, host: str = "that host") -> str | None:
+    """A hint for what the engine on ``host`` said, where one is known."""
+    lowered = detail.lower()
+    return next((hint.format(host=host) for marker, hint in ENGINE_REMEDIES if marker in lowered), None)
+
+
 def registry_refusal(action: str, detail: str) -> ShipperError:
     lowered = detail.lower()
     if "unauthorized" in lowered or "authentication required" in lowered or "no basic auth credentials" in lowered:

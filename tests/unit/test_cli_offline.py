@@ -129,3 +129,12 @@ def test_skopeos_tls_verify_and_cert_dir_are_understood(shipper: ShipperRunner, 
     monkeypatch.chdir(tmp_path)
     result = shipper("registry", "ls", "127.0.0.1:9", "--tls-verify=false")
     assert result.status == 3 and "cannot reach registry 127.0.0.1:9" in result.stderr  # taken, then the registry asked
+
+
+def test_what_an_engine_says_comes_with_the_remedy_where_one_is_known() -> None:
+    from shipper.engine.messages import engine_remedy
+
+    assert "free space" in (engine_remedy("write /var/lib/docker/tmp/x: no space left on device") or "")
+    assert "docker group" in (engine_remedy("Got permission denied while trying to connect") or "")
+    assert "Docker 20.10" in (engine_remedy("client version 1.43 is too new. Maximum supported API version is 1.40") or "")
+    assert engine_remedy("something nobody has seen") is None

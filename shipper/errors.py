@@ -39,11 +39,12 @@ class ShipperError(Exception):
     """Base of every error shipper reports to a user."""
 
     exit_status: ExitStatus = ExitStatus.ERROR
+    default_hint: str | None = None  # what to try when the error's own place knows no better
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
-        self.hint = hint
+        self.hint = hint or self.default_hint
 
     def __str__(self) -> str:
         # KeyError and friends would otherwise print repr(message).
@@ -85,6 +86,8 @@ class ConnectionFailed(ShipperError, ConnectionError):
 class SSHError(ConnectionFailed):
     """The SSH connection to a host failed."""
 
+    default_hint = 'try the same connection by hand: ssh -v -p PORT USER@ADDRESS (shipper hosts -v HOST shows what shipper dials)'
+
 
 class SSHAuthenticationFailed(SSHError):
     """The SSH server refused every key (or password) offered."""
@@ -105,6 +108,8 @@ class EngineUnreachable(ConnectionFailed):
 class EngineError(ShipperError):
     """The Docker engine answered, with an error."""
 
+    default_hint = "the engine's own log on that host says more (journalctl -u docker); run again with --traceback for shipper's side"
+
 
 class PartialFailure(ShipperError):
     """An operation over several hosts failed on some of them."""
@@ -122,6 +127,8 @@ class RegistryAuthFailed(ConnectionFailed):
 
 class RegistryError(ShipperError):
     """A registry answered, with an error."""
+
+    default_hint = 'check what answers at that address: curl -v https://HOST:PORT/v2/ should answer 200 or 401 with a Docker-Distribution-Api-Version header'
 
 
 class RegistryNotFound(RegistryError, LookupError):

@@ -138,3 +138,11 @@ def test_what_an_engine_says_comes_with_the_remedy_where_one_is_known() -> None:
     assert "docker group" in (engine_remedy("Got permission denied while trying to connect") or "")
     assert "Docker 20.10" in (engine_remedy("client version 1.43 is too new. Maximum supported API version is 1.40") or "")
     assert engine_remedy("something nobody has seen") is None
+
+
+def test_every_ssh_engine_and_registry_failure_has_a_hint_even_where_its_place_knows_none() -> None:
+    from shipper.errors import EngineError, RegistryError, SSHError
+
+    for error in (SSHError("ssh broke"), EngineError("engine broke"), RegistryError("registry broke")):
+        assert error.hint, type(error).__name__
+    assert EngineError("x", hint="a better one").hint == "a better one"

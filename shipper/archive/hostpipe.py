@@ -235,6 +235,9 @@ def _run(spec: dict, known_hosts: str, early: Optional[Early] = None) -> int:
         for sink in sinks:
             sink.abort()
     else:
+        _report({s.name: s.sent for s in sinks})
+        sys.stderr.write(json.dumps({"phase": {s.name: "loading" for s in sinks}}) + "\n")  # each engine finishes its load now
+        sys.stderr.flush()
         for sink in sinks:
             sink.finish()
     status = 0 if killed_by_us or stopped_early else source.status()

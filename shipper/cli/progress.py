@@ -82,6 +82,7 @@ class PlainLinesReporter:
         self.last: dict[str, float] = {}
         self.totals: dict[str, int | None] = {}
         self.done: dict[str, int] = {}
+        self.phases: dict[str, str] = {}
 
     def _line(self, host: str, text: str) -> None:
         now = time.monotonic()
@@ -96,11 +97,12 @@ class PlainLinesReporter:
     def advance(self, host: str, done: int) -> None:
         self.done[host] = done
         now = time.monotonic()
-        if now - self.last.get(host, 0.0) >= self.interval:
+        if self.phases.get(host, "sending") == "sending" and now - self.last.get(host, 0.0) >= self.interval:
             self.last[host] = now
             self._line(host, f"sending {self._bytes(host)}")
 
     def phase(self, host: str, phase: Phase) -> None:
+        self.phases[host] = phase  # past sending, a late byte count is no news
         self._line(host, phase + (f" ({self._bytes(host)} sent)" if phase == "loading" else ""))
 
     def finish(self, host: str, status: str) -> None:

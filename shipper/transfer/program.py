@@ -68,6 +68,12 @@ class SourceProgram:
             pass  # the program is gone (no python3, say): its exit status says so
 
     def _progress(self, line: str) -> bool:
+        if line.startswith('{"phase"'):
+            if self.reporter is not None:
+                for name, phase in json.loads(line)["phase"].items():
+                    if phase == "loading":
+                        self.reporter.phase(name, "loading")
+            return True
         if not line.startswith('{"progress"'):
             return False
         if self.reporter is not None:

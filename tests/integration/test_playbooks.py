@@ -246,12 +246,12 @@ def test_a_container_step_declares_a_health_check_and_waits_until_healthy(shippe
     playbook.write_text(
         "steps:\n  - name: start\n    hosts: b\n    container:\n"
         f"      name: app\n      image: {RELEASE_1.name}\n      network: none\n"
-        "      command: [sh, -c, 'sleep 1; touch /tmp/ready; exec sleep 2147483647']\n"
-        "      healthcheck: {test: 'test -e /tmp/ready', interval: 500ms, retries: 20}\n"
+        "      command: [sh, -c, 'sleep 1; touch /ready; exec sleep 2147483647']\n"
+        "      healthcheck: {test: 'test -e /ready', interval: 500ms, retries: 20}\n"
     )
 
     result = shipper("play", str(playbook), "-i", str(fresh.inventory_path))
 
     assert result.status == 0, result.stderr
     health = fresh.docker("b", "inspect", "-f", "{{.State.Health.Status}} {{json .Config.Healthcheck.Test}}", "app").stdout.strip()
-    assert health == 'healthy ["CMD-SHELL","test -e /tmp/ready"]'
+    assert health == 'healthy ["CMD-SHELL","test -e /ready"]'

@@ -17,6 +17,7 @@ import os
 import queue
 import subprocess
 import threading
+import time
 from typing import AbstractSet, Callable, Iterable, Iterator, List, Mapping, Optional, Sequence, Union
 
 from shipper.archive.savestream import SaveStreamFilter, StreamStats
@@ -39,6 +40,28 @@ def grow_pipe(stream: object) -> None:
         pass
 _END = object()
 _ABORT = object()
+LIMITED_PIECE = 1 << 18  # under a rate limit, bytes go out in pieces of 256 KiB: a limit is a rate, not bursts
+
+
+class RateLimit:
+    """At most ``rate`` bytes a second through all ``take`` calls on it: one per target (--limit-rate),
+    or one shared by every target (--limit-total). Idle time earns no credit for a later burst."""
+
+    def __init__(self, rate: float) -> None:
+        if rate <= 0:
+            raise ValueError("a rate limit must be more than 0 bytes a second")
+        self.rate = float(rate)
+        self._lock = threading.Lock()
+        self._free_at = 0.0
+
+    def take(self, size: int) -> None:
+        """Wait until ``size`` more bytes may go."""
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._free_at)
+            self._free_at = start + size / self.rate
+        if start > now:
+            time.sleep(start - now)
 
 
 class Aborted(Exception):
@@ -57,6 +80,7 @@ class QueueSink:
         self._queue: "queue.Queue[object]" = queue.Queue(maxsize=QUEUE_DEPTH)
         self._thread = threading.Thread(target=self._main, name=f"sink-{name}", daemon=True)
         self._stopped = threading.Event()
+        self.limits: List[RateLimit] = []  # every limit this target's bytes pass through
 
     @property
     def stopped(self) -> bool:
@@ -104,7 +128,15 @@ class QueueSink:
             if item is _ABORT:
                 yield POISON
                 raise Aborted()
-            yield item  # type: ignore[misc]
+            if not self.limits:
+                yield item  # type: ignore[misc]
+                continue
+            view = memoryview(item)  # type: ignore[arg-type]
+            for offset in range(0, len(view), LIMITED_PIECE):
+                piece = view[offset : offset + LIMITED_PIECE]
+                for limit in self.limits:
+                    limit.take(len(piece))
+                yield piece
 
     def _main(self) -> None:
         try:
@@ -194,6 +226,15 @@ class ProcessSink(QueueSink):
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
+
+
+def apply_limits(sinks: Sequence[QueueSink], per_target: Optional[float], total: Optional[float]) -> None:
+    """Hold each sink to ``per_target`` bytes a second, and all of them together to ``total``."""
+    shared = RateLimit(total) if total else None
+    for sink in sinks:
+        sink.limits = [RateLimit(per_target)] if per_target else []
+        if shared is not None:
+            sink.limits.append(shared)
 
 
 def pump(

@@ -39,7 +39,7 @@ import threading
 import time
 from typing import Dict, Iterator, List, Optional, Set
 
-from shipper.archive.fanout import ProcessResult, ProcessSink, QueueSink, ended_early, grow_pipe, pump
+from shipper.archive.fanout import ProcessResult, ProcessSink, QueueSink, apply_limits, ended_early, grow_pipe, pump
 from shipper.archive.layerstore import LayerStore
 from shipper.archive.savestream import ArchiveError
 
@@ -113,7 +113,10 @@ def _connect(spec: dict, known_hosts: str) -> List[ProcessSink]:
     for thread in threads:
         thread.join()
     order = list(spec["targets"])
-    return sorted(sinks, key=lambda s: order.index(s.name))
+    ordered = sorted(sinks, key=lambda s: order.index(s.name))
+    limits = spec.get("limits") or {}
+    apply_limits(ordered, limits.get("target"), limits.get("total"))
+    return ordered
 
 
 def _start_save(ids: List[str]) -> "subprocess.Popen[bytes]":

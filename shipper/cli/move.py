@@ -7,7 +7,7 @@ from typing import Any, Iterator
 
 import click
 
-from shipper.cli.options import env_of, finish, inventory_option, json_option
+from shipper.cli.options import env_of, finish, inventory_option, json_option, parse_rate
 from shipper.cli.output import Env, human_size, short_id, table
 from shipper.cli.progress import BarsReporter, JSONLinesReporter, PlainLinesReporter
 from shipper.errors import UsageError
@@ -17,6 +17,7 @@ from shipper.ops.move_plan import MovePlan, RouteRequest
 from shipper.transfer.plan import TargetPlan
 from shipper.ops.move_registry import route_for
 from shipper.ops.move_run import MoveSession, TargetResult
+from shipper.transfer.limits import RateLimits
 from shipper.progress import Reporter
 
 
@@ -30,13 +31,16 @@ from shipper.progress import Reporter
 @click.option("--registry", "registry_name", metavar="NAME|HOST:PORT", help="--via registry: the registry (a name from the inventory's registries:, or an address).")
 @click.option("--ca", metavar="FILE", help="--via registry: the registry's CA (default: the inventory's, /etc/docker/certs.d/HOST:PORT/ca.crt, the system's).")
 @click.option("--insecure", is_flag=True, help="--via registry: do not verify the registry's TLS (--tls-verify=false says the same).")
+@click.option("--limit-rate", metavar="RATE", help="At most RATE bytes a second to each target (20M, 500K), as curl's --limit-rate.")
+@click.option("--limit-total", metavar="RATE", help="At most RATE bytes a second to all targets together.")
 @click.option("--force", is_flag=True, help="Send even to targets that already have the images under those tags.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @click.option("--no-store-read", is_flag=True, help="Host to host: always run docker save on the source, never read its engine's layer store directly.")
 @click.pass_context
 def move(
     ctx: click.Context, inventory_path: str, as_json: bool, images: tuple[str, ...], source: str, target: str,
-    via: RouteRequest | None, registry_name: str | None, ca: str | None, insecure: bool, force: bool, dry_run: bool, no_store_read: bool,
+    via: RouteRequest | None, registry_name: str | None, ca: str | None, insecure: bool, limit_rate: str | None, limit_total: str | None,
+    force: bool, dry_run: bool, no_store_read: bool,
 ) -> None:  # fmt: skip
     """Move IMAGE... from one host's engine to TARGET's engines, tags intact.
 
@@ -59,7 +63,8 @@ def move(
     if registry_name and via is None:
         via = "registry"
     with MoveSession(
-        sources[0], targets, images, via, prestart=not dry_run, store_read=not no_store_read, registry=registry
+        sources[0], targets, images, via, prestart=not dry_run, store_read=not no_store_read, registry=registry,
+        limits=RateLimits(parse_rate(limit_rate, "--limit-rate") if limit_rate else None, parse_rate(limit_total, "--limit-total") if limit_total else None),
     ) as session:
         _move(env, session, force, dry_run, as_json)
 

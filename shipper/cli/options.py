@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from collections.abc import Callable
 import click
 
 from shipper.cli.output import Env
+from shipper.errors import UsageError
 
 DEFAULT_INVENTORY = "inventory/hosts.yml"
 ANSIBLE_CONFIGS = ("./ansible.cfg", "~/.ansible.cfg", "/etc/ansible/ansible.cfg")  # after $ANSIBLE_CONFIG, in Ansible's order
@@ -94,6 +96,20 @@ def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
         "--json", "as_json", is_flag=True, callback=_json_mode, is_eager=True,
         help="Write JSON lines to stdout (begin, the command's events, summary; see docs/json.md) instead of a table.",
     )(func)  # fmt: skip
+
+
+_RATE = re.compile(r"(\d+(?:\.\d+)?)([KMGkmg]?)(?:i?B)?(?:/s)?")
+
+
+def parse_rate(text: str, option: str) -> float:
+    """``20M``, ``500K``, ``1.5G`` (bytes a second; binary units, as curl's --limit-rate reads them)."""
+    match = _RATE.fullmatch(text.strip())
+    if not match:
+        raise UsageError(f"{option} {text!r} is not a rate", hint="write it like 20M, 500K or 1G (bytes a second)")
+    rate = float(match.group(1)) * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[match.group(2).upper()]
+    if rate < 1024:
+        raise UsageError(f"{option} must be at least 1K (a second)")
+    return rate
 
 
 def env_of(ctx: click.Context) -> Env:

@@ -18,6 +18,7 @@ from shipper.inventory.model import Host
 from shipper.engine.pool import EnginePool
 from shipper.hostpool import for_each_host
 from shipper.ops.move_registry import RegistryRoute, check_movable
+from shipper.transfer.limits import RateLimits
 from shipper.transfer.plan import Route, SourceImage, TargetPlan, streams_oci, target_plan
 from shipper.transfer.survey import source_images, target_view, with_requested
 
@@ -35,6 +36,7 @@ class MovePlan:
     store_read: bool = True  # host to host: the source may read its engine's layer store instead of running docker save
     registry: RegistryRoute | None = None  # --via registry: the registry the engines push to and pull from
     source_store: str = "classic"  # the source's image store: in the containerd store an image's ID is not its config digest
+    limits: RateLimits = RateLimits()  # --limit-rate, --limit-total
 
     @property
     def send_ids(self) -> tuple[str, ...]:
@@ -91,6 +93,7 @@ class MovePlan:
             "host_to_host": self.host_to_host,
             "store_read": self.store_read,
             **({"registry": str(self.registry.address)} if self.registry else {}),
+            **({"limit_rate": self.limits.per_target, "limit_total": self.limits.total} if self.limits else {}),
             "images": [{k: v for k, v in vars(img).items()} for img in self.images],
             "targets": [
                 {

@@ -12,8 +12,9 @@ import time
 from dataclasses import replace
 from typing import Sequence
 
+from shipper.archive.fanout import apply_limits
 from shipper.engine import connect
-from shipper.errors import EngineError, ShipperError
+from shipper.errors import EngineError, ShipperError, UsageError
 from shipper.hostpool import for_each_host
 from shipper.imageref import parse
 from shipper.inventory.model import Host
@@ -23,6 +24,7 @@ from shipper.ops.move_plan import MovePlan, RouteRequest, choose_route, plan_mov
 from shipper.transfer.plan import TargetPlan
 from shipper.ops.move_recovery import incomplete_pulls, merge, resend_in_full
 from shipper.ops.move_registry import RegistryRoute, pull_everywhere, push_images
+from shipper.transfer.limits import RateLimits
 from shipper.transfer import Delivery, SourceFailed, SourceProgram, deliver, host_to_host, make_sink, make_source
 from shipper.progress import NullReporter, Reporter
 
@@ -32,6 +34,7 @@ __all__ = ["MoveSession", "SourceFailed", "TargetResult", "run_move"]
 def _through_here(plan: MovePlan, senders: Sequence[TargetPlan], reporter: Reporter) -> Delivery:
     """Relay (ssh) or direct: the source's stream passes through this process."""
     sinks = {t.host.name: (t.host, make_sink(plan.route, t.host, t.skip_layers)) for t in senders}
+    apply_limits([sink for _, sink in sinks.values()], plan.limits.per_target, plan.limits.total)
     source = make_source(plan.route, plan.source, plan.send_ids)
 
     delivery = deliver(_path(plan), source, sinks, plan.check_ids, plan.layers, reporter)
@@ -95,9 +98,9 @@ def _deliver(
         hosts = [t.host for t in senders]
         skips = {t.host.name: t.skip_layers for t in senders}
         if program is not None:
-            attempt = program.send(hosts, keys, plan.layers, reporter, skips, plan.check_ids)
+            attempt = program.send(hosts, keys, plan.layers, reporter, skips, plan.check_ids, plan.limits)
         else:
-            attempt = host_to_host(plan.source, hosts, keys, plan.layers, reporter, skips, plan.store_read, plan.check_ids)
+            attempt = host_to_host(plan.source, hosts, keys, plan.layers, reporter, skips, plan.store_read, plan.check_ids, plan.limits)
         if attempt.available:
             explained: dict[int, ShipperError] = {}  # one source error is shared by every target: explain it once
             for name, error in attempt.errors.items():
@@ -158,10 +161,10 @@ class MoveSession:
 
     def __init__(
         self, source: Host, targets: Sequence[Host], images: Sequence[str], via: RouteRequest | None = None, prestart: bool = True,
-        store_read: bool = True, registry: RegistryRoute | None = None,
+        store_read: bool = True, registry: RegistryRoute | None = None, limits: RateLimits = RateLimits(),
     ) -> None:  # fmt: skip
         self.source, self.targets, self.images, self.via = source, list(targets), list(images), via
-        self.store_read, self.registry = store_read, registry
+        self.store_read, self.registry, self.limits = store_read, registry, limits
         self.engines = EnginePool()
         self.program: SourceProgram | None = None
         others = [t for t in self.targets if t.name != source.name]
@@ -170,7 +173,13 @@ class MoveSession:
             self.program = SourceProgram(source, [k for t in others for k in t.ssh.identity_files], names, store_read)
 
     def plan(self, force: bool = False) -> MovePlan:
-        return plan_move(self.source, self.targets, self.images, self.via, force, self.engines, self.store_read, self.registry)
+        plan = plan_move(self.source, self.targets, self.images, self.via, force, self.engines, self.store_read, self.registry)
+        if self.limits and plan.route == "registry":
+            raise UsageError(
+                "--limit-rate and --limit-total cannot hold a move through a registry: the engines push and pull by themselves",
+                hint="move --via ssh (the default), relay or direct to limit the rate",
+            )  # fmt: skip
+        return replace(plan, limits=self.limits)
 
     def run(self, plan: MovePlan, reporter: Reporter | None = None) -> list[TargetResult]:
         program, self.program = self.program, None

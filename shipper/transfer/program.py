@@ -13,6 +13,7 @@ from shipper.errors import EngineError, ShipperError
 from shipper.inventory.model import Host
 from shipper.progress import Reporter
 from shipper.transfer.delivery import Delivery
+from shipper.transfer.limits import RateLimits
 from shipper.transfer.sources import docker_failure
 from shipper.transport.agent import Agent
 from shipper.transport.openssh import SSH_CONNECTION_ERROR, RemoteCommand, peer_argv
@@ -83,7 +84,7 @@ class SourceProgram:
 
     def send(
         self, targets: list[Host], host_keys: dict[str, str], layers: dict[str, tuple[str, ...]], reporter: Reporter,
-        skips: dict[str, frozenset[str]] | None = None, check_ids: Sequence[str] | None = None,
+        skips: dict[str, frozenset[str]] | None = None, check_ids: Sequence[str] | None = None, limits: RateLimits = RateLimits(),
     ) -> HostToHost:  # fmt: skip
         """Send the images of ``layers`` (image ID -> diff IDs) from the source straight to ``targets``,
         each without the layers in its ``skips`` entry; unavailable when that cannot start."""
@@ -103,6 +104,7 @@ class SourceProgram:
                 "skip": {name: sorted(skip) for name, skip in (skips or {}).items()},
                 "known_hosts": "".join(host_keys[t.name] for t in targets),
                 "targets": {t.name: peer_argv(t.ssh, f"echo {READY} && exec docker load -q") for t in targets},
+                "limits": limits.to_spec(),
             }
             self.reporter = reporter
             self._write(json.dumps(spec).encode() + b"\n")
@@ -129,10 +131,11 @@ class SourceProgram:
 def host_to_host(
     source: Host, targets: list[Host], host_keys: dict[str, str], layers: dict[str, tuple[str, ...]], reporter: Reporter,
     skips: dict[str, frozenset[str]] | None = None, store_read: bool = True, check_ids: Sequence[str] | None = None,
+    limits: RateLimits = RateLimits(),
 ) -> HostToHost:  # fmt: skip
     """Send from ``source`` straight to ``targets`` (starting the program now)."""
     program = SourceProgram(source, [k for t in targets for k in t.ssh.identity_files], store_read=store_read)
-    return program.send(targets, host_keys, layers, reporter, skips, check_ids)
+    return program.send(targets, host_keys, layers, reporter, skips, check_ids, limits)
 
 
 def _host_to_host_outcome(source: Host, targets: list[Host], status: int, out: str, err: str) -> HostToHost:

@@ -225,3 +225,27 @@ def test_an_image_named_by_digest_moves_and_keeps_only_the_tag_written_with_it(
     with_tag = shipper("move", f"{registry}/lab/digested:1@{digest}", "--from", "a", "--to", "b", "-i", ssh_inventory, "--via", route)
     assert with_tag.status == 0, with_tag.stderr
     assert image_id_of(on_a, "b", pushed_name) == image_id(DIGESTED)
+
+
+LIMITED = SyntheticImage("lab/limited:1", (Layer(12 << 20, "limited"),))
+
+
+@pytest.mark.parametrize(("route", "options", "targets", "rate"), [
+    ("ssh", ["--limit-rate", "4M"], "b", 4 << 20),  # host to host: the source's program holds the rate
+    ("relay", ["--limit-rate", "4M"], "b", 4 << 20),  # through this machine
+    ("ssh", ["--limit-total", "8M"], "b,c", 4 << 20),  # two targets share 8M: 4M each
+])  # fmt: skip
+def test_a_move_is_held_to_its_rate_limit(
+    shipper: ShipperRunner, on_a: Lab, ssh_inventory: str, route: str, options: list[str], targets: str, rate: int
+) -> None:
+    on_a.load_images("a", [LIMITED])
+    remove(on_a, targets, LIMITED.name, image_id(LIMITED))
+
+    result = shipper("move", LIMITED.name, "--from", "a", "--to", targets, "--via", route, *options, "-i", ssh_inventory, "--json")
+
+    assert result.status == 0, result.stderr
+    plan = one(result.stdout, "plan")
+    assert plan.get("limit_rate") or plan.get("limit_total")
+    for moved in events(result.stdout, "result"):
+        floor = moved["bytes_sent"] / rate
+        assert floor * 0.95 <= moved["seconds"] <= floor * 1.15 + 2.0, moved  # held to the rate, and not much slower

@@ -1,0 +1,65 @@
+"""--limit-rate and --limit-total: a rate, held by every sink of a stream, without bursts after idling."""
+
+from __future__ import annotations
+
+import pytest
+
+from shipper.archive import fanout
+from shipper.archive.fanout import QueueSink, RateLimit, apply_limits
+from shipper.cli.options import parse_rate
+from shipper.errors import UsageError
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr(fanout.time, "monotonic", fake.monotonic)
+    monkeypatch.setattr(fanout.time, "sleep", fake.sleep)
+    return fake
+
+
+def test_a_limit_spaces_bytes_at_its_rate_and_idle_time_earns_no_burst(clock: Clock) -> None:
+    limit = RateLimit(1 << 20)
+    for _ in range(8):
+        limit.take(1 << 18)  # 2 MiB in all
+    assert clock.now - 100.0 == pytest.approx(1.75)  # the first piece goes at once, the rest at 1 MiB/s
+
+    clock.now += 60  # idle
+    started = clock.now
+    limit.take(1 << 20)
+    limit.take(1 << 20)
+    assert clock.now - started == pytest.approx(1.0)
+
+
+def test_a_limited_sink_hands_out_pieces_held_by_its_own_and_the_shared_limit(clock: Clock) -> None:
+    sinks = [QueueSink("b"), QueueSink("c")]
+    apply_limits(sinks, per_target=4 << 20, total=2 << 20)
+    assert sinks[0].limits[1] is sinks[1].limits[1]  # one total for both
+
+    sinks[0]._queue.put(b"x" * (1 << 20))
+    sinks[0]._queue.put(fanout._END)
+    pieces = list(sinks[0].items())
+    assert [len(p) for p in pieces] == [1 << 18] * 4
+    assert clock.now - 100.0 == pytest.approx(0.375)  # the shared 2 MiB/s, the slower of the two, sets the pace
+
+
+@pytest.mark.parametrize(("text", "rate"), [("20M", 20 << 20), ("500K", 500 << 10), ("1.5G", 1.5 * (1 << 30)), ("5MB/s", 5 << 20), ("2048", 2048)])
+def test_rates_are_written_as_curl_takes_them(text: str, rate: float) -> None:
+    assert parse_rate(text, "--limit-rate") == rate
+
+
+@pytest.mark.parametrize("text", ["fast", "-5M", "10", "5 M"])
+def test_a_rate_that_is_no_rate_is_a_usage_error(text: str) -> None:
+    with pytest.raises(UsageError):
+        parse_rate(text, "--limit-rate")

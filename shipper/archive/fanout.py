@@ -21,6 +21,7 @@ import time
 from typing import AbstractSet, Callable, Iterable, Iterator, List, Mapping, Optional, Sequence, Union
 
 from shipper.archive.savestream import SaveStreamFilter, StreamStats
+from shipper.archive.wire import Framer, timed_write
 
 Chunk = Union[bytes, memoryview]
 QUEUE_DEPTH = 8  # chunks of about 1 MiB per target
@@ -176,6 +177,8 @@ class ProcessSink(QueueSink):
             list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0, env=env
         )
         grow_pipe(self.proc.stdin)
+        self.framer: Optional[Framer] = None  # set when the target's end unframes (it said so in its handshake)
+        self.unframes = False
         self._stderr: List[bytes] = []
         self._stderr_thread = threading.Thread(target=self._read_stderr, daemon=True)
         self._stderr_thread.start()
@@ -193,18 +196,25 @@ class ProcessSink(QueueSink):
                 kept += len(chunk)
 
     def _await(self, handshake: str) -> bool:
+        """The first line is ``handshake``, or ``handshake`` + ``-FRAMES``: then the target's end unframes."""
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().decode(errors="replace").strip()
-        return line == handshake
+        self.unframes = line == handshake + "-FRAMES"
+        return line in (handshake, handshake + "-FRAMES")
 
     def consume(self, items: Iterator[Chunk]) -> ProcessResult:
         assert self.proc.stdin is not None
         fd = self.proc.stdin.fileno()
+        framer = self.framer
+
+        def write(view: memoryview) -> int:
+            return os.write(fd, view)
+
         try:
             for chunk in items:
-                view = memoryview(chunk)
+                view = memoryview(framer.frame(chunk) if framer is not None else chunk)
                 while view:
-                    view = view[os.write(fd, view) :]
+                    view = view[timed_write(write, view, framer) :]
         except BrokenPipeError:
             pass  # the command quit early: its exit status says why
         except Aborted:

@@ -39,6 +39,7 @@ import threading
 import time
 from typing import Dict, Iterator, List, Optional, Set
 
+from shipper.archive.wire import Framer
 from shipper.archive.fanout import ProcessResult, ProcessSink, QueueSink, apply_limits, ended_early, grow_pipe, pump
 from shipper.archive.layerstore import LayerStore
 from shipper.archive.savestream import ArchiveError
@@ -62,6 +63,8 @@ def _outcome(sinks: List[ProcessSink], extra: dict) -> dict:
         result = sink.result if isinstance(sink.result, ProcessResult) else None
         targets[sink.name] = {
             "sent": sink.sent,
+            "wire": sink.framer.wire_bytes if sink.framer is not None else sink.sent,
+            "compressed_chunks": sink.framer.compressed_chunks if sink.framer is not None else 0,
             "status": result.status if result else None,
             "stdout": result.stdout if result else "",
             "stderr": result.stderr[-4000:] if result else "",
@@ -114,6 +117,10 @@ def _connect(spec: dict, known_hosts: str) -> List[ProcessSink]:
         thread.join()
     order = list(spec["targets"])
     ordered = sorted(sinks, key=lambda s: order.index(s.name))
+    mode = spec.get("compress", "none")
+    for sink in ordered:
+        if mode != "none" and getattr(sink, "unframes", False):
+            sink.framer = Framer(mode)
     limits = spec.get("limits") or {}
     apply_limits(ordered, limits.get("target"), limits.get("total"))
     return ordered
@@ -283,7 +290,7 @@ def main() -> None:
 
 
 # The modules the program is made of, in an order that imports only what came before.
-PROGRAM_MODULES = ("layers", "tarheader", "savestream", "layerstore", "fanout", "hostpipe")
+PROGRAM_MODULES = ("layers", "tarheader", "savestream", "layerstore", "wire", "fanout", "hostpipe")
 
 # The program as sent: each module's source, served to ``import`` by a finder of its own, so each
 # runs as the module it is (its own names, its own ``from shipper.archive.X import …``), exactly

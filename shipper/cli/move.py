@@ -31,6 +31,8 @@ from shipper.progress import Reporter
 @click.option("--registry", "registry_name", metavar="NAME|HOST:PORT", help="--via registry: the registry (a name from the inventory's registries:, or an address).")
 @click.option("--ca", metavar="FILE", help="--via registry: the registry's CA (default: the inventory's, /etc/docker/certs.d/HOST:PORT/ca.crt, the system's).")
 @click.option("--insecure", is_flag=True, help="--via registry: do not verify the registry's TLS (--tls-verify=false says the same).")
+@click.option("--compress", type=click.Choice(["auto", "zlib", "none"]), default="auto", show_default=True,
+              help="Host to host: compress what shrinks where the link is slow (auto), wherever it shrinks (zlib), or never.")
 @click.option("--limit-rate", metavar="RATE", help="At most RATE bytes a second to each target (20M, 500K), as curl's --limit-rate.")
 @click.option("--limit-total", metavar="RATE", help="At most RATE bytes a second to all targets together.")
 @click.option("--force", is_flag=True, help="Send even to targets that already have the images under those tags.")
@@ -39,7 +41,7 @@ from shipper.progress import Reporter
 @click.pass_context
 def move(
     ctx: click.Context, inventory_path: str, as_json: bool, images: tuple[str, ...], source: str, target: str,
-    via: RouteRequest | None, registry_name: str | None, ca: str | None, insecure: bool, limit_rate: str | None, limit_total: str | None,
+    via: RouteRequest | None, registry_name: str | None, ca: str | None, insecure: bool, compress: str, limit_rate: str | None, limit_total: str | None,
     force: bool, dry_run: bool, no_store_read: bool,
 ) -> None:  # fmt: skip
     """Move IMAGE... from one host's engine to TARGET's engines, tags intact.
@@ -65,6 +67,7 @@ def move(
     with MoveSession(
         sources[0], targets, images, via, prestart=not dry_run, store_read=not no_store_read, registry=registry,
         limits=RateLimits(parse_rate(limit_rate, "--limit-rate") if limit_rate else None, parse_rate(limit_total, "--limit-total") if limit_total else None),
+        compress=compress,
     ) as session:
         _move(env, session, force, dry_run, as_json)
 
@@ -146,6 +149,8 @@ def result_json(result: TargetResult) -> dict[str, Any]:
     data: dict[str, Any] = {"host": result.host, "status": result.status, "bytes_sent": result.bytes_sent, "seconds": round(result.seconds, 3)}
     if result.route_taken:
         data["route"] = result.route_taken
+    if result.bytes_on_wire is not None:
+        data["bytes_on_wire"] = result.bytes_on_wire
     if result.source_read:
         data["source_read"] = result.source_read
     if result.note:

@@ -37,6 +37,7 @@ class MovePlan:
     registry: RegistryRoute | None = None  # --via registry: the registry the engines push to and pull from
     source_store: str = "classic"  # the source's image store: in the containerd store an image's ID is not its config digest
     limits: RateLimits = RateLimits()  # --limit-rate, --limit-total
+    compress: str = "auto"  # --compress: host to host, chunks that shrink go zlib-compressed where the link is slow
 
     @property
     def send_ids(self) -> tuple[str, ...]:
@@ -94,6 +95,7 @@ class MovePlan:
             "store_read": self.store_read,
             **({"registry": str(self.registry.address)} if self.registry else {}),
             **({"limit_rate": self.limits.per_target, "limit_total": self.limits.total} if self.limits else {}),
+            "compress": self.compress if self.host_to_host else "none",
             "images": [{k: v for k, v in vars(img).items()} for img in self.images],
             "targets": [
                 {

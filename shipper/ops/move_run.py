@@ -98,9 +98,9 @@ def _deliver(
         hosts = [t.host for t in senders]
         skips = {t.host.name: t.skip_layers for t in senders}
         if program is not None:
-            attempt = program.send(hosts, keys, plan.layers, reporter, skips, plan.check_ids, plan.limits)
+            attempt = program.send(hosts, keys, plan.layers, reporter, skips, plan.check_ids, plan.limits, plan.compress)
         else:
-            attempt = host_to_host(plan.source, hosts, keys, plan.layers, reporter, skips, plan.store_read, plan.check_ids, plan.limits)
+            attempt = host_to_host(plan.source, hosts, keys, plan.layers, reporter, skips, plan.store_read, plan.check_ids, plan.limits, plan.compress)
         if attempt.available:
             explained: dict[int, ShipperError] = {}  # one source error is shared by every target: explain it once
             for name, error in attempt.errors.items():
@@ -161,10 +161,10 @@ class MoveSession:
 
     def __init__(
         self, source: Host, targets: Sequence[Host], images: Sequence[str], via: RouteRequest | None = None, prestart: bool = True,
-        store_read: bool = True, registry: RegistryRoute | None = None, limits: RateLimits = RateLimits(),
+        store_read: bool = True, registry: RegistryRoute | None = None, limits: RateLimits = RateLimits(), compress: str = "auto",
     ) -> None:  # fmt: skip
         self.source, self.targets, self.images, self.via = source, list(targets), list(images), via
-        self.store_read, self.registry, self.limits = store_read, registry, limits
+        self.store_read, self.registry, self.limits, self.compress = store_read, registry, limits, compress
         self.engines = EnginePool()
         self.program: SourceProgram | None = None
         others = [t for t in self.targets if t.name != source.name]
@@ -179,7 +179,7 @@ class MoveSession:
                 "--limit-rate and --limit-total cannot hold a move through a registry: the engines push and pull by themselves",
                 hint="move --via ssh (the default), relay or direct to limit the rate",
             )  # fmt: skip
-        return replace(plan, limits=self.limits)
+        return replace(plan, limits=self.limits, compress=self.compress)
 
     def run(self, plan: MovePlan, reporter: Reporter | None = None) -> list[TargetResult]:
         program, self.program = self.program, None

@@ -37,6 +37,7 @@ class TargetResult:
     note: str = ""
     route_taken: str = ""  # the route the bytes took: host-to-host, relay, direct, registry, bundle
     source_read: str = ""  # store: read from the source engine's layer store; save: docker save
+    bytes_on_wire: int | None = None  # what crossed the link, when compression made it differ from bytes_sent
 
     @property
     def ok(self) -> bool:
@@ -212,7 +213,8 @@ def finish_target(
         return TargetResult(name, "failed", sent, elapsed, error, "; ".join(x for x in (note, leftover) if x), route_taken, read)
     status: Status = "moved" if target.action == "send" else "tagged"
     reporter.finish(name, status)
-    return TargetResult(name, status, sent, elapsed, note=note, route_taken=route_taken, source_read=read)
+    wire = delivery.wire.get(name) if delivery is not None else None
+    return TargetResult(name, status, sent, elapsed, note=note, route_taken=route_taken, source_read=read, bytes_on_wire=wire)
 
 
 def static_result(target: TargetPlan) -> TargetResult:

@@ -26,6 +26,7 @@ class Delivery:
     untag_after: dict[str, list[str]] = field(default_factory=dict)  # names to take off each target once its tags moved
     local_ids: dict[str, dict[str, str]] = field(default_factory=dict)  # target -> source image ID -> the ID it got there
     sent: dict[str, int] = field(default_factory=dict)
+    wire: dict[str, int] = field(default_factory=dict)  # bytes on each target's link, where compression made them fewer
     errors: dict[str, ShipperError | None] = field(default_factory=dict)
     stream_error: ShipperError | None = None  # the source's stream broke: every target failed with this
     arrivals: dict[str, Any] = field(default_factory=dict)  # target -> its arrival check's outcome (commit.py), made once

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from shipper.archive.hostpipe import LOADER, READY, STOP, UNREACHABLE, script
+from shipper.archive.wire import receiver
 from shipper.errors import EngineError, ShipperError
 from shipper.inventory.model import Host
 from shipper.progress import Reporter
@@ -85,6 +86,7 @@ class SourceProgram:
     def send(
         self, targets: list[Host], host_keys: dict[str, str], layers: dict[str, tuple[str, ...]], reporter: Reporter,
         skips: dict[str, frozenset[str]] | None = None, check_ids: Sequence[str] | None = None, limits: RateLimits = RateLimits(),
+        compress: str = "none",
     ) -> HostToHost:  # fmt: skip
         """Send the images of ``layers`` (image ID -> diff IDs) from the source straight to ``targets``,
         each without the layers in its ``skips`` entry; unavailable when that cannot start."""
@@ -103,8 +105,9 @@ class SourceProgram:
                 "layers": {image_id: list(diff_ids) for image_id, diff_ids in layers.items()},
                 "skip": {name: sorted(skip) for name, skip in (skips or {}).items()},
                 "known_hosts": "".join(host_keys[t.name] for t in targets),
-                "targets": {t.name: peer_argv(t.ssh, f"echo {READY} && exec docker load -q") for t in targets},
+                "targets": {t.name: peer_argv(t.ssh, _load_command(compress)) for t in targets},
                 "limits": limits.to_spec(),
+                "compress": compress,
             }
             self.reporter = reporter
             self._write(json.dumps(spec).encode() + b"\n")
@@ -128,14 +131,23 @@ class SourceProgram:
             self._agent = None
 
 
+def _load_command(compress: str) -> str:
+    """The target's side: ``docker load``, fed by the unframer where compression is on and the target has python3
+    (it says which in its handshake, so the source sends frames only to a target that reads them)."""
+    plain = f"echo {READY} && exec docker load -q"
+    if compress == "none":
+        return plain
+    return f"if command -v python3 >/dev/null 2>&1; then echo {READY}-FRAMES && {receiver('docker load -q')}; else {plain}; fi"
+
+
 def host_to_host(
     source: Host, targets: list[Host], host_keys: dict[str, str], layers: dict[str, tuple[str, ...]], reporter: Reporter,
     skips: dict[str, frozenset[str]] | None = None, store_read: bool = True, check_ids: Sequence[str] | None = None,
-    limits: RateLimits = RateLimits(),
+    limits: RateLimits = RateLimits(), compress: str = "none",
 ) -> HostToHost:  # fmt: skip
     """Send from ``source`` straight to ``targets`` (starting the program now)."""
     program = SourceProgram(source, [k for t in targets for k in t.ssh.identity_files], store_read=store_read)
-    return program.send(targets, host_keys, layers, reporter, skips, check_ids, limits)
+    return program.send(targets, host_keys, layers, reporter, skips, check_ids, limits, compress)
 
 
 def _host_to_host_outcome(source: Host, targets: list[Host], status: int, out: str, err: str) -> HostToHost:
@@ -180,6 +192,8 @@ def _per_target(source: Host, targets: list[Host], outcome: dict[str, Any]) -> H
     for target in targets:
         report = outcome["targets"][target.name]
         result.sent[target.name] = report["sent"]
+        if report.get("wire") is not None and report.get("wire") != report["sent"]:
+            result.wire[target.name] = report["wire"]
         if source_error is not None:
             result.errors[target.name] = source_error
         elif report["error"]:

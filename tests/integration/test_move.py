@@ -249,3 +249,25 @@ def test_a_move_is_held_to_its_rate_limit(
     for moved in events(result.stdout, "result"):
         floor = moved["bytes_sent"] / rate
         assert floor * 0.95 <= moved["seconds"] <= floor * 1.15 + 2.0, moved  # held to the rate, and not much slower
+
+
+MIXED = SyntheticImage("lab/mixed:1", (Layer(8 << 20, "mixed-text", "text"), Layer(4 << 20, "mixed-random")))
+
+
+@pytest.mark.parametrize("compress", ["zlib", "none"])
+def test_a_compressed_move_arrives_identical_and_crosses_fewer_bytes(
+    shipper: ShipperRunner, on_a: Lab, ssh_inventory: str, compress: str
+) -> None:
+    on_a.load_images("a", [MIXED])
+    remove(on_a, "b", MIXED.name, image_id(MIXED))
+
+    result = shipper("move", MIXED.name, "--from", "a", "--to", "b", "--compress", compress, "-i", ssh_inventory, "--json")
+
+    assert result.status == 0, result.stderr
+    moved = one(result.stdout, "result")
+    assert moved["route"] == "host-to-host" and one(result.stdout, "plan")["compress"] == compress
+    assert image_id_of(on_a, "b", MIXED.name) == image_id(MIXED)
+    if compress == "zlib":  # the text layer shrinks, the random one goes as it is
+        assert moved["bytes_on_wire"] < moved["bytes_sent"] - (6 << 20), moved
+    else:
+        assert "bytes_on_wire" not in moved

@@ -1,0 +1,151 @@
+"""Compression on the wire, chunk by chunk, only where it pays. Standard library only.
+
+Sent as part of the program that runs on a source host (hostpipe.py), and used
+by shipper itself for streams through this machine. The sender frames each
+chunk of the stream: raw, or zlib (level 1) when a sample of the chunk
+compresses well and the link is slow enough that compressing costs less time
+than it saves. The receiver (``DECODER``, a few lines of Python run on the
+target in front of ``docker load``) unframes. Already-compressed and random
+layers go as they are; text layers shrink. Each frame says the length it
+unpacks to, and the receiver holds the sender to it (a bound on what it will
+inflate). Any fault (a cut frame, a bad header, a wrong length) ends the
+receiver's output with an invalid tar block, so ``docker load`` fails and
+creates nothing, never taking a stream that merely stopped for a shorter
+complete one.
+
+Frame: 1 byte kind (``R`` raw, ``Z`` zlib), 4 bytes stored length, 4 bytes
+raw length (big-endian), then the stored bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+import zlib
+from typing import Iterator, Optional, Union
+
+HEADER = struct.Struct(">cII")
+SAMPLE = 64 << 10  # bytes of a chunk tried before compressing the rest
+PAYS = 0.85  # a sample must shrink below this share of its size
+LINK_FAST = 60e6  # bytes a second: on a link faster than this, zlib at level 1 costs more than it saves
+MODES = ("auto", "zlib", "none")
+
+Chunk = Union[bytes, memoryview]
+
+DECODER = r"""
+import struct, sys, zlib
+out, src = sys.stdout.buffer, sys.stdin.buffer
+def fail():
+    out.write(b"\xff" * 512); out.flush(); sys.exit(1)
+def read(n):
+    data = src.read(n)
+    if len(data) != n:
+        fail()
+    return data
+while True:
+    head = src.read(9)
+    if not head:
+        break
+    if len(head) != 9:
+        fail()
+    kind, stored, raw = struct.unpack(">cII", head)
+    body = read(stored)
+    try:
+        data = body if kind == b"R" else zlib.decompressobj().decompress(body, raw + 1) if kind == b"Z" else None
+    except zlib.error:
+        data = None
+    if data is None or len(data) != raw:
+        fail()
+    out.write(data)
+out.flush()
+"""
+
+
+def receiver(command: str) -> str:
+    """``command`` (``docker load -q``) fed by the decoder: a shell command line for the target."""
+    import shlex
+
+    return f"python3 -c {shlex.quote(DECODER)} | {command}"
+
+
+class Framer:
+    """Frames one target's stream: ``mode`` auto (compress where it pays), zlib (wherever a sample shrinks), none."""
+
+    def __init__(self, mode: str = "auto") -> None:
+        if mode not in MODES:
+            raise ValueError(f"compression must be one of {', '.join(MODES)}, not {mode!r}")
+        self.mode = mode
+        self.raw_bytes = 0  # the stream's bytes
+        self.wire_bytes = 0  # what went on the wire, headers included
+        self.compressed_chunks = 0
+        self._written = 0  # for the link's rate: bytes the pipe took, and the time it took them
+        self._writing = 0.0
+
+    def observe(self, size: int, seconds: float) -> None:
+        """The pipe to the target took ``size`` bytes in ``seconds``: how fast the link drains."""
+        self._written += size
+        self._writing += seconds
+
+    def link_rate(self) -> Optional[float]:
+        """Bytes a second the link has taken so far (None until a few MiB have gone)."""
+        if self._written < (4 << 20) or self._writing <= 0:
+            return None
+        return self._written / self._writing
+
+    def _wanted(self) -> bool:
+        if self.mode == "none":
+            return False
+        if self.mode == "zlib":
+            return True
+        rate = self.link_rate()
+        return rate is not None and rate < LINK_FAST
+
+    def frame(self, chunk: Chunk) -> bytes:
+        data = bytes(chunk)
+        self.raw_bytes += len(data)
+        if self._wanted() and len(data) >= 1024 and _shrinks(data):
+            packed = zlib.compress(data, 1)
+            if len(packed) < len(data):
+                self.compressed_chunks += 1
+                return self._out(b"Z", packed, len(data))
+        return self._out(b"R", data, len(data))
+
+    def _out(self, kind: bytes, body: bytes, raw: int) -> bytes:
+        framed = HEADER.pack(kind, len(body), raw) + body
+        self.wire_bytes += len(framed)
+        return framed
+
+
+def _shrinks(data: bytes) -> bool:
+    sample = data[:SAMPLE]
+    return len(zlib.compress(sample, 1)) < len(sample) * PAYS
+
+
+def unframe(frames: bytes) -> bytes:
+    """The stream ``frames`` carries (the decoder's work, for tests and for shipper's own use)."""
+    out = []
+    offset = 0
+    while offset < len(frames):
+        kind, stored, raw = HEADER.unpack_from(frames, offset)
+        offset += HEADER.size
+        body = frames[offset : offset + stored]
+        offset += stored
+        data = body if kind == b"R" else zlib.decompressobj().decompress(body, raw + 1)
+        if len(data) != raw:
+            raise ValueError("a frame unpacks to another length than it says")
+        out.append(data)
+    return b"".join(out)
+
+
+def timed_write(write, view: memoryview, framer: Optional[Framer]) -> int:  # type: ignore[no-untyped-def]
+    """``write`` once (os.write's way: returns the count taken), telling ``framer`` how fast the pipe took it."""
+    started = time.monotonic()
+    taken = write(view)
+    if framer is not None:
+        framer.observe(taken, time.monotonic() - started)
+    return taken
+
+
+def frames_of(chunks: Iterator[Chunk], framer: Framer) -> Iterator[bytes]:
+    for chunk in chunks:
+        yield framer.frame(chunk)

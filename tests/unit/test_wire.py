@@ -1,0 +1,59 @@
+"""Compression on the wire: chunks that shrink go compressed where it pays, the rest raw; the target's
+decoder gives back the stream byte for byte, and turns any fault into a stream docker load refuses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from shipper.archive.wire import DECODER, LINK_FAST, Framer, unframe
+
+TEXT = b"".join(b"line %d of a package tree, quite repetitive\n" % i for i in range(40000))  # ~1.8 MB that shrinks
+RANDOM = os.urandom(1 << 20)
+
+
+def decode(frames: bytes) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-c", DECODER], input=frames, capture_output=True, timeout=60)
+
+
+def test_zlib_mode_compresses_what_shrinks_and_sends_random_bytes_as_they_are() -> None:
+    framer = Framer("zlib")
+    frames = framer.frame(TEXT) + framer.frame(RANDOM)
+
+    assert framer.compressed_chunks == 1
+    assert framer.wire_bytes < len(TEXT) // 4 + len(RANDOM) + 64
+    assert unframe(frames) == TEXT + RANDOM
+
+
+def test_auto_compresses_only_once_the_link_is_known_to_be_slow() -> None:
+    framer = Framer("auto")
+    assert unframe(framer.frame(TEXT)) == TEXT and framer.compressed_chunks == 0  # nothing known: raw
+
+    framer.observe(8 << 20, (8 << 20) / (LINK_FAST / 10))  # a link at a tenth of the threshold
+    framer.frame(TEXT)
+    assert framer.compressed_chunks == 1
+
+    fast = Framer("auto")
+    fast.observe(64 << 20, 0.05)  # over a gigabyte a second
+    fast.frame(TEXT)
+    assert fast.compressed_chunks == 0
+
+
+def test_the_targets_decoder_gives_back_the_stream() -> None:
+    framer = Framer("zlib")
+    done = decode(framer.frame(TEXT) + framer.frame(RANDOM) + framer.frame(b"tail"))
+
+    assert done.returncode == 0 and done.stdout == TEXT + RANDOM + b"tail"
+
+
+@pytest.mark.parametrize("cut", [3, 9 + 100, -1])
+def test_a_cut_or_bad_frame_ends_in_a_block_docker_load_refuses(cut: int) -> None:
+    frames = Framer("zlib").frame(TEXT)
+    broken = frames[:cut] if cut > 0 else frames[:9] + b"\x00" * (len(frames) - 9)  # cut in the header, in the body; garbage body
+
+    done = decode(broken)
+
+    assert done.returncode == 1 and done.stdout.endswith(b"\xff" * 512)

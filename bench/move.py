@@ -78,9 +78,9 @@ def clear(lab: Lab, hosts: str, image: str) -> None:
 def shipper(lab: Lab, image: str, targets: str, via: str, *extra: str) -> tuple[float, float, int]:
     argv = [sys.executable, "-m", "shipper", "move", image, "--from", "a", "--to", targets, "--via", via, "--json", "-i", str(lab.inventory_path), *extra]
     seconds, peak, out = timed(argv)
-    results = [json.loads(line) for line in out.splitlines() if '"result"' in line]
+    results = [json.loads(line) for line in out.splitlines() if '"event": "result"' in line]
     assert all(r["status"] == "moved" for r in results), results
-    return seconds, peak, max(r["bytes_sent"] for r in results)
+    return seconds, peak, max(r.get("bytes_on_wire") or r["bytes_sent"] for r in results)  # what crossed the link
 
 
 def ssh_cmd(lab: Lab, host: str, command: str) -> str:
@@ -104,13 +104,15 @@ def stream_size(lab: Lab, image: str) -> int:
 def bench_image(lab: Lab, image: SyntheticImage, runs: int) -> dict[str, Measure]:
     lab.load_images("a", [image])
     name = image.name
-    ways: dict[str, Measure] = {k: Measure() for k in ("shipper --via ssh", "shipper --via relay", "shipper --via direct", "hand ssh pipe", "local limit", "shipper fan-out b,c,d", "hand pipes b, c, d in turn")}
+    ssh_ways = {"shipper --via ssh": (), "shipper --via ssh --compress none": ("--compress", "none"), "shipper --via ssh --compress zlib": ("--compress", "zlib")}
+    ways: dict[str, Measure] = {k: Measure() for k in (*ssh_ways, "shipper --via relay", "shipper --via direct", "hand ssh pipe", "local limit", "shipper fan-out b,c,d", "hand pipes b, c, d in turn")}
     size = stream_size(lab, name)
     for _ in range(runs):
-        for via in ("ssh", "relay", "direct"):
+        for key, extra in [*ssh_ways.items(), ("shipper --via relay", ()), ("shipper --via direct", ())]:
             clear(lab, "b", name)
-            seconds, peak, sent = shipper(lab, name, "b", via)
-            m = ways[f"shipper --via {via}"]
+            via = "ssh" if "--via ssh" in key else key.rsplit(" ", 1)[1]
+            seconds, peak, sent = shipper(lab, name, "b", via, *extra)
+            m = ways[key]
             m.seconds.append(seconds), m.peak_mb.append(peak)
             m.stream_bytes = sent
         clear(lab, "b", name)

@@ -211,20 +211,23 @@ def test_an_image_named_by_digest_moves_and_keeps_only_the_tag_written_with_it(
 ) -> None:
     registry = on_a.plain_registry.host_port
     pushed_name = f"{registry}/lab/digested:1"
-    on_a.load_images("a", [DIGESTED])
-    on_a.docker("a", "tag", DIGESTED.name, pushed_name)
-    assert on_a.docker("a", "push", "-q", pushed_name).returncode == 0  # the engine now knows its digest
-    digest = on_a.docker("a", "inspect", "-f", "{{index .RepoDigests 0}}", pushed_name).stdout.strip().split("@")[1]
-    remove(on_a, "b", pushed_name, "lab/digested:2", image_id(DIGESTED))
+    try:
+        on_a.load_images("a", [DIGESTED])
+        on_a.docker("a", "tag", DIGESTED.name, pushed_name)
+        assert on_a.docker("a", "push", "-q", pushed_name).returncode == 0  # the engine now knows its digest
+        digest = on_a.docker("a", "inspect", "-f", "{{index .RepoDigests 0}}", pushed_name).stdout.strip().split("@")[1]
+        remove(on_a, "b", pushed_name, "lab/digested:2", image_id(DIGESTED))
 
-    by_digest = shipper("move", f"{registry}/lab/digested@{digest}", "--from", "a", "--to", "b", "-i", ssh_inventory, "--via", route)
-    assert by_digest.status == 0, by_digest.stderr
-    assert image_id_of(on_a, "b", image_id(DIGESTED)) == image_id(DIGESTED)  # arrived, under no tag of its own
-    assert image_id_of(on_a, "b", pushed_name) is None
+        by_digest = shipper("move", f"{registry}/lab/digested@{digest}", "--from", "a", "--to", "b", "-i", ssh_inventory, "--via", route)
+        assert by_digest.status == 0, by_digest.stderr
+        assert image_id_of(on_a, "b", image_id(DIGESTED)) == image_id(DIGESTED)  # arrived, under no tag of its own
+        assert image_id_of(on_a, "b", pushed_name) is None
 
-    with_tag = shipper("move", f"{registry}/lab/digested:1@{digest}", "--from", "a", "--to", "b", "-i", ssh_inventory, "--via", route)
-    assert with_tag.status == 0, with_tag.stderr
-    assert image_id_of(on_a, "b", pushed_name) == image_id(DIGESTED)
+        with_tag = shipper("move", f"{registry}/lab/digested:1@{digest}", "--from", "a", "--to", "b", "-i", ssh_inventory, "--via", route)
+        assert with_tag.status == 0, with_tag.stderr
+        assert image_id_of(on_a, "b", pushed_name) == image_id(DIGESTED)
+    finally:  # names of the lab's registry must not stay on the hosts: other tests check that none do
+        remove(on_a, "a,b", pushed_name, image_id(DIGESTED))  # by ID: its digest reference goes too
 
 
 LIMITED = SyntheticImage("lab/limited:1", (Layer(12 << 20, "limited"),))
@@ -268,6 +271,6 @@ def test_a_compressed_move_arrives_identical_and_crosses_fewer_bytes(
     assert moved["route"] == "host-to-host" and one(result.stdout, "plan")["compress"] == compress
     assert image_id_of(on_a, "b", MIXED.name) == image_id(MIXED)
     if compress == "zlib":  # the text layer shrinks, the random one goes as it is
-        assert moved["bytes_on_wire"] < moved["bytes_sent"] - (6 << 20), moved
+        assert moved["bytes_on_wire"] < moved["bytes_sent"] - (5 << 20), moved
     else:
         assert "bytes_on_wire" not in moved

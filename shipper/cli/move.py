@@ -151,6 +151,8 @@ def result_json(result: TargetResult) -> dict[str, Any]:
         data["route"] = result.route_taken
     if result.bytes_on_wire is not None:
         data["bytes_on_wire"] = result.bytes_on_wire
+    if result.round_trips is not None:
+        data["round_trips"] = result.round_trips
     if result.source_read:
         data["source_read"] = result.source_read
     if result.note:

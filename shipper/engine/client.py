@@ -40,6 +40,13 @@ class Engine:
         self.api = api
         self.session = session  # the SSH connection behind an ssh:// engine, for diagnostics
         self._info: EngineInfo | None = None
+        self._version: dict[str, Any] | None = None  # GET /version as connect() read it: info() needs it again
+        self.round_trips = 0  # API requests answered since connecting: each one waits a round trip on a far link
+        self.last_answer = 0.0  # time.monotonic() of the last answer: a connection that just answered needs no ping
+
+    def _answered(self, response: Any, *args: Any, **kwargs: Any) -> None:
+        self.round_trips += 1
+        self.last_answer = time.monotonic()
 
     @contextlib.contextmanager
     def errors(self, action: str) -> Iterator[None]:
@@ -102,7 +109,7 @@ class Engine:
         """Version, API version, image store, OS/arch of the engine (read once per connection: planning asks often)."""
         if self._info is None:
             with self.errors("read engine info"):
-                self._info = engine_info(self.api.version(), self.api.info(), self.api.api_version)
+                self._info = engine_info(self._version or self.api.version(), self.api.info(), self.api.api_version)
         return self._info
 
     def images(self) -> list[ImageSummary]:
@@ -344,4 +351,7 @@ def connect(host: Host, timeout: float | None = COMMAND_TIMEOUT) -> Engine:
     # Speak the older of the two versions; docker-py has no public setter for it.
     agreed = server_api if version_lt(server_api, DEFAULT_DOCKER_API_VERSION) else DEFAULT_DOCKER_API_VERSION
     api._version = agreed  # type: ignore[attr-defined]
+    engine._version = dict(server)
+    engine.last_answer = time.monotonic()
+    api.hooks["response"].append(engine._answered)  # counted from here: the requests of the work itself
     return engine

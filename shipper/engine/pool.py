@@ -8,10 +8,14 @@ exchange and a login (a few hundred milliseconds); the pool opens each once.
 from __future__ import annotations
 
 import threading
+import time
 
 from shipper.engine import Engine, connect
 from shipper.errors import ShipperError
 from shipper.inventory.model import Host
+
+
+FRESH_SECONDS = 5.0  # a connection that answered this recently is used without a ping
 
 
 class EnginePool:
@@ -22,10 +26,11 @@ class EnginePool:
         self._lock = threading.Lock()
 
     def get(self, host: Host) -> Engine:
-        """A live connection to ``host``'s engine (a kept one is checked with a ping first)."""
+        """A live connection to ``host``'s engine (a kept one that has been quiet a while is checked with a ping
+        first; one that just answered is taken as it is: on a far link every ping is a round trip)."""
         with self._lock:
             engine = self._engines.pop(host.name, None)
-        if engine is not None:
+        if engine is not None and time.monotonic() - engine.last_answer > FRESH_SECONDS:
             try:
                 engine.ping()
             except ShipperError:
@@ -35,6 +40,11 @@ class EnginePool:
         with self._lock:
             self._engines[host.name] = engine
         return engine
+
+    def peek(self, host: Host) -> Engine | None:
+        """The kept connection to ``host``'s engine, if there is one (nothing is opened or checked)."""
+        with self._lock:
+            return self._engines.get(host.name)
 
     def close(self) -> None:
         with self._lock:

@@ -212,4 +212,10 @@ def _run(plan: MovePlan, reporter: Reporter, engines: EnginePool, program: Sourc
         [t.host for t in movers], lambda h: finish_target(by_name[h.name], delivery, started, reporter, engines, layers, contents)
     )
     finished = {o.host.name: o.value for o in outcomes}
-    return [finished.get(t.host.name) or static_result(t) for t in plan.targets]
+    results = [finished.get(t.host.name) or static_result(t) for t in plan.targets]
+    return [_with_round_trips(result, target, engines) for result, target in zip(results, plan.targets)]
+
+
+def _with_round_trips(result: TargetResult, target: TargetPlan, engines: EnginePool) -> TargetResult:
+    engine = engines.peek(target.host)
+    return replace(result, round_trips=engine.round_trips) if engine is not None else result

@@ -38,6 +38,7 @@ class TargetResult:
     route_taken: str = ""  # the route the bytes took: host-to-host, relay, direct, registry, bundle
     source_read: str = ""  # store: read from the source engine's layer store; save: docker save
     bytes_on_wire: int | None = None  # what crossed the link, when compression made it differ from bytes_sent
+    round_trips: int | None = None  # requests to the target's engine after connecting (each waits a round trip)
 
     @property
     def ok(self) -> bool:

@@ -274,3 +274,15 @@ def test_a_compressed_move_arrives_identical_and_crosses_fewer_bytes(
         assert moved["bytes_on_wire"] < moved["bytes_sent"] - (5 << 20), moved
     else:
         assert "bytes_on_wire" not in moved
+
+
+def test_re_moving_an_unchanged_image_costs_each_target_few_round_trips(shipper: ShipperRunner, on_a: Lab, ssh_inventory: str) -> None:
+    # On a far link every request to a target's engine waits a round trip: an unchanged target must need few.
+    on_a.load_images("a", [APP])
+    shipper("move", APP.name, "--from", "a", "--to", "b,c", "-i", ssh_inventory)
+
+    again = shipper("move", APP.name, "--from", "a", "--to", "b,c", "-i", ssh_inventory, "--json")
+
+    assert again.status == 0, again.stderr
+    trips = {r["host"]: (r["status"], r["round_trips"]) for r in events(again.stdout, "result")}
+    assert trips.keys() == {"b", "c"} and all(status == "unchanged" and count <= 3 for status, count in trips.values()), trips

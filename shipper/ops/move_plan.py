@@ -158,23 +158,25 @@ def plan_move(
     with contextlib.ExitStack() as stack:
         pool = engines or stack.enter_context(EnginePool())
         with ThreadPoolExecutor(max_workers=1) as background:
-            views = background.submit(for_each_host, others, lambda host: target_view(host, pool))
+            views = background.submit(for_each_host, others, lambda host: target_view(host, pool, layers=False))
             images = source_images(pool.get(source), requested)
             source_info = pool.get(source).info()
             seen = {o.host.name: o for o in views.result()}
         source_store = source_info.image_store
         stream_oci = streams_oci(source_info, host_to_host, store_read)
+        views_of = {name: o.value for name, o in seen.items() if o.value is not None}
+        surveyed = [h for h in others if h.name in views_of]
+        finished = {o.host.name: o for o in for_each_host(surveyed, lambda host: with_requested(views_of[host.name], host, images, pool))}
         plans = []
         for host in targets:
-            outcome = seen.get(host.name)
+            outcome = finished.get(host.name) or seen.get(host.name)
             if outcome is None:
                 plans.append(TargetPlan(host, "skip", reason="it is the source"))
             elif outcome.value is None:
                 plans.append(TargetPlan(host, "failed", error=outcome.error))
             else:
                 try:
-                    view = with_requested(outcome.value, host, images, pool)
-                    plans.append(target_plan(host, view, images, force, route, stream_oci, source_store))
+                    plans.append(target_plan(host, outcome.value, images, force, route, stream_oci, source_store))
                 except ShipperError as exc:
                     plans.append(TargetPlan(host, "failed", error=exc))
     if route == "registry":

@@ -72,6 +72,7 @@ class TargetView:
     store: str  # "classic", "containerd" (IDs are manifest digests) or "podman"
     content_of: dict[str, str] = field(default_factory=dict)  # image ID -> content key (engine.info.content_key)
     unlisted: frozenset[str] = frozenset()  # requested IDs the engine holds though its list leaves them out (see with_requested)
+    layers_read: bool = True  # chains and content_of were read (the survey reads them only where an image is missing)
 
 
 def same_content(view: TargetView, image: SourceImage) -> str | None:

@@ -61,26 +61,39 @@ def _not_found(engine: Engine, name: str) -> ImageNotFound:
     return ImageNotFound(f"image {name} is not on {engine.host.describe()}", hint=hint)
 
 
-def target_view(host: Host, engines: EnginePool) -> TargetView:
+def target_view(host: Host, engines: EnginePool, layers: bool = True) -> TargetView:
+    """What the target holds. ``layers=False``: from its image list alone (one request), leaving the layers to
+    ``with_requested``, which reads them only if an image is missing."""
     engine = engines.get(host)
     images = engine.images()
     tags = {tag: image.id for image in images for tag in image.tags}
     host_key = engine.session.known_hosts_line() if engine.session is not None else None
     store = store_of(engine.info())
+    view = TargetView(tags, frozenset(image.id for image in images), host_key, frozenset(), store, layers_read=False)
+    return _with_layers(view, engine) if layers else view
+
+
+def _with_layers(view: TargetView, engine: Engine) -> TargetView:
+    """``view`` with the layers and content of every image the target holds (a request per image)."""
     chains: set[str] = set()
     content_of: dict[str, str] = {}
-    for image in images:
-        details = engine.inspect_image(image.id)
+    for image_id in sorted(view.ids):
+        details = engine.inspect_image(image_id)
         if details is not None:
             chains.update(chain_ids(details.layers))
-            content_of[image.id] = details.content
-    usable = frozenset(chains) if store != "podman" else frozenset()  # podman loads only whole streams: what it holds never counts
-    return TargetView(tags, frozenset(image.id for image in images), host_key, usable, store, content_of)
+            content_of[image_id] = details.content
+    usable = frozenset(chains) if view.store != "podman" else frozenset()  # podman loads only whole streams: what it holds never counts
+    return replace(view, chains=usable, content_of=content_of, layers_read=True)
 
 
 def with_requested(view: TargetView, host: Host, images: Sequence[SourceImage], engines: EnginePool) -> TargetView:
-    """The survey's last question, once the source's images are known: the list shows tagged and dangling
-    images; an ID it lacks is asked for directly, to be sure."""
+    """The survey's last questions, once the source's images are known. The list shows tagged and dangling
+    images; an ID it lacks is asked for directly, to be sure. Where the target lacks one, every image it
+    holds is read for its layers (what need not cross) and its content (the same image under another ID, in
+    the containerd store); where it holds them all, nothing more is asked: on a far link each is a round trip."""
     engine = engines.get(host)
     unlisted = frozenset(img.id for img in images if img.id not in view.ids and engine.inspect_image(img.id) is not None)
-    return replace(view, unlisted=unlisted)
+    view = replace(view, unlisted=unlisted)
+    if view.layers_read or all(img.id in view.ids or img.id in unlisted for img in images):
+        return view
+    return _with_layers(view, engine)

@@ -29,6 +29,7 @@ SAMPLE = 64 << 10  # bytes of a chunk tried before compressing the rest
 PAYS = 0.85  # a sample must shrink below this share of its size
 LINK_FAST = 60e6  # bytes a second: on a link faster than this, zlib at level 1 costs more than it saves
 MODES = ("auto", "zlib", "none")
+MAX_FRAME = 4 << 20  # bytes a frame carries at most; the decoder refuses more (a bound on what it inflates and holds)
 
 Chunk = Union[bytes, memoryview]
 
@@ -49,6 +50,8 @@ while True:
     if len(head) != 9:
         fail()
     kind, stored, raw = struct.unpack(">cII", head)
+    if stored > LIMIT or raw > LIMIT:
+        fail()
     body = read(stored)
     try:
         data = body if kind == b"R" else zlib.decompressobj().decompress(body, raw + 1) if kind == b"Z" else None
@@ -58,7 +61,7 @@ while True:
         fail()
     out.write(data)
 out.flush()
-"""
+""".replace("LIMIT", str(MAX_FRAME))
 
 
 def receiver(command: str) -> str:
@@ -101,6 +104,9 @@ class Framer:
         return rate is not None and rate < LINK_FAST
 
     def frame(self, chunk: Chunk) -> bytes:
+        if len(chunk) > MAX_FRAME:  # a large chunk goes as several frames: no frame passes the decoder's bound
+            view = memoryview(chunk)
+            return b"".join(self.frame(view[i : i + MAX_FRAME]) for i in range(0, len(view), MAX_FRAME))
         data = bytes(chunk)
         self.raw_bytes += len(data)
         if self._wanted() and len(data) >= 1024 and _shrinks(data):
@@ -127,6 +133,8 @@ def unframe(frames: bytes) -> bytes:
     offset = 0
     while offset < len(frames):
         kind, stored, raw = HEADER.unpack_from(frames, offset)
+        if stored > MAX_FRAME or raw > MAX_FRAME:
+            raise ValueError("a frame larger than any sender makes")
         offset += HEADER.size
         body = frames[offset : offset + stored]
         offset += stored

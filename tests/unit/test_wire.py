@@ -57,3 +57,22 @@ def test_a_cut_or_bad_frame_ends_in_a_block_docker_load_refuses(cut: int) -> Non
     done = decode(broken)
 
     assert done.returncode == 1 and done.stdout.endswith(b"\xff" * 512)
+
+
+def test_a_frame_claiming_more_than_any_sender_makes_is_refused_before_anything_is_inflated() -> None:
+    import struct
+    import zlib
+
+    bomb = zlib.compress(b"\0" * (64 << 20), 9)  # 64 MiB of zeros in about 64 KB
+    done = decode(struct.pack(">cII", b"Z", len(bomb), 64 << 20) + bomb)
+
+    assert done.returncode == 1 and done.stdout == b"\xff" * 512
+
+
+def test_a_chunk_larger_than_a_frame_goes_as_several() -> None:
+    framer = Framer("none")
+    big = os.urandom(9 << 20)
+
+    frames = framer.frame(big)
+
+    assert unframe(frames) == big and decode(frames).stdout == big

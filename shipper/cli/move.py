@@ -108,6 +108,11 @@ def reporter_for(env: Env, as_json: bool) -> Iterator[Reporter]:
 
 def _print_plan(env: Env, plan: MovePlan) -> None:
     env.out(f"plan: {len(plan.images)} image(s) from {plan.source.name} via {plan.route} ({plan.route_reason})")
+    extras = [f"compression {plan.compress} (host to host)"] if plan.host_to_host and plan.compress != "none" else []
+    extras += [f"at most {human_size(plan.limits.per_target)}/s a target"] if plan.limits.per_target else []
+    extras += [f"at most {human_size(plan.limits.total)}/s in all"] if plan.limits.total else []
+    if extras:
+        env.out("      " + "; ".join(extras))
     env.out(table(["IMAGE", "ID", "SIZE"], [[i.name or i.requested, short_id(i.id), human_size(i.size)] for i in plan.images]))
     rows = [[t.host.name, t.action, *_crossing(plan, t), _why(t)] for t in plan.targets]
     env.out(table(["TARGET", "ACTION", "TO SEND", "LAYERS", "WHY"], rows))

@@ -90,14 +90,15 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
     return mapping
 
 
-def _unsafe(value: Any) -> Any:
+def mark_unsafe(value: Any) -> Any:
+    """``value`` with every string in it an ``Unsafe`` one (mappings keep their lines: marked in place)."""
     if isinstance(value, str):
         return Unsafe(value)
     if isinstance(value, list):
-        return [_unsafe(v) for v in value]
+        return [mark_unsafe(v) for v in value]
     if isinstance(value, dict):
         for key in value:
-            value[key] = _unsafe(value[key])
+            value[key] = mark_unsafe(value[key])
     return value
 
 
@@ -105,8 +106,8 @@ def _construct_unsafe(loader: _LineLoader, node: yaml.Node) -> Any:
     if isinstance(node, yaml.ScalarNode):
         return Unsafe(loader.construct_scalar(node))
     if isinstance(node, yaml.SequenceNode):
-        return _unsafe(loader.construct_sequence(node, deep=True))
-    return _unsafe(_construct_mapping(loader, node))  # type: ignore[arg-type]
+        return mark_unsafe(loader.construct_sequence(node, deep=True))
+    return mark_unsafe(_construct_mapping(loader, node))  # type: ignore[arg-type]
 
 
 def _construct_vault(loader: _LineLoader, node: yaml.Node) -> Vaulted:

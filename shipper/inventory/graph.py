@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any
+from collections.abc import Callable
 
 from shipper.errors import InventoryError, Origin
 
@@ -124,13 +125,20 @@ class Graph:
 
     def descendants(self, group: str) -> list[str]:
         """``group``'s child groups, theirs, and so on: each once, nearest first."""
+        return self._reach(group, lambda node: node.children)
+
+    def ancestors(self, group: str) -> list[str]:
+        """``group``'s parents, theirs, and so on: each once, nearest first."""
+        return self._reach(group, lambda node: node.parents)
+
+    def _reach(self, group: str, step: Callable[[GroupNode], list[str]]) -> list[str]:
         seen: dict[str, None] = {}
-        frontier = list(self.groups[group].children)
+        frontier = list(step(self.groups[group]))
         while frontier:
             name = frontier.pop(0)
             if name not in seen:
                 seen[name] = None
-                frontier.extend(self.groups[name].children)
+                frontier.extend(step(self.groups[name]))
         return list(seen)
 
     def _path(self, start: str, goal: str) -> list[str]:
@@ -142,16 +150,6 @@ class Graph:
                 return trail
             trails.extend(trail + [c] for c in self.groups[trail[-1]].children if c not in trail)
         return [start, goal]
-
-    def ancestors(self, group: str) -> list[str]:
-        seen: dict[str, None] = {}
-        frontier = list(self.groups[group].parents)
-        while frontier:
-            name = frontier.pop(0)
-            if name not in seen:
-                seen[name] = None
-                frontier.extend(self.groups[name].parents)
-        return list(seen)
 
     def host_groups(self, host: str) -> list[str]:
         """Every group ``host`` belongs to: those listing it and their ancestors (``all`` included)."""

@@ -25,7 +25,7 @@ from typing import Any
 
 from shipper.errors import InventoryError, Origin
 from shipper.inventory.graph import Graph
-from shipper.yamlfile import Unsafe, Vaulted
+from shipper.yamlfile import Unsafe, Vaulted, mark_unsafe
 
 SCRIPT_TIMEOUT = 60.0  # seconds for one run of an inventory script
 MAX_OUTPUT = 64 * 1024 * 1024  # bytes of JSON a script may print
@@ -69,7 +69,7 @@ def _group(graph: Graph, name: str, body: Any, origin: Origin, listed: dict[str,
     if not isinstance(body, dict):
         body = {"hosts": body}
     elif not any(k in body for k in ("hosts", "vars", "children")):
-        body = {"hosts": [name], "vars": _unsafe(body)}  # Ansible's shorthand: a group that is its own only host, never templated
+        body = {"hosts": [name], "vars": mark_unsafe(dict(body))}  # Ansible's shorthand: a group that is its own only host, never templated
     hosts = body.get("hosts", [])
     if not isinstance(hosts, list):
         raise InventoryError(f"{origin.path}: '{name}.hosts' must be a list of host names")
@@ -89,16 +89,6 @@ def _group(graph: Graph, name: str, body: Any, origin: Origin, listed: dict[str,
     for child in children:
         graph.add_group(str(child), origin)
         graph.add_child(name, str(child), origin)
-
-
-def _unsafe(value: Any) -> Any:
-    if isinstance(value, str):
-        return Unsafe(value)
-    if isinstance(value, dict):
-        return {k: _unsafe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_unsafe(v) for v in value]
-    return value
 
 
 def _tags(value: Any) -> Any:

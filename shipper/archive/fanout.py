@@ -41,7 +41,7 @@ def grow_pipe(stream: object) -> None:
         pass
 _END = object()
 _ABORT = object()
-LIMITED_PIECE = 1 << 18  # under a rate limit, bytes go out in pieces of 256 KiB: a limit is a rate, not bursts
+LIMITED_PIECE = 1 << 18  # under a rate limit, bytes go out in pieces of at most 256 KiB: a limit is a rate, not bursts
 
 
 class RateLimit:
@@ -133,8 +133,10 @@ class QueueSink:
                 yield item  # type: ignore[misc]
                 continue
             view = memoryview(item)  # type: ignore[arg-type]
-            for offset in range(0, len(view), LIMITED_PIECE):
-                piece = view[offset : offset + LIMITED_PIECE]
+            # A tenth of a second's worth at the slowest limit: no wait is long, so an abort is heard at once.
+            size = max(4096, min(LIMITED_PIECE, int(min(limit.rate for limit in self.limits) / 10)))
+            for offset in range(0, len(view), size):
+                piece = view[offset : offset + size]
                 for limit in self.limits:
                     limit.take(len(piece))
                 yield piece

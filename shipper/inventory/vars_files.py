@@ -49,17 +49,22 @@ def _find(directory: str, name: str) -> tuple[str, ...]:
     return ()
 
 
-def _walk(directory: Path) -> list[Path]:
+def _walk(directory: Path, seen: set[Path] | None = None) -> list[Path]:
+    seen = set() if seen is None else seen
+    real = directory.resolve()
+    if real in seen:  # a symbolic link back up the tree: read once, never loop
+        return []
+    seen.add(real)
     found: list[Path] = []
     for entry in sorted(directory.iterdir(), key=lambda p: p.name):
         if entry.name.startswith(".") or entry.name.endswith("~"):
             continue
         if entry.is_dir() and not entry.suffix:
-            found.extend(_walk(entry))
+            found.extend(_walk(entry, seen))
         elif entry.is_file() and (not entry.suffix or entry.suffix in EXTENSIONS):
             found.append(entry)
-        if len(found) > MAX_FILES:
-            raise InventoryError(f"{directory} holds more than {MAX_FILES} variable files")
+        if len(found) > MAX_FILES or len(seen) > MAX_FILES:
+            raise InventoryError(f"{directory} holds more than {MAX_FILES} variable files or directories")
     return found
 
 

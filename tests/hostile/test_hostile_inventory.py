@@ -226,3 +226,12 @@ def test_a_host_range_that_would_fill_memory_is_refused(tmp_path: Path) -> None:
 def test_a_group_name_that_host_patterns_cannot_say_is_refused(tmp_path: Path, name: str) -> None:
     with pytest.raises(InventoryError, match="is not a valid group name"):
         load_inventory(write(tmp_path, f"'{name}':\n  hosts:\n    a:\n"))
+
+
+def test_a_group_vars_directory_that_links_back_to_itself_is_read_once(tmp_path: Path) -> None:
+    inventory = write(tmp_path, "web:\n  hosts:\n    w1:\n")
+    (tmp_path / "group_vars" / "web").mkdir(parents=True)
+    (tmp_path / "group_vars" / "web" / "main.yml").write_text("a: 1\n")
+    (tmp_path / "group_vars" / "web" / "loop").symlink_to(tmp_path / "group_vars" / "web")
+
+    assert load_inventory(inventory).host("w1").vars == {"a": 1}

@@ -10,7 +10,9 @@ from typing import Literal, Protocol
 
 # What a target is doing, in order: bytes flow (sending), its engine finishes the load (loading),
 # shipper checks every image arrived whole (checking), then points the tags (tagging).
-Phase = Literal["sending", "loading", "checking", "tagging"]
+# A target's phases, in order: its survey while the plan is made; waiting for the source's first byte (docker save
+# exports before it writes); bytes flowing; the engine loading; shipper checking what arrived; the tags moving.
+Phase = Literal["surveying", "reading", "sending", "loading", "checking", "tagging"]
 
 
 class Reporter(Protocol):

@@ -11,7 +11,8 @@ library only.
 
 SPEC: {"expected": [image IDs to save], "check": [the IDs the stream must hold, if not those], "known_hosts": "lines",
        "layers": {image ID: [diff IDs]}, "skip": {"name": [diff IDs it holds]},
-       "targets": {"name": [ssh argv, with {known_hosts} for the file]}}
+       "targets": {"name": [ssh argv, with {known_hosts} for the file]},
+       "save": [what docker save names, if not "expected"], "platform": "os/arch" (docker save --platform)}
 
 Where the bytes come from: the engine's layer store read directly
 (layerstore.py: only the layers some target needs, no export step) when
@@ -76,15 +77,16 @@ def _outcome(sinks: List[ProcessSink], extra: dict) -> dict:
 class Early:
     """What the program did before it knew its work: found the store, or started a save."""
 
-    def __init__(self, names: List[str], store_allowed: bool) -> None:
+    def __init__(self, names: List[str], store_allowed: bool, platform: str = "") -> None:
         self.store: Optional[LayerStore] = None
         self.store_note = "not asked to" if not store_allowed else ""
         self.ids: List[str] = []
+        self.platform = platform
         self.save: "Optional[subprocess.Popen[bytes]]" = None
-        if store_allowed:
+        if store_allowed:  # read only where the plan chooses no platform (a classic store holds one per image)
             self.store, self.store_note = LayerStore.of_local_engine()
         if self.store is None:
-            self.ids, self.save = early_save(names)
+            self.ids, self.save = early_save(names, platform)
 
     def stop(self) -> None:
         if self.save is not None:
@@ -126,13 +128,14 @@ def _connect(spec: dict, known_hosts: str) -> List[ProcessSink]:
     return ordered
 
 
-def _start_save(ids: List[str]) -> "subprocess.Popen[bytes]":
-    save = subprocess.Popen(["docker", "save", *ids], stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+def _start_save(ids: List[str], platform: str = "") -> "subprocess.Popen[bytes]":
+    chosen = ["--platform", platform] if platform else []
+    save = subprocess.Popen(["docker", "save", *chosen, *ids], stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
     grow_pipe(save.stdout)
     return save
 
 
-def early_save(names: List[str]) -> "tuple[List[str], Optional[subprocess.Popen[bytes]]]":
+def early_save(names: List[str], platform: str = "") -> "tuple[List[str], Optional[subprocess.Popen[bytes]]]":
     """Resolve ``names`` here and start saving them, before shipper has finished planning."""
     if not names:
         return [], None
@@ -140,7 +143,7 @@ def early_save(names: List[str]) -> "tuple[List[str], Optional[subprocess.Popen[
     ids = found.stdout.decode().split()
     if found.returncode != 0 or len(ids) != len(names):
         return [], None
-    return ids, _start_save(list(dict.fromkeys(ids)))
+    return ids, _start_save(list(dict.fromkeys(ids)), platform)
 
 
 class _Source:
@@ -155,20 +158,20 @@ class _Source:
         needed = set().union(*(every - skip for skip in skips)) if skips else every
         self.absent: Set[str] = set()
         self.read, self.note = "save", early.store_note
-        if early.store is not None and set(self.layers) == set(spec["expected"]):
+        if early.store is not None and set(self.layers) == set(spec["expected"]) and not spec.get("platform"):
             self.note = early.store.unreadable(self.layers, needed)
             if not self.note:
                 self.read, self.absent = "store", every - needed
                 self._chunks: Iterator[bytes] = early.store.save_stream(self.layers, needed)
                 early.stop()
                 return
-        self._use_save(spec["expected"], early)
+        self._use_save(spec.get("save") or spec["expected"], early, spec.get("platform") or "")
 
-    def _use_save(self, expected: List[str], early: Early) -> None:
+    def _use_save(self, expected: List[str], early: Early, platform: str) -> None:
         save = early.save
-        if save is None or sorted(set(early.ids)) != sorted(expected):
+        if save is None or sorted(set(early.ids)) != sorted(expected) or early.platform != platform:
             early.stop()
-            save = _start_save(expected)
+            save = _start_save(expected, platform)
         early.save = None
         self.save = save
         threading.Thread(target=lambda: self.stderr.append(save.stderr.read()), daemon=True).start()  # type: ignore[union-attr]
@@ -280,7 +283,7 @@ def main() -> None:
     for signum in (signal.SIGHUP, signal.SIGTERM):
         signal.signal(signum, _interrupted)
     start = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
-    early = Early(list(start.get("names", ())), bool(start.get("store")))
+    early = Early(list(start.get("names", ())), bool(start.get("store")), str(start.get("platform") or ""))
     line = sys.stdin.buffer.readline().decode().strip()
     if not line or line == STOP:
         early.stop()

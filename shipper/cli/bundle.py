@@ -18,6 +18,7 @@ from shipper.cli.targets import choose, complete_targets, open_inventory
 from shipper.ops import bundle as ops
 from shipper.ops import registry as registry_ops
 from shipper.hostpool import exit_status_of
+from shipper.platforms import parse_platform
 
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)([KMGT]?)i?B?$", re.IGNORECASE)
 
@@ -47,8 +48,12 @@ def bundle() -> None:
 @click.option("-o", "--output", required=True, metavar="FILE", help="The bundle: FILE.tar, or FILE.tar.zst to compress with zstd.")
 @click.option("--split", metavar="SIZE", help="Write parts FILE.000, FILE.001, … of at most SIZE (4G, 700M) each.")
 @click.option("--have", "have_file", metavar="FILE", help="A have file from the far side (bundle have): leave out the layers it holds.")
+@click.option("--platform", metavar="OS/ARCH[/VARIANT]", help="That platform of each image (linux/arm64): chosen from a multi-platform image where the source's store holds several, else checked.")
 @click.pass_context
-def create(ctx: click.Context, inventory_path: str, as_json: bool, images: tuple[str, ...], source: str, output: str, split: str | None, have_file: str | None) -> None:
+def create(
+    ctx: click.Context, inventory_path: str, as_json: bool, images: tuple[str, ...], source: str, output: str, split: str | None,
+    have_file: str | None, platform: str | None,
+) -> None:  # fmt: skip
     """Save IMAGE... from HOST into one verified file (a standard image archive inside)."""
     env = env_of(ctx)
     hosts = choose(env, open_inventory(inventory_path, source), source)
@@ -57,7 +62,10 @@ def create(ctx: click.Context, inventory_path: str, as_json: bool, images: tuple
     held = ops.held_everywhere(json.loads(Path(have_file).read_text())) if have_file else None
     path = Path(output)
     with reporter_for(env, as_json) as reporter:
-        created = ops.create(hosts[0], images, path, compress=path.suffix == ".zst", split=parse_size(split) if split else None, held=held, reporter=reporter)
+        created = ops.create(
+            hosts[0], images, path, compress=path.suffix == ".zst", split=parse_size(split) if split else None, held=held, reporter=reporter,
+            platform=parse_platform(platform) if platform else None,
+        )  # fmt: skip
     if as_json:
         env.json_line({"event": "created", **created.to_json()})  # after the progress events: JSON lines, as move writes
         return

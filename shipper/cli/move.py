@@ -6,6 +6,7 @@ import contextlib
 from typing import Any, Iterator
 
 import click
+from rich.console import Console
 
 from shipper.cli.options import env_of, finish, inventory_option, json_option, parse_rate
 from shipper.cli.output import Env, human_size, short_id, table
@@ -17,6 +18,7 @@ from shipper.ops.move_plan import MovePlan, RouteRequest
 from shipper.transfer.plan import TargetPlan
 from shipper.ops.move_registry import route_for
 from shipper.ops.move_run import MoveSession, TargetResult
+from shipper.platforms import parse_platform
 from shipper.transfer.limits import RateLimits
 from shipper.progress import Reporter
 
@@ -35,6 +37,7 @@ from shipper.progress import Reporter
               help="Host to host: compress what shrinks where the link is slow (auto), wherever it shrinks (zlib), or never.")
 @click.option("--limit-rate", metavar="RATE", help="At most RATE bytes a second to each target (20M, 500K), as curl's --limit-rate.")
 @click.option("--limit-total", metavar="RATE", help="At most RATE bytes a second to all targets together.")
+@click.option("--platform", metavar="OS/ARCH[/VARIANT]", help="Move that platform of each image (linux/arm64): chosen from a multi-platform image where the source's store holds several (Docker 28+, containerd store), else checked.")
 @click.option("--force", is_flag=True, help="Send even to targets that already have the images under those tags.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @click.option("--no-store-read", is_flag=True, help="Host to host: always run docker save on the source, never read its engine's layer store directly.")
@@ -42,7 +45,7 @@ from shipper.progress import Reporter
 def move(
     ctx: click.Context, inventory_path: str, as_json: bool, images: tuple[str, ...], source: str, target: str,
     via: RouteRequest | None, registry_name: str | None, ca: str | None, insecure: bool, compress: str, limit_rate: str | None, limit_total: str | None,
-    force: bool, dry_run: bool, no_store_read: bool,
+    platform: str | None, force: bool, dry_run: bool, no_store_read: bool,
 ) -> None:  # fmt: skip
     """Move IMAGE... from one host's engine to TARGET's engines, tags intact.
 
@@ -67,13 +70,14 @@ def move(
     with MoveSession(
         sources[0], targets, images, via, prestart=not dry_run, store_read=not no_store_read, registry=registry,
         limits=RateLimits(parse_rate(limit_rate, "--limit-rate") if limit_rate else None, parse_rate(limit_total, "--limit-total") if limit_total else None),
-        compress=compress,
+        compress=compress, platform=parse_platform(platform) if platform else None,
     ) as session:
         _move(env, session, force, dry_run, as_json)
 
 
 def _move(env: Env, session: MoveSession, force: bool, dry_run: bool, as_json: bool) -> None:
-    plan = session.plan(force)
+    with surveying(env, as_json, [t.name for t in session.targets if t.name != session.source.name]):
+        plan = session.plan(force)
     if as_json:
         env.json_line({"event": "plan", "dry_run": dry_run, **plan.to_json()})
     else:
@@ -96,6 +100,21 @@ def _move(env: Env, session: MoveSession, force: bool, dry_run: bool, as_json: b
 
 
 @contextlib.contextmanager
+def surveying(env: Env, as_json: bool, hosts: list[str]) -> Iterator[None]:
+    """Planning asks the source and every target what they hold (seconds over far links): say so, as a phase per
+    host in JSON and in a log, and as a spinner on a terminal, which the plan then replaces."""
+    if as_json or not env.stderr.isatty():
+        reporter: Reporter = JSONLinesReporter(env.json_line) if as_json else PlainLinesReporter(env.stderr)
+        for host in hosts:
+            reporter.phase(host, "surveying")
+        yield
+        return
+    shown = ", ".join(hosts[:4]) + (f" and {len(hosts) - 4} more" if len(hosts) > 4 else "")
+    with Console(file=env.stderr).status(f"surveying {shown}", spinner="dots"):
+        yield
+
+
+@contextlib.contextmanager
 def reporter_for(env: Env, as_json: bool) -> Iterator[Reporter]:
     if as_json:
         yield JSONLinesReporter(env.json_line)
@@ -111,6 +130,7 @@ def _print_plan(env: Env, plan: MovePlan) -> None:
     extras = [f"compression {plan.compress} (host to host)"] if plan.host_to_host and plan.compress != "none" else []
     extras += [f"at most {human_size(plan.limits.per_target)}/s a target"] if plan.limits.per_target else []
     extras += [f"at most {human_size(plan.limits.total)}/s in all"] if plan.limits.total else []
+    extras += [f"platform {plan.platform} of each image"] if plan.platform is not None else []
     if extras:
         env.out("      " + "; ".join(extras))
     env.out(table(["IMAGE", "ID", "SIZE"], [[i.name or i.requested, short_id(i.id), human_size(i.size)] for i in plan.images]))

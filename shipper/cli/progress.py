@@ -43,6 +43,7 @@ class BarsReporter:
             console=Console(file=stream), transient=False,
         )  # fmt: skip
         self.tasks: dict[str, TaskID] = {}
+        self.reading: set[str] = set()  # started, no byte yet
 
     def __enter__(self) -> "BarsReporter":
         self.progress.start()
@@ -52,21 +53,27 @@ class BarsReporter:
         self.progress.stop()
 
     def start(self, host: str, total: int | None) -> None:
-        self.tasks[host] = self.progress.add_task(f"{host} sending", total=total)
+        self.reading.add(host)
+        self.tasks[host] = self.progress.add_task(f"{host} reading", total=total)
 
     def advance(self, host: str, done: int) -> None:
         task = self.tasks.get(host)
+        if task is not None and done and host in self.reading:
+            self.reading.discard(host)
+            self.progress.reset(task, total=self.progress.tasks[task].total, description=f"{host} sending")  # the rate counts from here
         if task is not None:
             # The estimate is the images' size; the stream is a little larger.
             total = self.progress.tasks[task].total
             self.progress.update(task, completed=done, total=max(total or 0, done))
 
     def phase(self, host: str, phase: Phase) -> None:
+        self.reading.discard(host)
         task = self.tasks.get(host)
         if task is not None:
             self.progress.update(task, description=f"{host} {phase}")
 
     def finish(self, host: str, status: str) -> None:
+        self.reading.discard(host)
         task = self.tasks.get(host)
         if task is not None:
             done = self.progress.tasks[task].completed
@@ -92,12 +99,16 @@ class PlainLinesReporter:
     def start(self, host: str, total: int | None) -> None:
         self.started[host] = self.last[host] = time.monotonic()
         self.totals[host] = total
-        self._line(host, "sending" + (f" about {human_size(total)}" if total else ""))
+        self.phases[host] = "reading"
+        self._line(host, "reading" + (f" (about {human_size(total)} to send)" if total else ""))
 
     def advance(self, host: str, done: int) -> None:
         self.done[host] = done
         now = time.monotonic()
-        if self.phases.get(host, "sending") == "sending" and now - self.last.get(host, 0.0) >= self.interval:
+        if done and self.phases.get(host) == "reading":
+            self.phases[host], self.last[host] = "sending", now
+            self._line(host, f"sending {self._bytes(host)}")
+        elif self.phases.get(host) == "sending" and now - self.last.get(host, 0.0) >= self.interval:
             self.last[host] = now
             self._line(host, f"sending {self._bytes(host)}")
 
@@ -130,6 +141,7 @@ class JSONLinesReporter:
         self.write = write  # the command's JSON-lines writer (one lock for every thread's lines)
         self.last: dict[str, float] = {}
         self.totals: dict[str, int | None] = {}
+        self.reading: set[str] = set()  # started, no byte yet
 
     def emit(self, event: dict[str, Any]) -> None:
         self.write(event)
@@ -137,15 +149,24 @@ class JSONLinesReporter:
     def start(self, host: str, total: int | None) -> None:
         self.totals[host] = total
         self.emit({"event": "start", "host": host, "bytes_estimate": total})
+        self.phase(host, "reading")
+        self.reading.add(host)
 
     def advance(self, host: str, done: int) -> None:
         now = time.monotonic()
+        if host in self.reading:
+            if not done:
+                return
+            self.phase(host, "sending")
+            self.last[host] = 0.0  # the first bytes are news at once
         if now - self.last.get(host, 0.0) >= JSON_INTERVAL:
             self.last[host] = now
             self.emit({"event": "progress", "host": host, "bytes": done, "bytes_estimate": self.totals.get(host)})
 
     def phase(self, host: str, phase: Phase) -> None:
+        self.reading.discard(host)
         self.emit({"event": "phase", "host": host, "phase": phase})
 
     def finish(self, host: str, status: str) -> None:
+        self.reading.discard(host)
         self.emit({"event": "finish", "host": host, "status": status})

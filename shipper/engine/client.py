@@ -26,9 +26,14 @@ from shipper.engine.messages import Progress, engine_remedy, follow
 from shipper.engine.sshadapter import SessionSSHAdapter
 from shipper.errors import EngineError, EngineUnreachable, ShipperError, SSHError
 from shipper.inventory.model import Host, TLSFiles
+from shipper.platforms import Platform, normalized
 from shipper.transport.ssh import SSHSession
 
 SAVE_CHUNK = 1 << 20
+# The first API versions that take a platform: save and load (1.48), inspect (1.49). Asked for by those calls
+# alone: every other request keeps the version agreed at connect().
+PLATFORM_SAVE_API = "1.48"
+PLATFORM_INSPECT_API = "1.49"
 COMMAND_TIMEOUT = 60.0  # seconds; metadata calls. Transfers pass timeout=None (a save can be silent for minutes).
 
 
@@ -117,13 +122,55 @@ class Engine:
         with self.errors("list images"):
             return [image_summary(raw) for raw in self.api.images(all=False)]
 
-    def inspect_image(self, reference: str) -> ImageDetails | None:
-        """The image ``reference`` names (tag or ID), or None if the engine has none."""
+    def inspect_image(self, reference: str, platform: Platform | None = None) -> ImageDetails | None:
+        """The image ``reference`` names (tag or ID), or None if the engine has none.
+        ``platform``: that platform's image of a multi-platform one (containerd store, API 1.49+); None when absent."""
         with self.errors(f"inspect image {reference}"):
             try:
-                return image_details(self.api.inspect_image(reference))
+                if platform is None:
+                    return image_details(self.api.inspect_image(reference))
+                self.require_api(PLATFORM_INSPECT_API, f"inspect one platform ({platform}) of {reference}")
+                api: Any = self.api  # the private helpers every docker-py endpoint uses
+                response = api._get(self._url_at(PLATFORM_INSPECT_API, "/images/{0}/json", reference), params={"platform": platform.to_api()})
+                if response.status_code == 404:
+                    return None
+                return image_details(api._result(response, json=True))
             except docker.errors.ImageNotFound:
                 return None
+
+    def image_platforms(self, reference: str) -> list[tuple[Platform, bool]]:
+        """The platforms a multi-platform image lists, each with whether the engine holds its content
+        (``GET /images/{name}/json?manifests=1``, API 1.48+; [] where the engine cannot say)."""
+        if not self.supports_api(PLATFORM_SAVE_API):
+            return []
+        with self.errors(f"list the platforms of {reference}"):
+            api: Any = self.api
+            response = api._get(self._url_at(PLATFORM_SAVE_API, "/images/{0}/json", reference), params={"manifests": "1"})
+            if response.status_code != 200:
+                return []
+            found = []
+            for manifest in api._result(response, json=True).get("Manifests") or []:
+                described = (manifest.get("ImageData") or {}).get("Platform") or {}
+                if manifest.get("Kind") == "image" and described.get("os"):
+                    found.append((normalized(described["os"], described.get("architecture", ""), described.get("variant", "")), bool(manifest.get("Available"))))
+            return found
+
+    def supports_api(self, version: str) -> bool:
+        return not version_lt(self.info().api_version, version)
+
+    def require_api(self, version: str, action: str) -> None:
+        if not self.supports_api(version):
+            info = self.info()
+            raise EngineError(
+                f"cannot {action} on {self.host.describe()}: its engine ({info.product} {info.version}, API {info.api_version}) "
+                f"does not take a platform there (API {version} does: Docker 28 or later)",
+                hint=f"upgrade the engine on {self.host.name}, or move without --platform: the engine then saves the platform it picks by default",
+            )
+
+    def _url_at(self, version: str, path: str, *args: str) -> str:
+        """docker-py's URL for ``path`` at API ``version`` instead of the agreed one."""
+        api: Any = self.api
+        return str(api._url(path, *args, versioned_api=False)).replace(api.base_url, f"{api.base_url}/v{version}", 1)
 
     def layer_sizes(self, image_id: str, count: int) -> tuple[int, ...]:
         """Each of an image's ``count`` layers' size (its content; its tar is a little larger), oldest first.
@@ -237,13 +284,20 @@ class Engine:
             status = self.api.exec_inspect(created["Id"]).get("ExitCode")
         return int(status if status is not None else -1), output.decode(errors="replace") if isinstance(output, bytes) else str(output)
 
-    def save(self, image_ids: Iterable[str]) -> Iterator[bytes]:
-        """``GET /images/get?names=…``: one docker-save tar holding all the images, streamed."""
+    def save(self, image_ids: Iterable[str], platform: Platform | None = None) -> Iterator[bytes]:
+        """``GET /images/get?names=…``: one docker-save tar holding all the images, streamed.
+        ``platform``: only that platform of each multi-platform image (API 1.48+)."""
         ids = list(image_ids)
         with self.errors(f"save {len(ids)} image(s)"):
             # docker-py's get_image takes a single name; the endpoint takes several.
             api: Any = self.api  # the private helpers every docker-py endpoint uses
-            response = api._get(api._url("/images/get"), params={"names": ids}, stream=True)
+            params: dict[str, Any] = {"names": ids}
+            url = api._url("/images/get")
+            if platform is not None:
+                self.require_api(PLATFORM_SAVE_API, f"save one platform ({platform}) of an image")
+                params["platform"] = platform.to_api()
+                url = self._url_at(PLATFORM_SAVE_API, "/images/get")
+            response = api._get(url, params=params, stream=True)
             api._raise_for_status(response)
         return self._stream(response.iter_content(SAVE_CHUNK), f"save {len(ids)} image(s)")
 

@@ -57,6 +57,7 @@ class ImageDetails:
     digests: tuple[str, ...] = ()  # repo@sha256:… references (from pulls and pushes)
     command: tuple[str, ...] = ()  # Entrypoint then Cmd
     content: str = ""  # a digest of layers and config as the engine reports them: the same image under another ID
+    variant: str = ""  # of the architecture (arm/v7); "" for most
 
 
 def image_details(raw: Mapping[str, Any]) -> ImageDetails:
@@ -70,9 +71,11 @@ def image_details(raw: Mapping[str, Any]) -> ImageDetails:
         digests=tuple(raw.get("RepoDigests") or ()),
         command=tuple((raw.get("Config") or {}).get("Entrypoint") or ()) + tuple((raw.get("Config") or {}).get("Cmd") or ()),
         content=content_key(raw),
+        variant=str(raw.get("Variant") or ""),
     )
 
 
+_GO_ZERO_TIME = "0001-01-01T00:00:00Z"  # the classic store's "Created" of an image made without a time; the containerd store omits it
 _CONFIG_FIELDS = ("Cmd", "Entrypoint", "Env", "WorkingDir", "User", "Labels", "ExposedPorts", "Volumes", "StopSignal")
 
 
@@ -84,7 +87,7 @@ def content_key(raw: Mapping[str, Any]) -> str:
     document = {
         "layers": list((raw.get("RootFS") or {}).get("Layers") or ()),
         "config": {k: config.get(k) or None for k in _CONFIG_FIELDS},
-        "created": raw.get("Created"), "architecture": raw.get("Architecture"), "os": raw.get("Os"), "variant": raw.get("Variant"),
+        "created": None if raw.get("Created") == _GO_ZERO_TIME else raw.get("Created"), "architecture": raw.get("Architecture"), "os": raw.get("Os"), "variant": raw.get("Variant"),
     }  # fmt: skip
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 

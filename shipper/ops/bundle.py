@@ -37,8 +37,9 @@ from shipper.transfer.plan import SourceImage, TargetPlan, target_plan
 from shipper.transfer.survey import source_images, target_view, with_requested
 from shipper.transfer.commit import TargetResult, finish_target, static_result
 from shipper.ops.move_recovery import merge, resend_in_full
-from shipper.transfer import Delivery, FileSource, deliver, make_sink, make_source
+from shipper.transfer import Delivery, FileSource, SaveRequest, deliver, make_sink, make_source
 from shipper.imageref import without_registry
+from shipper.platforms import Platform
 from shipper.progress import NullReporter, Reporter
 from shipper.registry import Manifest, RegistryClient
 from shipper.registry.client import digest_of
@@ -88,33 +89,36 @@ class Created:
         }  # fmt: skip
 
 
-def _bundle_images(engine: Any, images: Sequence[SourceImage]) -> list[BundleImage]:
+def _bundle_images(engine: Any, images: Sequence[SourceImage], platform: Platform | None) -> list[BundleImage]:
     found: dict[str, BundleImage] = {}
     for image in images:
-        details = engine.inspect_image(image.id)
+        details = engine.inspect_image(image.save_as, platform) if image.save_as else engine.inspect_image(image.id)
         tags = tuple(t for t in details.tags if t == image.name) if image.name else ()
         previous = found.get(image.id)
         merged = tuple(dict.fromkeys((*(previous.tags if previous else ()), *tags)))
-        found[image.id] = BundleImage(image.id, merged, image.size, image.layers, f"{details.os}/{details.architecture}")
+        variant = f"/{details.variant}" if details.variant else ""
+        found[image.id] = BundleImage(image.id, merged, image.size, image.layers, f"{details.os}/{details.architecture}{variant}")
     return list(found.values())
 
 
 def create(
     source: Host, requested: Sequence[str], output: Path, compress: bool = False, split: int | None = None,
-    held: set[str] | None = None, reporter: Reporter | None = None,
+    held: set[str] | None = None, reporter: Reporter | None = None, platform: Platform | None = None,
 ) -> Created:  # fmt: skip
-    """Save ``requested`` from ``source`` into a bundle at ``output``; ``held``: chain IDs the far side has."""
+    """Save ``requested`` from ``source`` into a bundle at ``output``; ``held``: chain IDs the far side has;
+    ``platform``: each image must be that platform's (chosen from multi-platform images where the source holds several)."""
     reporter = reporter or NullReporter()
     if output.exists() or output.with_name(output.name + ".000").exists():
         raise UsageError(f"{output} exists already", hint="choose another name, or remove it first")
     with EnginePool() as engines:
         engine = engines.get(source)
-        images = source_images(engine, requested)
-        bundle_images = _bundle_images(engine, images)
+        images = source_images(engine, requested, platform)
+        chosen = platform if any(i.save_as for i in images) else None
+        bundle_images = _bundle_images(engine, images, chosen)
         by_manifest = engine.info().image_store == "containerd"  # IDs there are manifest digests, not what the archive holds
     layers = {i.id: list(i.layers) for i in bundle_images}
     left_out = sorted({d for ls in layers.values() for d in ls} - needed_layers(layers.values(), held)) if held else []
-    names = tuple(dict.fromkeys(i.name or i.id for i in images))
+    names = tuple(dict.fromkeys(i.name or i.save_as or i.id for i in images))
     store = _local_store(source, layers)
     checker = SaveStreamFilter(
         [] if by_manifest else [i.id for i in bundle_images], verify_content=True, layers=layers, keep_tags=True, absent=left_out,
@@ -123,7 +127,7 @@ def create(
     writer = BundleWriter(output, compress, split)
     stream: Any = (
         _StoreSource(store, layers, {i.id: list(i.tags) for i in bundle_images}, set(left_out)) if store is not None
-        else make_source("ssh" if source.engine.scheme == "ssh" else "direct", source, names)
+        else make_source("ssh" if source.engine.scheme == "ssh" else "direct", source, SaveRequest(names, chosen))
     )  # fmt: skip
     reporter.start(output.name, sum(i.size for i in bundle_images))
     try:
@@ -242,6 +246,8 @@ def load(path: Path, targets: Sequence[Host], force: bool = False, reporter: Rep
     verified = read_verified(path)  # nothing is touched before the whole bundle passed
     started = time.monotonic()
     with EnginePool() as engines:
+        for host in targets:
+            reporter.phase(host.name, "surveying")
         plans = plan_targets(targets, verified, engines, force)
         senders = [t for t in plans if t.action == "send"]
         delivery = _deliver_file(path, verified, senders, reporter) if senders else None

@@ -18,6 +18,8 @@ from shipper.inventory.model import Host
 from shipper.engine.pool import EnginePool
 from shipper.hostpool import for_each_host
 from shipper.ops.move_registry import RegistryRoute, check_movable
+from shipper.platforms import Platform
+from shipper.transfer import SaveRequest
 from shipper.transfer.limits import RateLimits
 from shipper.transfer.plan import Route, SourceImage, TargetPlan, streams_oci, target_plan
 from shipper.transfer.survey import source_images, target_view, with_requested
@@ -38,6 +40,13 @@ class MovePlan:
     source_store: str = "classic"  # the source's image store: in the containerd store an image's ID is not its config digest
     limits: RateLimits = RateLimits()  # --limit-rate, --limit-total
     compress: str = "auto"  # --compress: host to host, chunks that shrink go zlib-compressed where the link is slow
+    platform: Platform | None = None  # --platform, where the source saves that platform of multi-platform images
+
+    @property
+    def save(self) -> SaveRequest:
+        """What the source's save is asked for: the images some target lacks (by the IDs their save takes)."""
+        save_as = {img.id: img.save_as or img.id for img in self.images}
+        return SaveRequest(tuple(dict.fromkeys(save_as[i] for i in self.send_ids)), self.platform)
 
     @property
     def send_ids(self) -> tuple[str, ...]:
@@ -96,6 +105,7 @@ class MovePlan:
             **({"registry": str(self.registry.address)} if self.registry else {}),
             **({"limit_rate": self.limits.per_target, "limit_total": self.limits.total} if self.limits else {}),
             "compress": self.compress if self.host_to_host else "none",
+            **({"platform": str(self.platform)} if self.platform is not None else {}),
             "images": [{k: v for k, v in vars(img).items()} for img in self.images],
             "targets": [
                 {
@@ -144,12 +154,13 @@ def choose_route(source: Host, targets: Sequence[Host], via: RouteRequest | None
 
 def plan_move(
     source: Host, targets: Sequence[Host], requested: Sequence[str], via: RouteRequest | None = None, force: bool = False,
-    engines: EnginePool | None = None, store_read: bool = True, registry: RegistryRoute | None = None,
+    engines: EnginePool | None = None, store_read: bool = True, registry: RegistryRoute | None = None, platform: Platform | None = None,
 ) -> MovePlan:  # fmt: skip
     """Look at the source and every target (reading only) and decide what will cross.
 
     ``engines``: connections to keep for the run that follows (else they are closed).
     ``store_read``: host to host, let the source read its engine's layer store (else docker save).
+    ``platform``: each image must be that platform's, chosen from multi-platform images where the source holds several.
     """
     if not requested:
         raise UsageError("name at least one image to move")
@@ -159,7 +170,7 @@ def plan_move(
         pool = engines or stack.enter_context(EnginePool())
         with ThreadPoolExecutor(max_workers=1) as background:
             views = background.submit(for_each_host, others, lambda host: target_view(host, pool, layers=False))
-            images = source_images(pool.get(source), requested)
+            images = source_images(pool.get(source), requested, platform)
             source_info = pool.get(source).info()
             seen = {o.host.name: o for o in views.result()}
         source_store = source_info.image_store
@@ -179,8 +190,14 @@ def plan_move(
                     plans.append(target_plan(host, outcome.value, images, force, route, stream_oci, source_store))
                 except ShipperError as exc:
                     plans.append(TargetPlan(host, "failed", error=exc))
+    chosen = platform if any(img.save_as for img in images) else None
     if route == "registry":
+        if chosen is not None:
+            raise UsageError(
+                f"--platform {chosen} cannot go through a registry yet: the source's engine would push every platform it holds",
+                hint="move it over SSH (--via ssh, the default), or push that platform yourself and pull it by digest",
+            )  # fmt: skip
         check_movable([img.name for img in images])
         assert registry is not None
         registry.check()
-    return MovePlan(source, images, tuple(plans), route, reason, host_to_host, store_read, registry, source_store)
+    return MovePlan(source, images, tuple(plans), route, reason, host_to_host, store_read, registry, source_store, platform=chosen)

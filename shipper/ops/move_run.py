@@ -26,6 +26,7 @@ from shipper.ops.move_recovery import incomplete_pulls, merge, resend_in_full
 from shipper.ops.move_registry import RegistryRoute, pull_everywhere, push_images
 from shipper.transfer.limits import RateLimits
 from shipper.transfer import Delivery, SourceFailed, SourceProgram, deliver, host_to_host, make_sink, make_source
+from shipper.platforms import Platform
 from shipper.progress import NullReporter, Reporter
 
 __all__ = ["MoveSession", "SourceFailed", "TargetResult", "run_move"]
@@ -35,7 +36,7 @@ def _through_here(plan: MovePlan, senders: Sequence[TargetPlan], reporter: Repor
     """Relay (ssh) or direct: the source's stream passes through this process."""
     sinks = {t.host.name: (t.host, make_sink(plan.route, t.host, t.skip_layers)) for t in senders}
     apply_limits([sink for _, sink in sinks.values()], plan.limits.per_target, plan.limits.total)
-    source = make_source(plan.route, plan.source, plan.send_ids)
+    source = make_source(plan.route, plan.source, plan.save)
 
     delivery = deliver(_path(plan), source, sinks, plan.check_ids, plan.layers, reporter)
     if delivery.stream_error is not None:  # explained once the delivery is over, here where the plan is known
@@ -98,9 +99,11 @@ def _deliver(
         hosts = [t.host for t in senders]
         skips = {t.host.name: t.skip_layers for t in senders}
         if program is not None:
-            attempt = program.send(hosts, keys, plan.layers, reporter, skips, plan.check_ids, plan.limits, plan.compress)
+            attempt = program.send(hosts, keys, plan.layers, reporter, skips, plan.check_ids, plan.limits, plan.compress, plan.save)
         else:
-            attempt = host_to_host(plan.source, hosts, keys, plan.layers, reporter, skips, plan.store_read, plan.check_ids, plan.limits, plan.compress)
+            attempt = host_to_host(
+                plan.source, hosts, keys, plan.layers, reporter, skips, plan.store_read, plan.check_ids, plan.limits, plan.compress, plan.save
+            )  # fmt: skip
         if attempt.available:
             explained: dict[int, ShipperError] = {}  # one source error is shared by every target: explain it once
             for name, error in attempt.errors.items():
@@ -125,7 +128,7 @@ def _explain_source_failure(plan: MovePlan, error: ShipperError) -> ShipperError
         )  # fmt: skip
     try:
         with connect(plan.source) as engine:  # rarely needed: not worth keeping a connection for
-            gone = [img for img in plan.images if img.id in plan.send_ids and engine.inspect_image(img.id) is None]
+            gone = [img for img in plan.images if img.id in plan.send_ids and engine.inspect_image(img.save_as or img.id) is None]
     except ShipperError:
         return error
     if not gone:
@@ -162,18 +165,20 @@ class MoveSession:
     def __init__(
         self, source: Host, targets: Sequence[Host], images: Sequence[str], via: RouteRequest | None = None, prestart: bool = True,
         store_read: bool = True, registry: RegistryRoute | None = None, limits: RateLimits = RateLimits(), compress: str = "auto",
+        platform: Platform | None = None,
     ) -> None:  # fmt: skip
         self.source, self.targets, self.images, self.via = source, list(targets), list(images), via
-        self.store_read, self.registry, self.limits, self.compress = store_read, registry, limits, compress
+        self.store_read, self.registry, self.limits, self.compress, self.platform = store_read, registry, limits, compress, platform
         self.engines = EnginePool()
         self.program: SourceProgram | None = None
         others = [t for t in self.targets if t.name != source.name]
         if prestart and others and choose_route(source, others, via, registry)[2]:
             names = [str(parse(i)) for i in self.images]  # checked names only reach the source's command line
-            self.program = SourceProgram(source, [k for t in others for k in t.ssh.identity_files], names, store_read)
+            keys = [k for t in others for k in t.ssh.identity_files]
+            self.program = SourceProgram(source, keys, names, store_read, str(platform) if platform is not None else "")
 
     def plan(self, force: bool = False) -> MovePlan:
-        plan = plan_move(self.source, self.targets, self.images, self.via, force, self.engines, self.store_read, self.registry)
+        plan = plan_move(self.source, self.targets, self.images, self.via, force, self.engines, self.store_read, self.registry, self.platform)
         if self.limits and plan.route == "registry":
             raise UsageError(
                 "--limit-rate and --limit-total cannot hold a move through a registry: the engines push and pull by themselves",

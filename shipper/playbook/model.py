@@ -34,11 +34,11 @@ class PlaybookError(ShipperError):
 
 # kind -> (required fields, optional fields, whether the step takes hosts:)
 KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], bool]] = {
-    "move": (("images", "from"), ("to", "via", "registry", "force"), True),
+    "move": (("images", "from"), ("to", "via", "registry", "force", "platform"), True),
     "container": (("name", "image"), ("command", "env", "network", "ports", "volumes", "restart", "labels", "healthcheck"), True),
     "remove": ((), ("containers", "images"), True),
     "registry": (("host", "user", "password_file"), ("port", "address", "image", "data", "trust", "login"), False),
-    "bundle": (("action", "file"), ("images", "from", "to", "registry", "username", "password_file"), True),
+    "bundle": (("action", "file"), ("images", "from", "to", "registry", "username", "password_file", "platform"), True),
     "gc": (("host", "user", "password_file"), ("port", "delete_untagged"), False),
     "login": (("registry", "user", "password_file"), (), True),
 }

@@ -27,6 +27,7 @@ from shipper.hostpool import for_each_host
 from shipper.ops.move_plan import plan_move
 from shipper.ops.move_registry import route_for
 from shipper.ops.move_run import MoveSession
+from shipper.platforms import parse_platform
 from shipper.playbook.model import NO_ITEM, Playbook, PlaybookError, Step
 from shipper.playbook.render import holds, render, render_native, render_vars
 from shipper.playbook.inventory_vars import resolve as resolve_inventory_vars
@@ -275,16 +276,17 @@ def _move(play: Play, step: Step) -> list[HostResult]:
         via = via or "registry"
     images = [str(i) for i in f["images"]]
     force = bool(f.get("force", False))
+    platform = parse_platform(str(f["platform"])) if f.get("platform") else None
     if play.check:
         with EnginePool() as engines:
-            plan = plan_move(source, targets, images, via, force, engines, registry=registry)
+            plan = plan_move(source, targets, images, via, force, engines, registry=registry, platform=platform)
         return skipped + [
             HostResult(step.name, t.host.name, "failed" if t.action == "failed" else "changed" if t.action in ("send", "tag") else "unchanged",
                        f"would {'send' if t.action == 'send' else 'tag'} {len(t.send_ids) or len(t.tags)} image(s)" if t.action in ("send", "tag") else "",
                        t.error)
             for t in plan.targets if t.action != "skip"
         ]  # fmt: skip
-    with MoveSession(source, targets, images, via, registry=registry) as session:
+    with MoveSession(source, targets, images, via, registry=registry, platform=platform) as session:
         results = session.run(session.plan(force))
     return skipped + [HostResult(step.name, r.host, STATUS_OF[r.status], r.note, r.error) for r in results if r.status != "skipped"]
 
@@ -335,7 +337,8 @@ def _bundle(play: Play, step: Step) -> list[HostResult]:
             return [HostResult(step.name, source.name, "unchanged", f"{path} exists")]
         if play.check:
             return [HostResult(step.name, source.name, "changed", f"would write {path}")]
-        bundle_ops.create(source, [str(i) for i in f.get("images") or ()], path, compress=path.suffix == ".zst")
+        chosen = parse_platform(str(f["platform"])) if f.get("platform") else None
+        bundle_ops.create(source, [str(i) for i in f.get("images") or ()], path, compress=path.suffix == ".zst", platform=chosen)
         return [HostResult(step.name, source.name, "changed", f"wrote {path}")]
     address, spec = registry_ops.resolve(str(f["registry"]), play.inventory)
     access = registry_ops.Access(f.get("username"), _path(play, f["password_file"]) if f.get("password_file") else None)

@@ -32,6 +32,7 @@ class SourceImage:
     layers: tuple[str, ...] = ()  # diff IDs, base first
     layer_sizes: tuple[int, ...] = ()  # bytes per layer, as the engine counts them; () when unknown
     content: str = ""  # see engine.info.content_key: the same image where IDs differ by store
+    save_as: str = ""  # what to save: the multi-platform image's ID, when ``id`` is one of its platforms (--platform)
 
     def size_of_layers(self) -> dict[str, int]:
         """diff ID -> estimated bytes (even shares of the image's size when the engine did not say)."""

@@ -15,7 +15,7 @@ from shipper.inventory.model import Host
 from shipper.progress import Reporter
 from shipper.transfer.delivery import Delivery
 from shipper.transfer.limits import RateLimits
-from shipper.transfer.sources import docker_failure
+from shipper.transfer.sources import SaveRequest, docker_failure
 from shipper.transport.agent import Agent
 from shipper.transport.openssh import SSH_CONNECTION_ERROR, RemoteCommand, peer_argv
 
@@ -41,9 +41,10 @@ class SourceProgram:
     gives it the work, ``cancel`` tells it there is none.
     """
 
-    def __init__(self, source: Host, key_files: list[str], names: Sequence[str] = (), store_read: bool = True) -> None:
+    def __init__(self, source: Host, key_files: list[str], names: Sequence[str] = (), store_read: bool = True, platform: str = "") -> None:
         """``names``: the images as the user named them, for the program to start saving at once.
-        ``store_read``: the program may read the engine's layer store instead of running docker save."""
+        ``store_read``: the program may read the engine's layer store instead of running docker save.
+        ``platform``: --platform, for that early save (used only if the plan saves that platform)."""
         self.source = source
         self.reporter: Reporter | None = None
         self.unavailable = ""
@@ -56,7 +57,7 @@ class SourceProgram:
         code = script().encode()
         loader = LOADER.format(size=len(code))
         self.command = RemoteCommand(
-            source.ssh, f"python3 -c {shlex.quote(loader)} {shlex.quote(json.dumps({'names': list(names), 'store': store_read}))}",
+            source.ssh, f"python3 -c {shlex.quote(loader)} {shlex.quote(json.dumps({'names': list(names), 'store': store_read, 'platform': platform}))}",
             f"host {source.name}", stdin=True,
             agent_socket=socket, on_stderr_line=self._progress,
         )  # fmt: skip
@@ -86,10 +87,11 @@ class SourceProgram:
     def send(
         self, targets: list[Host], host_keys: dict[str, str], layers: dict[str, tuple[str, ...]], reporter: Reporter,
         skips: dict[str, frozenset[str]] | None = None, check_ids: Sequence[str] | None = None, limits: RateLimits = RateLimits(),
-        compress: str = "none",
+        compress: str = "none", save: SaveRequest | None = None,
     ) -> HostToHost:  # fmt: skip
         """Send the images of ``layers`` (image ID -> diff IDs) from the source straight to ``targets``,
-        each without the layers in its ``skips`` entry; unavailable when that cannot start."""
+        each without the layers in its ``skips`` entry; unavailable when that cannot start.
+        ``save``: what docker save is given, when not the images' IDs (one platform of multi-platform images)."""
         try:
             if self.command is None:
                 return _unavailable(self.unavailable)
@@ -108,6 +110,7 @@ class SourceProgram:
                 "targets": {t.name: peer_argv(t.ssh, _load_command(compress)) for t in targets},
                 "limits": limits.to_spec(),
                 "compress": compress,
+                **(save.to_spec() if save is not None else {}),
             }
             self.reporter = reporter
             self._write(json.dumps(spec).encode() + b"\n")
@@ -143,11 +146,11 @@ def _load_command(compress: str) -> str:
 def host_to_host(
     source: Host, targets: list[Host], host_keys: dict[str, str], layers: dict[str, tuple[str, ...]], reporter: Reporter,
     skips: dict[str, frozenset[str]] | None = None, store_read: bool = True, check_ids: Sequence[str] | None = None,
-    limits: RateLimits = RateLimits(), compress: str = "none",
+    limits: RateLimits = RateLimits(), compress: str = "none", save: SaveRequest | None = None,
 ) -> HostToHost:  # fmt: skip
     """Send from ``source`` straight to ``targets`` (starting the program now)."""
     program = SourceProgram(source, [k for t in targets for k in t.ssh.identity_files], store_read=store_read)
-    return program.send(targets, host_keys, layers, reporter, skips, check_ids, limits, compress)
+    return program.send(targets, host_keys, layers, reporter, skips, check_ids, limits, compress, save)
 
 
 def _host_to_host_outcome(source: Host, targets: list[Host], status: int, out: str, err: str) -> HostToHost:

@@ -9,14 +9,33 @@
 from __future__ import annotations
 
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Any, Iterator, Protocol
 
 from shipper.bundle import BundleError, content_chunks
 from shipper.engine import connect
 from shipper.errors import EngineError, EngineUnreachable, ShipperError, SSHError
 from shipper.inventory.model import Host
+from shipper.platforms import Platform
 from shipper.transport.openssh import SSH_CONNECTION_ERROR, RemoteCommand
+
+
+@dataclass(frozen=True)
+class SaveRequest:
+    """What a save is asked for: image names or IDs and, for multi-platform images, one platform (--platform)."""
+
+    refs: tuple[str, ...]
+    platform: Platform | None = None
+
+    def command(self) -> str:
+        """``docker save`` on a host's shell (the names were checked before they reach it; quoted all the same)."""
+        chosen = f"--platform {shlex.quote(str(self.platform))} " if self.platform is not None else ""
+        return "docker save " + chosen + " ".join(shlex.quote(ref) for ref in self.refs)
+
+    def to_spec(self) -> dict[str, Any]:
+        """For the host-to-host program (hostpipe.py's SPEC)."""
+        return {"save": list(self.refs), "platform": str(self.platform) if self.platform is not None else ""}
 
 
 class SourceFailed(ShipperError):
@@ -65,9 +84,9 @@ def docker_failure(host: Host, stage: str, status: int, stderr: str) -> ShipperE
 class SSHSaveSource:
     """``docker save`` run on the source host, its stdout over OpenSSH to this machine."""
 
-    def __init__(self, host: Host, image_ids: tuple[str, ...]) -> None:
+    def __init__(self, host: Host, save: SaveRequest) -> None:
         self.host = host
-        self.proc = RemoteCommand(host.ssh, "docker save " + " ".join(shlex.quote(i) for i in image_ids), f"host {host.name}")
+        self.proc = RemoteCommand(host.ssh, save.command(), f"host {host.name}")
         self.aborted = False
 
     def chunks(self) -> Iterator[bytes]:
@@ -93,10 +112,10 @@ class SSHSaveSource:
 class APISaveSource:
     """``GET /images/get`` on the source engine."""
 
-    def __init__(self, host: Host, image_ids: tuple[str, ...]) -> None:
+    def __init__(self, host: Host, save: SaveRequest) -> None:
         self.host = host
         self.engine = connect(host, timeout=None)
-        self._chunks = self.engine.save(image_ids)
+        self._chunks = self.engine.save(save.refs, save.platform)
 
     def chunks(self) -> Iterator[bytes]:
         return self._chunks
@@ -112,8 +131,8 @@ class APISaveSource:
         return SourceFailed(f"the stream from {self.host.describe()} is not sound: {problem}")
 
 
-def make_source(route: str, host: Host, image_ids: tuple[str, ...]) -> SSHSaveSource | APISaveSource:
-    return SSHSaveSource(host, image_ids) if route == "ssh" else APISaveSource(host, image_ids)
+def make_source(route: str, host: Host, save: SaveRequest) -> SSHSaveSource | APISaveSource:
+    return SSHSaveSource(host, save) if route == "ssh" else APISaveSource(host, save)
 
 
 class FileSource:

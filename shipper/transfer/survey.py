@@ -12,11 +12,13 @@ from typing import Sequence
 
 from shipper.archive.layers import chain_ids
 from shipper.engine import Engine
+from shipper.engine.client import PLATFORM_INSPECT_API
 from shipper.engine.info import ImageDetails
 from shipper.engine.pool import EnginePool
 from shipper.errors import EngineError
 from shipper.imageref import parse
 from shipper.inventory.model import Host
+from shipper.platforms import Platform
 from shipper.transfer.plan import SourceImage, TargetView, store_of
 
 
@@ -24,26 +26,63 @@ class ImageNotFound(EngineError, LookupError):
     """The source engine has no image by that name."""
 
 
-def source_images(engine: Engine, requested: Sequence[str]) -> tuple[SourceImage, ...]:
+def source_images(engine: Engine, requested: Sequence[str], platform: Platform | None = None) -> tuple[SourceImage, ...]:
+    """The images asked for, pinned by ID. ``platform`` (``--platform``): each must be that platform's image;
+    in the containerd store, that platform of a multi-platform image is chosen (and saved by its image's ID)."""
     images = []
     for text in requested:
         ref = parse(text)
         details = engine.inspect_image(str(ref))
         if details is None:
             raise _not_found(engine, str(ref))
-        _check_whole(engine, text, details)
-        sizes = engine.layer_sizes(details.id, len(details.layers))
-        images.append(SourceImage(text, ref.tag_name, details.id, details.size, details.layers, sizes, details.content))
+        save_as = ""
+        if platform is not None and _selects_platforms(engine):
+            save_as, details = details.id, _platform_of(engine, text, details, platform)
+        elif platform is not None and not platform.matches(details.os, details.architecture, details.variant):
+            details = _platform_of(engine, text, details, platform)
+        _check_whole(engine, text, details, by_platform=bool(save_as))
+        sizes = engine.layer_sizes(details.id, len(details.layers)) if not save_as else ()
+        images.append(SourceImage(text, ref.tag_name, details.id, details.size, details.layers, sizes, details.content, save_as))
     return tuple(images)
 
 
-def _check_whole(engine: Engine, requested: str, details: ImageDetails) -> None:
+def _selects_platforms(engine: Engine) -> bool:
+    """Whether the engine saves one platform of a multi-platform image: the containerd store, API 1.49+."""
+    return engine.info().image_store == "containerd" and engine.supports_api(PLATFORM_INSPECT_API)
+
+
+def _platform_of(engine: Engine, requested: str, details: ImageDetails, platform: Platform) -> ImageDetails:
+    """``platform``'s image of ``requested``, whose default platform is another. Only a multi-platform image in the
+    containerd store holds several; a classic store holds one platform per image."""
+    held = f"{details.os}/{details.architecture}" + (f"/{details.variant}" if details.variant else "")
+    where = f"{requested} on {engine.host.describe()}"
+    if engine.info().image_store != "containerd":
+        raise EngineError(
+            f"{where} is {held}, not {platform}: its classic image store holds one platform per image",
+            hint=f"pull or build the {platform} image on {engine.host.name} under that name, or move it without --platform",
+        )
+    listed = engine.image_platforms(requested)
+    chosen = engine.inspect_image(requested, platform)
+    held_there = chosen is not None and chosen.layers and platform.matches(chosen.os, chosen.architecture, chosen.variant)
+    if not held_there or (listed and not any(ok and p.matches(chosen.os, chosen.architecture, chosen.variant) for p, ok in listed)):  # type: ignore[union-attr]
+        available = [str(p) for p, ok in listed if ok]
+        said = f"it holds {', '.join(available)}" if available else f"it is {held}"
+        raise EngineError(
+            f"{where} has no {platform} content ({said})",
+            hint=f"pull it there for that platform first (docker pull --platform {platform} {requested}), or choose one it holds",
+        )
+    assert chosen is not None
+    return chosen
+
+
+def _check_whole(engine: Engine, requested: str, details: ImageDetails, by_platform: bool = False) -> None:
     """In the containerd image store, an image whose content is incomplete (pulled while its layers were
     already unpacked: moby/moby#49784) cannot be saved: 28.5 inspects it without platform or layers, 26.1
     leaves it out of the image list (and its save leaves it out of the archive)."""
     if engine.info().image_store != "containerd":
         return
-    if (not details.layers and not details.architecture) or details.id not in {image.id for image in engine.images()}:
+    listed = by_platform or details.id in {image.id for image in engine.images()}  # one platform's ID is not listed
+    if (not details.layers and not details.architecture) or not listed:
         raise EngineError(
             f"{requested} on {engine.host.describe()} is incomplete: its containerd image store lacks some of its content "
             "(pulled while its layers were already unpacked there: moby/moby#49784), so it cannot be saved or pushed",

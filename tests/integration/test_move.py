@@ -100,7 +100,8 @@ def test_images_sharing_layers_send_them_once(shipper: ShipperRunner, on_a: Lab,
 
 def test_dry_run_prints_the_plan_and_touches_nothing(shipper: ShipperRunner, on_a: Lab, ssh_inventory: str) -> None:
     remove(on_a, "b", APP.name)
-    on_a.docker("b", "tag", image_id(BUSYBOX), "lab/app:1", check=False)  # b has another image under the tag
+    on_a.load_images("b", [BUSYBOX])
+    on_a.docker("b", "tag", image_id(BUSYBOX), "lab/app:1")  # b has another image under the tag
 
     result = shipper("move", APP.name, "--from", "a", "--to", "web", "-i", ssh_inventory, "--dry-run", "--json")
 
@@ -120,7 +121,9 @@ def test_json_output_is_a_stream_of_events(shipper: ShipperRunner, on_a: Lab, ss
     result = shipper("move", APP.name, "--from", "a", "--to", "b", "-i", ssh_inventory, "--json")
 
     kinds = [e["event"] for e in events(result.stdout)]
-    assert kinds[:3] == ["begin", "plan", "start"] and kinds[-3:] == ["finish", "result", "summary"]
+    assert kinds[:5] == ["begin", "phase", "plan", "start", "phase"] and kinds[-3:] == ["finish", "result", "summary"]
+    phases = [e["phase"] for e in events(result.stdout, "phase")]
+    assert phases == ["surveying", "reading", "sending", "loading", "checking", "tagging"]
     assert one(result.stdout, "summary") == {"event": "summary", "command": "move", "status": 0, "ok": True, "targets": 1, "moved": 1, "bytes_sent": one(result.stdout, "result")["bytes_sent"]}
     assert not result.stderr
 
@@ -197,7 +200,9 @@ def test_a_move_without_a_terminal_logs_each_phase_and_periodic_progress(
 
     assert result.status == 0, result.stderr
     lines = [line.split(" [")[0] for line in result.stderr.splitlines() if line.startswith("b: ")]
-    assert lines[0].startswith("b: sending about ")
+    assert lines[0] == "b: surveying"  # while the plan is made
+    assert lines[1].startswith("b: reading (about ") and lines[1].endswith(" to send)")  # until the source's first byte
+    assert lines[2].startswith("b: sending ")
     assert any(line.startswith("b: sending ") and " at " in line for line in lines[1:-4]), lines  # periodic lines while bytes flow
     assert [line.split(" (")[0].split(",")[0] for line in lines[-4:]] == ["b: loading", "b: checking", "b: tagging", "b: moved"]
 
@@ -286,3 +291,33 @@ def test_re_moving_an_unchanged_image_costs_each_target_few_round_trips(shipper:
     assert again.status == 0, again.stderr
     trips = {r["host"]: (r["status"], r["round_trips"]) for r in events(again.stdout, "result")}
     assert trips.keys() == {"b", "c"} and all(status == "unchanged" and count <= 3 for status, count in trips.values()), trips
+
+
+def test_the_platform_asked_for_moves_and_another_is_refused_before_anything_crosses(
+    shipper: ShipperRunner, on_a: Lab, ssh_inventory: str, tmp_path: Path
+) -> None:  # fmt: skip
+    """A classic store holds one platform per image: --platform is then a check, made while planning.
+    (Choosing one platform of a multi-platform image needs Docker 28's containerd store: scripts/matrix.)"""
+    remove(on_a, "b", BUSYBOX.name)
+    here = on_a.docker("a", "image", "inspect", "-f", "{{.Os}}/{{.Architecture}}", BUSYBOX.name).stdout.strip()
+    other = "linux/arm64" if here != "linux/arm64" else "linux/amd64"
+
+    refused = shipper("move", BUSYBOX.name, "--from", "a", "--to", "b", "--platform", other, "-i", ssh_inventory)
+    bundle = tmp_path / "other.tar"
+    no_bundle = shipper("bundle", "create", BUSYBOX.name, "--from", "a", "--platform", other, "-o", str(bundle), "-i", ssh_inventory)
+    moved = shipper("move", BUSYBOX.name, "--from", "a", "--to", "b", "--platform", here, "-i", ssh_inventory, "--json")
+
+    assert refused.status == 1
+    assert f"{BUSYBOX.name} on a" in refused.stderr and f"is {here}, not {other}" in refused.stderr
+    assert "one platform per image" in refused.stderr and "hint:" in refused.stderr
+    assert no_bundle.status == 1 and not list(tmp_path.iterdir())
+    assert moved.status == 0, moved.stderr
+    assert one(moved.stdout, "result")["status"] == "moved"
+    assert image_id_of(on_a, "b", BUSYBOX.name) == image_id(BUSYBOX)
+
+
+def test_an_unknown_platform_spelling_is_a_usage_error(shipper: ShipperRunner, ssh_inventory: str) -> None:
+    result = shipper("move", BUSYBOX.name, "--from", "a", "--to", "b", "--platform", "linux/amd 64", "-i", ssh_inventory)
+
+    assert result.status == 2
+    assert "os[/arch[/variant]]" in result.stderr

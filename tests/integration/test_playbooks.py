@@ -255,3 +255,20 @@ def test_a_container_step_declares_a_health_check_and_waits_until_healthy(shippe
     assert result.status == 0, result.stderr
     health = fresh.docker("b", "inspect", "-f", "{{.State.Health.Status}} {{json .Config.Healthcheck.Test}}", "app").stdout.strip()
     assert health == 'healthy ["CMD-SHELL","test -e /ready"]'
+
+
+def test_a_move_step_takes_a_platform_and_refuses_an_image_of_another(shipper: ShipperRunner, fresh: Lab, tmp_path: Path) -> None:
+    here = fresh.docker("a", "image", "inspect", "-f", "{{.Os}}/{{.Architecture}}", RELEASE_1.name).stdout.strip()
+    other = "linux/arm64" if here != "linux/arm64" else "linux/amd64"
+    playbook = tmp_path / "platform.yml"
+    playbook.write_text(
+        "steps:\n"
+        f"  - name: ship {{{{ item }}}}\n    hosts: b\n    loop: ['{here}', '{other}']\n"
+        f"    move: {{images: ['{RELEASE_1.name}'], from: a, platform: '{{{{ item }}}}'}}\n"
+    )
+
+    result = shipper("play", str(playbook), "--json", "-i", str(fresh.inventory_path))
+
+    assert result.status == 4
+    assert statuses([json.loads(line) for line in result.stdout.splitlines()]) == {(f"ship {here}", "b"): "changed", (f"ship {other}", "a"): "failed"}
+    assert image_id_of(fresh, "b", RELEASE_1.name) == image_id(RELEASE_1)

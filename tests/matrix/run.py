@@ -129,13 +129,51 @@ def registry_holds_index(registry: str) -> str:
     return "still the index" if held.is_index else f"replaced by {held.media_type}"
 
 
+def platform_rows(lab: Lab, inventory: str, name: str) -> list[list[str]]:
+    """--platform linux/arm64 of ``name`` (an index of amd64 + arm64) from 28 containerd, which pulls its arm64 too:
+    by each route, into a bundle, and the refusals. Proof: the far side's image is arm64 with the source's arm64 layers."""
+    lab.docker("n28c", "pull", "--platform", "linux/arm64", "-q", name)
+    arm = lab.docker("n28c", "image", "inspect", "--platform", "linux/arm64", "-f", "{{json .RootFS.Layers}}", name, check=False)
+    want = json.loads(arm.stdout) if arm.returncode == 0 else None
+
+    def arrived(host: str) -> str:
+        found = lab.docker(host, "image", "inspect", "-f", "{{.Architecture}} {{json .RootFS.Layers}}", name, check=False)
+        if found.returncode != 0:
+            return "not there under its tag"
+        arch, layers = found.stdout.split(" ", 1)
+        return "arm64, same layers" if arch == "arm64" and json.loads(layers) == want else f"{arch}, layers {layers.strip()[:80]}"
+
+    def refusal(outcome: tuple[bool, str, str]) -> str:
+        return f"refused: {outcome[1][:200]}" if not outcome[0] else "moved (should have been refused)"
+
+    rows = []
+    for target, via in (("old", "ssh"), ("n26c", "relay")):
+        lab.docker(target, "image", "rm", "-f", name, check=False)
+        moved = shipper("move", name, "--from", "n28c", "--to", target, "--via", via, "--platform", "linux/arm64", "-i", inventory)
+        rows.append([f"move to {LABELS[target]} ({via})", cell(moved, "ok"), arrived(target) if moved[0] else "-"])
+    bundle = Path("/tmp/shipper-lab-matrix/arm64.tar")
+    bundle.unlink(missing_ok=True)
+    made = shipper("bundle", "create", name, "--from", "n28c", "--platform", "linux/arm64", "-o", str(bundle), "-i", inventory)
+    lab.docker("old", "image", "rm", "-f", name, check=False)
+    loaded = shipper("bundle", "load", str(bundle), "--to", "old", "-i", inventory) if made[0] else made
+    rows.append(["bundle create, loaded on 20.10", cell(loaded, "ok"), arrived("old") if loaded[0] else "-"])
+    plain = f"http://{lab.plain_registry.host_port}"
+    via = shipper("move", name, "--from", "n28c", "--to", "n28", "--via", "registry", "--registry", plain, "--platform", "linux/arm64", "-i", inventory)
+    rows.append(["move through a registry", refusal(via), "-"])
+    absent = shipper("move", name, "--from", "n28c", "--to", "old", "--platform", "linux/arm/v7", "-i", inventory)
+    rows.append(["a platform the engine lacks (linux/arm/v7)", refusal(absent), "-"])
+    older = shipper("move", name, "--from", "n26c", "--to", "old", "--platform", "linux/amd64", "-i", inventory)  # it holds arm64 (above)
+    rows.append(["from 26 containerd (API 1.45: no platform there)", refusal(older), "-"])
+    return rows
+
+
 def main() -> None:
     lab = Lab(Path("/tmp/shipper-lab-matrix"), "127.0.5", ("old", *KINDS), kinds=KINDS)
     lab.down(purge=True)
     lab.up()
     inventory = str(lab.inventory_path)
     plain = f"http://{lab.plain_registry.host_port}"
-    rows, cross, multi, pulled = [], [], [], []
+    rows, cross, multi, pulled, platforms = [], [], [], [], []
     started = time.monotonic()
     try:
         lab.load_images("old", [FULL, THIN])
@@ -208,6 +246,7 @@ def main() -> None:
             moved = shipper("move", name, "--from", "n28c", "--to", target, "--via", via, *extra, "-i", inventory)
             proof = identical(lab, "n28c", target, partial) if moved[0] else [f"failed: {moved[1][:200]}", "", "", ""]
             multi.append([f"28 containerd → {LABELS[target]} ({via})", *proof, registry_holds_index(lab.plain_registry.host_port)])
+        platforms = platform_rows(lab, inventory, name)
     finally:
         if "--keep" not in sys.argv:  # --keep: leave the lab up, to look into a failed cell
             lab.down(purge=True)
@@ -227,7 +266,12 @@ def main() -> None:
     print("| move | config digest | layer digests | tags | container | the registry's tag afterwards |\n|---|---|---|---|---|---|")
     for row in multi:
         print("| " + " | ".join(c.replace("|", "/") for c in row) + " |")
-    failed = [c for row in rows for c in row[1:] if not c.startswith("ok")] + [c for row in cross for c in row[2:5] if not c.startswith("same")]
+    print("\nOne platform of a multi-platform image (--platform), the 28 containerd engine holding linux/amd64 and linux/arm64:\n")
+    print("| what | outcome | proof on the far side |\n|---|---|---|")
+    for row in platforms:
+        print("| " + " | ".join(c.replace("|", "/") for c in row) + " |")
+    failed = [row[0] for row in platforms if not (row[1] == "ok" and row[2] == "arm64, same layers" or row[1].startswith("refused"))]
+    failed += [c for row in rows for c in row[1:] if not c.startswith("ok")] + [c for row in cross for c in row[2:5] if not c.startswith("same")]
     failed += [c for row in multi for c in row[1:4] if not c.startswith("same")] + [c for row in pulled for c in row[1:] if not c.startswith("ok")] + [row[5] for row in multi if row[5] != "still the index"]
     if failed:
         print(f"\n{len(failed)} cell(s) failed")

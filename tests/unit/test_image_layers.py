@@ -100,3 +100,14 @@ def test_an_images_content_key_tells_apart_images_with_the_same_layers_and_anoth
 
     assert content_key(one) != content_key(other)
     assert content_key(one) == content_key(same_but_nulls)  # engines differ in null against empty
+
+
+def test_an_image_made_without_a_creation_time_has_one_content_key_in_every_store() -> None:
+    """The classic store says Go's zero time where the containerd store says nothing (an image whose config
+    has no ``created``, as multi-platform images built by other tools may have)."""
+    from shipper.engine.info import content_key
+
+    containerd = {"RootFS": {"Layers": DIFF_IDS}, "Config": {}, "Architecture": "arm64", "Os": "linux"}
+    classic = {**containerd, "Created": "0001-01-01T00:00:00Z", "Config": None, "Variant": None}
+
+    assert content_key(classic) == content_key(containerd)

@@ -15,7 +15,7 @@ def test_plain_lines_say_each_phase_and_the_bytes_so_far_at_the_interval(monkeyp
     clock = iter(float(t) for t in range(100))
     monkeypatch.setattr("shipper.cli.progress.time.monotonic", lambda: next(clock))
     log = io.StringIO()
-    reporter = PlainLinesReporter(log, interval=3.0)
+    reporter = PlainLinesReporter(log, interval=6.0)
 
     reporter.start("b", 200_000_000)
     for done in range(1, 8):
@@ -26,9 +26,10 @@ def test_plain_lines_say_each_phase_and_the_bytes_so_far_at_the_interval(monkeyp
     reporter.finish("b", "moved")
 
     lines = log.getvalue().splitlines()
-    assert re.fullmatch(r"b: sending about 200.0 MB \[\d+s\]", lines[0])
+    assert re.fullmatch(r"b: reading \(about 200.0 MB to send\) \[\d+s\]", lines[0])  # until the source's first byte
+    assert re.match(r"b: sending 20.0 MB of about 200.0 MB at", lines[1])  # at once when bytes flow
     periodic = [line for line in lines if re.match(r"b: sending \d", line)]
-    assert 1 <= len(periodic) < 7  # not a line per chunk: one per interval
+    assert 2 <= len(periodic) < 7  # not a line per chunk: one per interval
     assert re.match(r"b: sending [\d.]+ MB of about 200.0 MB at [\d.]+ MB/s \[\d+s\]", periodic[0])
     assert [line.split(" [")[0].split(" (")[0] for line in lines[-4:]] == ["b: loading", "b: checking", "b: tagging", "b: moved, 140.0 MB of about 200.0 MB at " + lines[-1].split(" at ")[1].split(" [")[0]]
 
@@ -44,8 +45,13 @@ def test_json_progress_names_each_phase() -> None:
     written: list[dict[str, object]] = []
     reporter = JSONLinesReporter(written.append)
 
+    reporter.phase("b", "surveying")
     reporter.start("b", 10)
+    reporter.advance("b", 0)
+    reporter.advance("b", 4)
     reporter.phase("b", "loading")
     reporter.finish("b", "moved")
 
-    assert [e["event"] for e in written] == ["start", "phase", "finish"] and written[1]["phase"] == "loading"
+    phases = [e.get("phase") for e in written if e["event"] == "phase"]
+    assert phases == ["surveying", "reading", "sending", "loading"]
+    assert [e["event"] for e in written] == ["phase", "start", "phase", "phase", "progress", "phase", "finish"]  # no progress before a byte

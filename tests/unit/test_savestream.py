@@ -183,3 +183,16 @@ def test_a_gzip_layer_that_unpacks_to_other_bytes_is_refused() -> None:
     # The blob's name no longer matches either: whichever check comes first, the stream is refused.
     with pytest.raises(ArchiveError):
         b"".join(bytes(p) for p in SaveStreamFilter([config]).run([wrong]))
+
+
+def test_a_small_gzip_layer_is_checked_by_what_it_unpacks_to_too() -> None:
+    """A gzip layer under the size at which blobs are held as metadata (configs are among them): a pulled
+    one-file layer of a multi-platform image saved with --platform is one."""
+    import gzip as _gzip
+
+    layer = _gzip.compress(b"arm64\n".ljust(1024, b"\0"), mtime=0)
+    data, config = _oci_save([layer])
+    check = SaveStreamFilter([config])
+    b"".join(bytes(p) for p in check.run([data]))
+
+    assert check.stats.images[config] == ["sha256:" + hashlib.sha256(_gzip.decompress(layer)).hexdigest()]

@@ -151,7 +151,8 @@ def _crossing(plan: MovePlan, target: TargetPlan) -> list[str]:
 def _why(target: TargetPlan) -> str:
     if target.error is not None:
         return target.error.message
-    return "; ".join(x for x in (target.reason, target.thin_note) if x)
+    resumed = f"{target.resumed} layer(s) arrived before a cut: the rest goes" if target.resumed else ""
+    return "; ".join(x for x in (target.reason, resumed, target.thin_note) if x)
 
 
 def results_summary(results: list[TargetResult]) -> dict[str, Any]:

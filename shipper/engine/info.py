@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from collections.abc import Mapping
 
+from shipper.archive.receiver import CARRIER_LABEL
+
 ImageStore = Literal["classic", "containerd"]
 
 # Docker reports the containerd image store as a DriverStatus entry, not as the driver name.
@@ -58,6 +60,7 @@ class ImageDetails:
     command: tuple[str, ...] = ()  # Entrypoint then Cmd
     content: str = ""  # a digest of layers and config as the engine reports them: the same image under another ID
     variant: str = ""  # of the architecture (arm/v7); "" for most
+    carrier: bool = False  # a resumable move's carrier: its layers arrived before a cut (archive/receiver.py)
 
 
 def image_details(raw: Mapping[str, Any]) -> ImageDetails:
@@ -72,6 +75,7 @@ def image_details(raw: Mapping[str, Any]) -> ImageDetails:
         command=tuple((raw.get("Config") or {}).get("Entrypoint") or ()) + tuple((raw.get("Config") or {}).get("Cmd") or ()),
         content=content_key(raw),
         variant=str(raw.get("Variant") or ""),
+        carrier=CARRIER_LABEL in ((raw.get("Config") or {}).get("Labels") or {}),
     )
 
 

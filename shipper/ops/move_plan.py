@@ -21,6 +21,7 @@ from shipper.ops.move_registry import RegistryRoute, check_movable
 from shipper.platforms import Platform
 from shipper.transfer import SaveRequest
 from shipper.transfer.limits import RateLimits
+from shipper.transfer.resume import receiver_spec
 from shipper.transfer.plan import Route, SourceImage, TargetPlan, streams_oci, target_plan
 from shipper.transfer.survey import source_images, target_view, with_requested
 
@@ -53,6 +54,12 @@ class MovePlan:
         """Every image some target lacks, in the order asked for: one stream carries them all."""
         wanted = {i for t in self.targets for i in t.send_ids}
         return tuple(dict.fromkeys(img.id for img in self.images if img.id in wanted))
+
+    @property
+    def receivers(self) -> dict[str, dict[str, Any]]:
+        """Per target that takes the stream layer by layer (resumable after a cut), what its receiver is told."""
+        specs = {t.host.name: receiver_spec(t, self.images) for t in self.targets} if self.route == "ssh" else {}
+        return {name: spec for name, spec in specs.items() if spec is not None}
 
     @property
     def contents(self) -> dict[str, str]:
@@ -116,6 +123,8 @@ class MovePlan:
                     "bytes_estimate": self.bytes_for(t),
                     "present_bytes": self.present_bytes_for(t),
                     **({"thin_note": t.thin_note} if t.thin_note else {}),
+                    **({"resumed_layers": t.resumed} if t.resumed else {}),
+                    **({"resumable": True} if t.host.name in self.receivers else {}),
                     "tags": [{"name": n, "id": i, "before": t.before.get(n)} for n, i in t.tags],
                     "reason": t.reason,
                     **({"error": t.error.to_json()} if t.error else {}),

@@ -34,7 +34,8 @@ __all__ = ["MoveSession", "SourceFailed", "TargetResult", "run_move"]
 
 def _through_here(plan: MovePlan, senders: Sequence[TargetPlan], reporter: Reporter) -> Delivery:
     """Relay (ssh) or direct: the source's stream passes through this process."""
-    sinks = {t.host.name: (t.host, make_sink(plan.route, t.host, t.skip_layers)) for t in senders}
+    receivers = plan.receivers
+    sinks = {t.host.name: (t.host, make_sink(plan.route, t.host, t.skip_layers, receivers.get(t.host.name))) for t in senders}
     apply_limits([sink for _, sink in sinks.values()], plan.limits.per_target, plan.limits.total)
     source = make_source(plan.route, plan.source, plan.save)
 
@@ -99,10 +100,11 @@ def _deliver(
         hosts = [t.host for t in senders]
         skips = {t.host.name: t.skip_layers for t in senders}
         if program is not None:
-            attempt = program.send(hosts, keys, plan.layers, reporter, skips, plan.check_ids, plan.limits, plan.compress, plan.save)
+            attempt = program.send(hosts, keys, plan.layers, reporter, skips, plan.check_ids, plan.limits, plan.compress, plan.save, plan.receivers)
         else:
             attempt = host_to_host(
-                plan.source, hosts, keys, plan.layers, reporter, skips, plan.store_read, plan.check_ids, plan.limits, plan.compress, plan.save
+                plan.source, hosts, keys, plan.layers, reporter, skips, plan.store_read, plan.check_ids, plan.limits, plan.compress, plan.save,
+                plan.receivers,
             )  # fmt: skip
         if attempt.available:
             explained: dict[int, ShipperError] = {}  # one source error is shared by every target: explain it once

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
-from shipper.archive.layers import needed_layers
+from shipper.archive.layers import chain_ids, needed_layers
 from shipper.engine.info import EngineInfo
 from shipper.errors import ShipperError
 from shipper.inventory.model import Host
@@ -33,6 +33,8 @@ class SourceImage:
     layer_sizes: tuple[int, ...] = ()  # bytes per layer, as the engine counts them; () when unknown
     content: str = ""  # see engine.info.content_key: the same image where IDs differ by store
     save_as: str = ""  # what to save: the multi-platform image's ID, when ``id`` is one of its platforms (--platform)
+    os: str = ""
+    architecture: str = ""
 
     def size_of_layers(self) -> dict[str, int]:
         """diff ID -> estimated bytes (even shares of the image's size when the engine did not say)."""
@@ -60,6 +62,7 @@ class TargetPlan:
     aliases: dict[str, str] = field(default_factory=dict)  # source image ID -> the ID the same content has there (containerd store)
     held_before: frozenset[str] = frozenset()  # the target's image IDs when planned: what a load made is not among them
     store: str = "classic"  # the target's image store: "classic", "containerd" or "podman"
+    resumed: int = 0  # of ``skip_layers``, how many an interrupted move left there (its carriers)
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class TargetView:
     content_of: dict[str, str] = field(default_factory=dict)  # image ID -> content key (engine.info.content_key)
     unlisted: frozenset[str] = frozenset()  # requested IDs the engine holds though its list leaves them out (see with_requested)
     layers_read: bool = True  # chains and content_of were read (the survey reads them only where an image is missing)
+    carried: frozenset[str] = frozenset()  # chain IDs only carriers hold: what an interrupted move left (archive/receiver.py)
 
 
 def same_content(view: TargetView, image: SourceImage) -> str | None:
@@ -149,9 +153,10 @@ def target_plan(
                     " (moby/moby#49784): shipper then sends the image over SSH instead, where --via ssh would go at once"
                 )  # fmt: skip
             skip = frozenset()
+        resumed = sum(1 for img in images for d, c in zip(img.layers, chain_ids(img.layers)) if d in skip and c in view.carried)
         return TargetPlan(
             host, "send", send, tags, before, present, reason, host_key=host_key, skip_layers=skip, thin_note=note, aliases=aliases,
-            held_before=view.ids, store=view.store,
+            held_before=view.ids, store=view.store, resumed=resumed,
         )  # fmt: skip
     if tags:
         return TargetPlan(host, "tag", (), tags, before, present, "has the image(s); only tags move", host_key=host_key, aliases=aliases)

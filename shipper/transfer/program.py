@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from shipper.archive.hostpipe import LOADER, READY, STOP, UNREACHABLE, script
-from shipper.archive.wire import receiver
 from shipper.errors import EngineError, ShipperError
 from shipper.inventory.model import Host
 from shipper.progress import Reporter
 from shipper.transfer.delivery import Delivery
 from shipper.transfer.limits import RateLimits
+from shipper.transfer.resume import load_command
 from shipper.transfer.sources import SaveRequest, docker_failure
 from shipper.transport.agent import Agent
 from shipper.transport.openssh import SSH_CONNECTION_ERROR, RemoteCommand, peer_argv
@@ -87,11 +87,12 @@ class SourceProgram:
     def send(
         self, targets: list[Host], host_keys: dict[str, str], layers: dict[str, tuple[str, ...]], reporter: Reporter,
         skips: dict[str, frozenset[str]] | None = None, check_ids: Sequence[str] | None = None, limits: RateLimits = RateLimits(),
-        compress: str = "none", save: SaveRequest | None = None,
+        compress: str = "none", save: SaveRequest | None = None, receivers: dict[str, dict[str, Any]] | None = None,
     ) -> HostToHost:  # fmt: skip
         """Send the images of ``layers`` (image ID -> diff IDs) from the source straight to ``targets``,
         each without the layers in its ``skips`` entry; unavailable when that cannot start.
-        ``save``: what docker save is given, when not the images' IDs (one platform of multi-platform images)."""
+        ``save``: what docker save is given, when not the images' IDs (one platform of multi-platform images).
+        ``receivers``: per target, the spec of its resumable receiver (transfer/resume.py), where it takes one."""
         try:
             if self.command is None:
                 return _unavailable(self.unavailable)
@@ -107,7 +108,7 @@ class SourceProgram:
                 "layers": {image_id: list(diff_ids) for image_id, diff_ids in layers.items()},
                 "skip": {name: sorted(skip) for name, skip in (skips or {}).items()},
                 "known_hosts": "".join(host_keys[t.name] for t in targets),
-                "targets": {t.name: peer_argv(t.ssh, _load_command(compress)) for t in targets},
+                "targets": {t.name: peer_argv(t.ssh, load_command((receivers or {}).get(t.name), READY, compress != "none")) for t in targets},
                 "limits": limits.to_spec(),
                 "compress": compress,
                 **(save.to_spec() if save is not None else {}),
@@ -134,23 +135,15 @@ class SourceProgram:
             self._agent = None
 
 
-def _load_command(compress: str) -> str:
-    """The target's side: ``docker load``, fed by the unframer where compression is on and the target has python3
-    (it says which in its handshake, so the source sends frames only to a target that reads them)."""
-    plain = f"echo {READY} && exec docker load -q"
-    if compress == "none":
-        return plain
-    return f"if command -v python3 >/dev/null 2>&1; then echo {READY}-FRAMES && {receiver('docker load -q')}; else {plain}; fi"
-
-
 def host_to_host(
     source: Host, targets: list[Host], host_keys: dict[str, str], layers: dict[str, tuple[str, ...]], reporter: Reporter,
     skips: dict[str, frozenset[str]] | None = None, store_read: bool = True, check_ids: Sequence[str] | None = None,
     limits: RateLimits = RateLimits(), compress: str = "none", save: SaveRequest | None = None,
+    receivers: dict[str, dict[str, Any]] | None = None,
 ) -> HostToHost:  # fmt: skip
     """Send from ``source`` straight to ``targets`` (starting the program now)."""
     program = SourceProgram(source, [k for t in targets for k in t.ssh.identity_files], store_read=store_read)
-    return program.send(targets, host_keys, layers, reporter, skips, check_ids, limits, compress, save)
+    return program.send(targets, host_keys, layers, reporter, skips, check_ids, limits, compress, save, receivers)
 
 
 def _host_to_host_outcome(source: Host, targets: list[Host], status: int, out: str, err: str) -> HostToHost:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Iterator
 
 from shipper.archive.fanout import Aborted, Chunk, ProcessResult, ProcessSink, QueueSink
 from shipper.engine import connect
 from shipper.errors import ShipperError
 from shipper.inventory.model import Host
+from shipper.transfer.resume import load_command
 from shipper.transfer.sources import docker_failure
 from shipper.transport.openssh import ssh_argv
 
@@ -26,9 +27,13 @@ class APILoadSink(QueueSink):
 
 
 
-def make_sink(route: str, host: Host, skip: frozenset[str] = frozenset()) -> QueueSink:
-    """A load on ``host`` that is not sent the layers in ``skip``."""
-    sink = ProcessSink(host.name, ssh_argv(host.ssh, "docker load -q"), skip=skip) if route == "ssh" else APILoadSink(host, skip)
+def make_sink(route: str, host: Host, skip: frozenset[str] = frozenset(), receiver: dict[str, Any] | None = None) -> QueueSink:
+    """A load on ``host`` that is not sent the layers in ``skip``; over SSH, through the resumable receiver where
+    ``receiver`` (its spec) says so (transfer/resume.py)."""
+    if route == "ssh":
+        sink: QueueSink = ProcessSink(host.name, ssh_argv(host.ssh, load_command(receiver)), skip=skip)
+    else:
+        sink = APILoadSink(host, skip)
     return sink.start()
 
 

@@ -42,7 +42,9 @@ def source_images(engine: Engine, requested: Sequence[str], platform: Platform |
             details = _platform_of(engine, text, details, platform)
         _check_whole(engine, text, details, by_platform=bool(save_as))
         sizes = engine.layer_sizes(details.id, len(details.layers)) if not save_as else ()
-        images.append(SourceImage(text, ref.tag_name, details.id, details.size, details.layers, sizes, details.content, save_as))
+        images.append(
+            SourceImage(text, ref.tag_name, details.id, details.size, details.layers, sizes, details.content, save_as, details.os, details.architecture)
+        )  # fmt: skip
     return tuple(images)
 
 
@@ -115,14 +117,16 @@ def target_view(host: Host, engines: EnginePool, layers: bool = True) -> TargetV
 def _with_layers(view: TargetView, engine: Engine) -> TargetView:
     """``view`` with the layers and content of every image the target holds (a request per image)."""
     chains: set[str] = set()
+    carried: set[str] = set()  # chains of carriers: what an interrupted move left
     content_of: dict[str, str] = {}
     for image_id in sorted(view.ids):
         details = engine.inspect_image(image_id)
         if details is not None:
-            chains.update(chain_ids(details.layers))
-            content_of[image_id] = details.content
-    usable = frozenset(chains) if view.store != "podman" else frozenset()  # podman loads only whole streams: what it holds never counts
-    return replace(view, chains=usable, content_of=content_of, layers_read=True)
+            (carried if details.carrier else chains).update(chain_ids(details.layers))
+            if not details.carrier:
+                content_of[image_id] = details.content
+    usable = frozenset(chains | carried) if view.store != "podman" else frozenset()  # podman loads only whole streams: what it holds never counts
+    return replace(view, chains=usable, content_of=content_of, layers_read=True, carried=frozenset(carried - chains))
 
 
 def with_requested(view: TargetView, host: Host, images: Sequence[SourceImage], engines: EnginePool) -> TargetView:

@@ -1,0 +1,392 @@
+"""The target's end of a resumable move: ``docker load``, layer by layer. Standard library only.
+
+Run on the target (``python3 -c "$(this file)" SPEC``) in front of the engine.
+A plain ``docker load`` registers nothing until the whole archive is in, so a
+link cut at 90% loses everything. This program reads the same docker-save
+stream and, as each layer arrives whole and hashes to its diff ID, loads it at
+once as part of a *carrier*: an untagged image whose config lists the image's
+layers up to that one (label ``io.shipper.carrier``). Carrier loads run one
+after another in the background while the stream goes on. When the stream ends
+whole, the image itself is loaded from the rest of the stream (its config,
+manifest.json, any member that is not a known layer): a thin load, its layers
+already held. Then the carriers are removed (their layers belong to the image).
+
+A cut leaves the carriers: the next move's survey finds their layers on the
+target and sends only the rest. Nothing is ever tagged here: tags are set by
+shipper once it has checked the image.
+
+SPEC: {"images": [{"layers": [diff IDs, base first], "os": "linux", "architecture": "amd64"}],
+       "held": [diff IDs whose whole chain the target holds: not in the stream]}
+
+Exit status: that of the final ``docker load`` (its output passed through);
+1 when the stream was cut or a carrier could not be loaded (said on stderr).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from typing import IO, Dict, Iterator, List, Optional, Sequence, Set, Tuple
+
+BLOCK = 512
+CHUNK = 1 << 20
+IN_MEMORY = 64 << 10  # members up to this size are held in memory (configs, manifests), larger ones spooled to disk
+MAX_IN_MEMORY = 16 << 20  # in all
+CARRIER_LABEL = "io.shipper.carrier"
+MARK = "shipper-receiver"  # in the command line, for whoever looks for this process
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_LAYER_NAME = re.compile(r"(blobs/sha256/[0-9a-f]{64}|[0-9a-f]{64}/layer\.tar)")
+
+
+def chain_ids(diff_ids: Sequence[str]) -> List[str]:
+    """The chain ID of each prefix (the same rule as archive/layers.py: this file runs alone)."""
+    chains: List[str] = []
+    for diff_id in diff_ids:
+        chains.append(diff_id if not chains else "sha256:" + hashlib.sha256(f"{chains[-1]} {diff_id}".encode()).hexdigest())
+    return chains
+
+
+def carrier_config(os_name: str, architecture: str, diff_ids: Sequence[str]) -> bytes:
+    """A carrier's config: the image's layers up to one of them, nothing else. Its digest is the carrier's ID,
+    the same on both ends (shipper computes it too, to find and remove carriers)."""
+    document = {
+        "architecture": architecture, "os": os_name, "config": {"Labels": {CARRIER_LABEL: "1"}},
+        "rootfs": {"type": "layers", "diff_ids": list(diff_ids)},
+    }  # fmt: skip
+    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+
+
+def carrier_ids(images: Sequence[dict]) -> List[str]:
+    """Every carrier ID a move of ``images`` may have made: one per prefix of each image's layers."""
+    found = []
+    for image in images:
+        layers = list(image["layers"])
+        for end in range(1, len(layers) + 1):
+            found.append("sha256:" + hashlib.sha256(carrier_config(image["os"], image["architecture"], layers[:end])).hexdigest())
+    return list(dict.fromkeys(found))
+
+
+def _pad(size: int) -> int:
+    return -size % BLOCK
+
+
+def _header(name: str, size: int) -> bytes:
+    import tarfile
+
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = size, 0o644, 0
+    return info.tobuf(format=tarfile.USTAR_FORMAT)
+
+
+class Member:
+    """One member of the incoming stream as kept for the final load: its header blocks and content."""
+
+    def __init__(self, headers: bytes, name: str, size: int) -> None:
+        self.headers, self.name, self.size = headers, name, size
+        self.data: Optional[bytes] = None  # small members
+        self.path: Optional[str] = None  # spooled members
+        self.digest = ""
+
+    def chunks(self) -> Iterator[bytes]:
+        yield self.headers
+        if self.data is not None:
+            yield self.data
+        elif self.path is not None:
+            with open(self.path, "rb") as spooled:
+                while True:
+                    chunk = spooled.read(CHUNK)
+                    if not chunk:
+                        break
+                    yield chunk
+        if _pad(self.size):
+            yield bytes(_pad(self.size))
+
+
+class Cut(Exception):
+    """The stream ended before its end marker."""
+
+
+class Failed(Exception):
+    """A carrier could not be loaded, or a layer arrived corrupt."""
+
+
+class Carriers:
+    """Loads carriers one after another in the background; each layer's chain registered once."""
+
+    def __init__(self, images: Sequence[dict], held: Set[str]) -> None:
+        self.images = [dict(image, chains=chain_ids(image["layers"])) for image in images]
+        self.done = [0] * len(self.images)  # per image: how many of its layers (from the base) are registered
+        self.registered: Set[str] = set()  # chain IDs the target holds now
+        for image in self.images:
+            for diff_id, chain in zip(image["layers"], image["chains"]):
+                if diff_id not in held:
+                    break
+                self.registered.add(chain)
+        self.arrived: Dict[str, Member] = {}  # diff ID -> its spooled member
+        self.jobs: "queue.Queue[Optional[Tuple[bytes, List[Member]]]]" = queue.Queue()
+        self.error: Optional[str] = None
+        self.loaded = 0
+        self.thread = threading.Thread(target=self._work, daemon=True)
+        self.thread.start()
+
+    def expects(self, digest: str) -> bool:
+        return any(digest in image["layers"] for image in self.images)
+
+    def add(self, member: Member) -> None:
+        """A layer arrived whole: load every carrier it completes."""
+        self.arrived[member.digest] = member
+        for number, image in enumerate(self.images):
+            layers, chains, done = image["layers"], image["chains"], self.done[number]
+            new: List[Member] = []
+            while done < len(layers) and (chains[done] in self.registered or layers[done] in self.arrived):
+                if chains[done] not in self.registered:
+                    new.append(self.arrived[layers[done]])
+                    self.registered.add(chains[done])  # queued: loads run in order, so later carriers may rely on it
+                done += 1
+            if new:
+                config = carrier_config(image["os"], image["architecture"], layers[:done])
+                self.jobs.put((config, new))
+            self.done[number] = done
+
+    def carried(self, member: Member) -> bool:
+        """Whether the final load may leave ``member`` out: a layer whose chain a carrier registered."""
+        return member.digest in self.arrived and all(
+            chain in self.registered for image in self.images for diff_id, chain in zip(image["layers"], image["chains"]) if diff_id == member.digest
+        )
+
+    def _work(self) -> None:
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                return
+            if self.error is None:
+                config, members = job
+                self.error = _load(_carrier_archive(config, members), quiet=True)
+                if self.error is None:
+                    self.loaded += len(members)
+
+    def finish(self) -> None:
+        self.jobs.put(None)
+        self.thread.join()
+
+
+def _carrier_archive(config: bytes, members: Sequence[Member]) -> Iterator[bytes]:
+    """A docker-save tar of one carrier: its new layers (named by diff ID), its config, manifest.json. The layers
+    below them are left out: the target holds their chain (the thin load every engine of the classic store takes)."""
+    digest = hashlib.sha256(config).hexdigest()
+    layers = json.loads(config)["rootfs"]["diff_ids"]
+    for member in members:
+        yield _header("blobs/sha256/" + member.digest[7:], member.size)
+        yield from _content(member)
+    yield _header("blobs/sha256/" + digest, len(config)) + config + bytes(_pad(len(config)))
+    manifest = json.dumps([{"Config": "blobs/sha256/" + digest, "RepoTags": None, "Layers": ["blobs/sha256/" + d[7:] for d in layers]}]).encode()
+    yield _header("manifest.json", len(manifest)) + manifest + bytes(_pad(len(manifest)))
+    yield bytes(2 * BLOCK)
+
+
+def _content(member: Member) -> Iterator[bytes]:
+    chunks = member.chunks()
+    next(chunks)  # its own header: the carrier names the layer by its diff ID
+    yield from chunks
+
+
+def _load(chunks: Iterator[bytes], quiet: bool, out: Optional[IO[bytes]] = None) -> Optional[str]:
+    """``docker load`` of ``chunks``; None when it worked, else what it said."""
+    proc = subprocess.Popen(["docker", "load", "-q"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    errors: List[bytes] = []
+    reader = threading.Thread(target=lambda: errors.append(proc.stderr.read()), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    output: List[bytes] = []
+    out_reader = threading.Thread(target=lambda: output.append(proc.stdout.read()), daemon=True)  # type: ignore[union-attr]
+    out_reader.start()
+    try:
+        for chunk in chunks:
+            proc.stdin.write(chunk)
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass
+    status = proc.wait()
+    reader.join()
+    out_reader.join()
+    if not quiet and out is not None:
+        out.write(b"".join(output))
+        out.flush()
+    said = b"".join(errors).decode(errors="replace").strip()
+    if status != 0:
+        return said or f"docker load exited with status {status}"
+    return None
+
+
+class Stream:
+    """The incoming tar, read member by member from ``source``."""
+
+    def __init__(self, source: IO[bytes]) -> None:
+        self.source = source
+
+    def read(self, size: int) -> bytes:
+        data = b""
+        while len(data) < size:
+            piece = self.source.read(size - len(data))
+            if not piece:
+                raise Cut()
+            data += piece
+        return data
+
+
+def _octal(field: bytes) -> int:
+    text = field.rstrip(b"\0 ").strip() or b"0"
+    return int(text, 8)
+
+
+def _pax(records: bytes) -> Dict[str, str]:
+    """A PAX extended header's records (``"%d %s=%s\\n"``)."""
+    found: Dict[str, str] = {}
+    rest = records
+    while rest:
+        length_text, _, _ = rest.partition(b" ")
+        try:
+            length = int(length_text)
+        except ValueError:
+            break
+        record, rest = rest[:length], rest[length:]
+        key, _, value = record.partition(b" ")[2].rstrip(b"\n").partition(b"=")
+        found[key.decode(errors="replace")] = value.decode(errors="replace")
+    return found
+
+
+def receive(source: IO[bytes], spool: str, carriers: Carriers) -> List[Member]:
+    """Read the stream to its end marker; each layer that arrives whole goes to the carriers, and every member is
+    kept, in order, with its own header blocks, for the final load. Raises Cut, or Failed for a corrupt blob."""
+    stream = Stream(source)
+    kept: List[Member] = []
+    in_memory = serial = 0
+    extended = b""  # the header blocks (PAX, GNU long name) that belong to the next member
+    long_name: Optional[str] = None
+    size_override: Optional[int] = None
+    while True:
+        header = stream.read(BLOCK)
+        if header == bytes(BLOCK):
+            stream.read(BLOCK)  # the end marker's second block
+            return kept
+        kind, size = header[156:157], _octal(header[124:136])
+        if kind in (b"x", b"g", b"L"):
+            body = stream.read(size + _pad(size))
+            if kind == b"g":  # global: applies to nothing shipper needs; kept for the final load as it came
+                kept.append(Member(header + body, "", 0))
+                continue
+            extended += header + body
+            if kind == b"L":
+                long_name = body[:size].rstrip(b"\0").decode(errors="replace")
+            else:
+                records = _pax(body[:size])
+                long_name = records.get("path", long_name)
+                size_override = int(records["size"]) if "size" in records else size_override
+            continue
+        if size_override is not None:
+            size = size_override
+        prefix = header[345:500].rstrip(b"\0")
+        name = long_name or ((prefix + b"/" if prefix else b"") + header[0:100].rstrip(b"\0")).decode(errors="replace")
+        member = Member(extended + header, name, size)
+        extended, long_name, size_override = b"", None, None
+        sha = hashlib.sha256()
+        if size <= IN_MEMORY and in_memory + size <= MAX_IN_MEMORY:
+            member.data = stream.read(size)
+            in_memory += size
+            sha.update(member.data)
+        else:
+            serial += 1
+            member.path = os.path.join(spool, f"member-{serial}")
+            with open(member.path, "wb") as out:
+                left = size
+                while left:
+                    piece = stream.read(min(CHUNK, left))
+                    sha.update(piece)
+                    out.write(piece)
+                    left -= len(piece)
+        stream.read(_pad(size))
+        kept.append(member)
+        if carriers.error is not None:  # the engine refused a carrier (a full disk, say): no use taking the rest
+            raise Failed(carriers.error)
+        if kind not in (b"0", b"\0", b"7") or not size:
+            continue
+        member.digest = "sha256:" + sha.hexdigest()
+        if member.name.startswith("blobs/sha256/") and member.digest != "sha256:" + member.name[-64:]:
+            raise Failed(f"{member.name} arrived corrupt: its content has digest {member.digest}")
+        if _LAYER_NAME.fullmatch(member.name) and carriers.expects(member.digest):
+            carriers.add(member)
+
+
+def _final(kept: Sequence[Member], carriers: Carriers) -> Iterator[bytes]:
+    """The stream again without the layers the carriers registered: the image's own load."""
+    for member in kept:
+        if not carriers.carried(member):
+            yield from member.chunks()
+    yield bytes(2 * BLOCK)
+
+
+def _say(text: str) -> None:
+    try:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+    except OSError:
+        pass  # the connection is gone: nobody to tell
+
+
+def run(spec: dict, source: IO[bytes], out: IO[bytes]) -> int:
+    images = [image for image in spec.get("images", []) if all(_DIGEST.fullmatch(d) for d in image.get("layers", []))]
+    carriers = Carriers(images, set(spec.get("held", [])))
+    spool = tempfile.mkdtemp(prefix="shipper-receive-", dir=spec.get("spool") or ("/var/tmp" if os.access("/var/tmp", os.W_OK) else None))
+    try:
+        try:
+            kept = receive(source, spool, carriers)
+        except Cut:
+            carriers.finish()  # what arrived whole is kept: the next move sends the rest
+            _say(f"the stream was cut: {carriers.loaded} layer(s) kept for the next move" + (f" ({carriers.error})" if carriers.error else ""))
+            return 1
+        except Failed as exc:
+            carriers.finish()
+            _say(str(exc))
+            return 1
+        carriers.finish()
+        if carriers.error is not None:
+            _say(carriers.error)
+            return 1
+        try:
+            failed = _load(_final(kept, carriers), quiet=False, out=out)
+        except OSError as exc:  # our stdout is gone (the connection dropped after the last byte)
+            failed = f"cannot report the load: {exc}"
+        if failed is not None:
+            _say(failed)
+            return 1
+        _remove(carrier_ids(images))
+        return 0
+    finally:
+        shutil.rmtree(spool, ignore_errors=True)
+
+
+def _remove(image_ids: Sequence[str]) -> None:
+    """The carriers, once the image holds their layers (those never made are not there: errors ignored)."""
+    if image_ids:
+        subprocess.run(["docker", "rmi", *image_ids], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def main() -> None:
+    # A dropped connection must not stop the carrier loads under way: what arrived whole is kept.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    spec = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
+    sys.exit(run(spec, sys.stdin.buffer, sys.stdout.buffer))
+
+
+if __name__ == "__main__":
+    main()

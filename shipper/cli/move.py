@@ -38,6 +38,7 @@ from shipper.progress import Reporter
 @click.option("--limit-rate", metavar="RATE", help="At most RATE bytes a second to each target (20M, 500K), as curl's --limit-rate.")
 @click.option("--limit-total", metavar="RATE", help="At most RATE bytes a second to all targets together.")
 @click.option("--platform", metavar="OS/ARCH[/VARIANT]", help="Move that platform of each image (linux/arm64): chosen from a multi-platform image where the source's store holds several (Docker 28+, containerd store), else checked.")
+@click.option("--retry", type=click.IntRange(0, 100), default=0, metavar="N", help="A target whose link fails is tried again, up to N times (2 s, 4 s, … apart), resuming where the cut left it.")
 @click.option("--force", is_flag=True, help="Send even to targets that already have the images under those tags.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @click.option("--no-store-read", is_flag=True, help="Host to host: always run docker save on the source, never read its engine's layer store directly.")
@@ -45,7 +46,7 @@ from shipper.progress import Reporter
 def move(
     ctx: click.Context, inventory_path: str, as_json: bool, images: tuple[str, ...], source: str, target: str,
     via: RouteRequest | None, registry_name: str | None, ca: str | None, insecure: bool, compress: str, limit_rate: str | None, limit_total: str | None,
-    platform: str | None, force: bool, dry_run: bool, no_store_read: bool,
+    platform: str | None, retry: int, force: bool, dry_run: bool, no_store_read: bool,
 ) -> None:  # fmt: skip
     """Move IMAGE... from one host's engine to TARGET's engines, tags intact.
 
@@ -72,10 +73,10 @@ def move(
         limits=RateLimits(parse_rate(limit_rate, "--limit-rate") if limit_rate else None, parse_rate(limit_total, "--limit-total") if limit_total else None),
         compress=compress, platform=parse_platform(platform) if platform else None,
     ) as session:
-        _move(env, session, force, dry_run, as_json)
+        _move(env, session, force, dry_run, as_json, retry)
 
 
-def _move(env: Env, session: MoveSession, force: bool, dry_run: bool, as_json: bool) -> None:
+def _move(env: Env, session: MoveSession, force: bool, dry_run: bool, as_json: bool, retries: int = 0) -> None:
     with surveying(env, as_json, [t.name for t in session.targets if t.name != session.source.name]):
         plan = session.plan(force)
     if as_json:
@@ -87,8 +88,15 @@ def _move(env: Env, session: MoveSession, force: bool, dry_run: bool, as_json: b
         _report_errors(env, as_json, [(t.host.name, t.error) for t in plan.targets])
         finish(exit_status_of(planned_errors))
         return
+    def retrying(result: TargetResult, attempt: int, wait: float) -> None:
+        assert result.error is not None
+        if as_json:
+            env.json_line({"event": "retry", "host": result.host, "attempt": attempt, "wait_seconds": wait, "after": result.error.to_json()})
+        else:
+            print(f"{result.host}: {result.error.message}; trying again in {wait:.0f} s (attempt {attempt} of {retries + 1})", file=env.stderr, flush=True)
+
     with reporter_for(env, as_json) as reporter:
-        results = session.run(plan, reporter)
+        results = session.run(plan, reporter, retries, retrying)
     if as_json:
         for result in results:
             env.json_line({"event": "result", **result_json(result)})
@@ -168,7 +176,8 @@ def result_row(result: TargetResult) -> list[str]:
     rate = f"{human_size(result.bytes_sent / result.seconds)}/s" if result.bytes_sent and result.seconds else "-"
     sent = human_size(result.bytes_sent) if result.bytes_sent else "-"
     elapsed = f"{result.seconds:.1f}s" if result.seconds else "-"
-    return [result.host, result.status, sent, elapsed, rate]
+    status = f"{result.status} (attempt {result.attempts}, {human_size(result.bytes_before)} sent before)" if result.attempts > 1 else result.status
+    return [result.host, status, sent, elapsed, rate]
 
 
 def result_json(result: TargetResult) -> dict[str, Any]:
@@ -181,6 +190,8 @@ def result_json(result: TargetResult) -> dict[str, Any]:
         data["round_trips"] = result.round_trips
     if result.source_read:
         data["source_read"] = result.source_read
+    if result.attempts > 1:
+        data["attempts"], data["bytes_before"] = result.attempts, result.bytes_before
     if result.note:
         data["note"] = result.note
     if result.error is not None:

@@ -34,6 +34,7 @@ EVENTS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "start": {"host": str},
     "progress": {"host": str, "bytes": int},
     "phase": {"host": str, "phase": str},
+    "retry": {"host": str, "attempt": int, "after": dict},
     "finish": {"host": str, "status": str},
     "result": {"host": str, "status": str},
     # bundles
@@ -60,7 +61,7 @@ COMMANDS: dict[str, set[str]] = {
     "hosts": {"host"},
     "ping": {"ping"},
     "images": {"engine", "image"},
-    "move": {"plan", "result"} | PROGRESS,
+    "move": {"plan", "result", "retry"} | PROGRESS,
     "play": {"result"},
     "bundle create": {"created"} | PROGRESS,
     "bundle verify": {"verified"},

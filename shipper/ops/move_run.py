@@ -10,11 +10,13 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import replace
-from typing import Sequence
+from typing import Callable, Sequence
 
 from shipper.archive.fanout import apply_limits
 from shipper.engine import connect
-from shipper.errors import EngineError, ShipperError, UsageError
+from shipper.errors import (
+    ConnectionFailed, EngineError, HostKeyMismatch, HostKeyUnknown, RegistryAuthFailed, SSHAuthenticationFailed, ShipperError, UsageError,
+)
 from shipper.hostpool import for_each_host
 from shipper.imageref import parse
 from shipper.inventory.model import Host
@@ -188,9 +190,35 @@ class MoveSession:
             )  # fmt: skip
         return replace(plan, limits=self.limits, compress=self.compress)
 
-    def run(self, plan: MovePlan, reporter: Reporter | None = None) -> list[TargetResult]:
+    def run(
+        self, plan: MovePlan, reporter: Reporter | None = None, retries: int = 0, on_retry: Callable[[TargetResult, int, float], None] | None = None,
+    ) -> list[TargetResult]:  # fmt: skip
+        """Run ``plan``; with ``retries``, a target whose link failed (retryable) is planned again and resumed, up to
+        that many times, after a wait that doubles each time: what arrived before the cut is not sent again."""
         program, self.program = self.program, None
-        return run_move(plan, reporter, self.engines, program)
+        results = run_move(plan, reporter, self.engines, program)
+        for attempt in range(2, retries + 2):
+            again = [r for r in results if r.error is not None and retryable(r.error)]
+            if not again:
+                break
+            wait = min(RETRY_WAIT * 2 ** (attempt - 2), RETRY_WAIT_MAX)
+            for result in again:
+                if on_retry is not None:
+                    on_retry(result, attempt, wait)
+            time.sleep(wait)
+            self.engines.close()  # connections to a host whose link dropped may be dead: start afresh
+            self.engines = EnginePool()
+            hosts = [h for h in self.targets if h.name in {r.host for r in again}]
+            replan = plan_move(self.source, hosts, self.images, self.via, False, self.engines, self.store_read, self.registry, self.platform)
+            replan = replace(replan, limits=self.limits, compress=self.compress)
+            redone = {r.host: r for r in run_move(replan, reporter, self.engines)}
+            before = {r.host: r for r in again}
+            results = [
+                replace(redone[r.host], attempts=attempt, bytes_before=before[r.host].bytes_before + before[r.host].bytes_sent)
+                if r.host in redone and r.host in before else r
+                for r in results
+            ]  # fmt: skip
+        return results
 
     def __enter__(self) -> "MoveSession":
         return self
@@ -199,6 +227,19 @@ class MoveSession:
         if self.program is not None:
             self.program.cancel()
         self.engines.close()
+
+
+RETRY_WAIT = 2.0  # seconds before the first retry; doubled for each one after
+RETRY_WAIT_MAX = 60.0
+
+
+def retryable(error: ShipperError) -> bool:
+    """A failure another attempt may get past: the link to a host (SSH, connection), not a refusal or a bad image."""
+    if isinstance(error, (SSHAuthenticationFailed, HostKeyUnknown, HostKeyMismatch, RegistryAuthFailed)):
+        return False  # refused, not cut: the same again would be refused again
+    if isinstance(error, ConnectionFailed):
+        return True
+    return "the stream was cut" in error.message
 
 
 def _run(plan: MovePlan, reporter: Reporter, engines: EnginePool, program: SourceProgram | None) -> list[TargetResult]:

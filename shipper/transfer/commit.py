@@ -39,6 +39,8 @@ class TargetResult:
     source_read: str = ""  # store: read from the source engine's layer store; save: docker save
     bytes_on_wire: int | None = None  # what crossed the link, when compression made it differ from bytes_sent
     round_trips: int | None = None  # requests to the target's engine after connecting (each waits a round trip)
+    attempts: int = 1  # with --retry: the attempt this result is from
+    bytes_before: int = 0  # with --retry: bytes sent to this target by the attempts before (what a cut cost)
 
     @property
     def ok(self) -> bool:

@@ -32,6 +32,12 @@ def untagged_ids(lab: Lab, host: str) -> set[str]:
     return set(result.stdout.split())
 
 
+def carrier_ids(lab: Lab, host: str) -> set[str]:
+    """The carriers a cut move left on ``host`` (untagged, labelled: archive/receiver.py)."""
+    result = lab.docker(host, "images", "-q", "--no-trunc", "--filter", "label=io.shipper.carrier")
+    return set(result.stdout.split())
+
+
 def write_inventory(path: Path, hosts: dict[str, dict[str, str]], **all_vars: str) -> str:
     """An inventory file at ``path`` with ``hosts`` (name -> variables); its path, for ``-i``."""
     data = {"all": {"vars": dict(all_vars), "hosts": {name: dict(variables) or None for name, variables in hosts.items()}}}

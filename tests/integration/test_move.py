@@ -132,7 +132,7 @@ def test_an_image_missing_on_the_source_is_named_with_close_names(shipper: Shipp
     result = shipper("move", "lab/app:2", "--from", "a", "--to", "b", "-i", ssh_inventory)
 
     assert result.status == 1
-    assert result.stderr.startswith(f"error: image lab/app:2 is not on a (ssh://root@{on_a.address('a')}:2222)")
+    assert f"\nerror: image lab/app:2 is not on a (ssh://root@{on_a.address('a')}:2222)" in "\n" + result.stderr
     assert "hint: did you mean lab/app:1" in result.stderr
 
 

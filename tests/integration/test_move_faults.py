@@ -21,7 +21,7 @@ from shipper.inventory import load_inventory, select
 from shipper.lab import Lab, Layer, SyntheticImage, image_id
 from shipper.ops.move_plan import RouteRequest, plan_move
 from shipper.ops.move_run import TargetResult, run_move
-from tests.conftest import ShipperRunner
+from tests.conftest import ShipperRunner, events, one
 from tests.integration.helpers import carrier_ids, image_id_of, remove, untagged_ids, write_inventory
 
 BIG = SyntheticImage("lab/fault:2", tuple(Layer(32 << 20, f"fault-{i}") for i in range(3)))
@@ -43,7 +43,7 @@ class FaultWhen:
         self._thread = threading.Thread(target=self._watch, daemon=True)
 
     def _watch(self) -> None:
-        field = "rchar" if self.verb == "load" else "wchar"
+        field = "rchar" if self.verb in ("load", "receive") else "wchar"
         while not self._stop.is_set():
             pid = find_remote_docker(self.lab, self.host, self.verb)
             if pid is not None:
@@ -85,10 +85,15 @@ def parent(pid: int) -> int:
 
 
 def find_remote_docker(lab: Lab, host: str, verb: str) -> int | None:
-    """The pid of ``docker VERB`` that a lab host's sshd runs for shipper, if one runs."""
+    """The pid of ``docker VERB`` that a lab host's sshd runs for shipper, if one runs; ``receive``: the
+    resumable receiver in front of the loads (archive/receiver.py), the process that reads the stream there."""
     socket = f"unix://{lab.engine(host).socket}"
     for pid, argv, env in processes():
-        if env.get("DOCKER_HOST") == socket and len(argv) > 1 and argv[0].endswith("docker") and argv[1] == verb:
+        if env.get("DOCKER_HOST") != socket or len(argv) < 2:
+            continue
+        if verb == "receive" and "python" in argv[0] and any("io.shipper.carrier" in a for a in argv[1:3]):
+            return pid
+        if argv[0].endswith("docker") and argv[1] == verb:
             return pid
     return None
 
@@ -282,3 +287,45 @@ def test_a_target_whose_disk_fills_up_fails_clearly_and_keeps_its_tags(
     assert "hint: free space under the engine's data root on full" in result.stderr
     assert image_id_of(small_disk, "full", BIG.name) == image_id(OLD)
     assert image_id_of(small_disk, "full", image_id(BIG)) is None
+
+
+RESUMED = SyntheticImage("lab/resume:1", tuple(Layer(24 << 20, f"resume-{i}") for i in range(4)))  # 96 MiB in 4 layers
+
+
+@pytest.mark.parametrize("retry", [False, True])
+def test_a_move_cut_mid_stream_keeps_what_arrived_and_the_next_attempt_sends_only_the_rest(
+    shipper: ShipperRunner, lab: Lab, retry: bool
+) -> None:  # fmt: skip
+    """The link to the target dies after about 70% of the image: the layers that arrived whole stay there (as
+    untagged carriers, never under the tag); a rerun, or --retry within the same command, sends only the rest."""
+    lab.load_images("a", [RESUMED])
+    remove(lab, "b", RESUMED.name, image_id(RESUMED))
+    inventory = str(lab.inventory_path)
+    args = ("move", RESUMED.name, "--from", "a", "--to", "b", "-i", inventory, "--json")
+    total = sum(layer.size for layer in RESUMED.layers)
+
+    with FaultWhen(lab, "b", "receive", int(total * 0.7), lambda: kill_ssh_session(lab, "b", "receive")) as fault:
+        first = shipper(*args, *(["--retry", "2"] if retry else []))
+
+    assert fault.fired.is_set()
+    if retry:
+        assert first.status == 0, first.stderr
+        [again] = events(first.stdout, "retry")
+        assert again["host"] == "b" and again["attempt"] == 2 and again["after"]["type"] == "SSHError"
+        result = one(first.stdout, "result")
+        assert result["attempts"] == 2 and result["bytes_before"] > total * 0.6
+    else:
+        assert first.status != 0
+        deadline = time.monotonic() + 60  # the cut receiver loads what arrived whole, then ends
+        while find_remote_docker(lab, "b", "receive") is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert image_id_of(lab, "b", RESUMED.name) is None  # the tag never points at anything new
+        assert len(carrier_ids(lab, "b")) >= 2  # layers 1 and 2 at least arrived whole
+        rerun = shipper(*args)
+        assert rerun.status == 0, rerun.stderr
+        plan = one(rerun.stdout, "plan")["targets"][0]
+        assert plan["resumed_layers"] >= 2 and plan["layers"]["present"] >= 2
+        result = one(rerun.stdout, "result")
+    assert result["bytes_sent"] <= total * 0.55  # of the 4 layers, at most 2 cross again
+    assert image_id_of(lab, "b", RESUMED.name) == image_id(RESUMED)
+    assert carrier_ids(lab, "b") == set()  # gone once the image holds their layers

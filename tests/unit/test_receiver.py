@@ -1,0 +1,83 @@
+"""The resumable receiver's reading of a docker-save stream (archive/receiver.py), without an engine: every
+member kept byte for byte for the final load, a cut and a corrupt blob told apart from a whole stream, and the
+carrier IDs shipper and the receiver both compute."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+
+import pytest
+
+from shipper.archive.receiver import Carriers, Cut, Failed, carrier_config, carrier_ids, receive, _final
+
+
+def stream(*members: tuple[str, bytes], pax: bool = False) -> bytes:
+    """A tar as docker save writes it: the members, then exactly the two zero blocks of the end marker."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT if pax else tarfile.USTAR_FORMAT) as archive:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            if pax:
+                info.pax_headers = {"comment": "x" * 50}
+            archive.addfile(info, io.BytesIO(data))
+        end = archive.offset
+    return out.getvalue()[:end] + bytes(1024)
+
+
+def no_carriers() -> Carriers:
+    carriers = Carriers([], set())
+    carriers.finish()
+    return carriers
+
+
+def test_every_member_is_kept_byte_for_byte_for_the_final_load(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    layer = b"x" * 100_000
+    name = "blobs/sha256/" + hashlib.sha256(layer).hexdigest()
+    whole = stream(("manifest.json", b"[]"), (name, layer), ("big", bytes(200_000)), pax=True)
+
+    kept = receive(io.BytesIO(whole), str(tmp_path), no_carriers())
+
+    assert [m.name for m in kept if m.name] == ["manifest.json", name, "big"]
+    again = b"".join(_final(kept, no_carriers()))
+    assert again == whole
+    assert tarfile.open(fileobj=io.BytesIO(again)).getnames() == ["manifest.json", name, "big"]
+    assert tarfile.open(fileobj=io.BytesIO(again)).extractfile(name).read() == layer  # type: ignore[union-attr]
+
+
+def test_a_stream_that_stops_before_its_end_marker_is_a_cut_wherever_it_stops(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    whole = stream(("manifest.json", b"[]"), ("layer", bytes(100_000)))
+    for end in (100, 512, 700, len(whole) - 1024, len(whole) - 1):
+        with pytest.raises(Cut):
+            receive(io.BytesIO(whole[:end]), str(tmp_path), no_carriers())
+
+
+def test_a_blob_whose_content_is_not_its_name_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    whole = stream(("blobs/sha256/" + "b" * 64, bytes(70_000)))
+    with pytest.raises(Failed, match="arrived corrupt"):
+        receive(io.BytesIO(whole), str(tmp_path), no_carriers())
+
+
+def test_a_carrier_id_is_the_digest_of_its_config_for_each_prefix_of_the_layers() -> None:
+    layers = ["sha256:" + c * 64 for c in "123"]
+    ids = carrier_ids([{"layers": layers, "os": "linux", "architecture": "amd64"}])
+
+    assert len(ids) == 3
+    assert ids[1] == "sha256:" + hashlib.sha256(carrier_config("linux", "amd64", layers[:2])).hexdigest()
+    assert json.loads(carrier_config("linux", "amd64", layers[:2]))["config"]["Labels"] == {"io.shipper.carrier": "1"}
+
+
+def test_the_receiver_code_runs_alone_on_a_host_with_only_python3() -> None:
+    """It is sent as source to the target: it may import nothing but the standard library."""
+    import ast
+    from pathlib import Path
+
+    import shipper.archive.receiver as receiver
+
+    tree = ast.parse(Path(receiver.__file__).read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    assert "shipper" not in imported

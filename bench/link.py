@@ -8,6 +8,8 @@ so there is no added latency). For a compressible image (text layers) and a
 random one: ``shipper move`` host to host with ``--compress auto`` (the
 default) and ``none``, against ``ssh a docker save | ssh b docker load``;
 seconds, the ratio to the hand pipe, and the bytes that crossed the link.
+A resume table: the link to b dropped at ``--cut-at`` of a move, then the
+same command again (the layers that arrived whole are not sent again).
 Then ``--limit-rate`` on an unshaped link: the time a limited move takes
 against size / rate.
 """
@@ -16,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
@@ -57,12 +61,72 @@ def clear(lab: Lab, image: str) -> None:
     lab.docker("b", "image", "rm", "-f", image, check=False)
 
 
+def receiver_pid(lab: Lab, host: str) -> int | None:
+    """The resumable receiver taking a stream on ``host`` (archive/receiver.py), if one runs."""
+    socket = f"unix://{lab.engine(host).socket}"
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            env = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"DOCKER_HOST={socket}".encode() in env and b"python" in argv[0] and any(b"io.shipper.carrier" in a for a in argv[1:3]):
+            return int(entry.name)
+    return None
+
+
+def received(pid: int) -> int:
+    try:
+        return int(dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())["rchar"])
+    except (OSError, KeyError):
+        return 0
+
+
+def cut_session(pid: int) -> None:
+    """Kill the sshd carrying the receiver's session: the link drops mid-stream."""
+    while not Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sshd"):
+        pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    os.kill(pid, signal.SIGKILL)
+
+
+def cut_and_rerun(lab: Lab, image: SyntheticImage, at: float) -> list[str]:
+    """One uncut move; then a move whose link drops once ``at`` of the image has reached b, and its rerun."""
+    size = sum(layer.size for layer in image.layers)
+    clear(lab, image.name)
+    uncut, _, _ = move(lab, image.name)
+    clear(lab, image.name)
+    argv = [sys.executable, "-m", "shipper", "move", image.name, "--from", "a", "--to", "b", "--json", "-i", str(lab.inventory_path)]
+    started = time.perf_counter()
+    first = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while first.poll() is None:
+        pid = receiver_pid(lab, "b")
+        if pid is not None and received(pid) >= size * at:
+            cut_session(pid)
+            break
+        time.sleep(0.01)
+    first.wait()
+    cut_seconds = time.perf_counter() - started
+    while receiver_pid(lab, "b") is not None:  # what arrived whole is loaded, then the receiver ends
+        time.sleep(0.1)
+    rerun, sent, _ = move(lab, image.name)
+    return [
+        f"| uncut move | {uncut:.1f} | 1.00 | {size / 1e6:.0f} |",
+        f"| move cut at {at:.0%} (the link dropped) | {cut_seconds:.1f} | - | - |",
+        f"| its rerun | {rerun:.1f} | - | **{sent / 1e6:.0f} ({sent / size:.0%} of the image)** |",
+        f"| cut move + rerun | {cut_seconds + rerun:.1f} | **{(cut_seconds + rerun) / uncut:.2f}** | - |",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", default="100mbit", help="the link to b, in tc's syntax")
     parser.add_argument("--size-mb", type=int, default=500)
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--limit", default="5M", help="--limit-rate for the last table (on an unshaped link)")
+    parser.add_argument("--cut-at", type=float, default=0.7, help="the share of the image after which the link drops (the resume table)")
+    parser.add_argument("--only-cut", action="store_true", help="only the resume table")
     args = parser.parse_args()
     lab = Lab(BENCH_ROOT, BENCH_NET, ("a", "b"))
     lab.down(purge=True)
@@ -78,10 +142,12 @@ def main() -> None:
         "| image | way | median s | vs hand pipe | MB on the link |",
         "|---|---|---|---|---|",
     ]
+    cut = SyntheticImage("bench/link-cut:1", tuple(Layer((args.size_mb << 20) // 10, f"link-cut-{i}") for i in range(10)))
     try:
-        lab.load_images("a", list(images.values()))
+        lab.load_images("a", [cut] if args.only_cut else [*images.values(), cut])
         with shaped({lab.address("b"): args.rate}):
-            for title, image in images.items():
+            resumed = cut_and_rerun(lab, cut, args.cut_at)
+            for title, image in images.items() if not args.only_cut else ():
                 hand: list[float] = []
                 ways: dict[str, list[tuple[float, int, int]]] = {"shipper (auto)": [], "shipper --compress none": []}
                 for _ in range(args.runs):
@@ -95,6 +161,11 @@ def main() -> None:
                     seconds = statistics.median(r[0] for r in runs)
                     lines.append(f"| {title} | {way} | {seconds:.1f} | **{seconds / base:.2f}** | {runs[-1][2] / 1e6:.0f} |")
                 lines.append(f"| {title} | `ssh a docker save \\| ssh b docker load` | {base:.1f} | 1.00 | {runs[-1][1] / 1e6:.0f} |")
+        lines += ["", f"A link cut: {args.size_mb} MB of random data in 10 layers over the same link, the link to b dropped (its sshd killed) once {args.cut_at:.0%} of the image had reached b; then the same command again:", "",
+                  "| move | s | vs uncut | MB sent |", "|---|---|---|---|", *resumed]  # fmt: skip
+        if args.only_cut:
+            print("\n".join(lines[:1] + lines[4:]))
+            return
         limited = SyntheticImage("bench/link-limited:1", (Layer(100 << 20, "link-limited"),))
         lab.load_images("a", [limited])
         clear(lab, limited.name)

@@ -104,7 +104,10 @@ def stream_size(lab: Lab, image: str) -> int:
 def bench_image(lab: Lab, image: SyntheticImage, runs: int) -> dict[str, Measure]:
     lab.load_images("a", [image])
     name = image.name
-    ssh_ways = {"shipper --via ssh": (), "shipper --via ssh --compress none": ("--compress", "none"), "shipper --via ssh --compress zlib": ("--compress", "zlib")}
+    ssh_ways = {
+        "shipper --via ssh": (), "shipper --via ssh --no-resume": ("--no-resume",), "shipper --via ssh --compress none": ("--compress", "none"),
+        "shipper --via ssh --compress zlib": ("--compress", "zlib"),
+    }  # fmt: skip
     ways: dict[str, Measure] = {k: Measure() for k in (*ssh_ways, "shipper --via relay", "shipper --via direct", "hand ssh pipe", "local limit", "shipper fan-out b,c,d", "hand pipes b, c, d in turn")}
     size = stream_size(lab, name)
     for _ in range(runs):

@@ -39,6 +39,7 @@ from shipper.progress import Reporter
 @click.option("--limit-total", metavar="RATE", help="At most RATE bytes a second to all targets together.")
 @click.option("--platform", metavar="OS/ARCH[/VARIANT]", help="Move that platform of each image (linux/arm64): chosen from a multi-platform image where the source's store holds several (Docker 28+, containerd store), else checked.")
 @click.option("--retry", type=click.IntRange(0, 100), default=0, metavar="N", help="A target whose link fails is tried again, up to N times (2 s, 4 s, … apart), resuming where the cut left it.")
+@click.option("--no-resume", is_flag=True, help="Over SSH: load each target's stream in one piece (a plain docker load), keeping nothing if the link is cut.")
 @click.option("--force", is_flag=True, help="Send even to targets that already have the images under those tags.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @click.option("--no-store-read", is_flag=True, help="Host to host: always run docker save on the source, never read its engine's layer store directly.")
@@ -46,7 +47,7 @@ from shipper.progress import Reporter
 def move(
     ctx: click.Context, inventory_path: str, as_json: bool, images: tuple[str, ...], source: str, target: str,
     via: RouteRequest | None, registry_name: str | None, ca: str | None, insecure: bool, compress: str, limit_rate: str | None, limit_total: str | None,
-    platform: str | None, retry: int, force: bool, dry_run: bool, no_store_read: bool,
+    platform: str | None, retry: int, no_resume: bool, force: bool, dry_run: bool, no_store_read: bool,
 ) -> None:  # fmt: skip
     """Move IMAGE... from one host's engine to TARGET's engines, tags intact.
 
@@ -71,7 +72,7 @@ def move(
     with MoveSession(
         sources[0], targets, images, via, prestart=not dry_run, store_read=not no_store_read, registry=registry,
         limits=RateLimits(parse_rate(limit_rate, "--limit-rate") if limit_rate else None, parse_rate(limit_total, "--limit-total") if limit_total else None),
-        compress=compress, platform=parse_platform(platform) if platform else None,
+        compress=compress, platform=parse_platform(platform) if platform else None, resume=not no_resume,
     ) as session:
         _move(env, session, force, dry_run, as_json, retry)
 

@@ -42,6 +42,7 @@ class MovePlan:
     limits: RateLimits = RateLimits()  # --limit-rate, --limit-total
     compress: str = "auto"  # --compress: host to host, chunks that shrink go zlib-compressed where the link is slow
     platform: Platform | None = None  # --platform, where the source saves that platform of multi-platform images
+    resume: bool = True  # targets that can take the stream layer by layer do (a cut then keeps what arrived)
 
     @property
     def save(self) -> SaveRequest:
@@ -58,7 +59,7 @@ class MovePlan:
     @property
     def receivers(self) -> dict[str, dict[str, Any]]:
         """Per target that takes the stream layer by layer (resumable after a cut), what its receiver is told."""
-        specs = {t.host.name: receiver_spec(t, self.images) for t in self.targets} if self.route == "ssh" else {}
+        specs = {t.host.name: receiver_spec(t, self.images) for t in self.targets} if self.route == "ssh" and self.resume else {}
         return {name: spec for name, spec in specs.items() if spec is not None}
 
     @property

@@ -169,10 +169,11 @@ class MoveSession:
     def __init__(
         self, source: Host, targets: Sequence[Host], images: Sequence[str], via: RouteRequest | None = None, prestart: bool = True,
         store_read: bool = True, registry: RegistryRoute | None = None, limits: RateLimits = RateLimits(), compress: str = "auto",
-        platform: Platform | None = None,
+        platform: Platform | None = None, resume: bool = True,
     ) -> None:  # fmt: skip
         self.source, self.targets, self.images, self.via = source, list(targets), list(images), via
         self.store_read, self.registry, self.limits, self.compress, self.platform = store_read, registry, limits, compress, platform
+        self.resume = resume
         self.engines = EnginePool()
         self.program: SourceProgram | None = None
         others = [t for t in self.targets if t.name != source.name]
@@ -188,7 +189,7 @@ class MoveSession:
                 "--limit-rate and --limit-total cannot hold a move through a registry: the engines push and pull by themselves",
                 hint="move --via ssh (the default), relay or direct to limit the rate",
             )  # fmt: skip
-        return replace(plan, limits=self.limits, compress=self.compress)
+        return replace(plan, limits=self.limits, compress=self.compress, resume=self.resume)
 
     def run(
         self, plan: MovePlan, reporter: Reporter | None = None, retries: int = 0, on_retry: Callable[[TargetResult, int, float], None] | None = None,
@@ -210,7 +211,7 @@ class MoveSession:
             self.engines = EnginePool()
             hosts = [h for h in self.targets if h.name in {r.host for r in again}]
             replan = plan_move(self.source, hosts, self.images, self.via, False, self.engines, self.store_read, self.registry, self.platform)
-            replan = replace(replan, limits=self.limits, compress=self.compress)
+            replan = replace(replan, limits=self.limits, compress=self.compress, resume=self.resume)
             redone = {r.host: r for r in run_move(replan, reporter, self.engines)}
             before = {r.host: r for r in again}
             results = [

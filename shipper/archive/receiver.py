@@ -43,6 +43,7 @@ IN_MEMORY = 64 << 10  # members up to this size are held in memory (configs, man
 MAX_IN_MEMORY = 16 << 20  # in all
 MAX_EXTENDED = 1 << 20  # a PAX or GNU long-name header (the source's check refuses more already)
 CARRIER_LABEL = "io.shipper.carrier"
+CARRIER_LAYER = "layer.tar"  # the new layer's name inside a carrier's archive
 MARK = "shipper-receiver"  # in the command line, for whoever looks for this process
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _LAYER_NAME = re.compile(r"(blobs/sha256/[0-9a-f]{64}|[0-9a-f]{64}/layer\.tar)")
@@ -89,12 +90,14 @@ def _header(name: str, size: int) -> bytes:
 
 
 class Member:
-    """One member of the incoming stream as kept for the final load: its header blocks and content."""
+    """One member of the incoming stream as kept for the final load: its header blocks and content. A spooled
+    member's file starts with a tar header of its own (``layer.tar``), so that the file is the start of a carrier's
+    archive: a carrier is loaded with ``docker load -i FILE`` and its bytes are not read again here."""
 
     def __init__(self, headers: bytes, name: str, size: int) -> None:
         self.headers, self.name, self.size = headers, name, size
         self.data: Optional[bytes] = None  # small members
-        self.path: Optional[str] = None  # spooled members
+        self.path: Optional[str] = None  # spooled members: SPOOL_HEADER bytes of header, then the content
         self.digest = ""
 
     def chunks(self) -> Iterator[bytes]:
@@ -103,13 +106,24 @@ class Member:
             yield self.data
         elif self.path is not None:
             with open(self.path, "rb") as spooled:
-                while True:
-                    chunk = spooled.read(CHUNK)
+                spooled.seek(BLOCK)
+                left = self.size
+                while left:
+                    chunk = spooled.read(min(CHUNK, left))
                     if not chunk:
-                        break
+                        raise OSError(f"{self.path} is shorter than its member")
+                    left -= len(chunk)
                     yield chunk
         if _pad(self.size):
             yield bytes(_pad(self.size))
+
+    def spool(self, directory: str) -> str:
+        """This member as a carrier's first member (``layer.tar``): its spool file, written now if it was in memory."""
+        if self.path is None:
+            self.path = os.path.join(directory, f"small-{self.digest[7:]}")
+            with open(self.path, "wb") as out:
+                out.write(_header(CARRIER_LAYER, self.size) + (self.data or b""))
+        return self.path
 
 
 class _NoHash:
@@ -129,19 +143,21 @@ class Failed(Exception):
 
 
 class Carriers:
-    """Loads carriers one after another in the background; each layer's chain registered once."""
+    """Loads carriers one after another in the background, each holding one new layer on the chain below it."""
 
-    def __init__(self, images: Sequence[dict], held: Set[str]) -> None:
+    def __init__(self, images: Sequence[dict], held: Set[str], spool: str = "") -> None:
         self.images = [dict(image, chains=chain_ids(image["layers"])) for image in images]
-        self.done = [0] * len(self.images)  # per image: how many of its layers (from the base) are registered
-        self.registered: Set[str] = set()  # chain IDs the target holds now
+        self.spool = spool
+        self.done = [0] * len(self.images)  # per image: how many of its layers (from the base) are registered or queued
+        self.registered: Set[str] = set()  # chain IDs the target holds, or will once the queued loads are done
         for image in self.images:
             for diff_id, chain in zip(image["layers"], image["chains"]):
                 if diff_id not in held:
                     break
                 self.registered.add(chain)
-        self.arrived: Dict[str, Member] = {}  # diff ID -> its spooled member
-        self.jobs: "queue.Queue[Optional[Tuple[bytes, List[Member]]]]" = queue.Queue()
+        self.arrived: Dict[str, Member] = {}  # diff ID -> its member
+        self.pending: Dict[str, int] = {}  # diff ID -> carriers queued that load it
+        self.jobs: "queue.Queue[Optional[Tuple[dict, int]]]" = queue.Queue()
         self.error: Optional[str] = None
         self.loaded = 0
         self.thread = threading.Thread(target=self._work, daemon=True)
@@ -151,19 +167,16 @@ class Carriers:
         return any(digest in image["layers"] for image in self.images)
 
     def add(self, member: Member) -> None:
-        """A layer arrived whole: load every carrier it completes."""
+        """A layer arrived whole: queue a carrier for each layer it lets onto its chain."""
         self.arrived[member.digest] = member
         for number, image in enumerate(self.images):
             layers, chains, done = image["layers"], image["chains"], self.done[number]
-            new: List[Member] = []
             while done < len(layers) and (chains[done] in self.registered or layers[done] in self.arrived):
                 if chains[done] not in self.registered:
-                    new.append(self.arrived[layers[done]])
-                    self.registered.add(chains[done])  # queued: loads run in order, so later carriers may rely on it
+                    self.registered.add(chains[done])  # loads run in order: the next carrier may rely on it
+                    self.pending[layers[done]] = self.pending.get(layers[done], 0) + 1
+                    self.jobs.put((image, done))
                 done += 1
-            if new:
-                config = carrier_config(image["os"], image["architecture"], layers[:done])
-                self.jobs.put((config, new))
             self.done[number] = done
 
     def carried(self, member: Member) -> bool:
@@ -178,34 +191,45 @@ class Carriers:
             if job is None:
                 return
             if self.error is None:
-                config, members = job
-                self.error = _load(_carrier_archive(config, members), quiet=True)
+                image, position = job
+                self.error = self._load_carrier(image, position)
                 if self.error is None:
-                    self.loaded += len(members)
+                    self.loaded += 1
+                    member = self.arrived[image["layers"][position]]
+                    self.pending[member.digest] -= 1
+                    if self.carried(member) and member.path is not None and not self.pending[member.digest]:
+                        os.unlink(member.path)  # in the engine now: the spool holds only what is still on its way
+                        member.path = None
+
+    def _load_carrier(self, image: dict, position: int) -> Optional[str]:
+        """The carrier of ``image``'s layers up to ``position``: that layer's spool file, its config and
+        manifest.json appended (the layers below are left out: the target holds their chain, the thin load every
+        engine of the classic store takes), loaded by docker load -i."""
+        member = self.arrived[image["layers"][position]]
+        path = member.spool(self.spool)
+        config = carrier_config(image["os"], image["architecture"], image["layers"][: position + 1])
+        digest = hashlib.sha256(config).hexdigest()
+        names = [f"absent/{i}.tar" for i in range(position)] + [CARRIER_LAYER]
+        manifest = json.dumps([{"Config": f"{digest}.json", "RepoTags": None, "Layers": names}]).encode()
+        with open(path, "r+b") as out:
+            out.truncate(BLOCK + member.size + _pad(member.size))  # the same layer may carry another chain after
+            out.seek(0, os.SEEK_END)
+            for name, data in ((f"{digest}.json", config), ("manifest.json", manifest)):
+                out.write(_header(name, len(data)) + data + bytes(_pad(len(data))))
+            out.write(bytes(2 * BLOCK))
+        return _load_file(path)
 
     def finish(self) -> None:
         self.jobs.put(None)
         self.thread.join()
 
 
-def _carrier_archive(config: bytes, members: Sequence[Member]) -> Iterator[bytes]:
-    """A docker-save tar of one carrier: its new layers (named by diff ID), its config, manifest.json. The layers
-    below them are left out: the target holds their chain (the thin load every engine of the classic store takes)."""
-    digest = hashlib.sha256(config).hexdigest()
-    layers = json.loads(config)["rootfs"]["diff_ids"]
-    for member in members:
-        yield _header("blobs/sha256/" + member.digest[7:], member.size)
-        yield from _content(member)
-    yield _header("blobs/sha256/" + digest, len(config)) + config + bytes(_pad(len(config)))
-    manifest = json.dumps([{"Config": "blobs/sha256/" + digest, "RepoTags": None, "Layers": ["blobs/sha256/" + d[7:] for d in layers]}]).encode()
-    yield _header("manifest.json", len(manifest)) + manifest + bytes(_pad(len(manifest)))
-    yield bytes(2 * BLOCK)
-
-
-def _content(member: Member) -> Iterator[bytes]:
-    chunks = member.chunks()
-    next(chunks)  # its own header: the carrier names the layer by its diff ID
-    yield from chunks
+def _load_file(path: str) -> Optional[str]:
+    """``docker load -i path``; None when it worked, else what it said."""
+    done = subprocess.run(["docker", "load", "-q", "-i", path], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if done.returncode != 0:
+        return done.stderr.decode(errors="replace").strip() or f"docker load exited with status {done.returncode}"
+    return None
 
 
 def _load(chunks: Iterator[bytes], quiet: bool, out: Optional[IO[bytes]] = None) -> Optional[str]:
@@ -322,6 +346,7 @@ def receive(source: IO[bytes], spool: str, carriers: Carriers) -> List[Member]:
             serial += 1
             member.path = os.path.join(spool, f"member-{serial}")
             with open(member.path, "wb") as out:
+                out.write(_header(CARRIER_LAYER, size))  # the file is the start of a carrier's archive, if a layer
                 left = size
                 while left:
                     piece = stream.read(min(CHUNK, left))
@@ -359,8 +384,8 @@ def _say(text: str) -> None:
 
 def run(spec: dict, source: IO[bytes], out: IO[bytes]) -> int:
     images = [image for image in spec.get("images", []) if all(_DIGEST.fullmatch(d) for d in image.get("layers", []))]
-    carriers = Carriers(images, set(spec.get("held", [])))
     spool = tempfile.mkdtemp(prefix="shipper-receive-", dir=spec.get("spool") or ("/var/tmp" if os.access("/var/tmp", os.W_OK) else None))
+    carriers = Carriers(images, set(spec.get("held", [])), spool)
     try:
         try:
             kept = receive(source, spool, carriers)

@@ -140,6 +140,8 @@ def _print_plan(env: Env, plan: MovePlan) -> None:
     extras += [f"at most {human_size(plan.limits.per_target)}/s a target"] if plan.limits.per_target else []
     extras += [f"at most {human_size(plan.limits.total)}/s in all"] if plan.limits.total else []
     extras += [f"platform {plan.platform} of each image"] if plan.platform is not None else []
+    resumable = [t.host.name for t in plan.targets if t.host.name in plan.receivers]
+    extras += [f"layer by layer to {', '.join(resumable)} where python3 is (a cut keeps what arrived)"] if resumable else []
     if extras:
         env.out("      " + "; ".join(extras))
     env.out(table(["IMAGE", "ID", "SIZE"], [[i.name or i.requested, short_id(i.id), human_size(i.size)] for i in plan.images]))

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from shipper.lab import Lab, Layer, SyntheticImage  # noqa: E402
-from shipper.lab.shaping import shaped  # noqa: E402
+from shipper.lab.shaping import Links, shaped  # noqa: E402
 
 BENCH_ROOT = Path("/tmp/shipper-bench-link")
 BENCH_NET = "127.0.7"
@@ -77,13 +77,6 @@ def receiver_pid(lab: Lab, host: str) -> int | None:
     return None
 
 
-def received(pid: int) -> int:
-    try:
-        return int(dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())["rchar"])
-    except (OSError, KeyError):
-        return 0
-
-
 def cut_session(pid: int) -> None:
     """Kill the sshd carrying the receiver's session: the link drops mid-stream."""
     while not Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sshd"):
@@ -91,21 +84,23 @@ def cut_session(pid: int) -> None:
     os.kill(pid, signal.SIGKILL)
 
 
-def cut_and_rerun(lab: Lab, image: SyntheticImage, at: float) -> list[str]:
-    """One uncut move; then a move whose link drops once ``at`` of the image has reached b, and its rerun."""
+def cut_and_rerun(lab: Lab, image: SyntheticImage, at: float, links: Links) -> list[str]:
+    """One uncut move; then a move whose link drops once ``at`` of the image has crossed the link to b (tc's
+    counter), and its rerun."""
     size = sum(layer.size for layer in image.layers)
     clear(lab, image.name)
     uncut, _, _ = move(lab, image.name)
     clear(lab, image.name)
     argv = [sys.executable, "-m", "shipper", "move", image.name, "--from", "a", "--to", "b", "--json", "-i", str(lab.inventory_path)]
     started = time.perf_counter()
+    before = links.sent(lab.address("b"))
     first = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while first.poll() is None:
         pid = receiver_pid(lab, "b")
-        if pid is not None and received(pid) >= size * at:
+        if pid is not None and links.sent(lab.address("b")) - before >= size * at:
             cut_session(pid)
             break
-        time.sleep(0.01)
+        time.sleep(0.02)
     first.wait()
     cut_seconds = time.perf_counter() - started
     while receiver_pid(lab, "b") is not None:  # what arrived whole is loaded, then the receiver ends
@@ -145,8 +140,8 @@ def main() -> None:
     cut = SyntheticImage("bench/link-cut:1", tuple(Layer((args.size_mb << 20) // 10, f"link-cut-{i}") for i in range(10)))
     try:
         lab.load_images("a", [cut] if args.only_cut else [*images.values(), cut])
-        with shaped({lab.address("b"): args.rate}):
-            resumed = cut_and_rerun(lab, cut, args.cut_at)
+        with shaped({lab.address("b"): args.rate}) as links:
+            resumed = cut_and_rerun(lab, cut, args.cut_at, links)
             for title, image in images.items() if not args.only_cut else ():
                 hand: list[float] = []
                 ways: dict[str, list[tuple[float, int, int]]] = {"shipper (auto)": [], "shipper --compress none": []}

@@ -14,6 +14,7 @@ per machine: ``lo`` has one root.
 from __future__ import annotations
 
 import contextlib
+import re
 import subprocess
 from collections.abc import Iterator, Mapping
 
@@ -32,8 +33,21 @@ def clear(device: str = "lo") -> None:
     _tc("qdisc", "del", "dev", device, "root", check=False)
 
 
+class Links:
+    """The shaped links while ``shaped`` holds them: the bytes each has carried, from tc's own counters."""
+
+    def __init__(self, device: str, classes: dict[str, str]) -> None:
+        self.device, self.classes = device, classes
+
+    def sent(self, address: str) -> int:
+        """Bytes sent to ``address`` over its link so far (IP packets, headers included)."""
+        shown = subprocess.run(["tc", "-s", "class", "show", "dev", self.device, "classid", self.classes[address]], capture_output=True, text=True).stdout
+        found = re.search(r"Sent (\d+) bytes", shown)
+        return int(found.group(1)) if found else 0
+
+
 @contextlib.contextmanager
-def shaped(rates: Mapping[str, str], device: str = "lo") -> Iterator[None]:
+def shaped(rates: Mapping[str, str], device: str = "lo") -> Iterator[Links]:
     """Traffic to each address of ``rates`` held to its rate (tc's syntax: ``100mbit``, ``12mbps``) while inside."""
     if len(rates) > MAX_SHAPED:
         raise ValueError(f"at most {MAX_SHAPED} shaped addresses")
@@ -43,6 +57,6 @@ def shaped(rates: Mapping[str, str], device: str = "lo") -> Iterator[None]:
         for number, (address, rate) in enumerate(rates.items(), start=2):
             _tc("class", "add", "dev", device, "parent", "1:", "classid", f"1:{number}", "htb", "rate", rate, "ceil", rate, "burst", BURST, "cburst", BURST)
             _tc("filter", "add", "dev", device, "parent", "1:", "protocol", "ip", "prio", "1", "u32", "match", "ip", "dst", f"{address}/32", "flowid", f"1:{number}")
-        yield
+        yield Links(device, {address: f"1:{number}" for number, address in enumerate(rates, start=2)})
     finally:
         clear(device)

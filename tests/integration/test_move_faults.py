@@ -85,17 +85,25 @@ def parent(pid: int) -> int:
 
 
 def find_remote_docker(lab: Lab, host: str, verb: str) -> int | None:
-    """The pid of ``docker VERB`` that a lab host's sshd runs for shipper, if one runs; ``receive``: the
-    resumable receiver in front of the loads (archive/receiver.py), the process that reads the stream there."""
+    """The pid of ``docker VERB`` that a lab host's sshd runs for shipper, if one runs; ``receive``: the unframer
+    in front of the resumable receiver (archive/wire.py, receiver.py), the process that reads the stream there
+    and nothing else (the receiver's own count takes in its carriers' loads once they end)."""
     socket = f"unix://{lab.engine(host).socket}"
     for pid, argv, env in processes():
         if env.get("DOCKER_HOST") != socket or len(argv) < 2:
             continue
-        if verb == "receive" and "python" in argv[0] and any("io.shipper.carrier" in a for a in argv[1:3]):
+        if verb == "receive" and "python" in argv[0] and "decompressobj" in " ".join(argv[1:3]):
             return pid
         if argv[0].endswith("docker") and argv[1] == verb:
             return pid
     return None
+
+
+def receiver_running(lab: Lab, host: str) -> bool:
+    socket = f"unix://{lab.engine(host).socket}"
+    return any(
+        env.get("DOCKER_HOST") == socket and "python" in argv[0] and "io.shipper.carrier" in " ".join(argv[1:3]) for _, argv, env in processes()
+    )  # fmt: skip
 
 
 def remote_docker(lab: Lab, host: str, verb: str) -> int:
@@ -317,7 +325,7 @@ def test_a_move_cut_mid_stream_keeps_what_arrived_and_the_next_attempt_sends_onl
     else:
         assert first.status != 0
         deadline = time.monotonic() + 60  # the cut receiver loads what arrived whole, then ends
-        while find_remote_docker(lab, "b", "receive") is not None and time.monotonic() < deadline:
+        while receiver_running(lab, "b") and time.monotonic() < deadline:
             time.sleep(0.1)
         assert image_id_of(lab, "b", RESUMED.name) is None  # the tag never points at anything new
         assert len(carrier_ids(lab, "b")) >= 2  # layers 1 and 2 at least arrived whole

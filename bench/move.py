@@ -15,6 +15,7 @@ compressible text) and each way of moving it, the median of ``--runs`` runs:
 - ``shipper --via direct`` shipper move a -> b, Docker API to Docker API
 - ``hand ssh pipe``        ssh a docker save IMG | ssh b docker load
 - ``local limit``          docker -H A save IMG | docker -H B load (no SSH at all)
+- ``docker load -i``       the target's own load of the same archive from a local file (saved beforehand)
 - fan-out: shipper to b,c,d against three hand-made pipes one after another
 
 Ratios are shipper / hand-made (below 1 is faster). Bytes are the stream's
@@ -96,6 +97,16 @@ def local_limit(lab: Lab, image: str, target: str) -> float:
     return timed(f"set -o pipefail; docker -H unix://{a} save {image} | docker -H unix://{b} load -q", shell=True)[0]
 
 
+def load_from_file(lab: Lab, image: str, target: str) -> float:
+    """The target's own work: ``docker load -i`` of the same archive from a local file (saved before the clock)."""
+    archive = BENCH_ROOT / "archive.tar"
+    subprocess.run(f"docker -H unix://{lab.engine('a').socket} save {image} > {archive}", shell=True, check=True)
+    try:
+        return timed(f"docker -H unix://{lab.engine(target).socket} load -q -i {archive}", shell=True)[0]
+    finally:
+        archive.unlink()
+
+
 def stream_size(lab: Lab, image: str) -> int:
     out = subprocess.run(f"docker -H unix://{lab.engine('a').socket} save {image} | wc -c", shell=True, capture_output=True, text=True, check=True)
     return int(out.stdout.strip())
@@ -108,7 +119,11 @@ def bench_image(lab: Lab, image: SyntheticImage, runs: int) -> dict[str, Measure
         "shipper --via ssh": (), "shipper --via ssh --no-resume": ("--no-resume",), "shipper --via ssh --compress none": ("--compress", "none"),
         "shipper --via ssh --compress zlib": ("--compress", "zlib"),
     }  # fmt: skip
-    ways: dict[str, Measure] = {k: Measure() for k in (*ssh_ways, "shipper --via relay", "shipper --via direct", "hand ssh pipe", "local limit", "shipper fan-out b,c,d", "hand pipes b, c, d in turn")}
+    ways: dict[str, Measure] = {
+        k: Measure()
+        for k in (*ssh_ways, "shipper --via relay", "shipper --via direct", "hand ssh pipe", "local limit", "docker load -i (a local file)",
+                  "shipper fan-out b,c,d", "hand pipes b, c, d in turn")
+    }  # fmt: skip
     size = stream_size(lab, name)
     for _ in range(runs):
         for key, extra in [*ssh_ways.items(), ("shipper --via relay", ()), ("shipper --via direct", ())]:
@@ -122,6 +137,8 @@ def bench_image(lab: Lab, image: SyntheticImage, runs: int) -> dict[str, Measure
         ways["hand ssh pipe"].seconds.append(hand_pipe(lab, name, "b"))
         clear(lab, "b", name)
         ways["local limit"].seconds.append(local_limit(lab, name, "b"))
+        clear(lab, "b", name)
+        ways["docker load -i (a local file)"].seconds.append(load_from_file(lab, name, "b"))
         clear(lab, "b,c,d", name)
         seconds, peak, sent = shipper(lab, name, "b,c,d", "ssh")
         fan = ways["shipper fan-out b,c,d"]
@@ -129,7 +146,7 @@ def bench_image(lab: Lab, image: SyntheticImage, runs: int) -> dict[str, Measure
         fan.stream_bytes = sent
         clear(lab, "b,c,d", name)
         ways["hand pipes b, c, d in turn"].seconds.append(sum(hand_pipe(lab, name, t) for t in "bcd"))
-    for key in ("hand ssh pipe", "local limit", "hand pipes b, c, d in turn"):
+    for key in ("hand ssh pipe", "local limit", "docker load -i (a local file)", "hand pipes b, c, d in turn"):
         ways[key].stream_bytes = size
     clear(lab, "b,c,d", name)
     return ways
@@ -187,6 +204,8 @@ def report(title: str, ways: dict[str, Measure]) -> str:
         base = hand3 if "b,c,d" in key or "in turn" in key else hand
         peak = f"{max(m.peak_mb):.0f}" if m.peak_mb else "-"
         lines.append(f"| {key} | {m.median:.2f} | {m.median / base:.2f} | {m.median / local:.2f} | {m.stream_bytes / 1e6:.0f} | {peak} |")
+    own = ways["docker load -i (a local file)"].median
+    lines += ["", f"shipper --via ssh takes {ways['shipper --via ssh'].median / own:.2f}x the target's own `docker load -i` of the same archive."]
     return "\n".join(lines)
 
 

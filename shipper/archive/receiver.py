@@ -209,7 +209,8 @@ class Carriers:
         path = member.spool(self.spool)
         config = carrier_config(image["os"], image["architecture"], image["layers"][: position + 1])
         digest = hashlib.sha256(config).hexdigest()
-        names = [f"absent/{i}.tar" for i in range(position)] + [CARRIER_LAYER]
+        # The layers below are named as the stream names them: were one gone from the engine, its load says which.
+        names = ["blobs/sha256/" + d[7:] for d in image["layers"][:position]] + [CARRIER_LAYER]
         manifest = json.dumps([{"Config": f"{digest}.json", "RepoTags": None, "Layers": names}]).encode()
         with open(path, "r+b") as out:
             out.truncate(BLOCK + member.size + _pad(member.size))  # the same layer may carry another chain after

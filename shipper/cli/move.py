@@ -34,7 +34,7 @@ from shipper.progress import Reporter
 @click.option("--ca", metavar="FILE", help="--via registry: the registry's CA (default: the inventory's, /etc/docker/certs.d/HOST:PORT/ca.crt, the system's).")
 @click.option("--insecure", is_flag=True, help="--via registry: do not verify the registry's TLS (--tls-verify=false says the same).")
 @click.option("--compress", type=click.Choice(["auto", "zlib", "none"]), default="auto", show_default=True,
-              help="Host to host: compress what shrinks where the link is slow (auto), wherever it shrinks (zlib), or never.")
+              help="Over SSH (host to host, and the relay's leg to each target): compress what shrinks where the link is slow (auto), wherever it shrinks (zlib), or never.")
 @click.option("--limit-rate", metavar="RATE", help="At most RATE bytes a second to each target (20M, 500K), as curl's --limit-rate.")
 @click.option("--limit-total", metavar="RATE", help="At most RATE bytes a second to all targets together.")
 @click.option("--platform", metavar="OS/ARCH[/VARIANT]", help="Move that platform of each image (linux/arm64): chosen from a multi-platform image where the source's store holds several (Docker 28+, containerd store), else checked.")
@@ -136,7 +136,7 @@ def reporter_for(env: Env, as_json: bool) -> Iterator[Reporter]:
 
 def _print_plan(env: Env, plan: MovePlan) -> None:
     env.out(f"plan: {len(plan.images)} image(s) from {plan.source.name} via {plan.route} ({plan.route_reason})")
-    extras = [f"compression {plan.compress} (host to host)"] if plan.host_to_host and plan.compress != "none" else []
+    extras = [f"compression {plan.compress} (on each target's SSH link)"] if plan.route == "ssh" and plan.compress != "none" else []
     extras += [f"at most {human_size(plan.limits.per_target)}/s a target"] if plan.limits.per_target else []
     extras += [f"at most {human_size(plan.limits.total)}/s in all"] if plan.limits.total else []
     extras += [f"platform {plan.platform} of each image"] if plan.platform is not None else []

@@ -38,6 +38,7 @@ from shipper.transfer.survey import source_images, target_view, with_requested
 from shipper.transfer.commit import TargetResult, finish_target, static_result
 from shipper.ops.move_recovery import merge, resend_in_full
 from shipper.transfer import Delivery, FileSource, SaveRequest, deliver, make_sink, make_source
+from shipper.transfer.resume import receiver_spec
 from shipper.imageref import without_registry
 from shipper.platforms import Platform
 from shipper.progress import NullReporter, Reporter
@@ -265,7 +266,10 @@ def load(path: Path, targets: Sequence[Host], force: bool = False, reporter: Rep
 
 def _deliver_file(path: Path, verified: Verified, senders: Sequence[TargetPlan], reporter: Reporter) -> Delivery:
     route = "ssh" if all(t.host.engine.scheme == "ssh" for t in senders) else "direct"
-    sinks = {t.host.name: (t.host, make_sink(route, t.host, t.skip_layers)) for t in senders}
+    images = [SourceImage(i.id, None, i.id, i.size, i.layers, os=i.platform.partition("/")[0], architecture=i.platform.split("/")[1] if "/" in i.platform else "")
+              for i in verified.manifest.images]  # fmt: skip
+    # Over SSH, each target takes the bundle layer by layer where it can (transfer/resume.py): a cut keeps what arrived.
+    sinks = {t.host.name: (t.host, make_sink(route, t.host, t.skip_layers, receiver_spec(t, images) if route == "ssh" else None)) for t in senders}
     for target in senders:
         reporter.start(target.host.name, verified.size)
     layers = {i.id: i.layers for i in verified.manifest.images}

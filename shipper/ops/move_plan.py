@@ -112,7 +112,7 @@ class MovePlan:
             "store_read": self.store_read,
             **({"registry": str(self.registry.address)} if self.registry else {}),
             **({"limit_rate": self.limits.per_target, "limit_total": self.limits.total} if self.limits else {}),
-            "compress": self.compress if self.host_to_host else "none",
+            "compress": self.compress if self.route == "ssh" else "none",
             **({"platform": str(self.platform)} if self.platform is not None else {}),
             "images": [{k: v for k, v in vars(img).items()} for img in self.images],
             "targets": [

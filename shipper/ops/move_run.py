@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Callable, Sequence
 
@@ -36,8 +37,10 @@ __all__ = ["MoveSession", "SourceFailed", "TargetResult", "run_move"]
 
 def _through_here(plan: MovePlan, senders: Sequence[TargetPlan], reporter: Reporter) -> Delivery:
     """Relay (ssh) or direct: the source's stream passes through this process."""
-    receivers = plan.receivers
-    sinks = {t.host.name: (t.host, make_sink(plan.route, t.host, t.skip_layers, receivers.get(t.host.name))) for t in senders}
+    receivers, compress = plan.receivers, plan.compress if plan.route == "ssh" else "none"
+    with ThreadPoolExecutor(max_workers=min(len(senders), 16) or 1) as logins:  # each waits for its target's first line
+        made = list(logins.map(lambda t: make_sink(plan.route, t.host, t.skip_layers, receivers.get(t.host.name), compress), senders))
+    sinks = {t.host.name: (t.host, sink) for t, sink in zip(senders, made)}
     apply_limits([sink for _, sink in sinks.values()], plan.limits.per_target, plan.limits.total)
     source = make_source(plan.route, plan.source, plan.save)
 

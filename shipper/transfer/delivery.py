@@ -62,4 +62,7 @@ def deliver(
     delivery = Delivery(route_taken, sent={n: s.sent for n, (_, s) in sinks.items()})
     for name, (host, sink) in sinks.items():
         delivery.errors[name] = failure or sink_error(host, sink)
+        framer = getattr(sink, "framer", None)  # a relay's target leg, compressed
+        if framer is not None:
+            delivery.wire[name] = framer.wire_bytes
     return delivery

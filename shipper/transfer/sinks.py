@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from shipper.archive.fanout import Aborted, Chunk, ProcessResult, ProcessSink, QueueSink
+from shipper.archive.hostpipe import READY
+from shipper.archive.wire import Framer
 from shipper.engine import connect
 from shipper.errors import ShipperError
 from shipper.inventory.model import Host
@@ -27,11 +29,18 @@ class APILoadSink(QueueSink):
 
 
 
-def make_sink(route: str, host: Host, skip: frozenset[str] = frozenset(), receiver: dict[str, Any] | None = None) -> QueueSink:
-    """A load on ``host`` that is not sent the layers in ``skip``; over SSH, through the resumable receiver where
-    ``receiver`` (its spec) says so (transfer/resume.py)."""
+def make_sink(
+    route: str, host: Host, skip: frozenset[str] = frozenset(), receiver: dict[str, Any] | None = None, compress: str = "none",
+) -> QueueSink:  # fmt: skip
+    """A load on ``host`` that is not sent the layers in ``skip``. Over SSH: through the resumable receiver where
+    ``receiver`` (its spec) says so (transfer/resume.py), and framed by ``compress`` where the target unframes (it
+    says so once logged in: the sink waits for that line)."""
     if route == "ssh":
-        sink: QueueSink = ProcessSink(host.name, ssh_argv(host.ssh, load_command(receiver)), skip=skip)
+        frames = compress != "none"
+        process = ProcessSink(host.name, ssh_argv(host.ssh, load_command(receiver, READY, frames)), handshake=READY, skip=skip)
+        if frames and process.unframes:
+            process.framer = Framer(compress)
+        sink: QueueSink = process
     else:
         sink = APILoadSink(host, skip)
     return sink.start()

@@ -262,18 +262,19 @@ def test_a_move_is_held_to_its_rate_limit(
 MIXED = SyntheticImage("lab/mixed:1", (Layer(8 << 20, "mixed-text", "text"), Layer(4 << 20, "mixed-random")))
 
 
-@pytest.mark.parametrize("compress", ["zlib", "none"])
+@pytest.mark.parametrize("via, compress", [("ssh", "zlib"), ("ssh", "none"), ("relay", "zlib")])
 def test_a_compressed_move_arrives_identical_and_crosses_fewer_bytes(
-    shipper: ShipperRunner, on_a: Lab, ssh_inventory: str, compress: str
+    shipper: ShipperRunner, on_a: Lab, ssh_inventory: str, via: str, compress: str
 ) -> None:
+    """Host to host, and on the relay's leg from this machine to the target."""
     on_a.load_images("a", [MIXED])
     remove(on_a, "b", MIXED.name, image_id(MIXED))
 
-    result = shipper("move", MIXED.name, "--from", "a", "--to", "b", "--compress", compress, "-i", ssh_inventory, "--json")
+    result = shipper("move", MIXED.name, "--from", "a", "--to", "b", "--via", via, "--compress", compress, "-i", ssh_inventory, "--json")
 
     assert result.status == 0, result.stderr
     moved = one(result.stdout, "result")
-    assert moved["route"] == "host-to-host" and one(result.stdout, "plan")["compress"] == compress
+    assert moved["route"] == ("host-to-host" if via == "ssh" else "relay") and one(result.stdout, "plan")["compress"] == compress
     assert image_id_of(on_a, "b", MIXED.name) == image_id(MIXED)
     if compress == "zlib":  # the text layer shrinks, the random one goes as it is
         assert moved["bytes_on_wire"] < moved["bytes_sent"] - (5 << 20), moved
@@ -298,7 +299,7 @@ def test_the_platform_asked_for_moves_and_another_is_refused_before_anything_cro
 ) -> None:  # fmt: skip
     """A classic store holds one platform per image: --platform is then a check, made while planning.
     (Choosing one platform of a multi-platform image needs Docker 28's containerd store: scripts/matrix.)"""
-    remove(on_a, "b", BUSYBOX.name)
+    remove(on_a, "b", BUSYBOX.name, image_id(BUSYBOX))  # by ID too: other tests tag it under other names there
     here = on_a.docker("a", "image", "inspect", "-f", "{{.Os}}/{{.Architecture}}", BUSYBOX.name).stdout.strip()
     other = "linux/arm64" if here != "linux/arm64" else "linux/amd64"
 

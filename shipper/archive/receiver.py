@@ -233,8 +233,9 @@ def _load_file(path: str) -> Optional[str]:
     return None
 
 
-def _load(chunks: Iterator[bytes], quiet: bool, out: Optional[IO[bytes]] = None) -> Optional[str]:
-    """``docker load`` of ``chunks``; None when it worked, else what it said."""
+def _load(chunks: Iterator[bytes], out: IO[bytes]) -> Optional[str]:
+    """The image's own ``docker load`` of ``chunks``, its output passed on to ``out``; None when it worked, else
+    what it said."""
     proc = subprocess.Popen(["docker", "load", "-q"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     errors: List[bytes] = []
@@ -252,7 +253,7 @@ def _load(chunks: Iterator[bytes], quiet: bool, out: Optional[IO[bytes]] = None)
     status = proc.wait()
     reader.join()
     out_reader.join()
-    if not quiet and out is not None:
+    if status == 0:
         out.write(b"".join(output))
         out.flush()
     said = b"".join(errors).decode(errors="replace").strip()
@@ -403,7 +404,7 @@ def run(spec: dict, source: IO[bytes], out: IO[bytes]) -> int:
             _say(carriers.error)
             return 1
         try:
-            failed = _load(_final(kept, carriers), quiet=False, out=out)
+            failed = _load(_final(kept, carriers), out)
         except OSError as exc:  # our stdout is gone (the connection dropped after the last byte)
             failed = f"cannot report the load: {exc}"
         if failed is not None:

@@ -17,6 +17,7 @@ against size / rate.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -47,6 +48,25 @@ def move(lab: Lab, image: str, *extra: str) -> tuple[float, int, int]:
         raise SystemExit(f"failed: {argv}\n{done.stderr}")
     (result,) = [json.loads(line) for line in done.stdout.splitlines() if '"event": "result"' in line]
     return seconds, result["bytes_sent"], result.get("bytes_on_wire") or result["bytes_sent"]
+
+
+def limited_move(lab: Lab, image: str, limit: str) -> tuple[float, int, tuple[int, float]]:
+    """(seconds, bytes sent, (bytes, seconds) between the first and last progress event) of a rate-limited move."""
+    argv = [sys.executable, "-m", "shipper", "move", image, "--from", "a", "--to", "b", "--json", "-i", str(lab.inventory_path), "--limit-rate", limit]
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    seen: list[tuple[float, int]] = []
+    sent = 0
+    for line in proc.stdout:  # type: ignore[union-attr]
+        event = json.loads(line)
+        if event["event"] == "progress":
+            seen.append((time.perf_counter(), event["bytes"]))
+        elif event["event"] == "result":
+            sent = event["bytes_sent"]
+    proc.wait()
+    seconds = time.perf_counter() - started
+    (t0, b0), (t1, b1) = seen[0], seen[-1]
+    return seconds, sent, (b1 - b0, t1 - t0)
 
 
 def hand_pipe(lab: Lab, image: str) -> float:
@@ -122,6 +142,7 @@ def main() -> None:
     parser.add_argument("--limit", default="5M", help="--limit-rate for the last table (on an unshaped link)")
     parser.add_argument("--cut-at", type=float, default=0.7, help="the share of the image after which the link drops (the resume table)")
     parser.add_argument("--only-cut", action="store_true", help="only the resume table")
+    parser.add_argument("--only-limit", action="store_true", help="only the --limit-rate line")
     args = parser.parse_args()
     lab = Lab(BENCH_ROOT, BENCH_NET, ("a", "b"))
     lab.down(purge=True)
@@ -139,10 +160,10 @@ def main() -> None:
     ]
     cut = SyntheticImage("bench/link-cut:1", tuple(Layer((args.size_mb << 20) // 10, f"link-cut-{i}") for i in range(10)))
     try:
-        lab.load_images("a", [cut] if args.only_cut else [*images.values(), cut])
-        with shaped({lab.address("b"): args.rate}) as links:
-            resumed = cut_and_rerun(lab, cut, args.cut_at, links)
-            for title, image in images.items() if not args.only_cut else ():
+        lab.load_images("a", [] if args.only_limit else [cut] if args.only_cut else [*images.values(), cut])
+        with shaped({lab.address("b"): args.rate}) if not args.only_limit else contextlib.nullcontext() as links:
+            resumed = cut_and_rerun(lab, cut, args.cut_at, links) if not args.only_limit else []
+            for title, image in images.items() if not (args.only_cut or args.only_limit) else ():
                 hand: list[float] = []
                 ways: dict[str, list[tuple[float, int, int]]] = {"shipper (auto)": [], "shipper --compress none": []}
                 for _ in range(args.runs):
@@ -156,7 +177,7 @@ def main() -> None:
                     seconds = statistics.median(r[0] for r in runs)
                     lines.append(f"| {title} | {way} | {seconds:.1f} | **{seconds / base:.2f}** | {runs[-1][2] / 1e6:.0f} |")
                 lines.append(f"| {title} | `ssh a docker save \\| ssh b docker load` | {base:.1f} | 1.00 | {runs[-1][1] / 1e6:.0f} |")
-        lines += ["", f"A link cut: {args.size_mb} MB of random data in 10 layers over the same link, the link to b dropped (its sshd killed) once {args.cut_at:.0%} of the image had reached b; then the same command again:", "",
+        lines += [] if args.only_limit else ["", f"A link cut: {args.size_mb} MB of random data in 10 layers over the same link, the link to b dropped (its sshd killed) once {args.cut_at:.0%} of the image had reached b; then the same command again:", "",
                   "| move | s | vs uncut | MB sent |", "|---|---|---|---|", *resumed]  # fmt: skip
         if args.only_cut:
             print("\n".join(lines[:1] + lines[4:]))
@@ -164,9 +185,11 @@ def main() -> None:
         limited = SyntheticImage("bench/link-limited:1", (Layer(100 << 20, "link-limited"),))
         lab.load_images("a", [limited])
         clear(lab, limited.name)
-        seconds, sent, _ = move(lab, limited.name, "--limit-rate", args.limit)
+        seconds, sent, flowing = limited_move(lab, limited.name, args.limit)
         rate = float(args.limit[:-1]) * {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[args.limit[-1].upper()]
-        lines += ["", f"`--limit-rate {args.limit}` for {sent / 1e6:.0f} MB (unshaped link): {seconds:.1f} s against {sent / rate:.1f} s at the rate ({(seconds / (sent / rate) - 1) * 100:+.1f}%, start-up included)"]
+        lines += ["", f"`--limit-rate {args.limit}` for {sent / 1e6:.0f} MB (unshaped link): {seconds:.1f} s against {sent / rate:.1f} s at the rate "
+                  f"({(seconds / (sent / rate) - 1) * 100:+.1f}%, start-up and the target's load included); while bytes flowed, "
+                  f"{flowing[0] / flowing[1] / rate * 100:.1f}% of the rate ({flowing[0] / 1e6:.0f} MB in {flowing[1]:.1f} s, between the first and the last progress event)"]  # fmt: skip
         print("\n".join(lines))
     finally:
         lab.down(purge=True)

@@ -162,7 +162,8 @@ class _Source:
             self.note = early.store.unreadable(self.layers, needed)
             if not self.note:
                 self.read, self.absent = "store", every - needed
-                self._chunks: Iterator[bytes] = early.store.save_stream(self.layers, needed)
+                # Every reader is a target's load, which hashes each layer against its config: not hashed twice.
+                self._chunks: Iterator[bytes] = early.store.save_stream(self.layers, needed, verify=False)
                 early.stop()
                 return
         self._use_save(spec.get("save") or spec["expected"], early, spec.get("platform") or "")

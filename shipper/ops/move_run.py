@@ -116,11 +116,24 @@ def _deliver(
             for name, error in attempt.errors.items():
                 if error is not None:
                     attempt.errors[name] = explained.setdefault(id(error), _explain_source_failure(plan, error))
+                    if attempt.source_read == "store" and "invalid diffID" in error.message:
+                        attempt.errors[name] = _damaged_store(plan, error)
             return attempt
         delivery = _through_here(plan, senders, reporter)
         delivery.note = f"host to host unavailable ({attempt.reason}): sent through this machine"
         return delivery
     return _through_here(plan, senders, reporter)
+
+
+def _damaged_store(plan: MovePlan, error: ShipperError) -> ShipperError:
+    """A layer read from the source's layer store (not hashed there: the target's load hashes it) reached a target
+    other than its config says: the store is damaged, or changed while read. Nothing was made under the tag."""
+    return EngineError(
+        f"a layer read from {plan.source.describe()}'s layer store is not what its image says "
+        f"({error.message.rsplit('failed: ', 1)[-1]}): that store is damaged, or the layer changed while it was read",
+        hint=f"run the move again with --no-store-read (docker save on {plan.source.name} then reads the image), "
+        f"and check {plan.source.name}'s disk; the target's tags are as they were",
+    )
 
 
 def _explain_source_failure(plan: MovePlan, error: ShipperError) -> ShipperError:

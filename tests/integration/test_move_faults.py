@@ -87,16 +87,23 @@ def parent(pid: int) -> int:
 def find_remote_docker(lab: Lab, host: str, verb: str) -> int | None:
     """The pid of ``docker VERB`` that a lab host's sshd runs for shipper, if one runs; ``receive``: the unframer
     in front of the resumable receiver (archive/wire.py, receiver.py), the process that reads the stream there
-    and nothing else (the receiver's own count takes in its carriers' loads once they end)."""
+    and nothing else (the receiver's own count takes in its carriers' loads once they end). ``load`` means the
+    same where there is one: a fault then lands mid-stream, as it did when docker load read the stream itself."""
     socket = f"unix://{lab.engine(host).socket}"
+    found: dict[str, int] = {}
     for pid, argv, env in processes():
         if env.get("DOCKER_HOST") != socket or len(argv) < 2:
             continue
-        if verb == "receive" and "python" in argv[0] and "decompressobj" in " ".join(argv[1:3]):
-            return pid
-        if argv[0].endswith("docker") and argv[1] == verb:
-            return pid
-    return None
+        code = " ".join(argv[1:3])
+        if "python" in argv[0] and "decompressobj" in code:
+            found["unframer"] = pid
+        elif "python" in argv[0] and "io.shipper.carrier" in code:
+            found["receiver"] = pid
+        elif argv[0].endswith("docker") and argv[1] == verb:
+            found["docker"] = pid
+    if verb in ("load", "receive"):  # the process that reads the stream on the target: the first in its pipe
+        return found.get("unframer") or found.get("receiver") or (found.get("docker") if verb == "load" else None)
+    return found.get("docker")
 
 
 def receiver_running(lab: Lab, host: str) -> bool:

@@ -17,6 +17,17 @@ from shipper.inventory.model import Host
 T = TypeVar("T")
 
 MAX_PARALLEL_HOSTS = 32  # threads mostly wait on the network; beyond this sshd rate limits bite (MaxStartups 10:30:100)
+_forks = MAX_PARALLEL_HOSTS  # --forks: hosts worked on at once, for every command of this process
+
+
+def set_forks(forks: int) -> None:
+    """At most ``forks`` hosts at once from now on (Ansible's ``--forks``)."""
+    global _forks
+    _forks = max(1, forks)
+
+
+def forks() -> int:
+    return _forks
 
 
 @dataclass(frozen=True)
@@ -43,7 +54,7 @@ def for_each_host(hosts: Sequence[Host], action: Callable[[Host], T]) -> list[Ou
 
     if len(hosts) <= 1:
         return [attempt(h) for h in hosts]
-    with ThreadPoolExecutor(max_workers=min(len(hosts), MAX_PARALLEL_HOSTS)) as pool:
+    with ThreadPoolExecutor(max_workers=min(len(hosts), _forks)) as pool:
         return list(pool.map(attempt, hosts))
 
 

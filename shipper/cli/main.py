@@ -73,7 +73,7 @@ def _with_aliases(argv: list[str]) -> list[str]:
 
 
 # Options every command takes, accepted before the command too (shipper -i inv hosts), as Ansible and docker users type them.
-GLOBAL_OPTIONS = {"-i": 1, "--inventory": 1, "--json": 0}
+GLOBAL_OPTIONS = {"-i": 1, "--inventory": 1, "--json": 0, "--forks": 1}
 
 
 def _globals_after_command(argv: list[str]) -> list[str]:

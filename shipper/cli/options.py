@@ -14,6 +14,7 @@ import click
 
 from shipper.cli.output import Env
 from shipper.errors import UsageError
+from shipper.hostpool import MAX_PARALLEL_HOSTS, set_forks
 
 DEFAULT_INVENTORY = "inventory/hosts.yml"
 ANSIBLE_CONFIGS = ("./ansible.cfg", "~/.ansible.cfg", "/etc/ansible/ansible.cfg")  # after $ANSIBLE_CONFIG, in Ansible's order
@@ -72,7 +73,19 @@ def _inventory_sources(ctx: click.Context, param: click.Parameter, values: tuple
     return ",".join(values)
 
 
+def _forks(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
+    if value is None:
+        from_env = os.environ.get("ANSIBLE_FORKS", "")
+        value = int(from_env) if from_env.isdigit() and int(from_env) > 0 else MAX_PARALLEL_HOSTS
+    set_forks(value)
+
+
 def inventory_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``-i``, and ``--forks`` with it: every command that reads the inventory works on hosts at once."""
+    func = click.option(
+        "--forks", type=click.IntRange(1, 500), default=None, expose_value=False, callback=_forks, is_eager=True, metavar="N",
+        help=f"At most N hosts at once, as Ansible's --forks (default: $ANSIBLE_FORKS, else {MAX_PARALLEL_HOSTS}).",
+    )(func)  # fmt: skip
     return click.option(
         "-i",
         "--inventory",

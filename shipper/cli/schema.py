@@ -34,6 +34,7 @@ EVENTS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "start": {"host": str},
     "progress": {"host": str, "bytes": int},
     "phase": {"host": str, "phase": str},
+    "key": {"private": str, "public": str, "encrypted": bool},
     "retry": {"host": str, "attempt": int, "after": dict},
     "finish": {"host": str, "status": str},
     "result": {"host": str, "status": str},
@@ -77,6 +78,7 @@ COMMANDS: dict[str, set[str]] = {
     "registry status": {"registry_status"},
     "registry down": {"down"},
     "registry gc": {"gc"},
+    "key generate": {"key"},
 }
 
 

@@ -66,6 +66,7 @@ def failing_invocations(inventory: str, tmp: Path) -> dict[str, list[str]]:
         "registry status": ["registry", "status", "down", "-i", inventory],
         "registry down": ["registry", "down", "down", "-i", inventory],
         "registry gc": ["registry", "gc", "down", "-u", "u", "--password-file", str(tmp / "missing-password"), "-i", inventory],
+        "key generate": ["key", "generate", "-o", str(tmp / "release"), "--passphrase-file", str(tmp / "missing-passphrase")],
     }
 
 

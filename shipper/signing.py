@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-import sys
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -21,6 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from shipper.errors import ShipperError, UsageError
+from shipper.secretfile import first_line
 
 MAX_KEY_FILE = 64 << 10  # a PEM key is well under 1 KiB
 MAX_SIGNATURE = 4 << 10  # base64 of a DER P-256 signature: under 100 bytes
@@ -125,11 +125,4 @@ def verify(key: ec.EllipticCurvePublicKey, blob: bytes, signature: str, what: st
 
 def read_passphrase(path: str) -> bytes:
     """The first line of ``path`` (``-``: stdin), as a passphrase."""
-    try:
-        text = sys.stdin.readline() if path == "-" else Path(path).read_text()
-    except OSError as exc:
-        raise UsageError(f"cannot read the passphrase file {path}: {exc.strerror}") from None
-    passphrase = text.splitlines()[0] if text else ""
-    if not passphrase:
-        raise UsageError(f"the passphrase file {path} is empty")
-    return passphrase.encode()
+    return first_line(path, "passphrase").encode()

@@ -17,12 +17,12 @@ import base64
 import json
 import os
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from shipper.secretfile import first_line
 from shipper.errors import RegistryAuthFailed, ShipperError, UsageError
 
 HELPER_TIMEOUT = 30
@@ -65,13 +65,7 @@ def from_password_file(username: str | None, path: str) -> Credentials:
     """The first line of ``path`` (``-``: stdin) as the password."""
     if not username:
         raise UsageError("a password file needs a username", hint="add --username NAME")
-    try:
-        text = sys.stdin.readline() if path == "-" else Path(path).read_text()
-    except OSError as exc:
-        raise UsageError(f"cannot read the password file {path}: {exc.strerror}") from None
-    password = text.splitlines()[0] if text else ""
-    if not password:
-        raise UsageError(f"the password file {path} is empty")
+    password = first_line(path, "password")
     return Credentials(username, password, "stdin" if path == "-" else f"password file {path}")
 
 

@@ -3,16 +3,20 @@
 Run on the target (``python3 -c "$(this file)" SPEC``) in front of the engine.
 A plain ``docker load`` registers nothing until the whole archive is in, so a
 link cut at 90% loses everything. This program reads the same docker-save
-stream and, as each layer arrives whole and hashes to its diff ID, loads it at
-once as part of a *carrier*: an untagged image whose config lists the image's
+stream and, as each layer arrives whole, loads it at once as part of a
+*carrier*: an untagged image whose config lists the image's
 layers up to that one (label ``io.shipper.carrier``). Carrier loads run one
-after another in the background while the stream goes on. When the stream ends
+after another in the background while the stream goes on; each checks its
+layer against the carrier's config, as every ``docker load`` does (a layer
+named by its digest is not hashed here a second time). When the stream ends
 whole, the image itself is loaded from the rest of the stream (its config,
 manifest.json, any member that is not a known layer): a thin load, its layers
 already held. Then the carriers are removed (their layers belong to the image).
 
 A cut leaves the carriers: the next move's survey finds their layers on the
-target and sends only the rest. Nothing is ever tagged here: tags are set by
+target and sends only the rest. This file runs alone on the target, so its few
+tar helpers (``_pad``, ``_header``, ``chain_ids``) repeat those of
+layerstore.py and layers.py rather than import them. Nothing is ever tagged here: tags are set by
 shipper once it has checked the image.
 
 SPEC: {"images": [{"layers": [diff IDs, base first], "os": "linux", "architecture": "amd64"}],
@@ -44,7 +48,6 @@ MAX_IN_MEMORY = 16 << 20  # in all
 MAX_EXTENDED = 1 << 20  # a PAX or GNU long-name header (the source's check refuses more already)
 CARRIER_LABEL = "io.shipper.carrier"
 CARRIER_LAYER = "layer.tar"  # the new layer's name inside a carrier's archive
-MARK = "shipper-receiver"  # in the command line, for whoever looks for this process
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _LAYER_NAME = re.compile(r"(blobs/sha256/[0-9a-f]{64}|[0-9a-f]{64}/layer\.tar)")
 
@@ -97,7 +100,7 @@ class Member:
     def __init__(self, headers: bytes, name: str, size: int) -> None:
         self.headers, self.name, self.size = headers, name, size
         self.data: Optional[bytes] = None  # small members
-        self.path: Optional[str] = None  # spooled members: SPOOL_HEADER bytes of header, then the content
+        self.path: Optional[str] = None  # spooled members: one tar header block (``layer.tar``), then the content
         self.digest = ""
 
     def chunks(self) -> Iterator[bytes]:
@@ -426,6 +429,8 @@ def main() -> None:
     # A dropped connection must not stop the carrier loads under way: what arrived whole is kept.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    # Stopped on purpose: end through ``run``'s cleanup (the spool under /var/tmp goes), exit status 143.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     spec = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
     sys.exit(run(spec, sys.stdin.buffer, sys.stdout.buffer))
 

@@ -9,6 +9,7 @@ prints it, ``--json`` emits it, and ``move_run`` walks it.
 from __future__ import annotations
 
 import contextlib
+import functools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal, Sequence
@@ -56,9 +57,10 @@ class MovePlan:
         wanted = {i for t in self.targets for i in t.send_ids}
         return tuple(dict.fromkeys(img.id for img in self.images if img.id in wanted))
 
-    @property
+    @functools.cached_property
     def receivers(self) -> dict[str, dict[str, Any]]:
-        """Per target that takes the stream layer by layer (resumable after a cut), what its receiver is told."""
+        """Per target that takes the stream layer by layer (resumable after a cut), what its receiver is told.
+        Worked out once per plan: the plan's text and JSON ask it for every target."""
         specs = {t.host.name: receiver_spec(t, self.images) for t in self.targets} if self.route == "ssh" and self.resume else {}
         return {name: spec for name, spec in specs.items() if spec is not None}
 

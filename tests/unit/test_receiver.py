@@ -89,3 +89,29 @@ def test_an_extended_header_larger_than_any_docker_save_writes_is_refused(tmp_pa
     info.type, info.size = tarfile.XHDTYPE, 2 << 20
     with pytest.raises(Failed, match="extended tar header"):
         receive(io.BytesIO(info.tobuf(format=tarfile.USTAR_FORMAT) + bytes(2 << 20)), str(tmp_path), no_carriers())
+
+
+def test_a_receiver_stopped_by_sigterm_removes_its_spool(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Run as on a target (python3, its own file as the program), part of a stream in and waiting for more."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import shipper.archive.receiver as receiver
+
+    spec = json.dumps({"images": [], "held": [], "spool": str(tmp_path)})
+    proc = subprocess.Popen([sys.executable, "-c", Path(receiver.__file__).read_text(), spec], stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None
+    proc.stdin.write(stream(("big", bytes(200_000)))[:150_000])  # a member spooled half way
+    proc.stdin.flush()
+    deadline = time.monotonic() + 10
+    while not any(tmp_path.glob("shipper-receive-*/member-*")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert any(tmp_path.glob("shipper-receive-*/member-*"))
+
+    proc.send_signal(signal.SIGTERM)
+
+    assert proc.wait(timeout=10) == 143
+    assert not list(tmp_path.iterdir())

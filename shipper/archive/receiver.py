@@ -195,7 +195,10 @@ class Carriers:
                 return
             if self.error is None:
                 image, position = job
-                self.error = self._load_carrier(image, position)
+                try:
+                    self.error = self._load_carrier(image, position)
+                except OSError as exc:  # its spool file could not be finished (a full /var/tmp, say)
+                    self.error = f"cannot write the carrier of layer {image['layers'][position]} under {self.spool}: {exc.strerror or exc}"
                 if self.error is None:
                     self.loaded += 1
                     member = self.arrived[image["layers"][position]]
@@ -283,7 +286,10 @@ class Stream:
 
 def _octal(field: bytes) -> int:
     text = field.rstrip(b"\0 ").strip() or b"0"
-    return int(text, 8)
+    try:
+        return int(text, 8)
+    except ValueError:  # the source's check refuses such headers: this stream did not come from it
+        raise Failed(f"a tar header with a size that is not an octal number ({text[:12]!r})") from None
 
 
 def _pax(records: bytes) -> Dict[str, str]:
@@ -401,6 +407,10 @@ def run(spec: dict, source: IO[bytes], out: IO[bytes]) -> int:
         except Failed as exc:
             carriers.finish()
             _say(str(exc))
+            return 1
+        except OSError as exc:  # spooling: a full /var/tmp, say
+            carriers.finish()
+            _say(f"cannot keep the stream under {spool}: {str(exc.strerror or exc).lower()}")  # "no space left …", as docker says it
             return 1
         carriers.finish()
         if carriers.error is not None:

@@ -115,3 +115,33 @@ def test_a_receiver_stopped_by_sigterm_removes_its_spool(tmp_path) -> None:  # t
 
     assert proc.wait(timeout=10) == 143
     assert not list(tmp_path.iterdir())
+
+
+def test_a_header_whose_size_is_not_octal_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    header = bytearray(stream(("x", b"abc"))[:512])
+    header[124:136] = b"99999999999\0"
+    with pytest.raises(Failed, match="not an octal number"):
+        receive(io.BytesIO(bytes(header) + bytes(1024)), str(tmp_path), no_carriers())
+
+
+def test_a_full_spool_ends_the_receiver_with_a_line_docker_failure_reads_as_a_full_disk(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """As a full /var/tmp on a target: a 1 MiB tmpfs, a 2 MB member. The receiver says so, exits 1, and its spool goes."""
+    import os
+    import subprocess
+
+    from shipper.archive.receiver import run
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (the lab's machines run the tests as root)")
+    spool = tmp_path / "small"
+    spool.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(spool)], check=True)
+    try:
+        status = run({"images": [], "held": [], "spool": str(spool)}, io.BytesIO(stream(("big", bytes(2_000_000)))), io.BytesIO())
+        left = list(spool.iterdir())
+    finally:
+        subprocess.run(["umount", str(spool)], check=True)
+
+    assert status == 1 and left == []
+    said = capsys.readouterr().err
+    assert "cannot keep the stream under" in said and "no space left on device" in said

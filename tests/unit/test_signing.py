@@ -111,3 +111,11 @@ def test_key_generate_without_a_passphrase_or_a_terminal_is_refused(shipper: Shi
 
     assert result.status == 2 and "--passphrase-file FILE, or --no-passphrase" in result.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_a_passphrase_file_without_a_first_line_of_sane_length_is_refused_without_reading_it_all(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="does not start with a line"):
+        signing.read_passphrase("/dev/zero")
+    (tmp_path / "empty").write_text("")
+    with pytest.raises(UsageError, match="is empty"):
+        signing.read_passphrase(str(tmp_path / "empty"))

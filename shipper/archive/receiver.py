@@ -28,6 +28,7 @@ Exit status: that of the final ``docker load`` (its output passed through);
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -39,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from typing import IO, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 BLOCK = 512
@@ -46,6 +48,7 @@ CHUNK = 1 << 20
 IN_MEMORY = 64 << 10  # members up to this size are held in memory (configs, manifests), larger ones spooled to disk
 MAX_IN_MEMORY = 16 << 20  # in all
 MAX_EXTENDED = 1 << 20  # a PAX or GNU long-name header (the source's check refuses more already)
+LOCK_WAIT = 600.0  # seconds a receiver waits for another of the same images on its engine (a cut one loading carriers)
 CARRIER_LABEL = "io.shipper.carrier"
 CARRIER_LAYER = "layer.tar"  # the new layer's name inside a carrier's archive
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
@@ -250,19 +253,28 @@ def _load(chunks: Iterator[bytes], out: IO[bytes]) -> Optional[str]:
     output: List[bytes] = []
     out_reader = threading.Thread(target=lambda: output.append(proc.stdout.read()), daemon=True)  # type: ignore[union-attr]
     out_reader.start()
+    unread: Optional[str] = None
     try:
         for chunk in chunks:
             proc.stdin.write(chunk)
         proc.stdin.close()
     except BrokenPipeError:
-        pass
+        pass  # docker load quit early: its exit status and stderr say why
+    except OSError as exc:  # a spooled member could not be read back
+        unread = f"cannot read the stream back from the spool: {exc.strerror or exc}"
+        proc.kill()
     status = proc.wait()
     reader.join()
     out_reader.join()
     if status == 0:
-        out.write(b"".join(output))
-        out.flush()
+        try:
+            out.write(b"".join(output))
+            out.flush()
+        except OSError:
+            pass  # the connection dropped after the last byte: the image is in, nobody to tell (the next move finds it)
     said = b"".join(errors).decode(errors="replace").strip()
+    if unread is not None:
+        return unread
     if status != 0:
         return said or f"docker load exited with status {status}"
     return None
@@ -393,37 +405,89 @@ def _say(text: str) -> None:
         pass  # the connection is gone: nobody to tell
 
 
+class Exclusive:
+    """A lock on the images a receiver takes while it finishes the carriers of a cut stream, and while it removes
+    carriers after a whole one: a cut receiver goes on loading carriers after its connection died, and the
+    retry's receiver must not remove them before the cut one has made them all (they would be left behind).
+    Never held while a stream is read (two receivers of one fan-out must not wait on each other). Waits at most ``wait`` seconds (a stuck holder, or another user's file
+    in a shared /var/tmp, cannot stop a move), then goes on without it. The file goes with the lock; a waiter
+    that got the lock of a file already removed tries again."""
+
+    def __init__(self, path: str, wait: float = LOCK_WAIT) -> None:
+        self.path, self.fd = path, -1
+        deadline = time.monotonic() + wait
+        while self.fd < 0 and time.monotonic() < deadline:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            except OSError:
+                return  # not ours to create (a symlink planted there, a read-only directory): go on unlocked
+            while time.monotonic() < deadline:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    time.sleep(0.2)
+                    continue
+                try:
+                    if os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
+                        self.fd, fd = fd, -1
+                except OSError:
+                    pass  # removed by the holder as it released it
+                break
+            if fd >= 0:
+                os.close(fd)
+
+    def __enter__(self) -> "Exclusive":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _lock_path(base: Optional[str], images: Sequence[dict]) -> str:
+    """One lock per engine (several may share a machine, each named by DOCKER_HOST) and set of images."""
+    engine = os.environ.get("DOCKER_HOST", "") + "\0" + os.environ.get("DOCKER_CONTEXT", "")
+    key = hashlib.sha256(json.dumps([engine, sorted(carrier_ids(images))]).encode()).hexdigest()[:24]
+    return os.path.join(base or tempfile.gettempdir(), f"shipper-receiver-{key}.lock")
+
+
 def run(spec: dict, source: IO[bytes], out: IO[bytes]) -> int:
     images = [image for image in spec.get("images", []) if all(_DIGEST.fullmatch(d) for d in image.get("layers", []))]
-    spool = tempfile.mkdtemp(prefix="shipper-receive-", dir=spec.get("spool") or ("/var/tmp" if os.access("/var/tmp", os.W_OK) else None))
+    base = spec.get("spool") or ("/var/tmp" if os.access("/var/tmp", os.W_OK) else None)
+    spool = tempfile.mkdtemp(prefix="shipper-receive-", dir=base)
     carriers = Carriers(images, set(spec.get("held", [])), spool)
+    lock = _lock_path(base, images)
     try:
         try:
             kept = receive(source, spool, carriers)
-        except Cut:
-            carriers.finish()  # what arrived whole is kept: the next move sends the rest
-            _say(f"the stream was cut: {carriers.loaded} layer(s) kept for the next move" + (f" ({carriers.error})" if carriers.error else ""))
-            return 1
-        except Failed as exc:
-            carriers.finish()
-            _say(str(exc))
-            return 1
-        except OSError as exc:  # spooling: a full /var/tmp, say
-            carriers.finish()
-            _say(f"cannot keep the stream under {spool}: {str(exc.strerror or exc).lower()}")  # "no space left …", as docker says it
+        except (Cut, Failed, OSError) as exc:
+            with Exclusive(lock):  # a retry's receiver removes no carrier while this one still makes them
+                carriers.finish()  # what arrived whole is kept: the next move sends the rest
+            if isinstance(exc, Cut):
+                _say(f"the stream was cut: {carriers.loaded} layer(s) kept for the next move" + (f" ({carriers.error})" if carriers.error else ""))
+            elif isinstance(exc, Failed):
+                _say(str(exc))
+            else:  # spooling: a full /var/tmp, say
+                _say(f"cannot keep the stream under {spool}: {str(exc.strerror or exc).lower()}")  # "no space left …", as docker says it
             return 1
         carriers.finish()
         if carriers.error is not None:
             _say(carriers.error)
             return 1
-        try:
-            failed = _load(_final(kept, carriers), out)
-        except OSError as exc:  # our stdout is gone (the connection dropped after the last byte)
-            failed = f"cannot report the load: {exc}"
+        failed = _load(_final(kept, carriers), out)
         if failed is not None:
             _say(failed)
             return 1
-        _remove(carrier_ids(images))
+        with Exclusive(lock):
+            _remove(carrier_ids(images))
         return 0
     finally:
         shutil.rmtree(spool, ignore_errors=True)

@@ -269,11 +269,14 @@ def _deliver_file(path: Path, verified: Verified, senders: Sequence[TargetPlan],
     images = [SourceImage(i.id, None, i.id, i.size, i.layers, os=i.platform.partition("/")[0], architecture=i.platform.split("/")[1] if "/" in i.platform else "")
               for i in verified.manifest.images]  # fmt: skip
     # Over SSH, each target takes the bundle layer by layer where it can (transfer/resume.py): a cut keeps what arrived.
-    sinks = {t.host.name: (t.host, make_sink(route, t.host, t.skip_layers, receiver_spec(t, images) if route == "ssh" else None)) for t in senders}
+    receivers = {t.host.name: receiver_spec(t, images) if route == "ssh" else None for t in senders}
+    sinks = {t.host.name: (t.host, make_sink(route, t.host, t.skip_layers, receivers[t.host.name])) for t in senders}
     for target in senders:
         reporter.start(target.host.name, verified.size)
     layers = {i.id: i.layers for i in verified.manifest.images}
-    return deliver("bundle", FileSource(path), sinks, list(layers), layers, reporter, absent=verified.manifest.relies_on)
+    delivery = deliver("bundle", FileSource(path), sinks, list(layers), layers, reporter, absent=verified.manifest.relies_on)
+    delivery.resumable = {name for name, spec in receivers.items() if spec is not None}
+    return delivery
 
 
 # -- push ------------------------------------------------------------------------------------

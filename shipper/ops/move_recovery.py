@@ -89,6 +89,9 @@ def merge(delivery: Delivery, again: Delivery, retry: Retry) -> None:
         name = target.host.name
         delivery.sent[name] = delivery.sent.get(name, 0) + again.sent.get(name, 0)
         delivery.errors[name] = again.errors.get(name)
+        delivery.resumable.discard(name)
+        if name in again.resumable:
+            delivery.resumable.add(name)
         delivery.arrivals.pop(name, None)
         if name in again.arrivals:
             delivery.arrivals[name] = again.arrivals[name]

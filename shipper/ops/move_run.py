@@ -95,6 +95,14 @@ def _through_registry(plan: MovePlan, senders: Sequence[TargetPlan], reporter: R
 def _deliver(
     plan: MovePlan, senders: Sequence[TargetPlan], reporter: Reporter, program: SourceProgram | None, engines: EnginePool
 ) -> Delivery:  # fmt: skip
+    delivery = _deliver_by_route(plan, senders, reporter, program, engines)
+    delivery.resumable = {t.host.name for t in senders if t.host.name in plan.receivers}  # a cut there keeps what arrived
+    return delivery
+
+
+def _deliver_by_route(
+    plan: MovePlan, senders: Sequence[TargetPlan], reporter: Reporter, program: SourceProgram | None, engines: EnginePool
+) -> Delivery:  # fmt: skip
     """Host to host when planned and available, else through this machine."""
     if plan.route == "registry":
         if program is not None:

@@ -210,7 +210,12 @@ def finish_target(
     elapsed = time.monotonic() - started
     if error is not None:
         reporter.finish(name, "failed")
-        leftover = rollback(target, engines) if target.send_ids else ""
+        if isinstance(error, ConnectionFailed) and delivery is not None and name in delivery.resumable:
+            # The link dropped: the receiver there goes on alone and keeps what arrived whole, carriers or, once
+            # the stream was in, the image itself (untagged). Removing it would throw away what the rerun needs.
+            leftover = "what arrived whole stays there untagged: the next move sends only the rest"
+        else:
+            leftover = rollback(target, engines) if target.send_ids else ""
         if delivery is not None and delivery.untag_after.get(name):  # the registry's references a pull added
             leftover = "; ".join(x for x in (leftover, untag(target, engines, delivery.untag_after[name])) if x)
         return TargetResult(name, "failed", sent, elapsed, error, "; ".join(x for x in (note, leftover) if x), route_taken, read)

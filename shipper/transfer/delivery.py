@@ -30,6 +30,7 @@ class Delivery:
     errors: dict[str, ShipperError | None] = field(default_factory=dict)
     stream_error: ShipperError | None = None  # the source's stream broke: every target failed with this
     arrivals: dict[str, Any] = field(default_factory=dict)  # target -> its arrival check's outcome (commit.py), made once
+    resumable: set[str] = field(default_factory=set)  # targets whose receiver keeps what arrived after a cut (resume.py)
 
 
 def deliver(

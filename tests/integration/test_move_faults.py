@@ -331,9 +331,7 @@ def test_a_move_cut_mid_stream_keeps_what_arrived_and_the_next_attempt_sends_onl
         assert result["attempts"] == 2 and result["bytes_before"] > total * 0.6
     else:
         assert first.status != 0
-        deadline = time.monotonic() + 60  # the cut receiver loads what arrived whole, then ends
-        while receiver_running(lab, "b") and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_for_receivers(lab, "b")  # the cut receiver loads what arrived whole, then ends
         assert image_id_of(lab, "b", RESUMED.name) is None  # the tag never points at anything new
         assert len(carrier_ids(lab, "b")) >= 2  # layers 1 and 2 at least arrived whole
         rerun = shipper(*args)
@@ -343,4 +341,52 @@ def test_a_move_cut_mid_stream_keeps_what_arrived_and_the_next_attempt_sends_onl
         result = one(rerun.stdout, "result")
     assert result["bytes_sent"] <= total * 0.55  # of the 4 layers, at most 2 cross again
     assert image_id_of(lab, "b", RESUMED.name) == image_id(RESUMED)
+    wait_for_receivers(lab, "b")  # a cut one may end after the retry (it loads what arrived, then removes carriers)
     assert carrier_ids(lab, "b") == set()  # gone once the image holds their layers
+
+
+def wait_for_receivers(lab: Lab, host: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while receiver_running(lab, host) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def when_the_final_load_runs(lab: Lab, host: str, action: Callable[[], None]) -> threading.Thread:
+    """Runs ``action`` once the receiver on ``host`` has the whole stream and runs the image's own ``docker load``."""
+    socket = f"unix://{lab.engine(host).socket}"
+
+    def watch() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if any(env.get("DOCKER_HOST") == socket and argv[:3] == ["docker", "load", "-q"] and len(argv) <= 4 for _, argv, env in processes()):
+                action()
+                return
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_link_dropped_after_the_last_byte_leaves_the_image_loaded_untagged_and_no_carrier(shipper: ShipperRunner, lab: Lab) -> None:
+    """The connection dies while the target's final load runs: that load completes there all the same and the
+    image stays (shipper does not roll back what the rerun needs), the carriers go (the image holds their layers),
+    the tag is not set (shipper never checked the image); the rerun sends nothing and sets the tag."""
+    lab.load_images("a", [RESUMED])
+    remove(lab, "b", RESUMED.name, image_id(RESUMED))
+    args = ("move", RESUMED.name, "--from", "a", "--to", "b", "-i", str(lab.inventory_path), "--json")
+
+    watcher = when_the_final_load_runs(lab, "b", lambda: kill_ssh_session(lab, "b", "load"))
+    first = shipper(*args)
+    watcher.join()
+
+    assert first.status != 0
+    assert "what arrived whole stays there untagged" in one(first.stdout, "result")["note"]
+    wait_for_receivers(lab, "b")
+    assert image_id_of(lab, "b", RESUMED.name) is None
+    assert image_id_of(lab, "b", image_id(RESUMED)) == image_id(RESUMED)
+    assert carrier_ids(lab, "b") == set()
+    rerun = shipper(*args)
+    assert rerun.status == 0, rerun.stderr
+    assert one(rerun.stdout, "result")["bytes_sent"] == 0
+    assert image_id_of(lab, "b", RESUMED.name) == image_id(RESUMED)

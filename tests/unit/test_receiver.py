@@ -145,3 +145,53 @@ def test_a_full_spool_ends_the_receiver_with_a_line_docker_failure_reads_as_a_fu
     assert status == 1 and left == []
     said = capsys.readouterr().err
     assert "cannot keep the stream under" in said and "no space left on device" in said
+
+
+def test_receivers_of_the_same_images_take_turns_and_the_lock_file_goes_with_the_lock(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A cut receiver goes on loading carriers after its link died; the retry's receiver waits for it (else it
+    would remove carriers the cut one then makes again, left behind)."""
+    import threading
+    import time
+
+    from shipper.archive.receiver import Exclusive
+
+    path = str(tmp_path / "images.lock")
+    first = Exclusive(path)
+    got: list[float] = []
+
+    def second() -> None:
+        lock = Exclusive(path, wait=30)
+        got.append(time.monotonic())
+        assert lock.fd >= 0
+        lock.release()
+
+    waiter = threading.Thread(target=second)
+    waiter.start()
+    time.sleep(0.5)
+    assert got == []  # still waiting
+    released = time.monotonic()
+    first.release()
+    waiter.join(timeout=10)
+    assert got and got[0] >= released
+    assert not (tmp_path / "images.lock").exists()
+
+
+def test_a_lock_held_for_ever_or_a_symlink_in_its_place_does_not_stop_a_receiver(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """/var/tmp is shared: another user may hold the file, or plant a symlink where it goes. The receiver waits a
+    bounded time, never follows the link, and goes on without the lock."""
+    import time
+
+    from shipper.archive.receiver import Exclusive
+
+    held = Exclusive(str(tmp_path / "held.lock"))
+    started = time.monotonic()
+    unlocked = Exclusive(str(tmp_path / "held.lock"), wait=0.5)
+    assert unlocked.fd < 0 and 0.4 < time.monotonic() - started < 5
+    held.release()
+    assert not (tmp_path / "held.lock").exists()
+
+    (tmp_path / "planted.lock").symlink_to(tmp_path / "victim")
+    planted = Exclusive(str(tmp_path / "planted.lock"), wait=0.5)
+    assert planted.fd < 0 and not (tmp_path / "victim").exists()
+    planted.release()
+    assert (tmp_path / "planted.lock").is_symlink()

@@ -89,6 +89,11 @@ def load_private(path: Path, passphrase: bytes | None) -> ec.EllipticCurvePrivat
     return key
 
 
+def is_encrypted(path: Path) -> bool:
+    """Whether the PEM private key at ``path`` is encrypted (it needs a passphrase)."""
+    return b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in _read(path, "private key")
+
+
 def load_public(path: Path) -> ec.EllipticCurvePublicKey:
     data = _read(path, "public key")
     try:

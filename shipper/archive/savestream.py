@@ -48,7 +48,7 @@ from shipper.archive.tarheader import (
 MAX_METADATA = 4 << 20  # a manifest or config larger than this is refused
 CHUNK = 1 << 20  # bytes inflated at a time
 SMALL_BLOB = 64 << 10  # OCI-layout blobs up to this size are held (configs are among them)
-METADATA_NAMES = ("manifest.json", "index.json", "repositories", "oci-layout")
+METADATA_NAMES = ("manifest.json", "index.json", "repositories", "oci-layout", "shipper-bundle.sig")  # the last: a signed bundle's signature
 DROPPED = ("repositories",)
 NAME_ANNOTATIONS = ("io.containerd.image.name", "org.opencontainers.image.ref.name")
 

@@ -8,7 +8,11 @@ Inside, the members ``docker save`` wrote (tags included, so a plain
 ``docker load -i`` works without shipper), then two members of shipper's:
 ``shipper-bundle.json`` (images, tags, sizes, platform, who made it and when,
 the size and sha256 of every member, the layers a delta bundle leaves out) and
-``shipper-bundle-sha256.json`` (the digest of the first).
+``shipper-bundle-sha256.json`` (the digest of the first), and when the
+bundle is signed ``shipper-bundle.sig``: the release key's signature over
+``shipper-bundle.json`` (which holds the digest of every member), in the
+form ``cosign sign-blob`` writes, also written beside the bundle as
+``site.tar[.zst].sig`` so that openssl or cosign can check it without shipper.
 
 Here: the bundle's own manifest and the errors; writer.py writes a bundle,
 reader.py reads one back verified.
@@ -18,7 +22,7 @@ it once through the checking filter (names, types, duplicates, metadata sizes,
 every layer hashed against its image's config, every config against its ID),
 then holds every member against the bundle's manifest and refuses anything
 after the end of the archive. The checksum file travels with the bundle, so it
-proves nothing about tampering: it is checked in the same read (and named first
+proves nothing about tampering (a signature does: see signing.py): it is checked in the same read (and named first
 when it disagrees, as it says best that a file was damaged), never in place of
 hashing the layers. Decompression is bounded: at most 1 MiB comes out per step,
 and past 256 MiB the output may not exceed 1000 times the compressed bytes read.
@@ -35,13 +39,14 @@ import json
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from shipper.archive.savestream import StreamStats
 from shipper.errors import ShipperError
 
 BUNDLE_JSON = "shipper-bundle.json"
 BUNDLE_DIGEST = "shipper-bundle-sha256.json"
+BUNDLE_SIG = "shipper-bundle.sig"  # base64 ECDSA-SHA256 over shipper-bundle.json, as cosign sign-blob writes it
 FORMAT = 1
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 READ_CHUNK = 1 << 20
@@ -111,8 +116,9 @@ def _count(value: Any) -> int:
     return value
 
 
-def trailer_for(images: list[BundleImage], source: str, relies_on: Iterable[str]) -> Any:
-    """The filter's trailer: shipper's manifest, made from the checked stream's members."""
+def trailer_for(images: list[BundleImage], source: str, relies_on: Iterable[str], signer: Callable[[bytes], str] | None = None) -> Any:
+    """The filter's trailer: shipper's manifest, made from the checked stream's members; signed by ``signer``
+    (manifest bytes -> base64 signature) when given, the signature a member after it."""
 
     def make(stats: StreamStats) -> list[tuple[str, bytes]]:
         members = {m.name: {"size": m.size, "sha256": m.digest} for m in stats.members.values() if m.link is None and m.digest}
@@ -121,6 +127,7 @@ def trailer_for(images: list[BundleImage], source: str, relies_on: Iterable[str]
             f"{getpass.getuser()}@{socket.gethostname()} with shipper",
         )  # fmt: skip
         data = json.dumps(manifest.to_json(), indent=1).encode()
-        return [(BUNDLE_JSON, data), (BUNDLE_DIGEST, json.dumps({"sha256": hashlib.sha256(data).hexdigest()}).encode())]
+        trailer = [(BUNDLE_JSON, data), (BUNDLE_DIGEST, json.dumps({"sha256": hashlib.sha256(data).hexdigest()}).encode())]
+        return trailer + ([(BUNDLE_SIG, signer(data).encode())] if signer is not None else [])
 
     return make

@@ -13,13 +13,14 @@ import queue
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, cast
+from typing import Any, Iterator, Mapping, Sequence, cast
 
 import zstandard
 
 from shipper.archive.savestream import ArchiveError, SaveStreamFilter, StreamStats
+from shipper import signing
 from shipper.bundle.format import (
-    BUNDLE_DIGEST, BUNDLE_JSON, MAX_RATIO, MAX_RATIO_GRACE, MAX_SUMS_FILE, READ_CHUNK, ZSTD_MAGIC, BundleError, BundleManifest,
+    BUNDLE_DIGEST, BUNDLE_JSON, BUNDLE_SIG, MAX_RATIO, MAX_RATIO_GRACE, MAX_SUMS_FILE, READ_CHUNK, ZSTD_MAGIC, BundleError, BundleManifest,
 )  # fmt: skip
 
 
@@ -157,6 +158,9 @@ class Verified:
     stats: StreamStats
     checksum_file: bool  # PATH.sha256 was there and matched
     size: int  # bytes of tar content
+    manifest_data: bytes = b""  # shipper-bundle.json as it is in the bundle: what a signature covers
+    signature: str | None = None  # base64, from the bundle's own member, else from PATH.sig beside it
+    signed_by: str = ""  # the key that verified it, once check_signature has run
 
 
 def _recorded_digest(raw: bytes) -> str:
@@ -204,7 +208,52 @@ def read_verified(path: Path) -> Verified:
         raise
     if expected is not None:
         _check_sums(path, parts, expected, actual)
-    return Verified(_check_manifest(path, checker), checker.stats, expected is not None, size)
+    manifest = _check_manifest(path, checker)
+    data = checker.metadata(BUNDLE_JSON) or b""
+    return Verified(manifest, checker.stats, expected is not None, size, data, _signature(path, checker.metadata(BUNDLE_SIG)))
+
+
+def _signature(path: Path, inside: bytes | None) -> str | None:
+    """The bundle's signature: its own member, else ``PATH.sig`` beside it (bounded: a signature is short)."""
+    if inside is not None:
+        return inside.decode(errors="replace")
+    beside = Path(f"{path}.sig")
+    try:
+        with open(beside, "rb") as source:
+            return source.read(signing.MAX_SIGNATURE + 1).decode(errors="replace")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise BundleError(f"cannot read {beside}: {exc.strerror}") from None
+
+
+def check_signature(verified: Verified, path: Path, keys: Sequence[Path]) -> None:
+    """TrustError unless one of ``keys`` (public keys, PEM) verifies the bundle's signature over its manifest,
+    which holds the digest of every member read_verified checked. Sets ``verified.signed_by``."""
+    if not keys:
+        return
+    trusted = [(key, signing.load_public(key)) for key in keys]  # a key file that is not a key is refused first
+    if verified.signature is None:
+        raise signing.TrustError(
+            f"{path.name} is not signed, and a signature is required (trusted keys: {', '.join(str(k) for k in keys)})",
+            hint="ask for a bundle made with bundle create --sign; do not load what is not signed",
+        )
+    failures = []
+    for key_path, key in trusted:
+        try:
+            signing.verify(key, verified.manifest_data, verified.signature, f"{path.name}")
+        except signing.TrustError as exc:
+            failures.append(exc)
+            continue
+        verified.signed_by = str(key_path)
+        return
+    if len(failures) == 1:
+        raise failures[0]
+    raise signing.TrustError(
+        f"the signature of {path.name} verifies with none of the trusted keys ({', '.join(str(k) for k in keys)}): "
+        f"signed with another key, or changed since ({failures[0].message.rsplit(': ', 1)[-1]})",
+        hint="check which release key made it; do not load what does not verify",
+    )
 
 
 def _check_sums(path: Path, parts: list[Path], expected: dict[str, str], actual: dict[str, Any], more: str = "") -> None:
@@ -220,7 +269,7 @@ def _check_manifest(path: Path, checker: SaveStreamFilter) -> BundleManifest:
     if _recorded_digest(digest) != hashlib.sha256(data).hexdigest():
         raise BundleError(f"{BUNDLE_JSON} in {path.name} does not match its digest: it was damaged or changed")
     manifest = BundleManifest.from_json(data)
-    seen = {m.name: m for m in checker.stats.members.values() if m.link is None and m.name not in (BUNDLE_JSON, BUNDLE_DIGEST)}
+    seen = {m.name: m for m in checker.stats.members.values() if m.link is None and m.name not in (BUNDLE_JSON, BUNDLE_DIGEST, BUNDLE_SIG)}
     seen = {n: m for n, m in seen.items() if m.digest}
     for name, member in seen.items():
         listed = manifest.members.get(name)

@@ -74,6 +74,14 @@ class BundleWriter:
         os.replace(self._partial(sums), sums)  # replaces whatever is at the name (a symlink itself, never its target)
         return self.parts
 
+    def beside(self, suffix: str, data: bytes) -> Path:
+        """``PATH + suffix`` (the bundle's signature, say), written whole under a temporary name, then renamed."""
+        final = Path(f"{self.path}{suffix}")
+        with _create(self._partial(final)) as out:
+            out.write(data)
+        os.replace(self._partial(final), final)
+        return final
+
     def abort(self) -> None:
         if self._file is not None:
             self._file.close()

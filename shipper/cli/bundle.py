@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import click
 
+from shipper import signing
 from shipper.cli.move import reporter_for, result_json, result_row, results_summary
 from shipper.cli.options import env_of, finish, inventory_option, json_option
 from shipper.cli.output import Env, human_size, short_id, table
@@ -49,13 +51,18 @@ def bundle() -> None:
 @click.option("--split", metavar="SIZE", help="Write parts FILE.000, FILE.001, … of at most SIZE (4G, 700M) each.")
 @click.option("--have", "have_file", metavar="FILE", help="A have file from the far side (bundle have): leave out the layers it holds.")
 @click.option("--platform", metavar="OS/ARCH[/VARIANT]", help="That platform of each image (linux/arm64): chosen from a multi-platform image where the source's store holds several, else checked.")
+@click.option("--sign", "sign_key", metavar="KEY", help="Sign the bundle with this private key (shipper key generate): inside it, and as FILE.sig beside it.")
+@click.option("--passphrase-file", metavar="FILE", help="The signing key's passphrase: the first line of FILE (- for stdin). Else a prompt on a terminal.")
 @click.pass_context
 def create(
     ctx: click.Context, inventory_path: str, as_json: bool, images: tuple[str, ...], source: str, output: str, split: str | None,
-    have_file: str | None, platform: str | None,
+    have_file: str | None, platform: str | None, sign_key: str | None, passphrase_file: str | None,
 ) -> None:  # fmt: skip
     """Save IMAGE... from HOST into one verified file (a standard image archive inside)."""
     env = env_of(ctx)
+    if passphrase_file and not sign_key:
+        raise UsageError("--passphrase-file is for the signing key", hint="add --sign KEY")
+    signer = _signer(sign_key, passphrase_file) if sign_key else None  # a wrong passphrase is refused before any engine is asked
     hosts = choose(env, open_inventory(inventory_path, source), source)
     if len(hosts) != 1:
         raise UsageError(f"--from must name one host; {source!r} names {len(hosts)}")
@@ -64,7 +71,7 @@ def create(
     with reporter_for(env, as_json) as reporter:
         created = ops.create(
             hosts[0], images, path, compress=path.suffix == ".zst", split=parse_size(split) if split else None, held=held, reporter=reporter,
-            platform=parse_platform(platform) if platform else None,
+            platform=parse_platform(platform) if platform else None, signer=signer,
         )  # fmt: skip
     if as_json:
         env.json_line({"event": "created", **created.to_json()})  # after the progress events: JSON lines, as move writes
@@ -72,11 +79,38 @@ def create(
     env.out(table(["IMAGE", "ID", "TAGS", "SIZE"], [[i.tags[0] if i.tags else "-", short_id(i.id), ",".join(i.tags), human_size(i.size)] for i in created.images]))
     left = f"; {len(created.left_out)} layer(s) the far side holds left out" if created.left_out else ""
     env.out(f"wrote {', '.join(str(p) for p in created.parts)} ({human_size(created.bytes_written)}){left}; checksums in {path}.sha256")
+    if created.signature is not None:
+        env.out(f"signed with {sign_key}: the signature is inside the bundle and in {created.signature}")
+
+
+def _signer(key_file: str, passphrase_file: str | None) -> Callable[[bytes], str]:
+    """The private key opened now (its passphrase from the file, else a prompt on a terminal): blob -> signature."""
+    path = Path(key_file)
+    if passphrase_file:
+        key = signing.load_private(path, signing.read_passphrase(passphrase_file))
+    else:
+        try:
+            key = signing.load_private(path, None)
+        except signing.TrustError as exc:
+            if not (signing.is_encrypted(path) and sys.stdin.isatty()):
+                raise exc
+            key = signing.load_private(path, click.prompt(f"passphrase for {path}", hide_input=True, err=True).encode())
+    return lambda blob: signing.sign(key, blob)
+
+
+_KEY = click.option(
+    "--key", "keys", multiple=True, metavar="PUB",
+    help="Require a signature by this public key (repeat for several: one must verify). Unsigned, other keys, or any changed byte: refused.",
+)  # fmt: skip
 
 
 def _report(env: Env, verified: Any, path: Path) -> None:
     manifest = verified.manifest
     env.out(f"{path}: sound ({human_size(verified.size)}, {len(manifest.members)} members, made {manifest.created} by {manifest.created_by} from {manifest.source})")
+    if verified.signed_by:
+        env.out(f"signed: the signature verifies with {verified.signed_by}")
+    elif verified.signature is not None:
+        env.out("signed, not checked: give --key PUB to check the signature")
     if not verified.checksum_file:
         env.out(f"note: no {path}.sha256 beside it: the file as a whole could not be checked, only its content")
     rows = [[",".join(i.tags) or "-", short_id(i.id), i.platform, len(i.layers), human_size(i.size)] for i in manifest.images]
@@ -88,18 +122,20 @@ def _report(env: Env, verified: Any, path: Path) -> None:
 def _verified_json(verified: Any) -> dict[str, Any]:
     manifest = verified.manifest
     return {"sound": True, "bytes": verified.size, "checksum_file": verified.checksum_file, "relies_on": manifest.relies_on,
+            "signed": verified.signature is not None, "signed_by": verified.signed_by or None,
             "created": manifest.created, "created_by": manifest.created_by, "source": manifest.source,
             "images": [{"id": i.id, "tags": list(i.tags), "platform": i.platform, "layers": list(i.layers), "size": i.size} for i in manifest.images]}  # fmt: skip
 
 
 @bundle.command("verify")
 @json_option
+@_KEY
 @click.argument("file", metavar="FILE")
 @click.pass_context
-def verify(ctx: click.Context, as_json: bool, file: str) -> None:
-    """Check every checksum and digest of a bundle and say what is inside."""
+def verify(ctx: click.Context, as_json: bool, keys: tuple[str, ...], file: str) -> None:
+    """Check every checksum and digest of a bundle (and its signature, with --key) and say what is inside."""
     env = env_of(ctx)
-    verified = ops.read_verified(Path(file))
+    verified = ops.verify(Path(file), [Path(k) for k in keys])
     if as_json:
         env.emit("verified", _verified_json(verified))
     else:
@@ -112,13 +148,15 @@ def verify(ctx: click.Context, as_json: bool, file: str) -> None:
 @click.argument("file", metavar="FILE")
 @click.option("--to", "target", required=True, metavar="TARGET", help="Hosts: a host, a group, or an Ansible host pattern.", shell_complete=complete_targets)
 @click.option("--force", is_flag=True, help="Load even where the images are already under those tags.")
+@_KEY
 @click.pass_context
-def load(ctx: click.Context, inventory_path: str, as_json: bool, file: str, target: str, force: bool) -> None:
-    """Verify a bundle, then load it into TARGET's engines (each gets only what it lacks; tags last)."""
+def load(ctx: click.Context, inventory_path: str, as_json: bool, file: str, target: str, force: bool, keys: tuple[str, ...]) -> None:
+    """Verify a bundle, then load it into TARGET's engines (each gets only what it lacks; tags last). A host whose
+    inventory sets trusted_keys takes only bundles signed by one of them."""
     env = env_of(ctx)
     hosts = choose(env, open_inventory(inventory_path, target), target)
     with reporter_for(env, as_json) as reporter:
-        verified, results = ops.load(Path(file), hosts, force, reporter)
+        verified, results = ops.load(Path(file), hosts, force, reporter, [Path(k) for k in keys])
     if as_json:
         env.json_line({"event": "verified", **_verified_json(verified)})
         for result in results:
@@ -137,13 +175,18 @@ def load(ctx: click.Context, inventory_path: str, as_json: bool, file: str, targ
 @json_option
 @click.argument("file", metavar="FILE")
 @click.option("--registry", "registry_name", required=True, metavar="NAME|HOST:PORT", help="The registry to seed.")
+@_KEY
 @click.pass_context
-def push(ctx: click.Context, inventory_path: str | None, username: str | None, password_file: str | None, ca: str | None, insecure: bool, as_json: bool, file: str, registry_name: str) -> None:
+def push(
+    ctx: click.Context, inventory_path: str | None, username: str | None, password_file: str | None, ca: str | None, insecure: bool,
+    as_json: bool, file: str, registry_name: str, keys: tuple[str, ...],
+) -> None:  # fmt: skip
     """Seed a registry straight from a bundle (no engine): only the missing blobs, manifests and tags last."""
     env = env_of(ctx)
     address, spec = registry_ops.resolve(registry_name, optional_inventory(inventory_path))
+    verified = ops.verify(Path(file), [Path(k) for k in keys])  # the registry is not asked anything before this passed
     with registry_ops.open_client(address, spec, access(username, password_file, ca, insecure)) as client:
-        _, pushed = ops.push(Path(file), client)
+        _, pushed = ops.push(Path(file), client, verified=verified)
     if as_json:
         env.emit("pushed", pushed.to_json())
     else:

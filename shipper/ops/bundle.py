@@ -20,16 +20,16 @@ import tarfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from shipper.archive.layers import chain_ids, needed_layers
 from shipper.archive.layerstore import LayerStore
 from shipper.archive.savestream import ArchiveError, SaveStreamFilter
-from shipper.bundle import BundleError, BundleImage, BundleWriter, Verified, content_chunks, read_verified
+from shipper.bundle import BundleError, BundleImage, BundleWriter, Verified, check_signature, content_chunks, read_verified
 from shipper.bundle.format import trailer_for
 from shipper.bundle.reader import ChunkFile
 from shipper.engine import connect
-from shipper.errors import ShipperError, UsageError
+from shipper.errors import InventoryError, ShipperError, UsageError
 from shipper.inventory.model import Host
 from shipper.engine.pool import EnginePool
 from shipper.hostpool import for_each_host
@@ -82,10 +82,12 @@ class Created:
     bytes_written: int
     left_out: list[str]  # layers the far side holds, not in the bundle
     source_read: str = "save"  # store: read from the local engine's layer store; save: docker save
+    signature: Path | None = None  # PATH.sig, when signed
 
     def to_json(self) -> dict[str, Any]:
         return {
             "files": [str(p) for p in self.parts], "bytes": self.bytes_written, "left_out": self.left_out, "source_read": self.source_read,
+            "signature": str(self.signature) if self.signature else None,
             "images": [{"id": i.id, "tags": list(i.tags), "size": i.size, "layers": len(i.layers)} for i in self.images],
         }  # fmt: skip
 
@@ -105,9 +107,11 @@ def _bundle_images(engine: Any, images: Sequence[SourceImage], platform: Platfor
 def create(
     source: Host, requested: Sequence[str], output: Path, compress: bool = False, split: int | None = None,
     held: set[str] | None = None, reporter: Reporter | None = None, platform: Platform | None = None,
+    signer: Callable[[bytes], str] | None = None,
 ) -> Created:  # fmt: skip
     """Save ``requested`` from ``source`` into a bundle at ``output``; ``held``: chain IDs the far side has;
-    ``platform``: each image must be that platform's (chosen from multi-platform images where the source holds several)."""
+    ``platform``: each image must be that platform's (chosen from multi-platform images where the source holds several);
+    ``signer``: signs the bundle's manifest (signing.sign with the release key), inside the bundle and as PATH.sig."""
     reporter = reporter or NullReporter()
     if output.exists() or output.with_name(output.name + ".000").exists():
         raise UsageError(f"{output} exists already", hint="choose another name, or remove it first")
@@ -117,13 +121,19 @@ def create(
         chosen = platform if any(i.save_as for i in images) else None
         bundle_images = _bundle_images(engine, images, chosen)
         by_manifest = engine.info().image_store == "containerd"  # IDs there are manifest digests, not what the archive holds
+    signatures: list[str] = []
+
+    def keep_signature(manifest: bytes) -> str:  # the signature goes into the bundle, and beside it once committed
+        signatures.append(signer(manifest) if signer is not None else "")
+        return signatures[-1]
+
     layers = {i.id: list(i.layers) for i in bundle_images}
     left_out = sorted({d for ls in layers.values() for d in ls} - needed_layers(layers.values(), held)) if held else []
     names = tuple(dict.fromkeys(i.name or i.save_as or i.id for i in images))
     store = _local_store(source, layers)
     checker = SaveStreamFilter(
         [] if by_manifest else [i.id for i in bundle_images], verify_content=True, layers=layers, keep_tags=True, absent=left_out,
-        trailer=_trailer(bundle_images, source.name, left_out),
+        trailer=_trailer(bundle_images, source.name, left_out, keep_signature if signer is not None else None),
     )  # fmt: skip
     writer = BundleWriter(output, compress, split)
     stream: Any = (
@@ -140,6 +150,10 @@ def create(
         if failure is not None:
             raise failure
         parts = writer.commit()
+        # Beside the bundle for openssl and cosign; an unsigned bundle must not keep another's stale signature there.
+        beside = writer.beside(".sig", signatures[0].encode()) if signer is not None else None
+        if signer is None:
+            Path(f"{output}.sig").unlink(missing_ok=True)
     except ArchiveError as exc:
         writer.abort()
         stream.abort()
@@ -149,7 +163,7 @@ def create(
         stream.abort()
         raise
     reporter.finish(output.name, "written")
-    return Created(parts, bundle_images, writer.written, left_out, "store" if store is not None else "save")
+    return Created(parts, bundle_images, writer.written, left_out, "store" if store is not None else "save", beside)
 
 
 def _local_store(source: Host, layers: dict[str, list[str]]) -> LayerStore | None:
@@ -183,13 +197,13 @@ class _StoreSource:
         pass
 
 
-def _trailer(images: list[BundleImage], source: str, left_out: list[str]) -> Any:
+def _trailer(images: list[BundleImage], source: str, left_out: list[str], signer: Callable[[bytes], str] | None = None) -> Any:
     """The bundle's manifest lists the members it really holds: not the layers left out. Its images are named
     by their config digests, as the archive holds them (a source in the containerd store names them by manifest)."""
 
     def without_left_out(stats: Any) -> list[tuple[str, bytes]]:
         kept = {name: m for name, m in stats.members.items() if m.digest not in left_out}
-        make = trailer_for([_by_config(image, stats.images) for image in images], source, left_out)
+        make = trailer_for([_by_config(image, stats.images) for image in images], source, left_out, signer)
         return make(type(stats)(stats.bytes_in, stats.bytes_out, kept, stats.images))
 
     return without_left_out
@@ -241,10 +255,37 @@ def _dedupe(target: TargetPlan) -> TargetPlan:
     return replace(target, send_ids=tuple(dict.fromkeys(target.send_ids)))
 
 
-def load(path: Path, targets: Sequence[Host], force: bool = False, reporter: Reporter | None = None) -> tuple[Verified, list[TargetResult]]:
-    """Verify the bundle, then load it into every target that lacks its images, tags last."""
+def trusted_keys(host: Host) -> tuple[Path, ...]:
+    """The public keys a bundle loaded into ``host`` must be signed with: its ``trusted_keys`` variable (a path or a
+    list of them, ``~`` expanded, relative to where shipper runs, as Ansible reads key files); none: no signature asked."""
+    value = host.vars.get("trusted_keys")
+    if value is None or value == []:
+        return ()
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(item, str) and item for item in items):
+        where = host.var_sources.get("trusted_keys", str(host.origin))
+        raise InventoryError(f"trusted_keys of {host.name} must be a path or a list of paths (set in {where})", origin=host.origin)
+    return tuple(Path(item).expanduser() for item in items)
+
+
+def verify(path: Path, keys: Sequence[Path] = ()) -> Verified:
+    """The bundle read whole and checked (nothing is touched anywhere); with ``keys``, its signature must verify
+    with one of them (signing.TrustError names what failed)."""
+    verified = read_verified(path)
+    check_signature(verified, path, keys)
+    return verified
+
+
+def load(
+    path: Path, targets: Sequence[Host], force: bool = False, reporter: Reporter | None = None, keys: Sequence[Path] = (),
+) -> tuple[Verified, list[TargetResult]]:  # fmt: skip
+    """Verify the bundle, then load it into every target that lacks its images, tags last. A signature is required
+    where ``keys`` are given or a target trusts keys of its own (``trusted_keys``): one of them must verify it, for
+    every target, before any engine is touched."""
     reporter = reporter or NullReporter()
     verified = read_verified(path)  # nothing is touched before the whole bundle passed
+    for required in dict.fromkeys(tuple(keys) + trusted_keys(host) for host in targets):
+        check_signature(verified, path, required)
     started = time.monotonic()
     with EnginePool() as engines:
         for host in targets:
@@ -297,10 +338,11 @@ def _repositories(image: BundleImage) -> list[tuple[str, str]]:
     return [without_registry(name) for name in image.tags]
 
 
-def push(path: Path, client: RegistryClient, reporter: Reporter | None = None) -> tuple[Verified, Pushed]:
-    """Seed a registry from the bundle: verified first, then only the missing blobs, then manifests and tags."""
+def push(path: Path, client: RegistryClient, reporter: Reporter | None = None, verified: Verified | None = None) -> tuple[Verified, Pushed]:
+    """Seed a registry from the bundle: verified first (``verified``: already, with its signature: see ``verify``),
+    then only the missing blobs, then manifests and tags."""
     reporter = reporter or NullReporter()
-    verified = read_verified(path)
+    verified = verified or read_verified(path)
     targets = {image.id: _repositories(image) for image in verified.manifest.images}
     untagged = [i.id for i in verified.manifest.images if not targets[i.id]]
     if untagged:

@@ -276,6 +276,14 @@ def verify(path: Path, keys: Sequence[Path] = ()) -> Verified:
     return verified
 
 
+def verify_for(path: Path, targets: Sequence[Host], keys: Sequence[Path] = ()) -> Verified:
+    """``verify`` for loading into ``targets``: each target's own ``trusted_keys`` (with ``keys``) must verify it."""
+    verified = read_verified(path)
+    for required in dict.fromkeys(tuple(keys) + trusted_keys(host) for host in targets):
+        check_signature(verified, path, required)
+    return verified
+
+
 def load(
     path: Path, targets: Sequence[Host], force: bool = False, reporter: Reporter | None = None, keys: Sequence[Path] = (),
 ) -> tuple[Verified, list[TargetResult]]:  # fmt: skip
@@ -283,9 +291,7 @@ def load(
     where ``keys`` are given or a target trusts keys of its own (``trusted_keys``): one of them must verify it, for
     every target, before any engine is touched."""
     reporter = reporter or NullReporter()
-    verified = read_verified(path)  # nothing is touched before the whole bundle passed
-    for required in dict.fromkeys(tuple(keys) + trusted_keys(host) for host in targets):
-        check_signature(verified, path, required)
+    verified = verify_for(path, targets, keys)  # nothing is touched before the whole bundle passed
     started = time.monotonic()
     with EnginePool() as engines:
         for host in targets:

@@ -38,7 +38,7 @@ KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], bool]] = {
     "container": (("name", "image"), ("command", "env", "network", "ports", "volumes", "restart", "labels", "healthcheck"), True),
     "remove": ((), ("containers", "images"), True),
     "registry": (("host", "user", "password_file"), ("port", "address", "image", "data", "trust", "login"), False),
-    "bundle": (("action", "file"), ("images", "from", "to", "registry", "username", "password_file", "platform"), True),
+    "bundle": (("action", "file"), ("images", "from", "to", "registry", "username", "password_file", "platform", "key", "sign", "passphrase_file"), True),
     "gc": (("host", "user", "password_file"), ("port", "delete_untagged"), False),
     "login": (("registry", "user", "password_file"), (), True),
 }

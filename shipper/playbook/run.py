@@ -10,6 +10,7 @@ to do: then the run ends, or, with ``fail_fast``, at the first failure).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
@@ -22,6 +23,7 @@ from shipper.ops import bundle as bundle_ops
 from shipper.ops import containers
 from shipper.ops import registry as registry_ops
 from shipper import provision as registry_host
+from shipper import signing
 from shipper.engine.pool import EnginePool
 from shipper.hostpool import for_each_host
 from shipper.ops.move_plan import plan_move
@@ -319,17 +321,19 @@ def _gc(play: Play, step: Step) -> list[HostResult]:
 def _bundle(play: Play, step: Step) -> list[HostResult]:
     f = play.fields(step)
     path = Path(_path(play, f["file"]))
+    listed = f.get("key") or []  # a public key or a list of them: one must verify the bundle (bundle --key)
+    keys = [Path(_path(play, k)) for k in ([listed] if isinstance(listed, str) else listed) if k]
     if f["action"] == "load":
         targets, left = play.gate(step, [h for h in play.hosts(str(f.get("to") or step.hosts or "")) if h.name not in play.failed])
         if not targets:
             return left
         if play.check:
-            verified = bundle_ops.read_verified(path)
+            verified = bundle_ops.verify_for(path, targets, keys)
             with EnginePool() as engines:
                 plans = bundle_ops.plan_targets(targets, verified, engines, False)
             return left + [HostResult(step.name, t.host.name, "failed" if t.action == "failed" else "changed" if t.action in ("send", "tag") else "unchanged",
                                       "would load the bundle" if t.action == "send" else "", t.error) for t in plans]  # fmt: skip
-        _, results = bundle_ops.load(path, targets)
+        _, results = bundle_ops.load(path, targets, keys=keys)
         return left + [HostResult(step.name, r.host, STATUS_OF[r.status], r.note, r.error) for r in results]
     if f["action"] == "create":
         source = _single(play, str(f["from"]), step)
@@ -338,14 +342,20 @@ def _bundle(play: Play, step: Step) -> list[HostResult]:
         if play.check:
             return [HostResult(step.name, source.name, "changed", f"would write {path}")]
         chosen = parse_platform(str(f["platform"])) if f.get("platform") else None
-        bundle_ops.create(source, [str(i) for i in f.get("images") or ()], path, compress=path.suffix == ".zst", platform=chosen)
+        signer = None
+        if f.get("sign"):
+            passphrase = signing.read_passphrase(_path(play, f["passphrase_file"])) if f.get("passphrase_file") else None
+            key = signing.load_private(Path(_path(play, f["sign"])), passphrase)
+            signer = functools.partial(signing.sign, key)
+        bundle_ops.create(source, [str(i) for i in f.get("images") or ()], path, compress=path.suffix == ".zst", platform=chosen, signer=signer)
         return [HostResult(step.name, source.name, "changed", f"wrote {path}")]
     address, spec = registry_ops.resolve(str(f["registry"]), play.inventory)
     access = registry_ops.Access(f.get("username"), _path(play, f["password_file"]) if f.get("password_file") else None)
+    verified = bundle_ops.verify(path, keys)  # before the registry is asked anything
     if play.check:
         return [HostResult(step.name, str(address), "changed", f"would push {path.name} (only missing blobs)")]
     with registry_ops.open_client(address, spec, access) as client:
-        _, pushed = bundle_ops.push(path, client)
+        _, pushed = bundle_ops.push(path, client, verified=verified)
     return [HostResult(step.name, str(address), "changed" if pushed.uploaded else "unchanged", f"{len(pushed.uploaded)} blob(s) uploaded")]
 
 

@@ -213,3 +213,20 @@ def test_a_signature_inside_the_bundle_survives_a_plain_docker_load(lab: Lab, ma
     remove(lab, "c", SIGNED.name, image_id(SIGNED))
     loaded = lab.docker("c", "load", "-i", str(made["signed"]))
     assert SIGNED.name in loaded.stdout
+
+
+def test_the_airgap_playbook_loads_only_a_bundle_its_release_key_signed(shipper: ShipperRunner, lab: Lab, made: dict[str, Path], keys: Path) -> None:
+    playbook = Path(__file__).parents[2] / "playbooks" / "airgap.yml"
+    remove(lab, "b", SIGNED.name, image_id(SIGNED))
+
+    def play(bundle: Path) -> tuple[int, dict[str, str]]:
+        result = shipper("play", str(playbook), "--json", "-i", str(lab.inventory_path), "-e", f"bundle={bundle}", "-e", "web=b",
+                         "-e", f"release={SIGNED.name}", "-e", f"release_key={keys / 'release.pub'}", "--check")  # fmt: skip
+        found = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+        return result.status, {e["step"]: e for e in found if e["event"] == "result" and e["step"] == "load the bundle"}
+
+    status, unsigned = play(made["unsigned"])
+    assert status != 0
+    assert "is not signed" in json.dumps(unsigned)
+    status, signed = play(made["signed"])
+    assert status == 0 and signed["load the bundle"]["status"] == "changed"

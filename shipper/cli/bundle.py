@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
 import click
 
 from shipper import signing
+from shipper.cli.key import open_private_key
 from shipper.cli.move import reporter_for, result_json, result_row, results_summary
 from shipper.cli.options import env_of, finish, inventory_option, json_option
 from shipper.cli.output import Env, human_size, short_id, table
@@ -84,17 +84,8 @@ def create(
 
 
 def _signer(key_file: str, passphrase_file: str | None) -> Callable[[bytes], str]:
-    """The private key opened now (its passphrase from the file, else a prompt on a terminal): blob -> signature."""
-    path = Path(key_file)
-    if passphrase_file:
-        key = signing.load_private(path, signing.read_passphrase(passphrase_file))
-    else:
-        try:
-            key = signing.load_private(path, None)
-        except signing.TrustError as exc:
-            if not (signing.is_encrypted(path) and sys.stdin.isatty()):
-                raise exc
-            key = signing.load_private(path, click.prompt(f"passphrase for {path}", hide_input=True, err=True).encode())
+    """The private key opened now (a wrong passphrase is refused before anything else): blob -> signature."""
+    key = open_private_key(key_file, passphrase_file)
     return lambda blob: signing.sign(key, blob)
 
 

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import click
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from shipper import signing
 from shipper.cli.options import env_of, json_option
@@ -43,3 +44,17 @@ def generate(ctx: click.Context, as_json: bool, output: str, passphrase_file: st
         env.emit("key", {"private": str(private), "public": str(public), "encrypted": passphrase is not None})
         return
     env.out(f"wrote {private} (private{', encrypted' if passphrase else ', NOT encrypted'}; mode 0600) and {public} (public: give it to the far side)")
+
+
+def open_private_key(key_file: str, passphrase_file: str | None) -> ec.EllipticCurvePrivateKey:
+    """The release key at ``key_file``, its passphrase from the file's first line, else a prompt on a terminal
+    (never argv); TrustError for a wrong passphrase or a file that is not a key."""
+    path = Path(key_file)
+    if passphrase_file:
+        return signing.load_private(path, signing.read_passphrase(passphrase_file))
+    try:
+        return signing.load_private(path, None)
+    except signing.TrustError:
+        if not (signing.is_encrypted(path) and sys.stdin.isatty()):
+            raise
+        return signing.load_private(path, click.prompt(f"passphrase for {path}", hide_input=True, err=True).encode())

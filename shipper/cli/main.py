@@ -10,7 +10,7 @@ import traceback
 import click
 
 from shipper import __version__
-from shipper.cli import bundle, completion, fleet, key, move, play, registry
+from shipper.cli import bundle, completion, fleet, key, move, play, registry, sign
 from shipper.cli.options import ExitRequest
 from shipper.cli.output import Env
 from shipper.errors import ExitStatus, ShipperError, UsageError
@@ -35,6 +35,7 @@ cli.add_command(bundle.bundle)
 cli.add_command(play.play)
 cli.add_command(completion.completion)
 cli.add_command(key.key)
+cli.add_command(sign.sign)
 
 
 # Docker's and skopeo's spellings, taken as shipper's own: the flag -> what shipper reads it as.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import Any, Iterator
 
 import click
@@ -18,6 +19,7 @@ from shipper.ops.move_plan import MovePlan, RouteRequest
 from shipper.transfer.plan import TargetPlan
 from shipper.ops.move_registry import route_for
 from shipper.ops.move_run import MoveSession, TargetResult
+from shipper.ops.release import directory_for, policy_for
 from shipper.platforms import parse_platform
 from shipper.transfer.limits import RateLimits
 from shipper.progress import Reporter
@@ -43,11 +45,14 @@ from shipper.progress import Reporter
 @click.option("--force", is_flag=True, help="Send even to targets that already have the images under those tags.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @click.option("--no-store-read", is_flag=True, help="Host to host: always run docker save on the source, never read its engine's layer store directly.")
+@click.option("--verify-key", "verify_keys", multiple=True, metavar="PUB", help="Move only signed releases (shipper sign): checked on the source before anything crosses, and on each target before its tags move.")
+@click.option("--releases", "releases_dir", metavar="DIR", help="Where the signed release statements are (default: $SHIPPER_RELEASES, else releases/ here).")
 @click.pass_context
 def move(
     ctx: click.Context, inventory_path: str, as_json: bool, images: tuple[str, ...], source: str, target: str,
     via: RouteRequest | None, registry_name: str | None, ca: str | None, insecure: bool, compress: str, limit_rate: str | None, limit_total: str | None,
-    platform: str | None, retry: int, no_resume: bool, force: bool, dry_run: bool, no_store_read: bool,
+    platform: str | None, retry: int, no_resume: bool, force: bool, dry_run: bool, no_store_read: bool, verify_keys: tuple[str, ...],
+    releases_dir: str | None,
 ) -> None:  # fmt: skip
     """Move IMAGE... from one host's engine to TARGET's engines, tags intact.
 
@@ -73,6 +78,7 @@ def move(
         sources[0], targets, images, via, prestart=not dry_run, store_read=not no_store_read, registry=registry,
         limits=RateLimits(parse_rate(limit_rate, "--limit-rate") if limit_rate else None, parse_rate(limit_total, "--limit-total") if limit_total else None),
         compress=compress, platform=parse_platform(platform) if platform else None, resume=not no_resume,
+        releases=policy_for(targets, [Path(k) for k in verify_keys], directory_for(releases_dir)),
     ) as session:
         _move(env, session, force, dry_run, as_json, retry)
 

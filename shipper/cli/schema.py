@@ -35,6 +35,7 @@ EVENTS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "progress": {"host": str, "bytes": int},
     "phase": {"host": str, "phase": str},
     "key": {"private": str, "public": str, "encrypted": bool},
+    "signed": {"id": str, "tags": list, "statement": str},
     "retry": {"host": str, "attempt": int, "after": dict},
     "finish": {"host": str, "status": str},
     "result": {"host": str, "status": str},
@@ -79,6 +80,7 @@ COMMANDS: dict[str, set[str]] = {
     "registry down": {"down"},
     "registry gc": {"gc"},
     "key generate": {"key"},
+    "sign": {"signed"},
 }
 
 

@@ -25,11 +25,12 @@ from typing import Any, Callable, Iterator, Sequence
 from shipper.archive.layers import chain_ids, needed_layers
 from shipper.archive.layerstore import LayerStore
 from shipper.archive.savestream import ArchiveError, SaveStreamFilter
+from shipper.ops.release import trusted_keys
 from shipper.bundle import BundleError, BundleImage, BundleWriter, Verified, check_signature, content_chunks, read_verified
 from shipper.bundle.format import trailer_for
 from shipper.bundle.reader import ChunkFile
 from shipper.engine import connect
-from shipper.errors import InventoryError, ShipperError, UsageError
+from shipper.errors import ShipperError, UsageError
 from shipper.inventory.model import Host
 from shipper.engine.pool import EnginePool
 from shipper.hostpool import for_each_host
@@ -253,19 +254,6 @@ def plan_targets(targets: Sequence[Host], verified: Verified, engines: EnginePoo
 
 def _dedupe(target: TargetPlan) -> TargetPlan:
     return replace(target, send_ids=tuple(dict.fromkeys(target.send_ids)))
-
-
-def trusted_keys(host: Host) -> tuple[Path, ...]:
-    """The public keys a bundle loaded into ``host`` must be signed with: its ``trusted_keys`` variable (a path or a
-    list of them, ``~`` expanded, relative to where shipper runs, as Ansible reads key files); none: no signature asked."""
-    value = host.vars.get("trusted_keys")
-    if value is None or value == []:
-        return ()
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or not all(isinstance(item, str) and item for item in items):
-        where = host.var_sources.get("trusted_keys", str(host.origin))
-        raise InventoryError(f"trusted_keys of {host.name} must be a path or a list of paths (set in {where})", origin=host.origin)
-    return tuple(Path(item).expanduser() for item in items)
 
 
 def verify(path: Path, keys: Sequence[Path] = ()) -> Verified:

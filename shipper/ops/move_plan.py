@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import functools
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping, Sequence
 
 from shipper.errors import ShipperError, UsageError
 from shipper.inventory.model import Host
@@ -20,6 +20,7 @@ from shipper.engine.pool import EnginePool
 from shipper.hostpool import for_each_host
 from shipper.ops.move_registry import RegistryRoute, check_movable
 from shipper.platforms import Platform
+from shipper.releases import Release
 from shipper.transfer import SaveRequest
 from shipper.transfer.limits import RateLimits
 from shipper.transfer.resume import receiver_spec
@@ -44,6 +45,7 @@ class MovePlan:
     compress: str = "auto"  # --compress: host to host, chunks that shrink go zlib-compressed where the link is slow
     platform: Platform | None = None  # --platform, where the source saves that platform of multi-platform images
     resume: bool = True  # targets that can take the stream layer by layer do (a cut then keeps what arrived)
+    releases: Mapping[str, Release] = field(default_factory=dict)  # --verify-key: source image ID -> its verified release
 
     @property
     def save(self) -> SaveRequest:

@@ -27,6 +27,7 @@ from shipper.ops.move_plan import MovePlan, RouteRequest, choose_route, plan_mov
 from shipper.transfer.plan import TargetPlan
 from shipper.ops.move_recovery import incomplete_pulls, merge, resend_in_full
 from shipper.ops.move_registry import RegistryRoute, pull_everywhere, push_images
+from shipper.ops.release import ReleasePolicy, vouch
 from shipper.transfer.limits import RateLimits
 from shipper.transfer import Delivery, SourceFailed, SourceProgram, deliver, host_to_host, make_sink, make_source
 from shipper.platforms import Platform
@@ -193,11 +194,11 @@ class MoveSession:
     def __init__(
         self, source: Host, targets: Sequence[Host], images: Sequence[str], via: RouteRequest | None = None, prestart: bool = True,
         store_read: bool = True, registry: RegistryRoute | None = None, limits: RateLimits = RateLimits(), compress: str = "auto",
-        platform: Platform | None = None, resume: bool = True,
+        platform: Platform | None = None, resume: bool = True, releases: ReleasePolicy | None = None,
     ) -> None:  # fmt: skip
         self.source, self.targets, self.images, self.via = source, list(targets), list(images), via
         self.store_read, self.registry, self.limits, self.compress, self.platform = store_read, registry, limits, compress, platform
-        self.resume = resume
+        self.resume, self.releases = resume, releases
         self.engines = EnginePool()
         self.program: SourceProgram | None = None
         others = [t for t in self.targets if t.name != source.name]
@@ -207,12 +208,20 @@ class MoveSession:
             self.program = SourceProgram(source, keys, names, store_read, str(platform) if platform is not None else "")
 
     def plan(self, force: bool = False) -> MovePlan:
-        plan = plan_move(self.source, self.targets, self.images, self.via, force, self.engines, self.store_read, self.registry, self.platform)
+        """The plan; with a release policy (--verify-key), every source image checked against its signed
+        statement first: TrustError before anything crosses."""
+        plan = self._plan(self.targets, force)
         if self.limits and plan.route == "registry":
             raise UsageError(
                 "--limit-rate and --limit-total cannot hold a move through a registry: the engines push and pull by themselves",
                 hint="move --via ssh (the default), relay or direct to limit the rate",
             )  # fmt: skip
+        if self.releases is not None:
+            plan = replace(plan, releases=vouch(plan.images, plan.source, plan.source_store, self.releases))
+        return plan
+
+    def _plan(self, targets: Sequence[Host], force: bool) -> MovePlan:
+        plan = plan_move(self.source, targets, self.images, self.via, force, self.engines, self.store_read, self.registry, self.platform)
         return replace(plan, limits=self.limits, compress=self.compress, resume=self.resume)
 
     def run(
@@ -234,8 +243,7 @@ class MoveSession:
             self.engines.close()  # connections to a host whose link dropped may be dead: start afresh
             self.engines = EnginePool()
             hosts = [h for h in self.targets if h.name in {r.host for r in again}]
-            replan = plan_move(self.source, hosts, self.images, self.via, False, self.engines, self.store_read, self.registry, self.platform)
-            replan = replace(replan, limits=self.limits, compress=self.compress, resume=self.resume)
+            replan = replace(self._plan(hosts, False), releases=plan.releases)
             redone = {r.host: r for r in run_move(replan, reporter, self.engines)}
             before = {r.host: r for r in again}
             results = [
@@ -282,7 +290,7 @@ def _run(plan: MovePlan, reporter: Reporter, engines: EnginePool, program: Sourc
     by_name = {t.host.name: t for t in movers}
     layers, contents = plan.layers, plan.contents
     outcomes = for_each_host(
-        [t.host for t in movers], lambda h: finish_target(by_name[h.name], delivery, started, reporter, engines, layers, contents)
+        [t.host for t in movers], lambda h: finish_target(by_name[h.name], delivery, started, reporter, engines, layers, contents, plan.releases)
     )
     finished = {o.host.name: o.value for o in outcomes}
     results = [finished.get(t.host.name) or static_result(t) for t in plan.targets]

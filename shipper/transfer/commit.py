@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Mapping
 
 from shipper.engine import Engine
 from shipper.engine.info import ImageDetails
@@ -23,6 +23,8 @@ from shipper.engine.pool import EnginePool
 from shipper.transfer.plan import TargetPlan
 from shipper.transfer import Delivery
 from shipper.progress import Reporter
+from shipper.releases import Release
+from shipper.releases import check as check_release
 
 Status = Literal["moved", "tagged", "unchanged", "skipped", "failed"]
 
@@ -91,12 +93,21 @@ def incomplete(
 
 def _commit(
     target: TargetPlan, delivery: Delivery | None, engines: EnginePool, layers: dict[str, tuple[str, ...]], contents: dict[str, str] | None,
-    reporter: Reporter,
+    reporter: Reporter, releases: Mapping[str, Release] | None = None,
 ) -> None:  # fmt: skip
-    """Check every sent image is on the target, whole, then point the tags, then check them."""
+    """Check every sent image is on the target, whole (and, with ``releases``, the signed release), then point the
+    tags, then check them."""
     engine = engines.get(target.host)
     reporter.phase(target.host.name, "checking")
     local = arrival(target, delivery, engines, layers, contents)
+    for name, image_id in target.tags if releases else ():
+        release = releases.get(image_id) if releases else None
+        there = engine.inspect_image(local.get(image_id, image_id)) if release is not None else None
+        if release is not None:
+            if there is None:
+                raise EngineError(f"image {image_id} is missing on {target.host.describe()} before tagging")
+            config = there.id if target.store == "classic" else None  # the containerd store names images by manifest
+            check_release(release, f"for {name} on {target.host.describe()}", config, there.layers, there.content, None)
     reporter.phase(target.host.name, "tagging")
     for name, image_id in target.tags:
         engine.tag(local.get(image_id, image_id), name)
@@ -189,7 +200,7 @@ def rollback(target: TargetPlan, engines: EnginePool) -> str:
 
 def finish_target(
     target: TargetPlan, delivery: Delivery | None, started: float, reporter: Reporter, engines: EnginePool,
-    layers: dict[str, tuple[str, ...]], contents: dict[str, str] | None = None,
+    layers: dict[str, tuple[str, ...]], contents: dict[str, str] | None = None, releases: Mapping[str, Release] | None = None,
 ) -> TargetResult:  # fmt: skip
     name = target.host.name
     sent = delivery.sent.get(name, 0) if delivery else 0
@@ -200,7 +211,7 @@ def finish_target(
         note = "; ".join(x for x in (note, delivery.target_notes[name]) if x)
     if error is None:
         try:
-            _commit(target, delivery, engines, layers, contents, reporter)
+            _commit(target, delivery, engines, layers, contents, reporter, releases)
         except ShipperError as exc:
             error = exc
     if error is None and delivery is not None and delivery.untag_after.get(name):

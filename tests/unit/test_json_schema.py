@@ -67,6 +67,7 @@ def failing_invocations(inventory: str, tmp: Path) -> dict[str, list[str]]:
         "registry down": ["registry", "down", "down", "-i", inventory],
         "registry gc": ["registry", "gc", "down", "-u", "u", "--password-file", str(tmp / "missing-password"), "-i", inventory],
         "key generate": ["key", "generate", "-o", str(tmp / "release"), "--passphrase-file", str(tmp / "missing-passphrase")],
+        "sign": ["sign", "app:1", "--from", "down", "--key", str(tmp / "missing.key"), "-i", inventory],
     }
 
 

@@ -1,0 +1,109 @@
+"""Signed releases for moves (releases.py holds the statement and its envelope): ``shipper sign`` writes them;
+``move --verify-key`` checks the source's images against them before anything crosses (``vouch``); each target's
+images are checked before its tags move (transfer/commit.py, with what ``vouch`` returned)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from shipper import releases
+from shipper.engine.pool import EnginePool
+from shipper.errors import InventoryError
+from shipper.inventory.model import Host
+from shipper.releases import Release
+from shipper.signing import TrustError
+from shipper.transfer.plan import SourceImage
+from shipper.transfer.survey import source_images
+
+DEFAULT_DIRECTORY = "releases"
+
+
+@dataclass(frozen=True)
+class ReleasePolicy:
+    """``move --verify-key`` and the targets' ``trusted_keys``: each set of keys must verify the statements (one key
+    of each set); and where the statements are."""
+
+    key_sets: tuple[tuple[Path, ...], ...]
+    directory: Path
+
+
+def policy_for(targets: Sequence[Host], keys: Sequence[Path], directory: Path) -> ReleasePolicy | None:
+    """The release policy of a move to ``targets``: ``keys`` (--verify-key) with each target's own trusted keys;
+    None when neither asks for signatures."""
+    sets = tuple(dict.fromkeys(tuple(keys) + trusted_keys(host) for host in targets))
+    sets = tuple(s for s in sets if s)
+    return ReleasePolicy(sets, directory) if sets else None
+
+
+def trusted_keys(host: Host) -> tuple[Path, ...]:
+    """The public keys what lands on ``host`` must be signed with (a bundle loaded there, a release moved there): its
+    ``trusted_keys`` variable (a path or a list of them, ``~`` expanded, relative to where shipper runs, as Ansible
+    reads key files); none: no signature asked."""
+    value = host.vars.get("trusted_keys")
+    if value is None or value == []:
+        return ()
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(item, str) and item for item in items):
+        where = host.var_sources.get("trusted_keys", str(host.origin))
+        raise InventoryError(f"trusted_keys of {host.name} must be a path or a list of paths (set in {where})", origin=host.origin)
+    return tuple(Path(item).expanduser() for item in items)
+
+
+
+
+def directory_for(given: str | None) -> Path:
+    """``--releases DIR``, else ``$SHIPPER_RELEASES``, else ``releases/`` here (beside ``inventory/`` and
+    ``playbooks/`` in a project). Never inside an inventory directory by default: Ansible, and shipper as
+    Ansible does, read every file there as inventory."""
+    return Path(given or os.environ.get("SHIPPER_RELEASES") or DEFAULT_DIRECTORY).expanduser()
+
+
+@dataclass(frozen=True)
+class Signed:
+    image: SourceImage
+    tags: tuple[str, ...]
+    path: Path
+
+
+def sign(source: Host, requested: Sequence[str], key: ec.EllipticCurvePrivateKey, directory: Path) -> list[Signed]:
+    """A signed statement for each image asked for, under the names it was asked by (an image asked by ID: every
+    tag it has there)."""
+    with EnginePool() as engines:
+        engine = engines.get(source)
+        if engine.info().image_store == "containerd":
+            raise TrustError(
+                f"{source.describe()} keeps images in the containerd store, which names them by manifest, not by config digest",
+                hint="sign the release where it was built on an engine of the classic store, or after moving it to one",
+            )
+        images = source_images(engine, requested)
+        tags_there = {image.id: engine.inspect_image(image.id) for image in images}
+    names: dict[str, list[str]] = {}
+    for image in images:
+        details = tags_there[image.id]
+        found = [image.name] if image.name else list(details.tags if details is not None else ())
+        names.setdefault(image.id, []).extend(t for t in found if t not in names.get(image.id, []))
+    signed = []
+    for image in {i.id: i for i in images}.values():
+        release = Release(image.id, image.layers, image.content, tuple(names[image.id]), f"{image.os}/{image.architecture}")
+        signed.append(Signed(image, release.tags, releases.write(directory, release, source.name, key)))
+    return signed
+
+
+def vouch(images: Sequence[SourceImage], source: Host, source_store: str, policy: ReleasePolicy) -> dict[str, Release]:
+    """source image ID -> its verified release; TrustError for the first image that is not a signed release, or
+    not the one its statement names, or moved under a tag it was not released under."""
+    found: dict[str, Release] = {}
+    for image in images:
+        release = found.get(image.id)
+        for keys in policy.key_sets if release is None else ():
+            release = releases.read(policy.directory, image.content, keys, image.requested)
+        assert release is not None
+        config = image.id if source_store == "classic" else None  # the containerd store names images by manifest
+        releases.check(release, f"{image.requested} on {source.describe()}", config, image.layers, image.content, image.name)
+        found[image.id] = release
+    return found

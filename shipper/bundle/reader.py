@@ -13,7 +13,7 @@ import queue
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence, cast
+from typing import Any, Iterator, Mapping, Protocol, Sequence, cast
 
 import zstandard
 
@@ -227,7 +227,15 @@ def _signature(path: Path, inside: bytes | None) -> str | None:
         raise BundleError(f"cannot read {beside}: {exc.strerror}") from None
 
 
-def check_signature(verified: Verified, path: Path, keys: Sequence[Path]) -> None:
+class Signable(Protocol):
+    """What a signature check needs of a verified bundle (reader.Verified, or a registry bundle's)."""
+
+    manifest_data: bytes
+    signature: str | None
+    signed_by: str
+
+
+def check_signature(verified: Signable, path: Path, keys: Sequence[Path]) -> None:
     """TrustError unless one of ``keys`` (public keys, PEM) verifies the bundle's signature over its manifest,
     which holds the digest of every member read_verified checked. Sets ``verified.signed_by``."""
     if not keys:
@@ -284,3 +292,25 @@ def _check_manifest(path: Path, checker: SaveStreamFilter) -> BundleManifest:
     if images != checker.stats.images:
         raise BundleError(f"the images in {path.name} are not the ones its manifest lists")
     return manifest
+
+
+def forward_reader(content: Any) -> Any:
+    """``read_from(offset)`` over a member read front to back: the client asks for each chunk once, in order."""
+    position = [0]
+
+    def read_from(offset: int) -> Iterator[bytes]:
+        if offset < position[0]:
+            raise BundleError("an upload from a bundle cannot go back (the registry lost part of a chunk): run bundle push again")
+        while position[0] < offset:
+            skipped = content.read(min(1 << 20, offset - position[0]))
+            if not skipped:
+                return
+            position[0] += len(skipped)
+        while True:
+            chunk = content.read(1 << 20)
+            if not chunk:
+                return
+            position[0] += len(chunk)
+            yield chunk
+
+    return read_from

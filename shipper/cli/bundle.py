@@ -18,6 +18,7 @@ from shipper.cli.registry import access, access_options, optional_inventory
 from shipper.errors import UsageError
 from shipper.cli.targets import choose, complete_targets, open_inventory
 from shipper.ops import bundle as ops
+from shipper.ops import oci_bundle as oci
 from shipper.ops import registry as registry_ops
 from shipper.hostpool import exit_status_of
 from shipper.platforms import parse_platform
@@ -46,7 +47,12 @@ def bundle() -> None:
 @inventory_option
 @json_option
 @click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
-@click.option("--from", "source", required=True, metavar="HOST", help="The host whose engine has the images.", shell_complete=complete_targets)
+@click.option("--from", "source", metavar="HOST", help="The host whose engine has the images.", shell_complete=complete_targets)
+@click.option("--from-registry", "registry_name", metavar="NAME|HOST:PORT", help="Take the images from this registry instead, as it stores them (an OCI layout: digests and signatures kept).")
+@click.option("-u", "--username", metavar="NAME", help="--from-registry: log in as NAME (with --password-file).")
+@click.option("--password-file", metavar="FILE", help="--from-registry: the password, the first line of FILE ('-': stdin).")
+@click.option("--ca", metavar="FILE", help="--from-registry: the registry's CA.")
+@click.option("--insecure", is_flag=True, help="--from-registry: do not verify TLS; allow plain HTTP to a non-loopback address.")
 @click.option("-o", "--output", required=True, metavar="FILE", help="The bundle: FILE.tar, or FILE.tar.zst to compress with zstd.")
 @click.option("--split", metavar="SIZE", help="Write parts FILE.000, FILE.001, … of at most SIZE (4G, 700M) each.")
 @click.option("--have", "have_file", metavar="FILE", help="A have file from the far side (bundle have): leave out the layers it holds.")
@@ -55,14 +61,25 @@ def bundle() -> None:
 @click.option("--passphrase-file", metavar="FILE", help="The signing key's passphrase: the first line of FILE (- for stdin). Else a prompt on a terminal.")
 @click.pass_context
 def create(
-    ctx: click.Context, inventory_path: str, as_json: bool, images: tuple[str, ...], source: str, output: str, split: str | None,
+    ctx: click.Context, inventory_path: str, as_json: bool, images: tuple[str, ...], source: str | None, registry_name: str | None,
+    username: str | None, password_file: str | None, ca: str | None, insecure: bool, output: str, split: str | None,
     have_file: str | None, platform: str | None, sign_key: str | None, passphrase_file: str | None,
 ) -> None:  # fmt: skip
-    """Save IMAGE... from HOST into one verified file (a standard image archive inside)."""
+    """Save IMAGE... from HOST (or --from-registry R) into one verified file (a standard image archive inside; an
+    OCI image layout from a registry)."""
     env = env_of(ctx)
     if passphrase_file and not sign_key:
         raise UsageError("--passphrase-file is for the signing key", hint="add --sign KEY")
+    if bool(source) == bool(registry_name):
+        raise UsageError("say where the images are: --from HOST or --from-registry REGISTRY (one of them)")
     signer = _signer(sign_key, passphrase_file) if sign_key else None  # a wrong passphrase is refused before any engine is asked
+    if registry_name:
+        if have_file:
+            raise UsageError("--have is for bundles made from an engine", hint="a registry bundle holds every blob of its images")
+        _create_from_registry(env, as_json, inventory_path, registry_name, registry_ops.Access(username, password_file, ca, insecure),
+                              images, Path(output), split, platform, signer)  # fmt: skip
+        return
+    assert source is not None
     hosts = choose(env, open_inventory(inventory_path, source), source)
     if len(hosts) != 1:
         raise UsageError(f"--from must name one host; {source!r} names {len(hosts)}")
@@ -81,6 +98,27 @@ def create(
     env.out(f"wrote {', '.join(str(p) for p in created.parts)} ({human_size(created.bytes_written)}){left}; checksums in {path}.sha256")
     if created.signature is not None:
         env.out(f"signed with {sign_key}: the signature is inside the bundle and in {created.signature}")
+
+
+def _create_from_registry(
+    env: Env, as_json: bool, inventory_path: str, registry_name: str, how: Any, images: tuple[str, ...], path: Path, split: str | None,
+    platform: str | None, signer: Callable[[bytes], str] | None,
+) -> None:  # fmt: skip
+    address, spec = registry_ops.resolve(registry_name, optional_inventory(inventory_path))
+    with registry_ops.open_client(address, spec, how) as client:
+        created = oci.create_from_registry(
+            client, images, path, compress=path.suffix == ".zst", split=parse_size(split) if split else None,
+            platform=parse_platform(platform) if platform else None, signer=signer,
+        )  # fmt: skip
+    if as_json:
+        env.json_line({"event": "created", **created.to_json()})
+        return
+    rows = [[f"{e.repository}:{e.tag}" if e.tag else f"{e.repository}@{e.digest[:19]}…", e.digest[:19] + "…", e.media_type.rsplit(".", 2)[-2],
+             f"of {e.subject[:19]}…" if e.subject else ""] for e in created.entries]  # fmt: skip
+    env.out(table(["REFERENCE", "DIGEST", "KIND", "SIGNS"], rows))
+    env.out(f"wrote {', '.join(str(p) for p in created.parts)} ({human_size(created.bytes_written)}) from {address}: an OCI layout, digests as there")
+    if created.signature is not None:
+        env.out(f"signed: the signature is inside the bundle and in {created.signature}")
 
 
 def _signer(key_file: str, passphrase_file: str | None) -> Callable[[bytes], str]:
@@ -126,11 +164,35 @@ def _verified_json(verified: Any) -> dict[str, Any]:
 def verify(ctx: click.Context, as_json: bool, keys: tuple[str, ...], file: str) -> None:
     """Check every checksum and digest of a bundle (and its signature, with --key) and say what is inside."""
     env = env_of(ctx)
+    if oci.is_oci_bundle(Path(file)):
+        found = ops.verify_oci(Path(file), [Path(k) for k in keys])
+        if as_json:
+            env.emit("verified", _oci_json(found))
+        else:
+            _report_oci(env, found, Path(file))
+        return
     verified = ops.verify(Path(file), [Path(k) for k in keys])
     if as_json:
         env.emit("verified", _verified_json(verified))
     else:
         _report(env, verified, Path(file))
+
+
+def _oci_json(found: Any) -> dict[str, Any]:
+    return {"sound": True, "bytes": found.size, "checksum_file": found.checksum_file, "kind": "oci-layout", "source": found.source,
+            "created": found.created, "signed": found.signature is not None, "signed_by": found.signed_by or None,
+            "images": [{"repository": e.repository, "tag": e.tag, "digest": e.digest, "media_type": e.media_type, "subject": e.subject or None}
+                       for e in found.entries]}  # fmt: skip
+
+
+def _report_oci(env: Env, found: Any, path: Path) -> None:
+    env.out(f"{path}: sound (an OCI layout from {found.source}, made {found.created}; {len(found.manifests)} manifest(s), {len(found.blob_sizes)} blob(s))")
+    if found.signed_by:
+        env.out(f"signed: the signature verifies with {found.signed_by}")
+    elif found.signature is not None:
+        env.out("signed, not checked: give --key PUB to check the signature")
+    rows = [[f"{e.repository}:{e.tag}" if e.tag else e.repository, e.digest[:19] + "…", f"of {e.subject[:19]}…" if e.subject else ""] for e in found.entries]
+    env.out(table(["REFERENCE", "DIGEST", "SIGNS"], rows))
 
 
 @bundle.command("load")
@@ -175,6 +237,16 @@ def push(
     """Seed a registry straight from a bundle (no engine): only the missing blobs, manifests and tags last."""
     env = env_of(ctx)
     address, spec = registry_ops.resolve(registry_name, optional_inventory(inventory_path))
+    if oci.is_oci_bundle(Path(file)):
+        found = ops.verify_oci(Path(file), [Path(k) for k in keys])  # the registry is not asked anything before this passed
+        with registry_ops.open_client(address, spec, access(username, password_file, ca, insecure)) as client:
+            done = oci.push_oci(Path(file), client, found)
+        if as_json:
+            env.emit("pushed", done.to_json())
+        else:
+            env.out(f"pushed to {address}: {len(done.uploaded)} blob(s) uploaded, {len(done.present)} already there, "
+                    f"{len(done.manifests)} manifest(s) as they were; tags {', '.join(done.tags)}")  # fmt: skip
+        return
     verified = ops.verify(Path(file), [Path(k) for k in keys])  # the registry is not asked anything before this passed
     with registry_ops.open_client(address, spec, access(username, password_file, ca, insecure)) as client:
         _, pushed = ops.push(Path(file), client, verified=verified)

@@ -25,10 +25,11 @@ from typing import Any, Callable, Iterator, Sequence
 from shipper.archive.layers import chain_ids, needed_layers
 from shipper.archive.layerstore import LayerStore
 from shipper.archive.savestream import ArchiveError, SaveStreamFilter
+from shipper.ops.oci_bundle import OciVerified, is_oci_bundle, read_oci_verified
 from shipper.ops.release import trusted_keys
 from shipper.bundle import BundleError, BundleImage, BundleWriter, Verified, check_signature, content_chunks, read_verified
 from shipper.bundle.format import trailer_for
-from shipper.bundle.reader import ChunkFile
+from shipper.bundle.reader import ChunkFile, forward_reader
 from shipper.engine import connect
 from shipper.errors import ShipperError, UsageError
 from shipper.inventory.model import Host
@@ -264,8 +265,25 @@ def verify(path: Path, keys: Sequence[Path] = ()) -> Verified:
     return verified
 
 
+def verify_oci(path: Path, keys: Sequence[Path] = ()) -> OciVerified:
+    """``verify`` for a bundle made from a registry (oci_bundle.py)."""
+    found = read_oci_verified(path)
+    check_signature(found, path, keys)
+    return found
+
+
+def _not_for_engines(path: Path) -> None:
+    if is_oci_bundle(path):
+        raise BundleError(
+            f"{path.name} was made from a registry: an OCI layout holding the registry's compressed blobs, which this shipper "
+            "loads only into a registry",
+            hint=f"bundle push {path.name} --registry R, then move --via registry or docker pull from there",
+        )
+
+
 def verify_for(path: Path, targets: Sequence[Host], keys: Sequence[Path] = ()) -> Verified:
     """``verify`` for loading into ``targets``: each target's own ``trusted_keys`` (with ``keys``) must verify it."""
+    _not_for_engines(path)
     verified = read_verified(path)
     for required in dict.fromkeys(tuple(keys) + trusted_keys(host) for host in targets):
         check_signature(verified, path, required)
@@ -363,7 +381,7 @@ def push(path: Path, client: RegistryClient, reporter: Reporter | None = None, v
             repository = wanted.pop(digest)
             content = archive.extractfile(member)
             assert content is not None
-            status = client.upload_blob(repository, digest, member.size, _forward_reader(content))
+            status = client.upload_blob(repository, digest, member.size, forward_reader(content))
             (result.uploaded if status == "uploaded" else result.present).append(digest)
     for digest in wanted:  # blobs the bundle relies on, or shared: already in the registry
         result.present.append(digest)
@@ -381,28 +399,6 @@ def _layer_blobs(image: BundleImage, verified: Verified, digest_of_member: dict[
         stored = digest_of_member.get(members[i], diff_id) if i < len(members) and members[i] else diff_id
         found.append((stored, OCI_LAYER if stored == diff_id else OCI_LAYER + "+gzip"))
     return found
-
-
-def _forward_reader(content: Any) -> Any:
-    """``read_from(offset)`` over a member read front to back: the client asks for each chunk once, in order."""
-    position = [0]
-
-    def read_from(offset: int) -> Iterator[bytes]:
-        if offset < position[0]:
-            raise BundleError("an upload from a bundle cannot go back (the registry lost part of a chunk): run bundle push again")
-        while position[0] < offset:
-            skipped = content.read(min(1 << 20, offset - position[0]))
-            if not skipped:
-                return
-            position[0] += len(skipped)
-        while True:
-            chunk = content.read(1 << 20)
-            if not chunk:
-                return
-            position[0] += len(chunk)
-            yield chunk
-
-    return read_from
 
 
 def _put_image(

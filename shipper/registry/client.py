@@ -148,6 +148,22 @@ class RegistryClient(RegistryHTTP):
             raise RegistryError(f"manifest {repository}:{reference} is of type {media_type!r}, which shipper does not read")
         return Manifest(raw, media_type, digest)
 
+    def referrers(self, repository: str, digest: str) -> list[Descriptor] | None:
+        """The manifests whose ``subject`` is ``digest`` (OCI 1.1's referrers API), or None where the registry does
+        not serve that API (distribution before 3.0 answers 404: cosign's tag scheme is then the way)."""
+        check_repository(repository)
+        check_digest(digest)
+        action = f"list the referrers of {repository}@{digest}"
+        response = self._send("GET", f"/v2/{repository}/referrers/{digest}", _scope(repository, "pull"), headers={"Accept": OCI_INDEX},
+                              stream=True, action=action)  # fmt: skip
+        if response.status_code in (404, 405):
+            response.close()
+            return None
+        self._expect(response, (200,), action)
+        raw = read_body(response, MAX_METADATA, f"the referrers of {repository}@{digest}", action, self)
+        index = Manifest(raw, OCI_INDEX, digest_of(raw, "sha256"))
+        return index.manifests
+
     def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> str:
         """Store ``manifest`` under a tag (or its digest); its digest, as the registry confirms it."""
         check_repository(repository)

@@ -1,0 +1,457 @@
+"""Bundles from a registry: the registry's own bytes in an OCI image layout, so that digests survive the air gap.
+
+``bundle create --from-registry R IMAGE...`` writes, as a tar (zstd and
+signing as for any bundle)::
+
+    oci-layout                  {"imageLayoutVersion": "1.0.0"}
+    blobs/sha256/<hex>          every manifest, index, config and layer exactly as R stores them
+    index.json                  the images (and their signatures) by digest, with their repository and tag
+    shipper-bundle.json         the digest and size of every member (signed with --sign), its digest, its signature
+
+Each image comes whole: an index with every platform, or with ``--platform``
+that platform's manifest. With it come its signatures and attestations, found
+by cosign's tag scheme (``sha256-<digest>.sig``, ``.att``, ``.sbom``) and by
+the OCI 1.1 referrers API where the registry serves it. ``bundle push``
+recreates every manifest byte for byte in the far registry, so every digest,
+and any signature made upstream, holds there too.
+
+Read back, the layout is untrusted input, checked in one read as a docker-save
+bundle is (bundle/reader.py): only regular files under known names, every
+blob's content against its name, metadata bounded, every member against the
+bundle's manifest, every descriptor's target present with its size.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import re
+import socket
+import tarfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+from shipper.bundle import BundleError, BundleWriter
+from shipper.bundle.format import BUNDLE_DIGEST, BUNDLE_JSON, BUNDLE_SIG, FORMAT
+from shipper.archive.tarheader import BLOCK, ArchiveError, Input, kind_of, pad, parse_header
+from shipper.bundle.reader import content_chunks, expected_sums, forward_reader
+from shipper.errors import UsageError
+from shipper.platforms import Platform
+from shipper.registry import RegistryClient
+from shipper.registry.client import MANIFEST_TYPES, OCI_INDEX, Manifest
+from shipper.registry.names import check_repository
+
+KIND = "oci-layout"
+LAYOUT, INDEX = "oci-layout", "index.json"
+REF_NAME = "org.opencontainers.image.ref.name"
+REPOSITORY = "io.shipper.repository"
+SUBJECT = "io.shipper.subject"  # an artifact's: the digest of the manifest it speaks of
+COSIGN_SUFFIXES = (".sig", ".att", ".sbom")
+MAX_METADATA = 4 << 20
+MAX_KEPT = 64 << 20  # small blobs held while reading (manifests, configs), in all
+_BLOB = re.compile(r"blobs/sha256/([0-9a-f]{64})")
+_FIXED = (LAYOUT, INDEX, BUNDLE_JSON, BUNDLE_DIGEST, BUNDLE_SIG)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One manifest named in index.json: an image under a tag, or an artifact (a signature) of one."""
+
+    repository: str
+    tag: str  # "" for a referrer, stored by digest only
+    digest: str
+    media_type: str
+    subject: str = ""
+
+
+@dataclass
+class OciVerified:
+    """An OCI bundle that passed every check (the same attributes as reader.Verified that signatures use)."""
+
+    entries: list[Entry]
+    manifests: dict[str, Manifest]  # every manifest and index, by digest
+    blob_sizes: dict[str, int]
+    size: int
+    checksum_file: bool
+    manifest_data: bytes = b""
+    signature: str | None = None
+    signed_by: str = ""
+    source: str = ""
+    created: str = ""
+
+
+def is_oci_bundle(path: Path) -> bool:
+    """Whether the bundle at ``path`` is an OCI layout from a registry (its first member is ``oci-layout``)."""
+    first = b""
+    for chunk in content_chunks(path):
+        first += chunk
+        if len(first) >= 512:
+            break
+    return first[:100].rstrip(b"\0") == LAYOUT.encode()
+
+
+# -- create -----------------------------------------------------------------------------------
+
+
+@dataclass
+class CreatedOci:
+    parts: list[Path]
+    entries: list[Entry]
+    bytes_written: int
+    signature: Path | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "files": [str(p) for p in self.parts], "bytes": self.bytes_written, "signature": str(self.signature) if self.signature else None,
+            "images": [{"repository": e.repository, "tag": e.tag, "digest": e.digest, "media_type": e.media_type, "subject": e.subject or None}
+                       for e in self.entries],
+        }  # fmt: skip
+
+
+def _split(reference: str) -> tuple[str, str]:
+    repository, at, digest = reference.partition("@")
+    if at:
+        check_repository(repository)
+        return repository, digest
+    slash = repository.rfind("/")
+    colon = repository.rfind(":")
+    repository, tag = (repository[:colon], repository[colon + 1 :]) if colon > slash else (repository, "latest")
+    check_repository(repository)
+    return repository, tag
+
+
+class _Collector:
+    """Everything the chosen images need, read from the registry: manifests in memory, blobs by where to read them."""
+
+    def __init__(self, client: RegistryClient) -> None:
+        self.client = client
+        self.manifests: dict[str, Manifest] = {}
+        self.blobs: dict[str, tuple[str, int]] = {}  # digest -> (a repository holding it, size)
+        self.entries: list[Entry] = []
+
+    def image(self, reference: str, platform: Platform | None) -> None:
+        repository, tag = _split(reference)
+        top = self.client.manifest(repository, tag)
+        if platform is not None and top.is_index:
+            chosen = [d for d in top.manifests if d.platform and platform.matches(*(d.platform.split("/") + [""])[:3])]
+            if not chosen:
+                held = ", ".join(d.platform for d in top.manifests if d.platform) or "none"
+                raise UsageError(f"{reference} in {self.client.address} has no {platform} manifest (it has {held})")
+            top = self.client.manifest(repository, chosen[0].digest)
+        self._walk(repository, top)
+        self.entries.append(Entry(repository, "" if tag.startswith("sha256:") else tag, top.digest, top.media_type))
+        self._artifacts(repository, top.digest)
+
+    def _artifacts(self, repository: str, subject: str) -> None:
+        for suffix in COSIGN_SUFFIXES:  # cosign's tag scheme: sha256-<hex>.sig beside the image
+            tag = f"sha256-{subject.removeprefix('sha256:')}{suffix}"
+            if self.client.manifest_head(repository, tag) is not None:
+                found = self.client.manifest(repository, tag)
+                self._walk(repository, found)
+                self.entries.append(Entry(repository, tag, found.digest, found.media_type, subject))
+        for descriptor in self.client.referrers(repository, subject) or ():  # OCI 1.1, where the registry serves it
+            if descriptor.digest not in {e.digest for e in self.entries}:
+                found = self.client.manifest(repository, descriptor.digest)
+                self._walk(repository, found)
+                self.entries.append(Entry(repository, "", found.digest, found.media_type, subject))
+
+    def _walk(self, repository: str, manifest: Manifest) -> None:
+        self.manifests[manifest.digest] = manifest
+        if manifest.is_index:
+            for child in manifest.manifests:
+                if child.digest not in self.manifests:
+                    self._walk(repository, self.client.manifest(repository, child.digest))
+            return
+        for descriptor in [manifest.config, *manifest.layers]:
+            if descriptor is not None:
+                self.blobs.setdefault(descriptor.digest, (repository, descriptor.size))
+
+
+class _TarOut:
+    """Members written to a bundle writer as a tar, each listed with its size and sha256."""
+
+    def __init__(self, writer: BundleWriter) -> None:
+        self.writer, self.members = writer, {}  # type: ignore[var-annotated]
+
+    def _header(self, name: str, size: int) -> None:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode, info.mtime = size, 0o644, 0
+        self.writer.write(info.tobuf(format=tarfile.USTAR_FORMAT))
+
+    def add(self, name: str, data: bytes, listed: bool = True) -> None:
+        self.add_stream(name, len(data), [data], listed)
+
+    def add_stream(self, name: str, size: int, chunks: Iterable[bytes], listed: bool = True) -> None:
+        self._header(name, size)
+        sha, written = hashlib.sha256(), 0
+        for chunk in chunks:
+            sha.update(chunk)
+            written += len(chunk)
+            self.writer.write(chunk)
+        if written != size:
+            raise BundleError(f"{name}: {written} bytes arrived, {size} expected")
+        self.writer.write(bytes(-size % 512))
+        if listed:
+            self.members[name] = {"size": size, "sha256": "sha256:" + sha.hexdigest()}
+
+
+def create_from_registry(
+    client: RegistryClient, references: Sequence[str], output: Path, compress: bool = False, split: int | None = None,
+    platform: Platform | None = None, signer: Callable[[bytes], str] | None = None,
+) -> CreatedOci:  # fmt: skip
+    """Write the images ``references`` (``repository:tag`` or ``repository@digest`` in ``client``'s registry), their
+    signatures and attestations, into an OCI-layout bundle at ``output``."""
+    if output.exists() or output.with_name(output.name + ".000").exists():
+        raise UsageError(f"{output} exists already", hint="choose another name, or remove it first")
+    found = _Collector(client)
+    for reference in references:
+        found.image(reference, platform)
+    writer = BundleWriter(output, compress, split)
+    out = _TarOut(writer)
+    try:
+        out.add(LAYOUT, b'{"imageLayoutVersion":"1.0.0"}')
+        for digest, (repository, size) in found.blobs.items():
+            out.add_stream(f"blobs/sha256/{digest.removeprefix('sha256:')}", size, found.client.blob(repository, digest, size))
+        for digest, manifest in found.manifests.items():
+            out.add(f"blobs/sha256/{digest.removeprefix('sha256:')}", manifest.raw)
+        out.add(INDEX, json.dumps(_index(found.entries, found.manifests), indent=1).encode())
+        document = {
+            "format": FORMAT, "kind": KIND, "source": str(client.address), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "created_by": f"{getpass.getuser()}@{socket.gethostname()} with shipper", "images": [], "relies_on": [], "members": out.members,
+        }  # fmt: skip
+        data = json.dumps(document, indent=1).encode()
+        out.add(BUNDLE_JSON, data, listed=False)
+        out.add(BUNDLE_DIGEST, json.dumps({"sha256": hashlib.sha256(data).hexdigest()}).encode(), listed=False)
+        signature = signer(data) if signer is not None else None
+        if signature is not None:
+            out.add(BUNDLE_SIG, signature.encode(), listed=False)
+        writer.write(bytes(1024))
+        parts = writer.commit()
+        beside = writer.beside(".sig", signature.encode()) if signature is not None else None
+        if signature is None:
+            Path(f"{output}.sig").unlink(missing_ok=True)
+    except BaseException:
+        writer.abort()
+        raise
+    return CreatedOci(parts, found.entries, writer.written, beside)
+
+
+def _index(entries: Sequence[Entry], held: dict[str, Manifest]) -> dict[str, Any]:
+    manifests = []
+    for entry in entries:
+        annotations = {REPOSITORY: entry.repository, **({REF_NAME: entry.tag} if entry.tag else {}), **({SUBJECT: entry.subject} if entry.subject else {})}
+        manifests.append({"mediaType": entry.media_type, "digest": entry.digest, "size": len(held[entry.digest].raw), "annotations": annotations})
+    return {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}
+
+
+# -- read back --------------------------------------------------------------------------------
+
+
+class _Member:
+    """One member of a strictly read tar: its name, size and bytes (read once, front to back)."""
+
+    def __init__(self, name: str, size: int, source: Input) -> None:
+        self.name, self.size, self._pieces, self._left = name, size, source.pieces(size), b""
+
+    def chunks(self) -> Iterator[bytes]:
+        if self._left:
+            yield self._left
+            self._left = b""
+        for piece in self._pieces:
+            yield bytes(piece)
+
+    def read(self, size: int) -> bytes:
+        """At most ``size`` bytes (b"" at the end), as a file's read."""
+        out, self._left = self._left[:size], self._left[size:]
+        while len(out) < size:
+            piece = next(self._pieces, None)
+            if piece is None:
+                break
+            need = size - len(out)
+            out, self._left = out + bytes(piece[:need]), bytes(piece[need:])
+        return out
+
+    def drain(self) -> None:
+        for _ in self._pieces:
+            pass
+
+
+def _members(path: Path, chunks: Iterable[bytes]) -> Iterator[_Member]:
+    """The tar's members, read strictly: only plain USTAR regular files (what create writes; no extended headers,
+    whose size Python's tarfile would hold in memory), then the end marker, then nothing but zeros."""
+    source = Input(chunks)
+    try:
+        while True:
+            block = source.read(BLOCK)
+            if block == bytes(BLOCK):
+                if source.read(BLOCK) != bytes(BLOCK):
+                    raise BundleError(f"{path.name}: a lone zero block inside the archive")
+                while not source.at_end():
+                    if bytes(source.read(len(source.rest()))).strip(b"\0"):
+                        raise BundleError(f"{path.name} has data after the end of its archive (appended garbage)")
+                return
+            info = parse_header(block)
+            if info.type not in (tarfile.REGTYPE, tarfile.AREGTYPE):
+                raise BundleError(f"{path.name}: member {info.name[:100]!r} is a {kind_of(info)}: an OCI bundle holds only files")
+            member = _Member(info.name, info.size, source)
+            yield member
+            member.drain()
+            source.read(pad(info.size))
+    except ArchiveError as exc:
+        raise BundleError(f"{path.name}: {exc}") from None
+
+
+def read_oci_verified(path: Path) -> OciVerified:
+    """Check the whole OCI bundle in one read (nothing is touched anywhere); what it holds."""
+    expected = expected_sums(path)
+    actual: dict[str, Any] = {}
+    kept: dict[str, bytes] = {}  # fixed members and small blobs
+    sizes: dict[str, int] = {}  # every member
+    digests: dict[str, str] = {}
+    total = 0
+    for member in _members(path, content_chunks(path, actual)):
+        name = member.name
+        if name in sizes:
+            raise BundleError(f"{path.name}: {name} appears twice")
+        blob = _BLOB.fullmatch(name)
+        if blob is None and name not in _FIXED:
+            raise BundleError(f"{path.name}: {name[:100]!r} is not a member of an OCI bundle (only blobs/sha256/<digest> and {', '.join(_FIXED)})")
+        if blob is None and member.size > MAX_METADATA:
+            raise BundleError(f"{path.name}: {name} is {member.size} bytes; metadata over {MAX_METADATA} bytes is refused")
+        sha, held = hashlib.sha256(), []
+        keep = member.size <= MAX_METADATA and total + member.size <= MAX_KEPT
+        for chunk in member.chunks():
+            sha.update(chunk)
+            if keep:
+                held.append(chunk)
+        if blob is not None and sha.hexdigest() != blob.group(1):
+            raise BundleError(f"{path.name}: {name} does not match its digest: the bundle was damaged or changed")
+        sizes[name], digests[name] = member.size, "sha256:" + sha.hexdigest()
+        if keep:
+            kept[name] = b"".join(held)
+            total += member.size
+    if expected is not None:
+        for part, digest in actual.items():
+            if expected.get(part) != digest:
+                raise BundleError(f"{part} does not match its checksum in {path.name}.sha256: the file is damaged or was changed")
+    return _check_layout(path, kept, sizes, digests, expected is not None)
+
+
+def _check_layout(path: Path, kept: dict[str, bytes], sizes: dict[str, int], digests: dict[str, str], checksums: bool) -> OciVerified:
+    for fixed in (LAYOUT, INDEX, BUNDLE_JSON, BUNDLE_DIGEST):
+        if fixed not in kept:
+            raise BundleError(f"{path.name} lacks {fixed}: not a whole OCI bundle of shipper's")
+    data = kept[BUNDLE_JSON]
+    try:
+        recorded = json.loads(kept[BUNDLE_DIGEST])["sha256"]
+        document = json.loads(data)
+        members = {str(k): (int(v["size"]), str(v["sha256"])) for k, v in document["members"].items()}
+        index = json.loads(kept[INDEX])
+        listed = [(d["digest"], str(d["mediaType"]), d.get("annotations") or {}, d["size"]) for d in index["manifests"]]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise BundleError(f"{path.name}: its manifest or index.json is not what shipper writes") from None
+    if recorded != hashlib.sha256(data).hexdigest():
+        raise BundleError(f"{BUNDLE_JSON} in {path.name} does not match its digest: it was damaged or changed")
+    present = {name: (size, digests[name]) for name, size in sizes.items() if name not in (BUNDLE_JSON, BUNDLE_DIGEST, BUNDLE_SIG)}
+    if present != members:
+        changed = sorted(set(present.items()) ^ set(members.items()))
+        raise BundleError(f"{path.name} does not hold what its manifest lists ({changed[0][0]} differs): it was damaged or changed")
+    blob_sizes = {f"sha256:{m.group(1)}": size for name, size in sizes.items() if (m := _BLOB.fullmatch(name))}
+    manifests: dict[str, Manifest] = {}
+
+    def manifest(digest: str, media_type: str) -> Manifest:
+        raw = kept.get(f"blobs/sha256/{digest.removeprefix('sha256:')}")
+        if raw is None or media_type not in MANIFEST_TYPES:
+            raise BundleError(f"{path.name}: manifest {digest} is missing or of a type shipper does not read ({media_type[:60]})")
+        found = manifests.setdefault(digest, Manifest(raw, media_type, digest))
+        for child in found.manifests if found.is_index else ():
+            manifest(child.digest, child.media_type)
+        for descriptor in [] if found.is_index else [found.config, *found.layers]:
+            if descriptor is not None and blob_sizes.get(descriptor.digest) != descriptor.size:
+                raise BundleError(f"{path.name}: {descriptor.digest} that manifest {digest} names is missing or of another size")
+        return found
+
+    entries = []
+    for digest, media_type, annotations, size in listed:
+        if len(manifest(str(digest), media_type).raw) != size:
+            raise BundleError(f"{path.name}: index.json gives manifest {digest} another size than it has")
+        repository = str(annotations.get(REPOSITORY, ""))
+        check_repository(repository)
+        entries.append(Entry(repository, str(annotations.get(REF_NAME, "")), str(digest), media_type, str(annotations.get(SUBJECT, ""))))
+    signature = kept.get(BUNDLE_SIG)
+    return OciVerified(
+        entries, manifests, blob_sizes, sum(sizes.values()), checksums, data, signature.decode(errors="replace") if signature is not None else _beside(path),
+        source=str(document.get("source", "")), created=str(document.get("created", "")),
+    )  # fmt: skip
+
+
+def _beside(path: Path) -> str | None:
+    try:
+        with open(f"{path}.sig", "rb") as source:
+            return source.read(4096).decode(errors="replace")
+    except FileNotFoundError:
+        return None
+
+
+# -- push -------------------------------------------------------------------------------------
+
+
+@dataclass
+class PushedOci:
+    uploaded: list[str] = field(default_factory=list)
+    present: list[str] = field(default_factory=list)
+    manifests: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"uploaded": len(self.uploaded), "already_there": len(self.present), "manifests": len(self.manifests), "tags": self.tags}
+
+
+def push_oci(path: Path, client: RegistryClient, verified: OciVerified) -> PushedOci:
+    """Every blob the far registry lacks (each under every repository that needs it), then every manifest byte for
+    byte, children first, then the tags: the same digests as where the bundle was made."""
+    needs: dict[str, list[str]] = {}  # blob digest -> repositories
+    for entry in verified.entries:
+        for digest in _blobs_of(verified, entry.digest):
+            needs.setdefault(digest, [])
+            if entry.repository not in needs[digest]:
+                needs[digest].append(entry.repository)
+    pushed = PushedOci()
+    for member in _members(path, content_chunks(path)):
+        found = _BLOB.fullmatch(member.name)
+        digest = f"sha256:{found.group(1)}" if found else ""
+        if digest not in needs:
+            continue
+        first, *others = needs[digest]
+        outcome = client.upload_blob(first, digest, member.size, forward_reader(member))
+        (pushed.uploaded if outcome == "uploaded" else pushed.present).append(digest)
+        for repository in others:
+            if client.blob_size(repository, digest) is None and not client.mount_blob(repository, digest, first):
+                raise BundleError(f"registry {client.address} would not link blob {digest} into {repository}", hint="run bundle push again")
+    for entry in verified.entries:
+        for digest in _manifests_of(verified, entry.digest):
+            client.put_manifest(entry.repository, digest, verified.manifests[digest])
+            pushed.manifests.append(digest)
+        if entry.tag:
+            client.put_manifest(entry.repository, entry.tag, verified.manifests[entry.digest])
+            pushed.tags.append(f"{entry.repository}:{entry.tag}")
+    return pushed
+
+
+def _manifests_of(verified: OciVerified, digest: str) -> list[str]:
+    """``digest``'s manifest and those it lists, children first."""
+    manifest = verified.manifests[digest]
+    children = [d for child in (manifest.manifests if manifest.is_index else []) for d in _manifests_of(verified, child.digest)]
+    return [*children, digest]
+
+
+def _blobs_of(verified: OciVerified, digest: str) -> list[str]:
+    found = []
+    for each in _manifests_of(verified, digest):
+        manifest = verified.manifests[each]
+        if not manifest.is_index:
+            found += [d.digest for d in [manifest.config, *manifest.layers] if d is not None]
+    return found

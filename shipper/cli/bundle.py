@@ -18,7 +18,9 @@ from shipper.cli.registry import access, access_options, optional_inventory
 from shipper.errors import UsageError
 from shipper.cli.targets import choose, complete_targets, open_inventory
 from shipper.ops import bundle as ops
+from shipper.ops import bundle_push as pushing
 from shipper.ops import oci_bundle as oci
+from shipper.ops.oci_layout import is_oci_bundle
 from shipper.ops import registry as registry_ops
 from shipper.hostpool import exit_status_of
 from shipper.platforms import parse_platform
@@ -164,7 +166,7 @@ def _verified_json(verified: Any) -> dict[str, Any]:
 def verify(ctx: click.Context, as_json: bool, keys: tuple[str, ...], file: str) -> None:
     """Check every checksum and digest of a bundle (and its signature, with --key) and say what is inside."""
     env = env_of(ctx)
-    if oci.is_oci_bundle(Path(file)):
+    if is_oci_bundle(Path(file)):
         found = ops.verify_oci(Path(file), [Path(k) for k in keys])
         if as_json:
             env.emit("verified", _oci_json(found))
@@ -237,19 +239,9 @@ def push(
     """Seed a registry straight from a bundle (no engine): only the missing blobs, manifests and tags last."""
     env = env_of(ctx)
     address, spec = registry_ops.resolve(registry_name, optional_inventory(inventory_path))
-    if oci.is_oci_bundle(Path(file)):
-        found = ops.verify_oci(Path(file), [Path(k) for k in keys])  # the registry is not asked anything before this passed
-        with registry_ops.open_client(address, spec, access(username, password_file, ca, insecure)) as client:
-            done = oci.push_oci(Path(file), client, found)
-        if as_json:
-            env.emit("pushed", done.to_json())
-        else:
-            env.out(f"pushed to {address}: {len(done.uploaded)} blob(s) uploaded, {len(done.present)} already there, "
-                    f"{len(done.manifests)} manifest(s) as they were; tags {', '.join(done.tags)}")  # fmt: skip
-        return
-    verified = ops.verify(Path(file), [Path(k) for k in keys])  # the registry is not asked anything before this passed
+    verified = pushing.verify_for_push(Path(file), [Path(k) for k in keys])  # the registry is not asked anything before this passed
     with registry_ops.open_client(address, spec, access(username, password_file, ca, insecure)) as client:
-        _, pushed = ops.push(Path(file), client, verified=verified)
+        pushed = pushing.push_verified(Path(file), client, verified)
     if as_json:
         env.emit("pushed", pushed.to_json())
     else:

@@ -14,22 +14,18 @@
 
 from __future__ import annotations
 
-import io
-import json
-import tarfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from shipper.archive.layers import chain_ids, needed_layers
 from shipper.archive.layerstore import LayerStore
-from shipper.archive.savestream import ArchiveError, SaveStreamFilter
-from shipper.ops.oci_bundle import OciVerified, is_oci_bundle, read_oci_verified
+from shipper.archive.savestream import ArchiveError, SaveStreamFilter, StreamStats
+from shipper.ops.oci_layout import OciVerified, docker_save_chunks, engine_images, is_oci_bundle, read_oci_verified
 from shipper.ops.release import trusted_keys
-from shipper.bundle import BundleError, BundleImage, BundleWriter, Verified, check_signature, content_chunks, read_verified
-from shipper.bundle.format import trailer_for
-from shipper.bundle.reader import ChunkFile, forward_reader
+from shipper.bundle import BundleError, BundleImage, BundleWriter, Verified, check_signature, read_verified
+from shipper.bundle.format import BundleManifest, trailer_for
 from shipper.engine import connect
 from shipper.errors import ShipperError, UsageError
 from shipper.inventory.model import Host
@@ -41,11 +37,8 @@ from shipper.transfer.commit import TargetResult, finish_target, static_result
 from shipper.ops.move_recovery import merge, resend_in_full
 from shipper.transfer import Delivery, FileSource, SaveRequest, deliver, make_sink, make_source
 from shipper.transfer.resume import receiver_spec
-from shipper.imageref import without_registry
-from shipper.platforms import Platform
+from shipper.platforms import Platform, normalized
 from shipper.progress import NullReporter, Reporter
-from shipper.registry import Manifest, RegistryClient
-from shipper.registry.client import digest_of
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -272,52 +265,96 @@ def verify_oci(path: Path, keys: Sequence[Path] = ()) -> OciVerified:
     return found
 
 
-def _not_for_engines(path: Path) -> None:
-    if is_oci_bundle(path):
-        raise BundleError(
-            f"{path.name} was made from a registry: an OCI layout holding the registry's compressed blobs, which this shipper "
-            "loads only into a registry",
-            hint=f"bundle push {path.name} --registry R, then move --via registry or docker pull from there",
-        )
-
-
-def verify_for(path: Path, targets: Sequence[Host], keys: Sequence[Path] = ()) -> Verified:
-    """``verify`` for loading into ``targets``: each target's own ``trusted_keys`` (with ``keys``) must verify it."""
-    _not_for_engines(path)
-    verified = read_verified(path)
+def prepare(path: Path, targets: Sequence[Host], keys: Sequence[Path], engines: EnginePool) -> tuple[Verified, Any]:
+    """The bundle read whole and checked (each target's own ``trusted_keys``, with ``keys``, must verify it), as
+    engines take it, and where its docker-save stream comes from. A bundle made from a registry (an OCI layout)
+    gives the targets' platform's manifests, streamed as docker save writes them."""
+    if not is_oci_bundle(path):
+        verified = read_verified(path)
+        for required in dict.fromkeys(tuple(keys) + trusted_keys(host) for host in targets):
+            check_signature(verified, path, required)
+        return verified, FileSource(path)
+    found = read_oci_verified(path)
     for required in dict.fromkeys(tuple(keys) + trusted_keys(host) for host in targets):
-        check_signature(verified, path, required)
-    return verified
+        check_signature(found, path, required)
+    images = engine_images(found, _one_platform(targets, engines))
+    bundle_images = [BundleImage(i.config, i.tags, i.size, i.diff_ids, i.platform) for i in images]
+    verified = Verified(BundleManifest(bundle_images, source=found.source, created=found.created), StreamStats(), found.checksum_file,
+                        found.size, found.manifest_data, found.signature, found.signed_by)  # fmt: skip
+    return verified, _Generated(path, lambda: docker_save_chunks(path, found, images))
 
 
 def load(
     path: Path, targets: Sequence[Host], force: bool = False, reporter: Reporter | None = None, keys: Sequence[Path] = (),
 ) -> tuple[Verified, list[TargetResult]]:  # fmt: skip
-    """Verify the bundle, then load it into every target that lacks its images, tags last. A signature is required
+    """Verify the bundle, then load it into every target that lacks its images, tags last (a bundle made from a
+    registry: the targets' platform's images). A signature is required
     where ``keys`` are given or a target trusts keys of its own (``trusted_keys``): one of them must verify it, for
     every target, before any engine is touched."""
     reporter = reporter or NullReporter()
-    verified = verify_for(path, targets, keys)  # nothing is touched before the whole bundle passed
-    started = time.monotonic()
     with EnginePool() as engines:
-        for host in targets:
-            reporter.phase(host.name, "surveying")
-        plans = plan_targets(targets, verified, engines, force)
-        senders = [t for t in plans if t.action == "send"]
-        delivery = _deliver_file(path, verified, senders, reporter) if senders else None
-        layers = {i.id: i.layers for i in verified.manifest.images}
-        if delivery is not None:
-            resend = resend_in_full(senders, delivery, engines, layers, {})
-            if resend is not None:
-                merge(delivery, _deliver_file(path, verified, resend.targets, reporter), resend)
-        movers = [t for t in plans if t.action in ("send", "tag")]
-        by_name = {t.host.name: t for t in movers}
-        outcomes = for_each_host([t.host for t in movers], lambda h: finish_target(by_name[h.name], delivery, started, reporter, engines, layers))
-        finished = {o.host.name: o.value for o in outcomes}
-        return verified, [finished.get(t.host.name) or static_result(t) for t in plans]
+        verified, source = prepare(path, targets, keys, engines)  # nothing is touched before the whole bundle passed
+        return verified, _load_verified(path, verified, targets, force, reporter, engines, source)
 
 
-def _deliver_file(path: Path, verified: Verified, senders: Sequence[TargetPlan], reporter: Reporter) -> Delivery:
+def _one_platform(targets: Sequence[Host], engines: EnginePool) -> Platform:
+    """The platform of the targets' engines (those that answer: the others fail in their own plans)."""
+    found: dict[Platform, list[str]] = {}
+    for host in targets:
+        try:
+            info = engines.get(host).info()
+        except ShipperError:
+            continue
+        found.setdefault(normalized(info.os, info.arch), []).append(host.name)
+    if len(found) > 1:
+        said = "; ".join(f"{p} on {', '.join(hosts)}" for p, hosts in found.items())
+        raise BundleError(f"the targets run on several platforms ({said})", hint="load the bundle into each platform's hosts in turn")
+    return next(iter(found), normalized("linux", "amd64"))
+
+
+class _Generated:
+    """A docker-save stream made on the fly from a bundle (a registry bundle's layout, for engines)."""
+
+    def __init__(self, path: Path, chunks: Callable[[], Iterator[bytes]]) -> None:
+        self.path, self._chunks = path, chunks
+
+    def chunks(self) -> Iterator[bytes]:
+        return self._chunks()
+
+    def failure(self) -> ShipperError | None:
+        return None
+
+    def abort(self) -> None:
+        pass
+
+    def broken(self, problem: Exception) -> ShipperError:
+        return BundleError(f"{self.path.name} changed while it was being loaded: {problem}")
+
+
+def _load_verified(
+    path: Path, verified: Verified, targets: Sequence[Host], force: bool, reporter: Reporter, engines: EnginePool, source: Any,
+) -> list[TargetResult]:  # fmt: skip
+    started = time.monotonic()
+    for host in targets:
+        reporter.phase(host.name, "surveying")
+    plans = plan_targets(targets, verified, engines, force)
+    senders = [t for t in plans if t.action == "send"]
+    delivery = _deliver_file(path, verified, senders, reporter, source) if senders else None
+    layers = {i.id: i.layers for i in verified.manifest.images}
+    if delivery is not None:
+        resend = resend_in_full(senders, delivery, engines, layers, {})
+        if resend is not None:
+            merge(delivery, _deliver_file(path, verified, resend.targets, reporter, source), resend)
+    movers = [t for t in plans if t.action in ("send", "tag")]
+    by_name = {t.host.name: t for t in movers}
+    outcomes = for_each_host([t.host for t in movers], lambda h: finish_target(by_name[h.name], delivery, started, reporter, engines, layers))
+    finished = {o.host.name: o.value for o in outcomes}
+    return [finished.get(t.host.name) or static_result(t) for t in plans]
+
+
+
+
+def _deliver_file(path: Path, verified: Verified, senders: Sequence[TargetPlan], reporter: Reporter, source: Any = None) -> Delivery:
     route = "ssh" if all(t.host.engine.scheme == "ssh" for t in senders) else "direct"
     images = [SourceImage(i.id, None, i.id, i.size, i.layers, os=i.platform.partition("/")[0], architecture=i.platform.split("/")[1] if "/" in i.platform else "")
               for i in verified.manifest.images]  # fmt: skip
@@ -327,104 +364,6 @@ def _deliver_file(path: Path, verified: Verified, senders: Sequence[TargetPlan],
     for target in senders:
         reporter.start(target.host.name, verified.size)
     layers = {i.id: i.layers for i in verified.manifest.images}
-    delivery = deliver("bundle", FileSource(path), sinks, list(layers), layers, reporter, absent=verified.manifest.relies_on)
+    delivery = deliver("bundle", source or FileSource(path), sinks, list(layers), layers, reporter, absent=verified.manifest.relies_on)
     delivery.resumable = {name for name, spec in receivers.items() if spec is not None}
     return delivery
-
-
-# -- push ------------------------------------------------------------------------------------
-
-
-@dataclass
-class Pushed:
-    uploaded: list[str] = field(default_factory=list)
-    present: list[str] = field(default_factory=list)
-    tags: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"uploaded": len(self.uploaded), "already_there": len(self.present), "tags": self.tags}
-
-
-def _repositories(image: BundleImage) -> list[tuple[str, str]]:
-    """(repository, tag) of each of an image's tags, without any registry part."""
-    return [without_registry(name) for name in image.tags]
-
-
-def push(path: Path, client: RegistryClient, reporter: Reporter | None = None, verified: Verified | None = None) -> tuple[Verified, Pushed]:
-    """Seed a registry from the bundle: verified first (``verified``: already, with its signature: see ``verify``),
-    then only the missing blobs, then manifests and tags."""
-    reporter = reporter or NullReporter()
-    verified = verified or read_verified(path)
-    targets = {image.id: _repositories(image) for image in verified.manifest.images}
-    untagged = [i.id for i in verified.manifest.images if not targets[i.id]]
-    if untagged:
-        raise UsageError(f"image {untagged[0][:19]} in {path.name} has no tag: a registry needs a name for it")
-    # The bundle's own list of members (every entry checked by read_verified): name -> digest and size.
-    digest_of_member = {name: str(entry["sha256"]) for name, entry in verified.manifest.members.items()}
-    size_of_digest = {str(entry["sha256"]): int(entry["size"]) for entry in verified.manifest.members.values()}
-    for image in verified.manifest.images:
-        repository = targets[image.id][0][0]
-        for layer in image.layers:
-            if layer in verified.manifest.relies_on and client.blob_size(repository, layer) is None:
-                raise BundleError(f"registry {client.address} lacks layer {layer[:19]}… of {repository}, which this delta bundle relies on")
-    result = Pushed()
-    blobs = {image.id: _layer_blobs(image, verified, digest_of_member) for image in verified.manifest.images}
-    wanted: dict[str, str] = {}  # blob digest -> repository to put it in first
-    for image in verified.manifest.images:
-        for digest in (*(digest for digest, _ in blobs[image.id]), image.id):
-            wanted.setdefault(digest, targets[image.id][0][0])
-    with tarfile.open(fileobj=io.BufferedReader(ChunkFile(content_chunks(path)), 1 << 20), mode="r|") as archive:
-        for member in archive:
-            digest = digest_of_member.get(member.name, "")
-            if not member.isfile() or digest not in wanted:
-                continue
-            repository = wanted.pop(digest)
-            content = archive.extractfile(member)
-            assert content is not None
-            status = client.upload_blob(repository, digest, member.size, forward_reader(content))
-            (result.uploaded if status == "uploaded" else result.present).append(digest)
-    for digest in wanted:  # blobs the bundle relies on, or shared: already in the registry
-        result.present.append(digest)
-    for image in verified.manifest.images:
-        _put_image(client, image, blobs[image.id], size_of_digest, targets[image.id], result)
-    return verified, result
-
-
-def _layer_blobs(image: BundleImage, verified: Verified, digest_of_member: dict[str, str]) -> list[tuple[str, str]]:
-    """(blob digest, media type) of each layer as the bundle holds it: an uncompressed tar goes up under its
-    diff ID; a gzip one (saved from a containerd store that pulled it) as it is, under its own digest."""
-    members = verified.stats.layer_members.get(image.id, [])
-    found = []
-    for i, diff_id in enumerate(image.layers):
-        stored = digest_of_member.get(members[i], diff_id) if i < len(members) and members[i] else diff_id
-        found.append((stored, OCI_LAYER if stored == diff_id else OCI_LAYER + "+gzip"))
-    return found
-
-
-def _put_image(
-    client: RegistryClient, image: BundleImage, blobs: list[tuple[str, str]], sizes: dict[str, int], tags: list[tuple[str, str]],
-    result: Pushed,
-) -> None:  # fmt: skip
-    document = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "digest": image.id, "size": sizes[image.id]},
-        "layers": [{"mediaType": kind, "digest": blob, "size": _layer_size(client, tags[0][0], blob, sizes)} for blob, kind in blobs],
-    }
-    raw = json.dumps(document, separators=(",", ":")).encode()
-    manifest = Manifest(raw, OCI_MANIFEST, digest_of(raw))
-    for repository, tag in tags:
-        for layer in (*(blob for blob, _ in blobs), image.id):
-            if repository != tags[0][0] and client.blob_size(repository, layer) is None:
-                client.mount_blob(repository, layer, tags[0][0])
-        client.put_manifest(repository, tag, manifest)
-        result.tags.append(f"{repository}:{tag}")
-
-
-def _layer_size(client: RegistryClient, repository: str, layer: str, sizes: dict[str, int]) -> int:
-    if layer in sizes:
-        return sizes[layer]
-    size = client.blob_size(repository, layer)  # a layer the bundle relies on
-    if size is None:
-        raise BundleError(f"registry {client.address} lacks layer {layer[:19]}… of {repository}")
-    return size

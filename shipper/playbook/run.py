@@ -20,6 +20,7 @@ from shipper.errors import Origin, ShipperError, UsageError
 from shipper.inventory import select
 from shipper.inventory.model import Host, Inventory
 from shipper.ops import bundle as bundle_ops
+from shipper.ops import bundle_push
 from shipper.ops import containers
 from shipper.ops import registry as registry_ops
 from shipper import provision as registry_host
@@ -328,8 +329,8 @@ def _bundle(play: Play, step: Step) -> list[HostResult]:
         if not targets:
             return left
         if play.check:
-            verified = bundle_ops.verify_for(path, targets, keys)
             with EnginePool() as engines:
+                verified, _ = bundle_ops.prepare(path, targets, keys, engines)
                 plans = bundle_ops.plan_targets(targets, verified, engines, False)
             return left + [HostResult(step.name, t.host.name, "failed" if t.action == "failed" else "changed" if t.action in ("send", "tag") else "unchanged",
                                       "would load the bundle" if t.action == "send" else "", t.error) for t in plans]  # fmt: skip
@@ -351,11 +352,11 @@ def _bundle(play: Play, step: Step) -> list[HostResult]:
         return [HostResult(step.name, source.name, "changed", f"wrote {path}")]
     address, spec = registry_ops.resolve(str(f["registry"]), play.inventory)
     access = registry_ops.Access(f.get("username"), _path(play, f["password_file"]) if f.get("password_file") else None)
-    verified = bundle_ops.verify(path, keys)  # before the registry is asked anything
+    ready = bundle_push.verify_for_push(path, keys)  # before the registry is asked anything
     if play.check:
         return [HostResult(step.name, str(address), "changed", f"would push {path.name} (only missing blobs)")]
     with registry_ops.open_client(address, spec, access) as client:
-        _, pushed = bundle_ops.push(path, client, verified=verified)
+        pushed = bundle_push.push_verified(path, client, ready)
     return [HostResult(step.name, str(address), "changed" if pushed.uploaded else "unchanged", f"{len(pushed.uploaded)} blob(s) uploaded")]
 
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import os
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -18,8 +20,8 @@ from shipper.registry import Address, RegistryClient
 from shipper.registry.client import OCI_INDEX, OCI_MANIFEST, Manifest
 from shipper.registry.credentials import Credentials
 from shipper.registry.names import parse_address
-from tests.conftest import ShipperRunner, one
-from tests.integration.helpers import image_id_of
+from tests.conftest import ShipperRunner, events, one
+from tests.integration.helpers import image_id_of, remove
 from tests.integration.test_registry_interop import skopeo_auth  # noqa: F401  (a fixture)
 
 REPOSITORY = "lab/multi"
@@ -45,11 +47,12 @@ def upstream(lab: Lab) -> dict[str, str]:
     """In the lab's plain registry: lab/multi:1, an index of linux/amd64 and linux/arm64 (gzip layers), and a
     cosign-style signature of the index under sha256-<hex>.sig."""
     with RegistryClient(Address(lab.plain_registry.host_port, plain_http=True)) as client:
-        children = {}
+        children, configs = {}, {}
         for arch in ("amd64", "arm64"):
-            layer = gzip.compress(os.urandom(1 << 20) + arch.encode(), mtime=0)
+            layer = gzip.compress(layer_tar(f"{arch}.bin", os.urandom(1 << 20)), mtime=0)
             config = json.dumps({"architecture": arch, "os": "linux", "rootfs": {"type": "layers", "diff_ids": [digest(gzip.decompress(layer))]},
                                  "config": {}}).encode()  # fmt: skip
+            configs[arch] = digest(config)
             children[arch] = put_manifest(client, {
                 "schemaVersion": 2, "mediaType": OCI_MANIFEST,
                 "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **put_blob(client, config)},
@@ -66,7 +69,17 @@ def upstream(lab: Lab) -> dict[str, str]:
             "layers": [{"mediaType": "application/vnd.dev.cosign.simplesigning.v1+json", **put_blob(client, payload),
                         "annotations": {"dev.cosignproject.cosign/signature": "MEUCIQDexample"}}],
         }, OCI_MANIFEST, f"sha256-{index['digest'][7:]}.sig")  # fmt: skip
-    return {"index": index["digest"], "amd64": children["amd64"]["digest"], "arm64": children["arm64"]["digest"], "signature": signature["digest"]}
+    return {"index": index["digest"], "amd64": children["amd64"]["digest"], "arm64": children["arm64"]["digest"], "signature": signature["digest"],
+            "amd64_config": configs["amd64"]}  # fmt: skip
+
+
+def layer_tar(name: str, data: bytes) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as archive:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    return out.getvalue()
 
 
 @pytest.fixture
@@ -120,7 +133,7 @@ def test_a_chosen_platform_is_bundled_alone_under_its_own_digest(shipper: Shippe
     assert [e["digest"] for e in top] == [upstream["arm64"]]
 
 
-def test_a_changed_byte_or_an_unsigned_registry_bundle_is_refused_and_engines_are_not_its_target(
+def test_a_changed_byte_or_an_unsigned_registry_bundle_is_refused(
     shipper: ShipperRunner, lab: Lab, upstream: dict[str, str], tmp_path: Path
 ) -> None:  # fmt: skip
     from shipper import signing
@@ -143,6 +156,19 @@ def test_a_changed_byte_or_an_unsigned_registry_bundle_is_refused_and_engines_ar
     refused = shipper("bundle", "push", str(unsigned), "--registry", f"http://{lab.plain_registry.host_port}", "--key", str(tmp_path / "release.pub"))
     assert refused.status != 0 and "is not signed" in refused.stderr
 
-    load = shipper("bundle", "load", str(bundle), "--to", "b", "-i", str(lab.inventory_path))
-    assert load.status != 0 and "was made from a registry" in load.stderr
-    assert image_id_of(lab, "b", f"{REPOSITORY}:1") is None
+
+
+def test_a_registry_bundle_loads_into_engines_as_the_platform_they_run(shipper: ShipperRunner, lab: Lab, upstream: dict[str, str], tmp_path: Path) -> None:
+    """The lab's engines run linux/amd64: they get that manifest's image (its config digest is the image ID in the
+    classic store), under the tag, its gzip layers decompressed by docker load; the signature stays out."""
+    bundle = tmp_path / "multi.tar.zst"
+    assert shipper("bundle", "create", "--from-registry", f"http://{lab.plain_registry.host_port}", f"{REPOSITORY}:1", "-o", str(bundle)).status == 0
+    remove(lab, "b,c", f"{REPOSITORY}:1", upstream["amd64_config"])
+
+    first = shipper("bundle", "load", str(bundle), "--to", "b,c", "--json", "-i", str(lab.inventory_path))
+    again = shipper("bundle", "load", str(bundle), "--to", "b,c", "--json", "-i", str(lab.inventory_path))
+
+    assert first.status == 0, first.stderr
+    for host in ("b", "c"):
+        assert image_id_of(lab, host, f"{REPOSITORY}:1") == upstream["amd64_config"]
+    assert {r["status"] for r in events(again.stdout, "result")} == {"unchanged"}

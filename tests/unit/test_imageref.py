@@ -7,7 +7,7 @@ import pytest
 
 from shipper import imageref
 from shipper.bundle import BundleImage
-from shipper.ops.bundle import _repositories
+from shipper.ops.bundle_push import _repositories
 from shipper.ops.move_registry import RegistryRoute, remote_repository
 from shipper.registry import Address, parse_repo_ref
 

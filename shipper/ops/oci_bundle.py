@@ -10,8 +10,9 @@ signing as for any bundle)::
 
 Each image comes whole: an index with every platform, or with ``--platform``
 that platform's manifest. With it come its signatures and attestations, found
-by cosign's tag scheme (``sha256-<digest>.sig``, ``.att``, ``.sbom``) and by
-the OCI 1.1 referrers API where the registry serves it. ``bundle push``
+by cosign's tag scheme (``sha256-<digest>.sig``, ``.att``, ``.sbom``) and its
+referrers: the OCI 1.1 referrers API where the registry serves it, else the
+spec's fallback, an index of referrers under the tag ``sha256-<digest>``. ``bundle push``
 recreates every manifest byte for byte in the far registry, so every digest,
 and any signature made upstream, holds there too.
 
@@ -102,7 +103,16 @@ class _Collector:
                 found = self.client.manifest(repository, tag)
                 self._walk(repository, found)
                 self.entries.append(Entry(repository, tag, found.digest, found.media_type, subject))
-        for descriptor in self.client.referrers(repository, subject) or ():  # OCI 1.1, where the registry serves it
+        listed = self.client.referrers(repository, subject)  # OCI 1.1, where the registry serves it
+        if listed is None:  # else the spec's fallback: an index of the referrers under the tag sha256-<hex>
+            tag = f"sha256-{subject.removeprefix('sha256:')}"
+            if self.client.manifest_head(repository, tag) is not None:
+                found = self.client.manifest(repository, tag)
+                if found.is_index:
+                    self._walk(repository, found)  # the index and every referrer it lists
+                    self.entries.append(Entry(repository, tag, found.digest, found.media_type, subject))
+            return
+        for descriptor in listed:
             if descriptor.digest not in {e.digest for e in self.entries}:
                 found = self.client.manifest(repository, descriptor.digest)
                 self._walk(repository, found)

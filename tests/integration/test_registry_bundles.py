@@ -69,8 +69,18 @@ def upstream(lab: Lab) -> dict[str, str]:
             "layers": [{"mediaType": "application/vnd.dev.cosign.simplesigning.v1+json", **put_blob(client, payload),
                         "annotations": {"dev.cosignproject.cosign/signature": "MEUCIQDexample"}}],
         }, OCI_MANIFEST, f"sha256-{index['digest'][7:]}.sig")  # fmt: skip
+        empty = put_blob(client, b"{}")
+        sbom = put_manifest(client, {  # an OCI 1.1 referrer: an SBOM whose subject is the index
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": "application/spdx+json",
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", **empty},
+            "layers": [{"mediaType": "application/spdx+json", **put_blob(client, b'{"spdxVersion": "SPDX-2.3"}')}],
+            "subject": {"mediaType": OCI_INDEX, "digest": index["digest"], "size": index["size"]},
+        }, OCI_MANIFEST)  # fmt: skip
+        referrers = put_manifest(client, {  # distribution 2.8 has no referrers API: the spec's fallback tag lists it
+            "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [{**sbom, "artifactType": "application/spdx+json"}],
+        }, OCI_INDEX, f"sha256-{index['digest'][7:]}")  # fmt: skip
     return {"index": index["digest"], "amd64": children["amd64"]["digest"], "arm64": children["arm64"]["digest"], "signature": signature["digest"],
-            "amd64_config": configs["amd64"]}  # fmt: skip
+            "amd64_config": configs["amd64"], "sbom": sbom["digest"], "referrers": referrers["digest"]}  # fmt: skip
 
 
 def layer_tar(name: str, data: bytes) -> bytes:
@@ -102,7 +112,8 @@ def test_a_registry_bundle_pushed_to_another_registry_keeps_every_digest_and_the
     created = shipper("bundle", "create", "--from-registry", f"http://{lab.plain_registry.host_port}", f"{REPOSITORY}:1", "-o", str(bundle), "--json")
     assert created.status == 0, created.stderr
     entries = {(e["tag"], e["digest"]) for e in one(created.stdout, "created")["images"]}
-    assert entries == {("1", upstream["index"]), (f"sha256-{upstream['index'][7:]}.sig", upstream["signature"])}
+    assert entries == {("1", upstream["index"]), (f"sha256-{upstream['index'][7:]}.sig", upstream["signature"]),
+                       (f"sha256-{upstream['index'][7:]}", upstream["referrers"])}  # fmt: skip
 
     verified = shipper("bundle", "verify", str(bundle), "--json")
     assert verified.status == 0, verified.stderr
@@ -119,6 +130,10 @@ def test_a_registry_bundle_pushed_to_another_registry_keeps_every_digest_and_the
             assert all(client.blob_size(REPOSITORY, d.digest) == d.size for d in [manifest.config, *manifest.layers] if d is not None)
         signature = client.manifest_head(REPOSITORY, f"sha256-{upstream['index'][7:]}.sig")
         assert signature is not None and signature.digest == upstream["signature"]
+        referrers = client.manifest(REPOSITORY, f"sha256-{upstream['index'][7:]}")
+        assert referrers.digest == upstream["referrers"] and [d.digest for d in referrers.manifests] == [upstream["sbom"]]
+        sbom = client.manifest(REPOSITORY, upstream["sbom"])
+        assert json.loads(sbom.raw)["subject"]["digest"] == upstream["index"]  # the SBOM still speaks of the same index
     raw = subprocess.run(["skopeo", "inspect", "--raw", *skopeo_auth, f"docker://{lab.registry.host_port}/{REPOSITORY}:1"], capture_output=True)
     assert raw.returncode == 0, raw.stderr
     assert digest(raw.stdout) == upstream["index"]  # an independent client reads the same bytes

@@ -148,6 +148,12 @@ def _print_plan(env: Env, plan: MovePlan) -> None:
     extras += [f"platform {plan.platform} of each image"] if plan.platform is not None else []
     resumable = [t.host.name for t in plan.targets if t.host.name in plan.receivers]
     extras += [f"layer by layer to {', '.join(resumable)} where python3 is (a cut keeps what arrived)"] if resumable else []
+    caches: dict[str, list[str]] = {}
+    for target in plan.targets:
+        if plan.registry is not None and target.host.name in plan.registry.mirrors:
+            caches.setdefault(str(plan.registry.mirrors[target.host.name].address), []).append(target.host.name)
+    extras += [f"{', '.join(hosts)} pull from the site cache {cache} (it fetches from {plan.registry.address} once)" for cache, hosts in caches.items()
+               if plan.registry is not None]  # fmt: skip
     if extras:
         env.out("      " + "; ".join(extras))
     env.out(table(["IMAGE", "ID", "SIZE"], [[i.name or i.requested, short_id(i.id), human_size(i.size)] for i in plan.images]))

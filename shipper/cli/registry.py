@@ -192,21 +192,31 @@ def _one_host(inventory_path: str | None, name: str) -> tuple[Inventory, Host]:
 @click.option("--data", metavar="PATH", help="Where on HOST the images are stored (default: /var/lib/shipper/registry-PORT/data).")
 @click.option("--trust", metavar="TARGET", default="all", show_default=True, help="Engines that get the CA (and the canary).")
 @click.option("--login", is_flag=True, help="Also run docker login on those hosts (password on stdin).")
+@click.option("--mirror-of", "mirror_of", metavar="NAME|HOST:PORT", help="Make it a site cache of that registry (pull-through: it fills itself, takes no pushes).")
+@click.option("--upstream-username", metavar="NAME", help="--mirror-of: the upstream's user (default: the inventory's, for a NAME).")
+@click.option("--upstream-password-file", metavar="FILE", help="--mirror-of: the upstream's password, FILE's first line (kept on HOST in a 0600 file only).")
+@click.option("--upstream-ca", metavar="FILE", help="--mirror-of: the upstream's CA, when not a public one.")
 @click.argument("host_name", metavar="HOST")
 @click.pass_context
 def up(
     ctx: click.Context, inventory_path: str | None, as_json: bool, port: int, address: str | None, user: str, password_file: str | None,
-    tls: str, cert: str | None, key: str | None, ca: str | None, image: str, data: str | None, trust: str, login: bool, host_name: str,
+    tls: str, cert: str | None, key: str | None, ca: str | None, image: str, data: str | None, trust: str, login: bool, mirror_of: str | None,
+    upstream_username: str | None, upstream_password_file: str | None, upstream_ca: str | None, host_name: str,
 ) -> None:  # fmt: skip
-    """Run a private registry on HOST: htpasswd (bcrypt) + TLS, trusted by every engine, proven by a canary."""
+    """Run a private registry on HOST: htpasswd (bcrypt) + TLS, trusted by every engine, proven by a canary; with
+    --mirror-of, a pull-through cache of another registry (a site cache)."""
     env = env_of(ctx)
     inventory, host = _one_host(inventory_path, host_name)
     if bool(cert) != bool(key):
         raise UsageError("--cert and --key go together")
+    if (upstream_username or upstream_password_file or upstream_ca) and not mirror_of:
+        raise UsageError("--upstream-* options describe the registry of --mirror-of", hint="add --mirror-of NAME|HOST:PORT")
     password = from_password_file(user, password_file).password if password_file else getpass.getpass(f"password for registry user {user}: ")
+    mirror = _mirror(inventory, mirror_of, upstream_username, upstream_password_file, upstream_ca) if mirror_of else None
     request = host_ops.UpRequest(
         host, {user: password}, port=port, address=address, image=image, data=data,
         cert=(cert, key) if cert and key else None, ca=ca, trust=tuple(select(inventory, trust, adhoc=adhoc_host)) if trust else (), login=login,
+        mirror_of=mirror,
     )  # fmt: skip
     result = host_ops.up(request)
     if as_json:
@@ -221,6 +231,26 @@ def up(
         env.out(f"trusted by the engines of {', '.join(result.trusted)}")
     if result.canary:
         env.out(f"canary {result.canary}: ok")
+
+
+def _mirror(inventory: Any, name: str, username: str | None, password_file: str | None, ca: str | None) -> host_ops.Mirror:
+    """The upstream of a site cache: a registry of the inventory's (its address, login and CA), or HOST:PORT."""
+    spec = inventory.registries.get(name)
+    address = spec.address if spec is not None else name
+    if address.startswith("http://"):
+        raise UsageError(f"{name} is a plain-HTTP registry: a cache's upstream must speak TLS")
+    url = address if address.startswith("https://") else f"https://{address}"
+    username = username or (spec.username if spec is not None else None)
+    password_file = password_file or (spec.password_file if spec is not None else None)
+    if username and not password_file:
+        raise UsageError(f"the upstream user {username} needs a password", hint="--upstream-password-file FILE (or password_file: in the inventory)")
+    password = from_password_file(username, password_file).password if username and password_file else None
+    ca_file = ca or (spec.ca if spec is not None else None)
+    try:
+        ca_bytes = Path(ca_file).read_bytes()[: 1 << 20] if ca_file else None
+    except OSError as exc:
+        raise UsageError(f"cannot read the upstream's CA {ca_file}: {exc.strerror}") from None
+    return host_ops.Mirror(url, username, password, ca_bytes)
 
 
 @registry.command("status")
@@ -242,6 +272,8 @@ def status(ctx: click.Context, inventory_path: str | None, as_json: bool, port: 
         ["TLS expires", found.tls_expires or "-"], ["users", ", ".join(found.users) or "-"],
         ["storage", human_size(found.storage_bytes) if found.storage_bytes is not None else "-"],
     ]  # fmt: skip
+    if found.mirror_of:
+        rows += [["cache of", found.mirror_of], ["upstream", found.upstream]]
     env.out(table(["", f"{host.name}:{port}"], rows))
 
 

@@ -115,6 +115,8 @@ class MovePlan:
             "host_to_host": self.host_to_host,
             "store_read": self.store_read,
             **({"registry": str(self.registry.address)} if self.registry else {}),
+            **({"caches": {t.host.name: str(self.registry.mirrors[t.host.name].address) for t in self.targets if t.host.name in self.registry.mirrors}}
+               if self.registry and self.registry.mirrors else {}),  # fmt: skip
             **({"limit_rate": self.limits.per_target, "limit_total": self.limits.total} if self.limits else {}),
             "compress": self.compress if self.route == "ssh" else "none",
             **({"platform": str(self.platform)} if self.platform is not None else {}),

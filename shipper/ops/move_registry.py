@@ -8,6 +8,10 @@
    tagged by the pull, so a failed or partial pull leaves the target's tags
    as they were. The usual commit follows (image ID and layers checked, then
    the tags moved), and the digest reference is taken off again.
+3. Tiers: a target whose ``registry_mirror`` names a site cache (a registry of
+   the inventory's, ``registry up --mirror-of R``) pulls from that cache, which
+   fetches from R once for its whole site. Where the cache fails, the target
+   pulls from R itself, and its result says so.
 
 An engine skips layers it already holds only when it knows their compressed
 digests from an earlier pull or push (``../shared/design.md`` §7): a base that
@@ -16,11 +20,11 @@ arrived by ``docker load`` is pulled again. The plan says so.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
 
 from shipper.engine import Engine
-from shipper.errors import ShipperError, UsageError
+from shipper.errors import InventoryError, ShipperError, UsageError
 from shipper.inventory.model import Host, Inventory
 from shipper.ops import registry as registry_ops
 from shipper.engine.pool import EnginePool
@@ -39,6 +43,7 @@ class RegistryRoute:
     credentials: Credentials | None
     ca: str | None = None
     insecure: bool = False
+    mirrors: Mapping[str, "RegistryRoute"] = field(default_factory=dict, compare=False, hash=False)  # host -> its site cache
 
     def client(self) -> RegistryClient:
         return RegistryClient(self.address, self.credentials, ca_file=self.ca, insecure=self.insecure)
@@ -65,7 +70,25 @@ def route_for(inventory: Inventory, name: str | None, ca: str | None = None, ins
         name = next(iter(inventory.registries))
     address, spec = registry_ops.resolve(name, inventory)
     credentials = registry_ops.credentials_for(address, spec, registry_ops.Access())
-    return RegistryRoute(address, credentials, ca or (spec.ca if spec else None), insecure or bool(spec and spec.insecure))
+    route = RegistryRoute(address, credentials, ca or (spec.ca if spec else None), insecure or bool(spec and spec.insecure))
+    return RegistryRoute(route.address, route.credentials, route.ca, route.insecure, _mirrors(inventory, route))
+
+
+def _mirrors(inventory: Inventory, central: RegistryRoute) -> dict[str, RegistryRoute]:
+    """host -> the site cache its ``registry_mirror`` names (a registry of the inventory's, or HOST:PORT)."""
+    found: dict[str, RegistryRoute] = {}
+    for host in inventory.hosts.values():
+        name = host.vars.get("registry_mirror")
+        if not name:
+            continue
+        if not isinstance(name, str):
+            raise InventoryError(f"registry_mirror of {host.name} must name a registry (set in {host.var_sources.get('registry_mirror', host.origin)})")
+        address, spec = registry_ops.resolve(name, inventory)
+        if address == central.address:
+            continue
+        credentials = registry_ops.credentials_for(address, spec, registry_ops.Access())
+        found[host.name] = RegistryRoute(address, credentials, spec.ca if spec else None, bool(spec and spec.insecure))
+    return found
 
 
 @dataclass(frozen=True)
@@ -140,16 +163,30 @@ def pull_everywhere(
 
     def pull(host: Host) -> int:
         total = 0
+        cache = route.mirrors.get(host.name)
         with engines.get(host).without_timeout() as engine:
             for image in pushed:
-                reference = f"{image.remote}@{image.digest}"
-                had_reference = engine.inspect_image(reference) is not None
-                total += engine.pull(image.remote, image.digest, route.auth_config(), lambda done: reporter.advance(host.name, total + done))
-                arrived = engine.inspect_image(reference)
-                if arrived is not None:  # in the containerd store its ID is the manifest's digest, not the source's
-                    delivery.local_ids.setdefault(host.name, {})[image.image_id] = arrived.id
-                if not had_reference:
-                    delivery.untag_after.setdefault(host.name, []).append(reference)
+
+                def pull_from(where: RegistryRoute) -> int:
+                    remote = f"{where.address.host}/{image.remote.split('/', 1)[1]}"
+                    reference = f"{remote}@{image.digest}"
+                    had_reference = engine.inspect_image(reference) is not None
+                    got = engine.pull(remote, image.digest, where.auth_config(), lambda done: reporter.advance(host.name, total + done))
+                    arrived = engine.inspect_image(reference)
+                    if arrived is not None:  # in the containerd store its ID is the manifest's digest, not the source's
+                        delivery.local_ids.setdefault(host.name, {})[image.image_id] = arrived.id
+                    if not had_reference:
+                        delivery.untag_after.setdefault(host.name, []).append(reference)
+                    return got
+
+                if cache is not None:  # the site's cache first: it fetches from the central registry once per site
+                    try:
+                        total += pull_from(cache)
+                        delivery.target_notes.setdefault(host.name, f"pulled from its site cache {cache.address}")
+                        continue
+                    except ShipperError as exc:
+                        delivery.target_notes[host.name] = f"its site cache {cache.address} failed ({exc.message[:160]}): pulled from {route.address}"
+                total += pull_from(route)
         return total
 
     for outcome in for_each_host(list(targets), pull):

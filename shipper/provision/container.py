@@ -29,12 +29,33 @@ def container_environment(request: UpRequest, secret: str, read_only: bool = Fal
     }
     if read_only:
         env["REGISTRY_STORAGE_MAINTENANCE_READONLY"] = "{enabled: true}"
+    if request.mirror_of is not None:
+        # The upstream's address only: its login is in proxy/config.yml (0600), never in the environment, which
+        # docker inspect shows to anyone who may talk to the engine.
+        env["REGISTRY_PROXY_REMOTEURL"] = request.mirror_of.url
+        if request.mirror_of.ca is not None:
+            env["SSL_CERT_FILE"] = "/certs/upstream-ca.crt"
     return env
 
 
-def container_binds(request: UpRequest) -> dict[str, str]:
+def container_binds(request: UpRequest, config_path: str = "") -> dict[str, str]:
+    """Host path -> container path. A cache's config file goes over the image's own (``config_path``)."""
     root = state_dir(request.port)
-    return {f"{root}/auth": "/auth:ro", f"{root}/certs": "/certs:ro", request.data or f"{root}/data": "/var/lib/registry"}
+    binds = {f"{root}/auth": "/auth:ro", f"{root}/certs": "/certs:ro", request.data or f"{root}/data": "/var/lib/registry"}
+    if request.mirror_of is not None and config_path:
+        binds[f"{root}/proxy/config.yml"] = f"{config_path}:ro"
+    return binds
+
+
+def proxy_config(request: UpRequest) -> bytes:
+    """A site cache's whole config file (the environment sets the rest): storage, and its upstream with the login."""
+    assert request.mirror_of is not None
+    proxy: dict[str, str] = {"remoteurl": request.mirror_of.url}
+    if request.mirror_of.username:
+        proxy["username"] = request.mirror_of.username
+        proxy["password"] = request.mirror_of.password or ""
+    document = {"version": "0.1", "storage": {"filesystem": {"rootdirectory": "/var/lib/registry"}}, "http": {"addr": ":5000"}, "proxy": proxy}
+    return json.dumps(document, indent=1).encode() + b"\n"  # JSON is YAML: no quoting surprises in a password
 
 
 def container_fingerprint(image_id: str, env: dict[str, str], binds: dict[str, str], files: Sequence[bytes]) -> str:
@@ -43,7 +64,9 @@ def container_fingerprint(image_id: str, env: dict[str, str], binds: dict[str, s
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
 
-def start_container(engine: Engine, request: UpRequest, image_id: str, env: dict[str, str], fingerprint: str, ready: Callable[[], None]) -> str:
+def start_container(
+    engine: Engine, request: UpRequest, image_id: str, env: dict[str, str], fingerprint: str, ready: Callable[[], None], binds: dict[str, str],
+) -> str:  # fmt: skip
     """Replace the registry container; if the new one does not come up, the previous one is started again."""
     name, previous = container_name(request.port), f"{container_name(request.port)}-previous"
     engine.remove_container(previous)
@@ -53,7 +76,7 @@ def start_container(engine: Engine, request: UpRequest, image_id: str, env: dict
         engine.rename_container(name, previous)
     labels = {LABEL: fingerprint, f"{LABEL}.port": str(request.port), f"{LABEL}.image": request.image}
     try:
-        started = engine.run_container(name, image_id, env, container_binds(request), labels)
+        started = engine.run_container(name, image_id, env, binds, labels)
         ready()
     except ShipperError as exc:
         engine.remove_container(name)

@@ -3,6 +3,7 @@
 Its files are kept under ``/var/lib/shipper/registry-PORT`` (0600, written over SSH):
 
     auth/htpasswd            bcrypt entries only
+    proxy/config.yml         a site cache's config (--mirror-of): its upstream and that upstream's login
     certs/ca.crt, ca.key     the CA shipper made (self-signed mode)
     certs/server.crt, .key   the server certificate (SANs: every name of the host)
     http-secret              stable, so uploads survive a restart
@@ -34,6 +35,16 @@ def container_name(port: int) -> str:
 
 
 @dataclass(frozen=True)
+class Mirror:
+    """A site cache's upstream (distribution's proxy mode): pulls it lacks are fetched there and kept."""
+
+    url: str  # https://host:port of the upstream registry
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)  # from a file, never argv; only ever in a 0600 file on the host
+    ca: bytes | None = None  # the upstream's CA, when its certificate is not signed by a public one
+
+
+@dataclass(frozen=True)
 class UpRequest:
     host: Host
     users: dict[str, str] = field(repr=False)  # name -> password (from files or a prompt, never argv; never printed)
@@ -45,6 +56,7 @@ class UpRequest:
     ca: str | None = None  # CA of a given cert (default: the cert itself)
     trust: tuple[Host, ...] = ()
     login: bool = False  # also log the trusting engines' docker CLIs in (docker login, password on stdin)
+    mirror_of: Mirror | None = None  # a pull-through cache of that registry (no pushes: it fills itself)
 
     @property
     def registry_address(self) -> str:

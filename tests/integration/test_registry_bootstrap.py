@@ -23,7 +23,7 @@ from shipper.provision import state_dir
 from shipper.registry import Credentials, RegistryClient, parse_address
 from shipper.registry.client import DOCKER_MANIFEST, OCI_INDEX, digest_of
 from shipper.registry import Manifest
-from tests.conftest import ShipperRunner, one
+from tests.conftest import ShipperRunner, events, one
 from tests.integration.helpers import image_id_of, remove
 from tests.integration.test_registry_client import push
 
@@ -257,3 +257,105 @@ def test_a_replacement_that_does_not_come_up_gives_the_previous_container_back(b
     assert "did not come up" in result.stderr and "the previous one runs again" in result.stderr
     with booted.client() as client:
         assert client.ping() == "registry/2.0"
+
+
+@pytest.fixture
+def tiers(shipper: ShipperRunner, booted: Booted, secrets_dir: Path) -> Iterator[tuple[Booted, Path]]:
+    """The central registry: the lab's token registry (TLS, Bearer tokens: distribution's proxy mode logs in to an
+    upstream with tokens only). A site cache of it on a (port 5444), and an inventory naming both: c's
+    registry_mirror is the cache."""
+    user, password = booted.lab.registry_credentials()
+    (secrets_dir / "central-password").write_text(password)
+    cache = Booted(shipper, booted.lab, 5444, "shipper-lab/registry:2", secrets_dir)
+    cache.clean()
+    data = yaml.safe_load(booted.lab.inventory_path.read_text())
+    data["registries"] = {
+        "central": {"address": booted.lab.token_registry.host_port, "ca": str(booted.lab.tls_file("ca.crt")), "username": user,
+                    "password_file": str(secrets_dir / "central-password")},
+        "site": {"address": cache.address, "username": "admin", "password_file": str(secrets_dir / "password")},
+    }  # fmt: skip
+    data["all"]["hosts"]["c"] = {**(data["all"]["hosts"].get("c") or {}), "registry_mirror": "site"}
+    inventory = secrets_dir / "tiers.yml"
+    inventory.write_text(yaml.safe_dump(data))
+    yield cache, inventory
+    cache.clean()
+
+
+def test_a_site_cache_pulls_through_from_its_upstream_and_keeps_the_upstream_login_out_of_sight(
+    shipper: ShipperRunner, booted: Booted, tiers: tuple[Booted, Path], secrets_dir: Path
+) -> None:  # fmt: skip
+    """registry up --mirror-of central: a pull-through cache of the central registry; an engine pulls from the cache
+    what only the central registry held; the upstream's password is neither in the container's environment (docker
+    inspect shows it to anyone who may talk to the engine) nor in a file others can read."""
+    cache, inventory = tiers
+    user, password = booted.lab.registry_credentials()
+    remove(booted.lab, "c", APP.name, image_id(APP))
+    moved = shipper("move", APP.name, "--from", "a", "--to", "c", "--via", "registry", "--registry", "central", "-i", str(inventory))
+    assert moved.status == 0, moved.stderr  # the central registry holds it now
+
+    first = cache.up("--mirror-of", "central", "-i", str(inventory))
+    again = cache.up("--mirror-of", "central", "-i", str(inventory))
+    assert first["changed"] and f"a cache of https://{booted.lab.token_registry.host_port}" in first["changes"] and first["canary"] == ""
+    assert again["changed"] is False
+
+    through = f"{cache.address}/{APP.name}"
+    remove(booted.lab, "c", through, APP.name, image_id(APP))
+    docker = ["docker", "--config", str(secrets_dir / "docker-config"), "-H", f"unix://{booted.lab.engine('c').socket}"]
+    login = subprocess.run([*docker, "login", "-u", "admin", "--password-stdin", cache.address], input=PASSWORD, capture_output=True, text=True)
+    assert login.returncode == 0, login.stderr
+    pulled = subprocess.run([*docker, "pull", through], capture_output=True, text=True)
+    assert pulled.returncode == 0, pulled.stderr
+    assert image_id_of(booted.lab, "c", through) == image_id(APP)
+
+    container = json.loads(booted.lab.docker("a", "inspect", "shipper-registry-5444").stdout)[0]
+    environment = "\n".join(container["Config"]["Env"])
+    assert f"REGISTRY_PROXY_REMOTEURL=https://{booted.lab.token_registry.host_port}" in environment and password not in environment
+    config = Path(state_dir(cache.port)) / "proxy/config.yml"
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600 and password in config.read_text()
+    status = one(shipper("registry", "status", "a", "--port", "5444", "--json", "-i", str(inventory)).stdout, "registry_status")
+    assert status["mirror_of"] == f"https://{booted.lab.token_registry.host_port}" and status["upstream"] == "reachable (HTTP 401, Bearer)"
+
+
+def test_a_cache_of_a_registry_that_asks_for_basic_auth_is_refused_before_anything_runs(
+    shipper: ShipperRunner, booted: Booted, tiers: tuple[Booted, Path], secrets_dir: Path
+) -> None:  # fmt: skip
+    """registry up makes htpasswd registries (Basic auth); distribution's proxy mode cannot log in to those."""
+    cache, _ = tiers
+    booted.up()
+    refused = shipper("registry", "up", "a", "--port", "5444", "--address", ADDRESS, "--user", "admin", "--password-file",
+                      str(secrets_dir / "password"), "--image", cache.image, "--mirror-of", booted.address, "--upstream-username", "admin",
+                      "--upstream-password-file", str(secrets_dir / "password"), "--upstream-ca", str(Path(state_dir(booted.port)) / "certs/ca.crt"),
+                      "-i", str(booted.lab.inventory_path))  # fmt: skip
+    assert refused.status != 0 and "asks for Basic auth, which a registry cache cannot give it" in refused.stderr
+    assert booted.lab.docker("a", "inspect", "shipper-registry-5444", check=False).returncode != 0
+
+
+def test_a_tiered_move_pulls_through_a_hosts_site_cache_and_falls_back_to_the_central_registry_when_it_is_down(
+    shipper: ShipperRunner, booted: Booted, tiers: tuple[Booted, Path]
+) -> None:  # fmt: skip
+    """c's inventory says registry_mirror: site (a cache of the central registry); b has none. The source pushes
+    once to the central registry; b pulls from it, c from its cache, which fetches from the central registry. With
+    the cache gone, c pulls from the central registry, and its result says so."""
+    cache, inventory = tiers
+    cache.up("--mirror-of", "central", "-i", str(inventory))
+    args = ("move", APP.name, "--from", "a", "--to", "b,c", "--via", "registry", "--registry", "central", "--json", "-i", str(inventory))
+    remove(booted.lab, "b,c", APP.name, image_id(APP))
+
+    tiered = shipper(*args)
+
+    assert tiered.status == 0, tiered.stderr
+    assert one(tiered.stdout, "plan")["caches"] == {"c": cache.address}
+    notes = {r["host"]: r.get("note", "") for r in events(tiered.stdout, "result")}
+    assert f"pulled from its site cache {cache.address}" in notes["c"] and "site cache" not in notes["b"]
+    assert image_id_of(booted.lab, "b", APP.name) == image_id(APP) == image_id_of(booted.lab, "c", APP.name)
+    with RegistryClient(parse_address(cache.address), Credentials("admin", PASSWORD, "test")) as client:
+        assert "lab/boot" in list(client.catalog())  # the cache kept what it fetched for its site
+
+    cache.clean()  # the site's cache is gone
+    remove(booted.lab, "c", APP.name, image_id(APP))
+    fallback = shipper(*args)
+
+    assert fallback.status == 0, fallback.stderr
+    note = {r["host"]: r.get("note", "") for r in events(fallback.stdout, "result")}["c"]
+    assert f"its site cache {cache.address} failed" in note and f"pulled from {booted.lab.token_registry.host_port}" in note
+    assert image_id_of(booted.lab, "c", APP.name) == image_id(APP)

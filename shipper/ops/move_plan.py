@@ -107,6 +107,24 @@ class MovePlan:
         sizes = self._layer_sizes()
         return sum(sizes.get(d, 0) for d in self.layers_for(target)[1])
 
+    def tiers(self) -> dict[str, Any]:
+        """Through a registry, the bytes each tier carries (estimates: layer sizes, before the push compresses them):
+        the source's push to the central registry once, the central registry to each site cache once, and each
+        target's pull from its cache, or from the central registry where it has none."""
+        assert self.registry is not None
+        senders = [t for t in self.targets if t.action == "send"]
+        pushed = sum(img.size for img in self.images if img.id in self.send_ids)
+        caches: dict[str, int] = {}
+        for target in senders:
+            cache = self.registry.mirrors.get(target.host.name)
+            if cache is not None:
+                caches[str(cache.address)] = pushed
+        return {
+            "source_to_central": pushed, "central_to_caches": caches,
+            "to_targets": {t.host.name: {"from": str((self.registry.mirrors.get(t.host.name) or self.registry).address), "bytes": self.bytes_for(t)}
+                           for t in senders},
+        }  # fmt: skip
+
     def to_json(self) -> dict[str, Any]:
         return {
             "source": self.source.name,
@@ -117,6 +135,7 @@ class MovePlan:
             **({"registry": str(self.registry.address)} if self.registry else {}),
             **({"caches": {t.host.name: str(self.registry.mirrors[t.host.name].address) for t in self.targets if t.host.name in self.registry.mirrors}}
                if self.registry and self.registry.mirrors else {}),  # fmt: skip
+            **({"tiers": self.tiers()} if self.route == "registry" else {}),
             **({"limit_rate": self.limits.per_target, "limit_total": self.limits.total} if self.limits else {}),
             "compress": self.compress if self.route == "ssh" else "none",
             **({"platform": str(self.platform)} if self.platform is not None else {}),

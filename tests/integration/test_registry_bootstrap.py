@@ -344,7 +344,11 @@ def test_a_tiered_move_pulls_through_a_hosts_site_cache_and_falls_back_to_the_ce
     tiered = shipper(*args)
 
     assert tiered.status == 0, tiered.stderr
-    assert one(tiered.stdout, "plan")["caches"] == {"c": cache.address}
+    plan = one(tiered.stdout, "plan")
+    assert plan["caches"] == {"c": cache.address}
+    tiers, size = plan["tiers"], plan["images"][0]["size"]
+    assert tiers["source_to_central"] == size and tiers["central_to_caches"] == {cache.address: size}
+    assert tiers["to_targets"] == {"b": {"from": booted.lab.token_registry.host_port, "bytes": size}, "c": {"from": cache.address, "bytes": size}}
     notes = {r["host"]: r.get("note", "") for r in events(tiered.stdout, "result")}
     assert f"pulled from its site cache {cache.address}" in notes["c"] and "site cache" not in notes["b"]
     assert image_id_of(booted.lab, "b", APP.name) == image_id(APP) == image_id_of(booted.lab, "c", APP.name)

@@ -35,7 +35,7 @@ from shipper.bundle import BundleError, BundleWriter
 from shipper.bundle.format import BUNDLE_DIGEST, BUNDLE_JSON, BUNDLE_SIG, FORMAT
 from shipper.bundle.reader import content_chunks, forward_reader
 from shipper.errors import UsageError
-from shipper.ops.oci_layout import BLOB_NAME, INDEX, KIND, LAYOUT, REF_NAME, REPOSITORY, SUBJECT, Entry, OciVerified, members_of
+from shipper.ops.oci_layout import MAX_DEPTH, MAX_KEPT, MAX_MANIFESTS, BLOB_NAME, INDEX, KIND, LAYOUT, REF_NAME, REPOSITORY, SUBJECT, Entry, OciVerified, members_of
 from shipper.platforms import Platform
 from shipper.registry import RegistryClient
 from shipper.registry.client import OCI_INDEX, Manifest
@@ -82,6 +82,7 @@ class _Collector:
         self.manifests: dict[str, Manifest] = {}
         self.blobs: dict[str, tuple[str, int]] = {}  # digest -> (a repository holding it, size)
         self.entries: list[Entry] = []
+        self.held = 0  # bytes of manifests in memory
 
     def image(self, reference: str, platform: Platform | None) -> None:
         repository, tag = _split(reference)
@@ -118,12 +119,20 @@ class _Collector:
                 self._walk(repository, found)
                 self.entries.append(Entry(repository, "", found.digest, found.media_type, subject))
 
-    def _walk(self, repository: str, manifest: Manifest) -> None:
+    def _walk(self, repository: str, manifest: Manifest, depth: int = 0) -> None:
+        """``manifest`` and everything it names; a registry's answers are bounded (nesting, count, bytes held)."""
+        if depth > MAX_DEPTH or len(self.manifests) >= MAX_MANIFESTS or self.held > MAX_KEPT:
+            raise BundleError(
+                f"{repository} in {self.client.address} names more than a bundle takes (indexes nested over {MAX_DEPTH} deep, "
+                f"over {MAX_MANIFESTS} manifests, or over {MAX_KEPT >> 20} MiB of them)",
+                hint="bundle fewer images at a time, or check what that registry serves",
+            )
         self.manifests[manifest.digest] = manifest
+        self.held += len(manifest.raw)
         if manifest.is_index:
             for child in manifest.manifests:
                 if child.digest not in self.manifests:
-                    self._walk(repository, self.client.manifest(repository, child.digest))
+                    self._walk(repository, self.client.manifest(repository, child.digest), depth + 1)
             return
         for descriptor in [manifest.config, *manifest.layers]:
             if descriptor is not None:
@@ -252,10 +261,13 @@ def push_oci(path: Path, client: RegistryClient, verified: OciVerified) -> Pushe
     return pushed
 
 
-def _manifests_of(verified: OciVerified, digest: str) -> list[str]:
-    """``digest``'s manifest and those it lists, children first."""
+def _manifests_of(verified: OciVerified, digest: str, seen: set[str] | None = None) -> list[str]:
+    """``digest``'s manifest and those it lists, children first, each once (read_oci_verified bounded the nesting)."""
+    seen = set() if seen is None else seen
+    seen.add(digest)
     manifest = verified.manifests[digest]
-    children = [d for child in (manifest.manifests if manifest.is_index else []) for d in _manifests_of(verified, child.digest)]
+    children = [d for child in (manifest.manifests if manifest.is_index else []) if child.digest not in seen
+                for d in _manifests_of(verified, child.digest, seen)]  # fmt: skip
     return [*children, digest]
 
 

@@ -34,6 +34,8 @@ REPOSITORY = "io.shipper.repository"
 SUBJECT = "io.shipper.subject"  # an artifact's: the digest of the manifest it speaks of
 MAX_METADATA = 4 << 20
 MAX_KEPT = 64 << 20  # small blobs held while reading (manifests, configs), in all
+MAX_DEPTH = 4  # indexes within indexes: an image's index lists manifests; deeper is not what registries serve
+MAX_MANIFESTS = 10_000  # manifests and indexes in one bundle
 BLOB_NAME = re.compile(r"blobs/sha256/([0-9a-f]{64})")
 _FIXED = (LAYOUT, INDEX, BUNDLE_JSON, BUNDLE_DIGEST, BUNDLE_SIG)
 
@@ -191,13 +193,17 @@ def _check_layout(path: Path, kept: dict[str, bytes], sizes: dict[str, int], dig
     blob_sizes = {f"sha256:{m.group(1)}": size for name, size in sizes.items() if (m := BLOB_NAME.fullmatch(name))}
     manifests: dict[str, Manifest] = {}
 
-    def manifest(digest: str, media_type: str) -> Manifest:
+    def manifest(digest: str, media_type: str, depth: int = 0) -> Manifest:
+        if digest in manifests:  # checked already (an index may list a manifest twice, or share it with another)
+            return manifests[digest]
+        if depth > MAX_DEPTH:
+            raise BundleError(f"{path.name}: indexes nested deeper than {MAX_DEPTH} (at {digest}): not an image a registry serves")
         raw = kept.get(f"blobs/sha256/{digest.removeprefix('sha256:')}")
         if raw is None or media_type not in MANIFEST_TYPES:
             raise BundleError(f"{path.name}: manifest {digest} is missing or of a type shipper does not read ({media_type[:60]})")
-        found = manifests.setdefault(digest, Manifest(raw, media_type, digest))
+        found = manifests[digest] = Manifest(raw, media_type, digest)
         for child in found.manifests if found.is_index else ():
-            manifest(child.digest, child.media_type)
+            manifest(child.digest, child.media_type, depth + 1)
         for descriptor in [] if found.is_index else [found.config, *found.layers]:
             if descriptor is not None and blob_sizes.get(descriptor.digest) != descriptor.size:
                 raise BundleError(f"{path.name}: {descriptor.digest} that manifest {digest} names is missing or of another size")

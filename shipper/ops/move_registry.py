@@ -189,10 +189,30 @@ def pull_everywhere(
                 total += pull_from(route)
         return total
 
-    for outcome in for_each_host(list(targets), pull):
+    first, then = _warming_order(targets, route)
+    for outcome in [*for_each_host(first, pull), *for_each_host(then, pull)]:
         delivery.sent[outcome.host.name] = outcome.value or 0
         delivery.errors[outcome.host.name] = outcome.error
     return delivery
+
+
+def _warming_order(targets: Sequence[Host], route: RegistryRoute) -> tuple[list[Host], list[Host]]:
+    """Who pulls first: one target per site cache (the caches fill at once, each from the central registry once)
+    and every target without one; then the rest of each site, from a warm cache. Distribution's proxy fetches a blob
+    that is still on its way in once more for each pull that asks for it meanwhile, so a site pulling all at once
+    would cost the central registry's uplink one copy per host."""
+    first: list[Host] = []
+    then: list[Host] = []
+    warming: set[str] = set()
+    for host in targets:
+        cache = route.mirrors.get(host.name)
+        if cache is None or str(cache.address) not in warming:
+            first.append(host)
+            if cache is not None:
+                warming.add(str(cache.address))
+        else:
+            then.append(host)
+    return first, then
 
 
 def check_movable(names: Sequence[str | None]) -> None:

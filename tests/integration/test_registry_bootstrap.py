@@ -363,3 +363,30 @@ def test_a_tiered_move_pulls_through_a_hosts_site_cache_and_falls_back_to_the_ce
     note = {r["host"]: r.get("note", "") for r in events(fallback.stdout, "result")}["c"]
     assert f"its site cache {cache.address} failed" in note and f"pulled from {booted.lab.token_registry.host_port}" in note
     assert image_id_of(booted.lab, "c", APP.name) == image_id(APP)
+
+
+def test_a_site_cache_reads_each_blob_from_the_central_registry_at_most_twice_for_all_its_hosts(
+    shipper: ShipperRunner, booted: Booted, tiers: tuple[Booted, Path]
+) -> None:  # fmt: skip
+    """b and c both behind the cache: one of them pulls first (the cache fills), then the other from the warm
+    cache. Counted in the central registry's own log: each blob is read from it at most twice, however many hosts
+    the site has (distribution 2.8's proxy reads a blob twice on its first pull: once to keep, once to serve)."""
+    cache, inventory = tiers
+    data = yaml.safe_load(inventory.read_text())
+    data["all"]["hosts"]["b"] = {**(data["all"]["hosts"].get("b") or {}), "registry_mirror": "site"}
+    inventory.write_text(yaml.safe_dump(data))
+    cache.up("--mirror-of", "central", "-i", str(inventory))
+    remove(booted.lab, "b,c", APP.name, image_id(APP))
+    log = booted.lab.root / "registry-token" / "registry.log"
+    before = log.stat().st_size
+
+    moved = shipper("move", APP.name, "--from", "a", "--to", "b,c", "--via", "registry", "--registry", "central", "--json", "-i", str(inventory))
+
+    assert moved.status == 0, moved.stderr
+    assert all("pulled from its site cache" in r.get("note", "") for r in events(moved.stdout, "result"))
+    with log.open("rb") as lines:
+        lines.seek(before)
+        reads = [line for line in lines.read().decode(errors="replace").splitlines()
+                 if "response completed" in line and "http.request.method=GET" in line and "/v2/lab/boot/blobs/" in line]  # fmt: skip
+    blobs = [line.split("http.request.uri=")[1].split()[0] for line in reads]
+    assert blobs and max(blobs.count(b) for b in blobs) <= 2, "\n".join(reads)

@@ -167,6 +167,22 @@ def platform_rows(lab: Lab, inventory: str, name: str) -> list[list[str]]:
     return rows
 
 
+def registry_bundle_rows(lab: Lab, inventory: str) -> list[list[str]]:
+    """A bundle made from the registry (multi/app:1, the index of linux/amd64 + linux/arm64 as it is stored there,
+    gzip layers and all), loaded on each kind of engine: each gets linux/amd64 under multi/app:1, FULL's layers."""
+    bundle = Path("/tmp/shipper-lab-matrix/registry.tar")
+    bundle.unlink(missing_ok=True)
+    made = shipper("bundle", "create", "--from-registry", f"http://{lab.plain_registry.host_port}", "multi/app:1", "-o", str(bundle))
+    want = layers(lab, "old", FULL.name)
+    rows = []
+    for host in ("old", "n26", "n26c", "n28", "n28c", "pod"):
+        lab.docker(host, "image", "rm", "-f", "multi/app:1", check=False)
+        loaded = shipper("bundle", "load", str(bundle), "--to", host, "-i", inventory) if made[0] else made
+        got = layers(lab, host, "multi/app:1")
+        rows.append([LABELS[host], cell(loaded, "ok"), "amd64, same layers" if got == want else f"layers {got}"])
+    return rows
+
+
 def main() -> None:
     lab = Lab(Path("/tmp/shipper-lab-matrix"), "127.0.5", ("old", *KINDS), kinds=KINDS)
     lab.down(purge=True)
@@ -247,6 +263,7 @@ def main() -> None:
             proof = identical(lab, "n28c", target, partial) if moved[0] else [f"failed: {moved[1][:200]}", "", "", ""]
             multi.append([f"28 containerd → {LABELS[target]} ({via})", *proof, registry_holds_index(lab.plain_registry.host_port)])
         platforms = platform_rows(lab, inventory, name)
+        from_registry = registry_bundle_rows(lab, inventory)
     finally:
         if "--keep" not in sys.argv:  # --keep: leave the lab up, to look into a failed cell
             lab.down(purge=True)
@@ -270,7 +287,12 @@ def main() -> None:
     print("| what | outcome | proof on the far side |\n|---|---|---|")
     for row in platforms:
         print("| " + " | ".join(c.replace("|", "/") for c in row) + " |")
-    failed = [row[0] for row in platforms if not (row[1] == "ok" and row[2] == "arm64, same layers" or row[1].startswith("refused"))]
+    print("\nA bundle made from the registry (bundle create --from-registry: the index as stored, gzip layers), loaded on each engine:\n")
+    print("| engine | bundle load | proof |\n|---|---|---|")
+    for row in from_registry:
+        print("| " + " | ".join(c.replace("|", "/") for c in row) + " |")
+    failed = [row[0] for row in from_registry if row[1] != "ok" or row[2] != "amd64, same layers"]
+    failed += [row[0] for row in platforms if not (row[1] == "ok" and row[2] == "arm64, same layers" or row[1].startswith("refused"))]
     failed += [c for row in rows for c in row[1:] if not c.startswith("ok")] + [c for row in cross for c in row[2:5] if not c.startswith("same")]
     failed += [c for row in multi for c in row[1:4] if not c.startswith("same")] + [c for row in pulled for c in row[1:] if not c.startswith("ok")] + [row[5] for row in multi if row[5] != "still the index"]
     if failed:

@@ -212,7 +212,7 @@ def up(
     if (upstream_username or upstream_password_file or upstream_ca) and not mirror_of:
         raise UsageError("--upstream-* options describe the registry of --mirror-of", hint="add --mirror-of NAME|HOST:PORT")
     password = from_password_file(user, password_file).password if password_file else getpass.getpass(f"password for registry user {user}: ")
-    mirror = _mirror(inventory, mirror_of, upstream_username, upstream_password_file, upstream_ca) if mirror_of else None
+    mirror = ops.mirror_for(inventory, mirror_of, upstream_username, upstream_password_file, upstream_ca) if mirror_of else None
     request = host_ops.UpRequest(
         host, {user: password}, port=port, address=address, image=image, data=data,
         cert=(cert, key) if cert and key else None, ca=ca, trust=tuple(select(inventory, trust, adhoc=adhoc_host)) if trust else (), login=login,
@@ -231,26 +231,6 @@ def up(
         env.out(f"trusted by the engines of {', '.join(result.trusted)}")
     if result.canary:
         env.out(f"canary {result.canary}: ok")
-
-
-def _mirror(inventory: Any, name: str, username: str | None, password_file: str | None, ca: str | None) -> host_ops.Mirror:
-    """The upstream of a site cache: a registry of the inventory's (its address, login and CA), or HOST:PORT."""
-    spec = inventory.registries.get(name)
-    address = spec.address if spec is not None else name
-    if address.startswith("http://"):
-        raise UsageError(f"{name} is a plain-HTTP registry: a cache's upstream must speak TLS")
-    url = address if address.startswith("https://") else f"https://{address}"
-    username = username or (spec.username if spec is not None else None)
-    password_file = password_file or (spec.password_file if spec is not None else None)
-    if username and not password_file:
-        raise UsageError(f"the upstream user {username} needs a password", hint="--upstream-password-file FILE (or password_file: in the inventory)")
-    password = from_password_file(username, password_file).password if username and password_file else None
-    ca_file = ca or (spec.ca if spec is not None else None)
-    try:
-        ca_bytes = Path(ca_file).read_bytes()[: 1 << 20] if ca_file else None
-    except OSError as exc:
-        raise UsageError(f"cannot read the upstream's CA {ca_file}: {exc.strerror}") from None
-    return host_ops.Mirror(url, username, password, ca_bytes)
 
 
 @registry.command("status")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from shipper.errors import RegistryNotFound, UsageError
+from shipper.provision.layout import Mirror
 from shipper.inventory.model import Inventory, RegistrySpec
 from shipper.registry import Address, Credentials, Descriptor, RegistryClient, RepoRef, parse_address, parse_repo_ref
 from shipper.registry.credentials import from_docker_config, from_password_file, store
@@ -180,3 +181,23 @@ def login(address: Address, spec: RegistrySpec | None, access: Access, credentia
     with RegistryClient(address, credentials, ca_file=ca, insecure=access.insecure or bool(spec and spec.insecure)) as client:
         client.ping()
     return store(address.host, credentials, access.config_dir)
+
+
+def mirror_for(inventory: Inventory | None, name: str, username: str | None, password_file: str | None, ca: str | None) -> Mirror:
+    """The upstream of a site cache: a registry of the inventory's (its address, login and CA), or HOST:PORT."""
+    spec = inventory.registries.get(name) if inventory is not None else None
+    address = spec.address if spec is not None else name
+    if address.startswith("http://"):
+        raise UsageError(f"{name} is a plain-HTTP registry: a cache's upstream must speak TLS")
+    url = address if address.startswith("https://") else f"https://{address}"
+    username = username or (spec.username if spec is not None else None)
+    password_file = password_file or (spec.password_file if spec is not None else None)
+    if username and not password_file:
+        raise UsageError(f"the upstream user {username} needs a password", hint="--upstream-password-file FILE (or password_file: in the inventory)")
+    password = from_password_file(username, password_file).password if username and password_file else None
+    ca_file = ca or (spec.ca if spec is not None else None)
+    try:
+        ca_bytes = Path(ca_file).read_bytes()[: 1 << 20] if ca_file else None
+    except OSError as exc:
+        raise UsageError(f"cannot read the upstream's CA {ca_file}: {exc.strerror}") from None
+    return Mirror(url, username, password, ca_bytes)

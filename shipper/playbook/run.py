@@ -301,9 +301,14 @@ def _registry(play: Play, step: Step) -> list[HostResult]:
         return [HostResult(step.name, host.name, "skipped", "an earlier step failed here")]
     password = from_password_file(str(f["user"]), _path(play, f["password_file"])).password
     trust = tuple(play.hosts(str(f.get("trust", "all"))))
+    mirror = None
+    if f.get("mirror_of"):  # a site cache of that registry (registry up --mirror-of)
+        upstream_password = _path(play, f["upstream_password_file"]) if f.get("upstream_password_file") else None
+        upstream_ca = _path(play, f["upstream_ca"]) if f.get("upstream_ca") else None
+        mirror = registry_ops.mirror_for(play.inventory, str(f["mirror_of"]), f.get("upstream_username"), upstream_password, upstream_ca)
     request = registry_host.UpRequest(
         host, {str(f["user"]): password}, port=int(f.get("port", 5000)), address=f.get("address"), image=str(f.get("image", "registry:2")),
-        data=f.get("data"), trust=trust, login=bool(f.get("login", False)),
+        data=f.get("data"), trust=trust, login=bool(f.get("login", False)), mirror_of=mirror,
     )  # fmt: skip
     result = registry_host.up(request, check=play.check)
     return [HostResult(step.name, host.name, "changed" if result.changed else "unchanged", "; ".join(result.changes))]

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+import yaml
 
 from shipper.lab import Lab, Layer, SyntheticImage, busybox_image, image_id, registry_image
 from shipper.provision import state_dir
@@ -272,3 +273,25 @@ def test_a_move_step_takes_a_platform_and_refuses_an_image_of_another(shipper: S
     assert result.status == 4
     assert statuses([json.loads(line) for line in result.stdout.splitlines()]) == {(f"ship {here}", "b"): "changed", (f"ship {other}", "a"): "failed"}
     assert image_id_of(fresh, "b", RELEASE_1.name) == image_id(RELEASE_1)
+
+
+def test_a_registry_step_can_make_a_site_cache_and_check_says_so_without_its_upstream_password(
+    shipper: ShipperRunner, registry_lab: tuple[Lab, Path], tmp_path: Path
+) -> None:  # fmt: skip
+    lab, password = registry_lab
+    user, upstream_password = lab.registry_credentials()
+    (tmp_path / "upstream-password").write_text(upstream_password)
+    playbook = tmp_path / "cache.yml"
+    playbook.write_text(yaml.safe_dump({"steps": [{"name": "a site cache", "registry": {
+        "host": "a", "user": "site", "password_file": str(password), "port": 5460, "address": ADDRESS, "image": "shipper-lab/registry:2",
+        "mirror_of": lab.token_registry.host_port, "upstream_username": user, "upstream_password_file": str(tmp_path / "upstream-password"),
+        "upstream_ca": str(lab.tls_file("ca.crt")),
+    }}]}))  # fmt: skip
+
+    result = shipper("play", str(playbook), "--check", "--json", "-i", str(lab.inventory_path))
+
+    assert result.status == 0, result.stderr
+    [step] = [json.loads(line) for line in result.stdout.splitlines() if '"event": "result"' in line]
+    assert step["status"] == "changed" and f"a cache of https://{lab.token_registry.host_port}" in step["detail"]
+    assert upstream_password not in result.stdout + result.stderr
+    assert not Path(state_dir(5460)).exists()  # --check wrote nothing

@@ -81,8 +81,14 @@ def _mirrors(inventory: Inventory, central: RegistryRoute) -> dict[str, Registry
         name = host.vars.get("registry_mirror")
         if not name:
             continue
+        where = host.var_sources.get("registry_mirror", str(host.origin))
         if not isinstance(name, str):
-            raise InventoryError(f"registry_mirror of {host.name} must name a registry (set in {host.var_sources.get('registry_mirror', host.origin)})")
+            raise InventoryError(f"registry_mirror of {host.name} must name a registry (set in {where})")
+        if name not in inventory.registries and ":" not in name:  # a typo would only show as every pull falling back
+            raise InventoryError(
+                f"registry_mirror of {host.name} names {name!r}, which is not in the inventory's registries: (set in {where})",
+                hint="name a registry of registries:, or give its HOST:PORT",
+            )
         address, spec = registry_ops.resolve(name, inventory)
         if address == central.address:
             continue

@@ -17,6 +17,7 @@ from shipper.cli.targets import choose, complete_targets, open_inventory
 from shipper.hostpool import exit_status_of
 from shipper.ops.move_plan import MovePlan, RouteRequest
 from shipper.transfer.plan import TargetPlan
+from shipper.ops.move_from_registry import move_from_registry
 from shipper.ops.move_registry import route_for
 from shipper.ops.move_run import MoveSession, TargetResult
 from shipper.ops.release import directory_for, policy_for
@@ -29,7 +30,8 @@ from shipper.progress import Reporter
 @inventory_option
 @json_option
 @click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
-@click.option("--from", "source", required=True, metavar="HOST", help="The host whose engine has the images.", shell_complete=complete_targets)
+@click.option("--from", "source", metavar="HOST", help="The host whose engine has the images.", shell_complete=complete_targets)
+@click.option("--from-registry", "from_registry", metavar="NAME|HOST:PORT", help="Or take them from a registry (no engine pushes): each target pulls, through its site cache (registry_mirror) where it has one.")
 @click.option("--to", "target", required=True, metavar="TARGET", help="Hosts: a host, a group, an Ansible host pattern (web:&prod, all:!db), or ssh://user@host:port.", shell_complete=complete_targets)
 @click.option("--via", type=click.Choice(["ssh", "relay", "direct", "registry"]), default=None, help="ssh: host to host, else through here; relay: over SSH through here; direct: Docker API to API; registry: push, then pull on each target. Default: ssh when every engine is behind SSH.")
 @click.option("--registry", "registry_name", metavar="NAME|HOST:PORT", help="--via registry: the registry (a name from the inventory's registries:, or an address).")
@@ -52,7 +54,7 @@ def move(
     ctx: click.Context, inventory_path: str, as_json: bool, images: tuple[str, ...], source: str, target: str,
     via: RouteRequest | None, registry_name: str | None, ca: str | None, insecure: bool, compress: str, limit_rate: str | None, limit_total: str | None,
     platform: str | None, retry: int, no_resume: bool, force: bool, dry_run: bool, no_store_read: bool, verify_keys: tuple[str, ...],
-    releases_dir: str | None,
+    releases_dir: str | None, from_registry: str | None,
 ) -> None:  # fmt: skip
     """Move IMAGE... from one host's engine to TARGET's engines, tags intact.
 
@@ -62,6 +64,18 @@ def move(
     a failure leaves a target's tags as they were.
     """
     env = env_of(ctx)
+    if bool(source) == bool(from_registry):
+        raise UsageError("say where the images are: --from HOST or --from-registry REGISTRY (one of them)")
+    if from_registry:
+        if via or registry_name or dry_run or verify_keys or platform or limit_rate or limit_total or retry:
+            raise UsageError("--from-registry takes --to, --force, --ca and --insecure (the engines pull; nothing else applies yet)")
+        inventory = open_inventory(inventory_path, target)
+        targets = choose(env, inventory, target)
+        with reporter_for(env, as_json) as reporter:
+            results = move_from_registry(route_for(inventory, from_registry, ca, insecure), images, targets, reporter, force)
+        _report_results(env, as_json, results)
+        return
+    assert source is not None
     inventory = open_inventory(inventory_path, source, target)
     sources = choose(env, inventory, source)
     if len(sources) != 1:
@@ -104,6 +118,10 @@ def _move(env: Env, session: MoveSession, force: bool, dry_run: bool, as_json: b
 
     with reporter_for(env, as_json) as reporter:
         results = session.run(plan, reporter, retries, retrying)
+    _report_results(env, as_json, results)
+
+
+def _report_results(env: Env, as_json: bool, results: list[TargetResult]) -> None:
     if as_json:
         for result in results:
             env.json_line({"event": "result", **result_json(result)})

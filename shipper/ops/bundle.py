@@ -277,7 +277,7 @@ def prepare(path: Path, targets: Sequence[Host], keys: Sequence[Path], engines: 
     found = read_oci_verified(path)
     for required in dict.fromkeys(tuple(keys) + trusted_keys(host) for host in targets):
         check_signature(found, path, required)
-    images = engine_images(found, _one_platform(targets, engines))
+    images = engine_images(found, one_platform(targets, engines))
     bundle_images = [BundleImage(i.config, i.tags, i.size, i.diff_ids, i.platform) for i in images]
     verified = Verified(BundleManifest(bundle_images, source=found.source, created=found.created), StreamStats(), found.checksum_file,
                         found.size, found.manifest_data, found.signature, found.signed_by)  # fmt: skip
@@ -297,7 +297,7 @@ def load(
         return verified, _load_verified(path, verified, targets, force, reporter, engines, source)
 
 
-def _one_platform(targets: Sequence[Host], engines: EnginePool) -> Platform:
+def one_platform(targets: Sequence[Host], engines: EnginePool) -> Platform:
     """The platform of the targets' engines (those that answer: the others fail in their own plans)."""
     found: dict[Platform, list[str]] = {}
     for host in targets:

@@ -62,7 +62,7 @@ class CreatedOci:
         }  # fmt: skip
 
 
-def _split(reference: str) -> tuple[str, str]:
+def split_reference(reference: str) -> tuple[str, str]:
     repository, at, digest = reference.partition("@")
     if at:
         check_repository(repository)
@@ -85,7 +85,7 @@ class _Collector:
         self.held = 0  # bytes of manifests in memory
 
     def image(self, reference: str, platform: Platform | None) -> None:
-        repository, tag = _split(reference)
+        repository, tag = split_reference(reference)
         top = self.client.manifest(repository, tag)
         if platform is not None and top.is_index:
             chosen = [d for d in top.manifests if d.platform and platform.matches(*(d.platform.split("/") + [""])[:3])]

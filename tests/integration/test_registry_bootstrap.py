@@ -390,3 +390,28 @@ def test_a_site_cache_reads_each_blob_from_the_central_registry_at_most_twice_fo
                  if "response completed" in line and "http.request.method=GET" in line and "/v2/lab/boot/blobs/" in line]  # fmt: skip
     blobs = [line.split("http.request.uri=")[1].split()[0] for line in reads]
     assert blobs and max(blobs.count(b) for b in blobs) <= 2, "\n".join(reads)
+
+
+def test_the_large_site_recipe_bundle_push_into_the_sites_registry_then_targets_pull_through_their_caches(
+    shipper: ShipperRunner, booted: Booted, tiers: tuple[Booted, Path], tmp_path: Path
+) -> None:  # fmt: skip
+    """No engine at the site holds the image: the bundle goes into the site's central registry, then each target
+    pulls it (c through its cache), checked against the registry's description, tags last; a rerun changes nothing."""
+    cache, inventory = tiers
+    cache.up("--mirror-of", "central", "-i", str(inventory))
+    bundle = tmp_path / "site.tar"
+    assert shipper("bundle", "create", OTHER.name, "--from", "a", "-o", str(bundle), "-i", str(inventory)).status == 0
+    pushed = shipper("bundle", "push", str(bundle), "--registry", "central", "-i", str(inventory))
+    assert pushed.status == 0, pushed.stderr
+    remove(booted.lab, "b,c", OTHER.name, image_id(OTHER))
+    args = ("move", OTHER.name, "--from-registry", "central", "--to", "b,c", "--json", "-i", str(inventory))
+
+    first = shipper(*args)
+    again = shipper(*args)
+
+    assert first.status == 0, first.stderr
+    results = {r["host"]: r for r in events(first.stdout, "result")}
+    assert {r["status"] for r in results.values()} == {"moved"}
+    assert f"pulled from its site cache {cache.address}" in results["c"].get("note", "")
+    assert image_id_of(booted.lab, "b", OTHER.name) == image_id(OTHER) == image_id_of(booted.lab, "c", OTHER.name)
+    assert {r["status"] for r in events(again.stdout, "result")} == {"unchanged"}

@@ -46,3 +46,14 @@ def test_a_registry_mirror_naming_no_registry_is_an_inventory_error_not_a_silent
 def test_a_host_whose_mirror_is_the_central_registry_itself_pulls_from_it_directly(tmp_path: Path) -> None:
     loaded = load_inventory(inventory(tmp_path, {"a1": "central"}))
     assert route_for(loaded, "central").mirrors == {}
+
+
+def test_a_move_names_its_source_once_and_from_a_registry_takes_only_what_applies(tmp_path: Path) -> None:
+    from tests.conftest import ShipperRunner
+
+    path = str(inventory(tmp_path, {}))
+    both = ShipperRunner()("move", "app:1", "--from", "a1", "--from-registry", "central", "--to", "b1", "-i", path)
+    unsupported = ShipperRunner()("move", "app:1", "--from-registry", "central", "--to", "b1", "--dry-run", "-i", path)
+
+    assert both.status == 2 and "--from HOST or --from-registry REGISTRY (one of them)" in both.stderr
+    assert unsupported.status == 2 and "--from-registry takes --to, --force, --ca and --insecure" in unsupported.stderr

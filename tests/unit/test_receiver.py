@@ -102,7 +102,9 @@ def test_a_receiver_stopped_by_sigterm_removes_its_spool(tmp_path) -> None:  # t
     import shipper.archive.receiver as receiver
 
     spec = json.dumps({"images": [], "held": [], "spool": str(tmp_path)})
-    proc = subprocess.Popen([sys.executable, "-c", Path(receiver.__file__).read_text(), spec], stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    # -X faulthandler: should it ever hang (CI saw one timeout in many runs), SIGABRT dumps every thread's stack.
+    code = Path(receiver.__file__).read_text()
+    proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-c", code, spec], stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdin is not None
     proc.stdin.write(stream(("big", bytes(200_000)))[:150_000])  # a member spooled half way
     proc.stdin.flush()
@@ -113,7 +115,13 @@ def test_a_receiver_stopped_by_sigterm_removes_its_spool(tmp_path) -> None:  # t
 
     proc.send_signal(signal.SIGTERM)
 
-    assert proc.wait(timeout=10) == 143
+    try:
+        status = proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        _, stacks = proc.communicate(timeout=10)
+        raise AssertionError(f"the receiver did not end on SIGTERM; its threads:\n{stacks.decode(errors='replace')[-4000:]}") from None
+    assert status == 143
     assert not list(tmp_path.iterdir())
 
 

@@ -34,6 +34,7 @@ import json
 import os
 import queue
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -296,6 +297,27 @@ class Stream:
         return data
 
 
+class SignalledInput:
+    """A pipe read so that a signal always ends the wait. Python runs signal handlers in the main thread only, and
+    the kernel may give a signal to a helper thread (a carrier load's): a plain read of the stream then stays
+    blocked, and SIGTERM would not end the receiver (seen in CI, and with the helpers' signals masked, every other
+    run). Each read waits on the pipe and on the wakeup pipe Python writes to whatever thread got the signal."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.wakeup, writer = os.pipe()
+        os.set_blocking(writer, False)
+        signal.set_wakeup_fd(writer)
+
+    def read(self, size: int) -> bytes:
+        while True:
+            ready, _, _ = select.select([self.fd, self.wakeup], [], [])
+            if self.wakeup in ready:
+                os.read(self.wakeup, 512)  # back in Python code, the handler runs (SIGTERM: SystemExit)
+            if self.fd in ready:
+                return os.read(self.fd, size)
+
+
 def _octal(field: bytes) -> int:
     text = field.rstrip(b"\0 ").strip() or b"0"
     try:
@@ -506,7 +528,7 @@ def main() -> None:
     # Stopped on purpose: end through ``run``'s cleanup (the spool under /var/tmp goes), exit status 143.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     spec = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
-    sys.exit(run(spec, sys.stdin.buffer, sys.stdout.buffer))
+    sys.exit(run(spec, SignalledInput(sys.stdin.fileno()), sys.stdout.buffer))  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

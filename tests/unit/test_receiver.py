@@ -125,6 +125,46 @@ def test_a_receiver_stopped_by_sigterm_removes_its_spool(tmp_path) -> None:  # t
     assert not list(tmp_path.iterdir())
 
 
+def test_a_sigterm_the_kernel_gives_a_helper_thread_still_ends_the_receiver(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Python runs handlers in the main thread only: a signal delivered to the carrier thread must still wake the
+    main thread's read of the stream (tgkill aims it at that thread, as the kernel sometimes does)."""
+    import ctypes
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import shipper.archive.receiver as receiver
+
+    tgkill = {"x86_64": 234, "aarch64": 131}.get(os.uname().machine)
+    if tgkill is None:
+        pytest.skip("tgkill's syscall number is known here for x86_64 and aarch64 only")
+    spec = json.dumps({"images": [], "held": [], "spool": str(tmp_path)})
+    code = Path(receiver.__file__).read_text()
+    proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-c", code, spec], stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None
+    proc.stdin.write(stream(("big", bytes(200_000)))[:150_000])
+    proc.stdin.flush()
+    deadline = time.monotonic() + 10
+    while not any(tmp_path.glob("shipper-receive-*/member-*")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    helpers = [int(t.name) for t in Path(f"/proc/{proc.pid}/task").iterdir() if int(t.name) != proc.pid]
+    assert helpers, "the receiver runs its carrier thread"
+
+    assert ctypes.CDLL(None, use_errno=True).syscall(tgkill, proc.pid, helpers[0], signal.SIGTERM) == 0
+
+    try:
+        status = proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        _, stacks = proc.communicate(timeout=10)
+        raise AssertionError(f"the receiver did not end on SIGTERM; its threads:\n{stacks.decode(errors='replace')[-4000:]}") from None
+    assert status == 143
+    assert not list(tmp_path.iterdir())
+
+
 def test_a_header_whose_size_is_not_octal_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
     header = bytearray(stream(("x", b"abc"))[:512])
     header[124:136] = b"99999999999\0"

@@ -197,7 +197,15 @@ def mirror_for(inventory: Inventory | None, name: str, username: str | None, pas
     password = from_password_file(username, password_file).password if username and password_file else None
     ca_file = ca or (spec.ca if spec is not None else None)
     try:
-        ca_bytes = Path(ca_file).read_bytes()[: 1 << 20] if ca_file else None
+        ca_bytes = _first_bytes(ca_file, 1 << 20) if ca_file else None
     except OSError as exc:
         raise UsageError(f"cannot read the upstream's CA {ca_file}: {exc.strerror}") from None
+    if ca_bytes is not None and len(ca_bytes) > 1 << 20:
+        raise UsageError(f"{ca_file} is over 1 MiB: not a CA certificate")
     return Mirror(url, username, password, ca_bytes)
+
+
+def _first_bytes(path: str, limit: int) -> bytes:
+    """At most ``limit`` + 1 bytes of ``path``: enough to tell a file that is too large, never all of /dev/zero."""
+    with open(path, "rb") as source:
+        return source.read(limit + 1)

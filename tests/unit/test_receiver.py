@@ -92,36 +92,14 @@ def test_an_extended_header_larger_than_any_docker_save_writes_is_refused(tmp_pa
 
 
 def test_a_receiver_stopped_by_sigterm_removes_its_spool(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """Run as on a target (python3, its own file as the program), part of a stream in and waiting for more."""
+    """Run as on a target, part of a stream in and waiting for more (CI once saw it hang: see the next test)."""
     import signal
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
 
-    import shipper.archive.receiver as receiver
-
-    spec = json.dumps({"images": [], "held": [], "spool": str(tmp_path)})
-    # -X faulthandler: should it ever hang (CI saw one timeout in many runs), SIGABRT dumps every thread's stack.
-    code = Path(receiver.__file__).read_text()
-    proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-c", code, spec], stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdin is not None
-    proc.stdin.write(stream(("big", bytes(200_000)))[:150_000])  # a member spooled half way
-    proc.stdin.flush()
-    deadline = time.monotonic() + 10
-    while not any(tmp_path.glob("shipper-receive-*/member-*")) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert any(tmp_path.glob("shipper-receive-*/member-*"))
+    proc = started_receiver(tmp_path)
 
     proc.send_signal(signal.SIGTERM)
 
-    try:
-        status = proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGABRT)
-        _, stacks = proc.communicate(timeout=10)
-        raise AssertionError(f"the receiver did not end on SIGTERM; its threads:\n{stacks.decode(errors='replace')[-4000:]}") from None
-    assert status == 143
+    assert ended_by_sigterm(proc) == 143
     assert not list(tmp_path.iterdir())
 
 
@@ -131,37 +109,18 @@ def test_a_sigterm_the_kernel_gives_a_helper_thread_still_ends_the_receiver(tmp_
     import ctypes
     import os
     import signal
-    import subprocess
-    import sys
-    import time
     from pathlib import Path
-
-    import shipper.archive.receiver as receiver
 
     tgkill = {"x86_64": 234, "aarch64": 131}.get(os.uname().machine)
     if tgkill is None:
         pytest.skip("tgkill's syscall number is known here for x86_64 and aarch64 only")
-    spec = json.dumps({"images": [], "held": [], "spool": str(tmp_path)})
-    code = Path(receiver.__file__).read_text()
-    proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-c", code, spec], stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdin is not None
-    proc.stdin.write(stream(("big", bytes(200_000)))[:150_000])
-    proc.stdin.flush()
-    deadline = time.monotonic() + 10
-    while not any(tmp_path.glob("shipper-receive-*/member-*")) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    proc = started_receiver(tmp_path)
     helpers = [int(t.name) for t in Path(f"/proc/{proc.pid}/task").iterdir() if int(t.name) != proc.pid]
     assert helpers, "the receiver runs its carrier thread"
 
     assert ctypes.CDLL(None, use_errno=True).syscall(tgkill, proc.pid, helpers[0], signal.SIGTERM) == 0
 
-    try:
-        status = proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGABRT)
-        _, stacks = proc.communicate(timeout=10)
-        raise AssertionError(f"the receiver did not end on SIGTERM; its threads:\n{stacks.decode(errors='replace')[-4000:]}") from None
-    assert status == 143
+    assert ended_by_sigterm(proc) == 143
     assert not list(tmp_path.iterdir())
 
 
@@ -243,3 +202,39 @@ def test_a_lock_held_for_ever_or_a_symlink_in_its_place_does_not_stop_a_receiver
     assert planted.fd < 0 and not (tmp_path / "victim").exists()
     planted.release()
     assert (tmp_path / "planted.lock").is_symlink()
+
+
+def started_receiver(tmp_path):  # type: ignore[no-untyped-def]
+    """A receiver run as on a target (python3, its own file as the program, faulthandler on), part of a stream in
+    and waiting for more: its process, once a member is spooled half way."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import shipper.archive.receiver as receiver
+
+    spec = json.dumps({"images": [], "held": [], "spool": str(tmp_path)})
+    proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-c", Path(receiver.__file__).read_text(), spec],
+                            stdin=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    assert proc.stdin is not None
+    proc.stdin.write(stream(("big", bytes(200_000)))[:150_000])
+    proc.stdin.flush()
+    deadline = time.monotonic() + 10
+    while not any(tmp_path.glob("shipper-receive-*/member-*")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert any(tmp_path.glob("shipper-receive-*/member-*"))
+    return proc
+
+
+def ended_by_sigterm(proc) -> int:  # type: ignore[no-untyped-def]
+    """Its exit status; should it hang, SIGABRT makes faulthandler print every thread's stack into the failure."""
+    import signal
+    import subprocess
+
+    try:
+        return int(proc.wait(timeout=30))
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        _, stacks = proc.communicate(timeout=10)
+        raise AssertionError(f"the receiver did not end on SIGTERM; its threads:\n{stacks.decode(errors='replace')[-4000:]}") from None

@@ -57,3 +57,12 @@ def test_a_move_names_its_source_once_and_from_a_registry_takes_only_what_applie
 
     assert both.status == 2 and "--from HOST or --from-registry REGISTRY (one of them)" in both.stderr
     assert unsupported.status == 2 and "--from-registry takes --to, --force, --ca and --insecure" in unsupported.stderr
+
+
+def test_an_upstream_ca_given_by_mistake_as_an_endless_file_is_refused_without_reading_it_all(tmp_path: Path) -> None:
+    from shipper.errors import UsageError
+    from shipper.ops.registry import mirror_for
+
+    loaded = load_inventory(inventory(tmp_path, {}))
+    with pytest.raises(UsageError, match="is over 1 MiB: not a CA certificate"):
+        mirror_for(loaded, "central", None, None, "/dev/zero")

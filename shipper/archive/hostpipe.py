@@ -296,38 +296,12 @@ def main() -> None:
 # The modules the program is made of, in an order that imports only what came before.
 PROGRAM_MODULES = ("layers", "tarheader", "savestream", "layerstore", "wire", "fanout", "hostpipe")
 
-# The program as sent: each module's source, served to ``import`` by a finder of its own, so each
-# runs as the module it is (its own names, its own ``from shipper.archive.X import …``), exactly
-# as in shipper's own process. Pasting the sources together would let same-named functions
-# replace each other.
-_BOOT = """import importlib.abc, importlib.util, sys
-SOURCES = %s
-class Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    def find_spec(self, name, path=None, target=None):
-        if name in ("shipper", "shipper.archive") or name in SOURCES:
-            return importlib.util.spec_from_loader(name, self, is_package=name not in SOURCES)
-        return None
-    def create_module(self, spec):
-        return None
-    def exec_module(self, module):
-        source = SOURCES.get(module.__name__)
-        if source is not None:
-            exec(compile(source, "<shipper " + module.__name__ + ">", "exec"), module.__dict__)
-sys.meta_path.insert(0, Finder())
-import shipper.archive.hostpipe
-if __name__ == "__main__":
-    shipper.archive.hostpipe.main()
-"""
-
 
 def script() -> str:
     """This program and the modules it needs, as one self-contained script (standard library only)."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    sources = {}
-    for module in PROGRAM_MODULES:
-        with open(os.path.join(here, module + ".py"), encoding="utf-8") as source:
-            sources["shipper.archive." + module] = source.read()
-    return _BOOT % repr(sources)
+    from shipper.archive.boot import program_script  # here, not at the top: the program as sent has no boot module
+
+    return program_script(PROGRAM_MODULES, "hostpipe")
 
 
 if __name__ == "__main__":

@@ -195,21 +195,32 @@ class LayerStore:
         entry, _ = self._layer_dirs(chain, diff_id)
         return sum(len(segment) if segment is not None else size for segment, _, size in _tar_split(os.path.join(entry, "tar-split.json.gz")))
 
-    def _layer(self, chain: str, diff_id: str, sizes: Dict[str, int], verify: bool = True) -> Iterator[bytes]:
+    def layer_content(self, chain: str, diff_id: str, verify: bool = True) -> Tuple[int, Iterator[bytes]]:
+        """A layer's tar exactly as the engine would export it: its size (from the metadata alone), then its bytes.
+        ``verify``: hashed as read, ArchiveError at the end when it is not ``diff_id``."""
         entry, diff_dir = self._layer_dirs(chain, diff_id)
         split = os.path.join(entry, "tar-split.json.gz")
-        # Two passes over the (small) metadata: the size for the header first, then the bytes.
-        size = sizes[diff_id] = self.layer_size(chain, diff_id)
+        # Two passes over the (small) metadata: the size first, then the bytes.
+        size = self.layer_size(chain, diff_id)
+
+        def content() -> Iterator[bytes]:
+            sha = hashlib.sha256()
+            files = _Files(diff_dir)
+            for segment, name, file_size in _tar_split(split):
+                for chunk in [segment] if segment is not None else files.read(name, file_size):
+                    if verify:
+                        sha.update(chunk)
+                    yield chunk
+            if verify and "sha256:" + sha.hexdigest() != diff_id:
+                raise ArchiveError(f"layer {diff_id} read from the engine's store does not match its digest (changed while reading?)")
+
+        return size, content()
+
+    def _layer(self, chain: str, diff_id: str, sizes: Dict[str, int], verify: bool = True) -> Iterator[bytes]:
+        size, content = self.layer_content(chain, diff_id, verify)
+        sizes[diff_id] = size
         yield _header(blob_path(diff_id), size)
-        sha = hashlib.sha256()
-        files = _Files(diff_dir)
-        for segment, name, file_size in _tar_split(split):
-            for chunk in [segment] if segment is not None else files.read(name, file_size):
-                if verify:
-                    sha.update(chunk)
-                yield chunk
-        if verify and "sha256:" + sha.hexdigest() != diff_id:
-            raise ArchiveError(f"layer {diff_id} read from the engine's store does not match its digest (changed while reading?)")
+        yield from content
         if _pad(size):
             yield bytes(_pad(size))
 

@@ -26,7 +26,8 @@ from shipper.engine.pool import EnginePool
 from shipper.ops.move_plan import MovePlan, RouteRequest, choose_route, plan_move
 from shipper.transfer.plan import TargetPlan
 from shipper.ops.move_recovery import incomplete_pulls, merge, resend_in_full
-from shipper.ops.move_registry import RegistryRoute, pull_everywhere, push_images
+from shipper.ops.move_registry import Pushed, RegistryRoute, pull_everywhere, push_images
+from shipper.ops.registry_upload import can_upload_from_store, push_from_store
 from shipper.ops.release import ReleasePolicy, vouch
 from shipper.transfer.limits import RateLimits
 from shipper.transfer import Delivery, SourceFailed, SourceProgram, deliver, host_to_host, make_sink, make_source
@@ -77,19 +78,27 @@ def _path(plan: MovePlan) -> str:
 
 
 def _through_registry(plan: MovePlan, senders: Sequence[TargetPlan], reporter: Reporter, engines: EnginePool) -> Delivery:
-    """The source's engine pushes, each target's engine pulls."""
+    """The source's layer store is uploaded (else its engine pushes), each target's engine pulls."""
     assert plan.registry is not None
     names = [(img.name or img.id, img.id) for img in plan.images if img.id in plan.send_ids]
     reporter.start(plan.source.name, sum(img.size for img in plan.images if img.id in plan.send_ids))
+    read, notes = "push", list[str]()
     try:
-        pushed = push_images(plan.source, names, plan.registry, reporter, engines)
+        pushed: list[Pushed] | None = None
+        if can_upload_from_store(plan.source, plan.store_read, plan.source_store):
+            layers = [(name, image_id, plan.layers[image_id]) for name, image_id in names]
+            pushed, why = push_from_store(plan.source, layers, plan.registry, reporter)
+            read, notes = ("store", [why]) if pushed is not None else ("push", [f"docker push on {plan.source.name} (its layer store could not be read: {why})"])
+        if pushed is None:
+            pushed = push_images(plan.source, names, plan.registry, reporter, engines)
     except ShipperError as exc:
         reporter.finish(plan.source.name, "failed")
         error = _explain_source_failure(plan, exc)
-        return Delivery("registry", source_read="push", errors={t.host.name: error for t in senders})
+        return Delivery("registry", source_read=read, errors={t.host.name: error for t in senders})
     reporter.finish(plan.source.name, "pushed")
     delivery = pull_everywhere([t.host for t in senders], pushed, plan.registry, reporter, engines)
-    delivery.note = "; ".join(p.note for p in pushed if p.note)
+    delivery.source_read = read
+    delivery.note = "; ".join([*notes, *(p.note for p in pushed if p.note)])
     return delivery
 
 

@@ -64,6 +64,11 @@ class Authenticator:
         self._refetched: set[str] = set()
         self.fetched = 0  # tokens fetched so far
 
+    @property
+    def challenged_yet(self) -> bool:
+        """The registry has said how it wants credentials (or there was no request yet)."""
+        return self._challenge is not None
+
     def header(self, scope: str) -> dict[str, str]:
         """The header to send for ``scope`` (empty until a challenge has been seen)."""
         if self._challenge is None:

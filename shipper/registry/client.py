@@ -16,7 +16,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import urljoin
 
 import requests
@@ -240,6 +240,18 @@ class RegistryClient(RegistryHTTP):
         return b"".join(self.blob(repository, digest, size))
 
     # -- uploads ----------------------------------------------------------------------
+
+    def push_authorization(self, repositories: Sequence[str]) -> str:
+        """The ``Authorization`` value that lets another program push to ``repositories`` (and only there, where
+        the registry uses tokens): a token scoped to them, or the Basic credentials; "" for an open registry.
+        A secret: hand it on only over a channel as private as the credentials themselves."""
+        for repository in repositories:
+            check_repository(repository)
+        if not self.auth.challenged_yet:
+            self.ping()  # a registry that wants credentials says how here (401 and its challenge)
+        scope = " ".join(_scope(repository, "pull,push") for repository in repositories)
+        return self.auth.header(scope).get("Authorization", "")
+
 
     def mount_blob(self, repository: str, digest: str, source_repository: str) -> bool:
         """Link a blob another repository holds into ``repository``; False when the registry would not."""

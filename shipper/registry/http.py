@@ -98,7 +98,9 @@ class RegistryHTTP:
         for scheme in ("https://", "http://"):
             self.session.mount(scheme, WatchedAdapter(pool_connections=2, pool_maxsize=8))
         self.session.verify = self._verify(ca_file, insecure, certs_dir)
-        self.ca_source = ca_file or (str(certs_dir / address.host / "ca.crt") if self.session.verify not in (True, False) else "")
+        verify = self.session.verify
+        # The CA file this registry's certificate is checked against ("": the system's CAs, or none at all).
+        self.ca_source = verify if isinstance(verify, str) and verify != str(SYSTEM_CAS) and not address.plain_http else ""
         client_cert, client_key = certs_dir / address.host / "client.cert", certs_dir / address.host / "client.key"
         if not ca_file and client_cert.is_file() and client_key.is_file():
             self.session.cert = (str(client_cert), str(client_key))

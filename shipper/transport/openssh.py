@@ -15,6 +15,7 @@ import fcntl
 import functools
 import io
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -23,6 +24,7 @@ from typing import IO, Any, Callable, Iterator
 
 from shipper.errors import SSHError
 from shipper.inventory.model import SSHSettings
+from shipper.transport.agent import DEFAULT_IDENTITIES
 
 CHUNK = 1 << 20
 PIPE_SIZE = 1 << 20  # bigger pipes: fewer wake-ups per megabyte
@@ -94,13 +96,26 @@ def ssh_argv(settings: SSHSettings, command: str, forward_agent: bool = False) -
         "-l", s.user,
         *_cipher_option(),
     ]  # fmt: skip
-    for key in s.identity_files:
+    for key in s.identity_files or _default_keys():
         argv += ["-i", key]
     if s.proxy_command:
         argv += ["-o", f"ProxyCommand={s.proxy_command}"]
     elif s.proxy_jump:
         argv += ["-J", s.proxy_jump]
     return argv + ["--", s.alias, command]
+
+
+def _default_keys() -> list[str]:
+    """OpenSSH finds ``~/.ssh`` through the password database; shipper, paramiko and the agent shipper starts
+    through ``$HOME``. Where the two differ (``sudo -E``, a service's or a CI job's HOME), the default keys of
+    shipper's ``~`` are named, so that every way shipper logs in tries the same keys."""
+    home = os.path.expanduser("~")
+    try:
+        if pwd.getpwuid(os.getuid()).pw_dir == home:
+            return []
+    except KeyError:
+        pass
+    return [k for k in (os.path.join(home, ".ssh", name) for name in DEFAULT_IDENTITIES) if os.path.isfile(k)]
 
 
 def _grow_pipe(stream: IO[bytes] | None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
@@ -43,3 +44,16 @@ def write_inventory(path: Path, hosts: dict[str, dict[str, str]], **all_vars: st
     data = {"all": {"vars": dict(all_vars), "hosts": {name: dict(variables) or None for name, variables in hosts.items()}}}
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return str(path)
+
+
+def layers_of(lab: Lab, host: str, reference: str) -> list[str]:
+    return json.loads(lab.docker(host, "image", "inspect", "-f", "{{json .RootFS.Layers}}", reference).stdout)
+
+
+def flip_byte(path: Path) -> None:
+    """Flip one byte of a file (again to flip it back): a layer changed on disk behind the engine's back."""
+    with open(path, "r+b") as f:
+        f.seek(1000)
+        byte = f.read(1)
+        f.seek(1000)
+        f.write(bytes([byte[0] ^ 0x01]))

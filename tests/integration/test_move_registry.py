@@ -10,8 +10,10 @@ import pytest
 import yaml
 
 from shipper.lab import Lab, Layer, SyntheticImage, busybox_image, image_id
-from tests.conftest import ShipperRunner
-from tests.integration.helpers import image_id_of, remove, tags_of
+from tests.conftest import CLIResult, ShipperRunner
+from shipper.archive.layers import chain_ids
+from shipper.registry import Credentials, RegistryClient, parse_address
+from tests.integration.helpers import flip_byte, image_id_of, layers_of, remove, tags_of
 
 APP = SyntheticImage("lab/viareg:1", (Layer(3 << 20, "viareg-base"), Layer(256 << 10, "viareg-top", "text")))
 BUSYBOX = busybox_image("lab/viareg-busybox:1")
@@ -55,6 +57,7 @@ def test_images_go_through_a_registry_and_arrive_under_their_own_names(
     assert result.status == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert {e["host"]: e["status"] for e in events if e["event"] == "result"} == {"b": "moved", "c": "moved"}
+    assert {e["source_read"] for e in events if e["event"] == "result"} == {"store"}  # uploaded from a's layer store, no docker push
     address = {"main": on_a.registry, "plain": on_a.plain_registry, "token": on_a.token_registry}[registry].host_port
     for host in ("b", "c"):
         assert image_id_of(on_a, host, APP.name) == image_id(APP)
@@ -124,3 +127,90 @@ def test_moving_one_platform_of_a_multi_platform_image_keeps_the_registry_index(
     assert image_id_of(on_a, "b", name) == image_id(BUSYBOX)
     assert tag_holds(registry, "lab/multi", "1").digest == index.digest
     assert "still names the multi-platform index" in result.stdout
+
+
+STORED = SyntheticImage("lab/viareg-store:1", (Layer(2 << 20, "viareg-store-base"), Layer(128 << 10, "viareg-store-top", "text")))
+
+
+def results(run: CLIResult) -> list[dict[str, object]]:
+    return [json.loads(line) for line in run.stdout.splitlines() if '"event": "result"' in line]
+
+
+def registry_client(lab: Lab) -> RegistryClient:
+    user, password = lab.registry_credentials()
+    return RegistryClient(parse_address(lab.registry.host_port), Credentials(user, password), ca_file=str(lab.tls_file("ca.crt")))
+
+
+def test_the_registry_gets_the_source_stores_layers_uncompressed_under_their_diff_ids(shipper: ShipperRunner, on_a: Lab, tmp_path: Path) -> None:
+    on_a.load_images("a", [STORED])
+    remove(on_a, "b", STORED.name, image_id(STORED))
+
+    result = shipper("move", STORED.name, "--from", "a", "--to", "b", "--via", "registry", "--registry", "main", "-i", registry_inventory(on_a, tmp_path), "--json")
+
+    assert result.status == 0, result.stderr
+    [moved] = results(result)
+    assert moved["status"] == "moved" and moved["source_read"] == "store"
+    assert "uploaded from a's layer store: 3 blobs" in str(moved["note"])
+    with registry_client(on_a) as client:
+        manifest = client.manifest("lab/viareg-store", "1")
+    assert manifest.media_type == "application/vnd.oci.image.manifest.v1+json"
+    assert manifest.config is not None and manifest.config.digest == image_id(STORED)
+    assert [layer["digest"] for layer in manifest.document["layers"]] == layers_of(on_a, "a", STORED.name)
+    assert image_id_of(on_a, "b", STORED.name) == image_id(STORED)
+    assert on_a.registry_credentials()[1] not in result.stdout + result.stderr
+
+
+def test_an_image_the_registry_holds_already_is_not_uploaded_again(shipper: ShipperRunner, on_a: Lab, tmp_path: Path) -> None:
+    on_a.load_images("a", [STORED])
+    inventory = registry_inventory(on_a, tmp_path)
+    remove(on_a, "b", STORED.name, image_id(STORED))
+    assert shipper("move", STORED.name, "--from", "a", "--to", "b", "--via", "registry", "--registry", "main", "-i", inventory).status == 0
+    remove(on_a, "c", STORED.name, image_id(STORED))
+
+    again = shipper("move", STORED.name, "--from", "a", "--to", "c", "--via", "registry", "--registry", "main", "-i", inventory, "--json")
+
+    assert again.status == 0, again.stderr
+    [moved] = results(again)
+    assert moved["status"] == "moved" and "held it already: nothing uploaded" in str(moved["note"])
+    assert image_id_of(on_a, "c", STORED.name) == image_id(STORED)
+
+
+def test_without_store_reads_the_source_engine_pushes(shipper: ShipperRunner, on_a: Lab, tmp_path: Path) -> None:
+    image = SyntheticImage("lab/viareg-pushed:1", (Layer(1 << 20, "viareg-pushed"),))
+    on_a.load_images("a", [image])
+    remove(on_a, "b", image.name, image_id(image))
+
+    result = shipper(
+        "move", image.name, "--from", "a", "--to", "b", "--via", "registry", "--registry", "main", "--no-store-read",
+        "-i", registry_inventory(on_a, tmp_path), "--json",
+    )  # fmt: skip
+
+    assert result.status == 0, result.stderr
+    assert [r["source_read"] for r in results(result)] == ["push"]
+    assert image_id_of(on_a, "b", image.name) == image_id(image)
+
+
+def test_a_layer_changed_in_the_source_store_is_refused_by_the_registry_and_nothing_is_named(
+    shipper: ShipperRunner, on_a: Lab, tmp_path: Path
+) -> None:
+    image = SyntheticImage("lab/viareg-corrupt:1", (Layer(1 << 20, "viareg-corrupt-base"), Layer(1 << 20, "viareg-corrupt-top")))
+    on_a.load_images("a", [image])
+    remove(on_a, "b", image.name, image_id(image))
+    diff_ids = layers_of(on_a, "a", image.name)
+    chain = chain_ids(diff_ids)[1].split(":")[1]
+    data_root = on_a.root / "a" / "data"
+    cache_id = (data_root / "image" / "overlay2" / "layerdb" / "sha256" / chain / "cache-id").read_text().strip()
+    changed = data_root / "overlay2" / cache_id / "diff" / image.layers[1].path
+    flip_byte(changed)
+    try:
+        result = shipper("move", image.name, "--from", "a", "--to", "b", "--via", "registry", "--registry", "main", "-i", registry_inventory(on_a, tmp_path))
+    finally:
+        flip_byte(changed)
+
+    assert result.status != 0
+    assert f"layer {diff_ids[1][:19]}… read from a's layer store is not what its image says" in result.stderr, result.stderr
+    assert "--no-store-read" in result.stderr
+    with registry_client(on_a) as client:
+        assert client.manifest_head("lab/viareg-corrupt", "1") is None  # no name points at it
+        assert client.blob_size("lab/viareg-corrupt", diff_ids[1]) is None
+    assert image_id_of(on_a, "b", image.name) is None and image_id_of(on_a, "b", image_id(image)) is None

@@ -14,7 +14,7 @@ from shipper.lab import Lab, Layer, SyntheticImage, busybox_image, image_id
 from shipper.ops.move_plan import plan_move
 from shipper.ops.move_run import run_move
 from tests.conftest import ShipperRunner, one
-from tests.integration.helpers import image_id_of, remove
+from tests.integration.helpers import flip_byte, image_id_of, layers_of, remove
 
 BASE = SyntheticImage("lab/thin-base:1", (Layer(6 << 20, "thin-base-0"), Layer(6 << 20, "thin-base-1", "text")))
 # On top of the base: a small layer of its own, then busybox (so it runs).
@@ -35,10 +35,6 @@ def base_only_on(lab: Lab, hosts: str) -> None:
     remove(lab, hosts, APP.name, image_id(APP))
     for host in hosts.split(","):
         lab.load_images(host, [BASE])
-
-
-def layers_of(lab: Lab, host: str, reference: str) -> list[str]:
-    return json.loads(lab.docker(host, "image", "inspect", "-f", "{{json .RootFS.Layers}}", reference).stdout)
 
 
 def assert_arrived_whole(lab: Lab, host: str) -> None:
@@ -155,11 +151,3 @@ def corrupt_app_layer_on_a(lab: Lab) -> Path:
     path = data_root / "overlay2" / cache_id / "diff" / APP.layers[2].path
     flip_byte(path)
     return path
-
-
-def flip_byte(path: Path) -> None:
-    with open(path, "r+b") as f:
-        f.seek(1000)
-        byte = f.read(1)
-        f.seek(1000)
-        f.write(bytes([byte[0] ^ 0x01]))

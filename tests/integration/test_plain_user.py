@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from shipper.lab import Lab, Layer, SyntheticImage, image_id
 from tests.conftest import ShipperRunner
@@ -96,3 +97,28 @@ def test_an_ini_inventory_found_through_ansible_inventory_moves_to_an_ssh_url_ta
     outcome = [json.loads(line) for line in result.stdout.splitlines() if '"event": "result"' in line]
     assert outcome and outcome[0]["route"] == "host-to-host", outcome
     assert image_id_of(lab, "b", APP2.name) == image_id(APP2)
+
+
+APP3 = SyntheticImage("lab/plain-user-registry:1", (Layer(1 << 20, "plain-user-registry"),))
+
+
+def test_a_move_through_a_registry_uploads_from_the_sources_store_with_the_users_own_ssh(
+    shipper: ShipperRunner, lab: Lab, plain_home: Path, plain_inventory: str, tmp_path: Path
+) -> None:
+    user, password = lab.registry_credentials()
+    (tmp_path / "registry-password").write_text(password)
+    data = yaml.safe_load(Path(plain_inventory).read_text())
+    data["registries"] = {
+        "main": {"address": lab.registry.host_port, "ca": str(lab.tls_file("ca.crt")), "username": user, "password_file": str(tmp_path / "registry-password")}
+    }
+    Path(plain_inventory).write_text(yaml.safe_dump(data))
+    lab.load_images("a", [APP3])
+    remove(lab, "b", APP3.name, image_id(APP3))
+
+    result = shipper("move", APP3.name, "--from", "a", "--to", "b", "--via", "registry", "-i", plain_inventory, "--json")
+
+    assert result.status == 0, result.stdout
+    outcome = [json.loads(line) for line in result.stdout.splitlines() if '"event": "result"' in line]
+    assert outcome and outcome[0]["source_read"] == "store", outcome
+    assert image_id_of(lab, "b", APP3.name) == image_id(APP3)
+    assert password not in result.stdout + result.stderr

@@ -88,7 +88,10 @@ def _through_registry(plan: MovePlan, senders: Sequence[TargetPlan], reporter: R
         if can_upload_from_store(plan.source, plan.store_read, plan.source_store):
             layers = [(name, image_id, plan.layers[image_id]) for name, image_id in names]
             pushed, why = push_from_store(plan.source, layers, plan.registry, reporter)
-            read, notes = ("store", [why]) if pushed is not None else ("push", [f"docker push on {plan.source.name} (its layer store could not be read: {why})"])
+            if pushed is None:
+                notes = [f"docker push on {plan.source.name} (its layer store could not be read: {why})"]
+            else:  # why: what went up ("" when the registry held every image already and nothing was read)
+                read, notes = ("store" if why else ""), [why]
         if pushed is None:
             pushed = push_images(plan.source, names, plan.registry, reporter, engines)
     except ShipperError as exc:
@@ -98,7 +101,7 @@ def _through_registry(plan: MovePlan, senders: Sequence[TargetPlan], reporter: R
     reporter.finish(plan.source.name, "pushed")
     delivery = pull_everywhere([t.host for t in senders], pushed, plan.registry, reporter, engines)
     delivery.source_read = read
-    delivery.note = "; ".join([*notes, *(p.note for p in pushed if p.note)])
+    delivery.note = "; ".join(note for note in [*notes, *(p.note for p in pushed)] if note)
     return delivery
 
 

@@ -125,4 +125,4 @@ def _put_manifests(
 def _note(source: Host, outcome: StoreUploaded, present: int) -> str:
     sent = sum(outcome.uploaded.values())
     there = f", {present} already in the registry" if present else ""
-    return f"uploaded from {source.name}'s layer store: {len(outcome.uploaded)} blobs, {sent} bytes, uncompressed{there}"
+    return f"uploaded from {source.name}'s layer store: {len(outcome.uploaded)} blobs, {sent} bytes, uncompressed, in {outcome.seconds:.1f} s{there}"

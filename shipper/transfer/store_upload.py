@@ -54,7 +54,7 @@ def read_ca(path: str | None) -> str:
 
 def upload_from_store(
     source: Host, target: UploadTarget, images: Mapping[str, Sequence[str]], blobs: Sequence[tuple[str, str]], reporter: Reporter,
-    workers: int = 3,
+    workers: int = 4,
 ) -> StoreUploaded:  # fmt: skip
     """Upload ``blobs`` ((digest, repository): the layers and configs the registry lacks) of ``images``
     (image ID -> diff IDs) from ``source``'s layer store; unavailable (nothing sent) where the store

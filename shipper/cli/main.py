@@ -10,13 +10,43 @@ import traceback
 import click
 
 from shipper import __version__
-from shipper.cli import bundle, completion, fleet, key, move, play, registry, sign
+import importlib
 from shipper.cli.options import ExitRequest
 from shipper.cli.output import Env
 from shipper.errors import ExitStatus, ShipperError, UsageError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Each command's module is imported when that command runs (or help lists it): a command pays only for its own
+# imports (docker, paramiko, cryptography, rich… take most of a second together), and so does every host a
+# playbook or a fleet script runs shipper for.
+COMMANDS = {
+    "hosts": "shipper.cli.fleet:hosts",
+    "ping": "shipper.cli.fleet:ping",
+    "images": "shipper.cli.fleet:images",
+    "move": "shipper.cli.move:move",
+    "registry": "shipper.cli.registry:registry",
+    "bundle": "shipper.cli.bundle:bundle",
+    "play": "shipper.cli.play:play",
+    "completion": "shipper.cli.completion:completion",
+    "key": "shipper.cli.key:key",
+    "sign": "shipper.cli.sign:sign",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported by name when first asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            module, attribute = COMMANDS[cmd_name].split(":")
+            self.add_command(getattr(importlib.import_module(module), attribute), cmd_name)
+        return self.commands.get(cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="shipper")
 @click.option("--traceback", "show_traceback", is_flag=True, help="On error, print the Python traceback too.")
 @click.pass_context
@@ -26,16 +56,12 @@ def cli(ctx: click.Context, show_traceback: bool) -> None:
     env.traceback = show_traceback
 
 
-cli.add_command(fleet.hosts)
-cli.add_command(fleet.ping)
-cli.add_command(fleet.images)
-cli.add_command(move.move)
-cli.add_command(registry.registry)
-cli.add_command(bundle.bundle)
-cli.add_command(play.play)
-cli.add_command(completion.completion)
-cli.add_command(key.key)
-cli.add_command(sign.sign)
+def subcommand(group: click.Command, name: str) -> click.Command | None:
+    """``group``'s command ``name`` (imported if need be), or None."""
+    if not isinstance(group, click.Group):
+        return None
+    with click.Context(group) as ctx:
+        return group.get_command(ctx, name)
 
 
 # Docker's and skopeo's spellings, taken as shipper's own: the flag -> what shipper reads it as.
@@ -102,8 +128,8 @@ def _globals_after_command(argv: list[str]) -> list[str]:
         return argv
     command: click.Command = cli
     j = i
-    while j < len(argv) and isinstance(command, click.Group) and argv[j] in command.commands:
-        command = command.commands[argv[j]]
+    while j < len(argv) and (found := subcommand(command, argv[j])) is not None:
+        command = found
         j += 1
     return kept + argv[i:j] + moved + argv[j:]
 
@@ -124,9 +150,10 @@ def _command_words(argv: list[str]) -> list[str]:
     words: list[str] = []
     command: click.Command = cli
     for word in (w for w in argv if not w.startswith("-")):
-        if not isinstance(command, click.Group) or word not in command.commands:
+        found = subcommand(command, word)
+        if found is None:
             break
-        command = command.commands[word]
+        command = found
         words.append(word)
     return words
 

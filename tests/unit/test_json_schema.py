@@ -20,7 +20,10 @@ from tests.conftest import ShipperRunner, events, one
 
 def json_commands(group: click.Group = cli, prefix: str = "") -> list[str]:
     found = []
-    for name, command in group.commands.items():
+    with click.Context(group) as ctx:
+        commands = {name: group.get_command(ctx, name) for name in group.list_commands(ctx)}
+    for name, command in commands.items():
+        assert command is not None, name
         path = f"{prefix}{name}"
         if isinstance(command, click.Group):
             found += json_commands(command, path + " ")

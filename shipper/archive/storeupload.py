@@ -1,7 +1,9 @@
 """The program shipper runs on a source host to upload images from its engine's layer store into a registry.
 
     python3 -c "$(LOADER)"
-    then, on its stdin: this program (``script()``), then SPEC_JSON on one line
+    then, on its stdin: this program (``script()``), then SPEC_JSON on one line (an empty line: no work)
+
+It starts before shipper has planned, and finds the engine's store meanwhile.
 
 Why: ``docker push`` gzips every layer before its first byte goes up (most of
 a push's time on a fast link). The store holds each layer's tar exactly
@@ -138,8 +140,7 @@ def _contents(store: LayerStore, images: Dict[str, List[str]]) -> Tuple[Dict[str
     return readers, sizes
 
 
-def run(spec: Dict[str, Any]) -> Dict[str, Any]:
-    store, why = LayerStore.of_local_engine()
+def run(spec: Dict[str, Any], store: Optional[LayerStore], why: str) -> Dict[str, Any]:
     images = {str(k): [str(d) for d in v] for k, v in spec["images"].items()}
     if store is None:
         return {"available": False, "reason": why}
@@ -203,12 +204,13 @@ def _stop_when_shipper_is_gone() -> None:
 
 
 def main() -> None:
+    store, why = LayerStore.of_local_engine()  # while shipper still plans
     line = sys.stdin.buffer.readline().decode().strip()
     if not line:
         sys.exit(0)
     _stop_when_shipper_is_gone()
     started = time.monotonic()
-    outcome = run(json.loads(line))
+    outcome = run(json.loads(line), store, why)
     outcome["seconds"] = round(time.monotonic() - started, 3)
     sys.stdout.write(json.dumps(outcome) + "\n")
     sys.stdout.flush()

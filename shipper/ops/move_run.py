@@ -28,6 +28,7 @@ from shipper.transfer.plan import TargetPlan
 from shipper.ops.move_recovery import incomplete_pulls, merge, resend_in_full
 from shipper.ops.move_registry import Pushed, RegistryRoute, pull_everywhere, push_images
 from shipper.ops.registry_upload import can_upload_from_store, push_from_store
+from shipper.transfer.store_upload import StoreUploader
 from shipper.ops.release import ReleasePolicy, vouch
 from shipper.transfer.limits import RateLimits
 from shipper.transfer import Delivery, SourceFailed, SourceProgram, deliver, host_to_host, make_sink, make_source
@@ -77,9 +78,14 @@ def _path(plan: MovePlan) -> str:
     return "relay" if plan.route == "ssh" else "direct"
 
 
-def _through_registry(plan: MovePlan, senders: Sequence[TargetPlan], reporter: Reporter, engines: EnginePool) -> Delivery:
-    """The source's layer store is uploaded (else its engine pushes), each target's engine pulls."""
+def _through_registry(
+    plan: MovePlan, senders: Sequence[TargetPlan], reporter: Reporter, engines: EnginePool, uploader: StoreUploader | None = None
+) -> Delivery:  # fmt: skip
+    """The source's layer store is uploaded (else its engine pushes), each target's engine pulls.
+    ``uploader``: the upload program, started on the source while the move was planned."""
     assert plan.registry is not None
+    if uploader is not None and not can_upload_from_store(plan.source, plan.store_read, plan.source_store):
+        uploader.cancel()
     names = [(img.name or img.id, img.id) for img in plan.images if img.id in plan.send_ids]
     reporter.start(plan.source.name, sum(img.size for img in plan.images if img.id in plan.send_ids))
     read, notes = "push", list[str]()
@@ -87,7 +93,7 @@ def _through_registry(plan: MovePlan, senders: Sequence[TargetPlan], reporter: R
         pushed: list[Pushed] | None = None
         if can_upload_from_store(plan.source, plan.store_read, plan.source_store):
             layers = [(name, image_id, plan.layers[image_id]) for name, image_id in names]
-            pushed, why = push_from_store(plan.source, layers, plan.registry, reporter)
+            pushed, why = push_from_store(plan.source, layers, plan.registry, reporter, uploader)
             if pushed is None:
                 notes = [f"docker push on {plan.source.name} (its layer store could not be read: {why})"]
             else:  # why: what went up ("" when the registry held every image already and nothing was read)
@@ -106,7 +112,7 @@ def _through_registry(plan: MovePlan, senders: Sequence[TargetPlan], reporter: R
 
 
 def _deliver(
-    plan: MovePlan, senders: Sequence[TargetPlan], reporter: Reporter, program: SourceProgram | None, engines: EnginePool
+    plan: MovePlan, senders: Sequence[TargetPlan], reporter: Reporter, program: SourceProgram | StoreUploader | None, engines: EnginePool
 ) -> Delivery:  # fmt: skip
     delivery = _deliver_by_route(plan, senders, reporter, program, engines)
     delivery.resumable = {t.host.name for t in senders if t.host.name in plan.receivers}  # a cut there keeps what arrived
@@ -114,13 +120,16 @@ def _deliver(
 
 
 def _deliver_by_route(
-    plan: MovePlan, senders: Sequence[TargetPlan], reporter: Reporter, program: SourceProgram | None, engines: EnginePool
+    plan: MovePlan, senders: Sequence[TargetPlan], reporter: Reporter, program: SourceProgram | StoreUploader | None, engines: EnginePool
 ) -> Delivery:  # fmt: skip
     """Host to host when planned and available, else through this machine."""
     if plan.route == "registry":
-        if program is not None:
+        if isinstance(program, SourceProgram):
             program.cancel()
-        return _through_registry(plan, senders, reporter, engines)
+        return _through_registry(plan, senders, reporter, engines, program if isinstance(program, StoreUploader) else None)
+    if isinstance(program, StoreUploader):
+        program.cancel()
+        program = None
     if plan.host_to_host:
         keys = {t.host.name: t.host_key for t in senders if t.host_key}
         hosts = [t.host for t in senders]
@@ -182,7 +191,7 @@ def _explain_source_failure(plan: MovePlan, error: ShipperError) -> ShipperError
 
 
 def run_move(
-    plan: MovePlan, reporter: Reporter | None = None, engines: EnginePool | None = None, program: SourceProgram | None = None
+    plan: MovePlan, reporter: Reporter | None = None, engines: EnginePool | None = None, program: SourceProgram | StoreUploader | None = None
 ) -> list[TargetResult]:
     """Execute ``plan``; one result per target, in the plan's order.
 
@@ -212,9 +221,11 @@ class MoveSession:
         self.store_read, self.registry, self.limits, self.compress, self.platform = store_read, registry, limits, compress, platform
         self.resume, self.releases = resume, releases
         self.engines = EnginePool()
-        self.program: SourceProgram | None = None
+        self.program: SourceProgram | StoreUploader | None = None
         others = [t for t in self.targets if t.name != source.name]
-        if prestart and others and choose_route(source, others, via, registry)[2]:
+        if prestart and others and via == "registry" and registry is not None and can_upload_from_store(source, store_read, "classic"):
+            self.program = StoreUploader(source)
+        elif prestart and others and choose_route(source, others, via, registry)[2]:
             names = [str(parse(i)) for i in self.images]  # checked names only reach the source's command line
             keys = [k for t in others for k in t.ssh.identity_files]
             self.program = SourceProgram(source, keys, names, store_read, str(platform) if platform is not None else "")
@@ -287,7 +298,7 @@ def retryable(error: ShipperError) -> bool:
     return "the stream was cut" in error.message
 
 
-def _run(plan: MovePlan, reporter: Reporter, engines: EnginePool, program: SourceProgram | None) -> list[TargetResult]:
+def _run(plan: MovePlan, reporter: Reporter, engines: EnginePool, program: SourceProgram | StoreUploader | None) -> list[TargetResult]:
     started = time.monotonic()
     senders = [t for t in plan.targets if t.action == "send"]
     delivery = None

@@ -30,7 +30,7 @@ from shipper.ops.move_registry import Pushed, RegistryRoute, remote_repository
 from shipper.progress import Reporter
 from shipper.registry import Manifest, RegistryClient
 from shipper.registry.client import digest_of
-from shipper.transfer.store_upload import StoreUploaded, UploadTarget, read_ca, upload_from_store
+from shipper.transfer.store_upload import StoreUploaded, StoreUploader, UploadTarget, read_ca
 
 MAX_CHILDREN = 32  # platforms of an index looked at for the image
 
@@ -41,18 +41,25 @@ def can_upload_from_store(source: Host, store_read: bool, source_store: str) -> 
 
 
 def push_from_store(
-    source: Host, images: Sequence[tuple[str, str, Sequence[str]]], route: RegistryRoute, reporter: Reporter
+    source: Host, images: Sequence[tuple[str, str, Sequence[str]]], route: RegistryRoute, reporter: Reporter,
+    uploader: StoreUploader | None = None,
 ) -> tuple[list[Pushed] | None, str]:  # fmt: skip
     """Put ``(name, image ID, diff IDs)`` into the registry from ``source``'s layer store: what was pushed,
-    and a note; None (and why) when the store cannot be read there and nothing was sent."""
-    with route.client() as client:
-        held = {image_id: _held(client, route, name, image_id) for name, image_id, _ in images}
-    there = [found for found in held.values() if found is not None]
-    images = [image for image in images if held[image[1]] is None]
-    if not images:
-        return there, ""
-    pushed, note = _upload(source, images, route, reporter)
-    return (None, note) if pushed is None else ([*there, *pushed], note)
+    and a note; None (and why) when the store cannot be read there and nothing was sent.
+    ``uploader``: the program on the source, started already (else it starts now)."""
+    try:
+        with route.client() as client:
+            held = {image_id: _held(client, route, name, image_id) for name, image_id, _ in images}
+        there = [found for found in held.values() if found is not None]
+        images = [image for image in images if held[image[1]] is None]
+        if not images:
+            return there, ""
+        uploader = uploader or StoreUploader(source)
+        pushed, note = _upload(uploader, images, route, reporter)
+        return (None, note) if pushed is None else ([*there, *pushed], note)
+    finally:
+        if uploader is not None:
+            uploader.cancel()  # nothing to do once its upload is done
 
 
 def _held(client: RegistryClient, route: RegistryRoute, name: str, image_id: str) -> Pushed | None:
@@ -75,7 +82,7 @@ def _held(client: RegistryClient, route: RegistryRoute, name: str, image_id: str
 
 
 def _upload(
-    source: Host, images: Sequence[tuple[str, str, Sequence[str]]], route: RegistryRoute, reporter: Reporter
+    uploader: StoreUploader, images: Sequence[tuple[str, str, Sequence[str]]], route: RegistryRoute, reporter: Reporter
 ) -> tuple[list[Pushed] | None, str]:  # fmt: skip
     with route.client() as client:
         repository_of = {image_id: remote_repository(route, name)[0].split("/", 1)[1] for name, image_id, _ in images}
@@ -94,10 +101,10 @@ def _upload(
             route.address.base_url, client.push_authorization(sorted(set(repository_of.values()))), read_ca(client.ca_source), route.insecure
         )
     uploads = [(digest, repository) for digest, repository in missing if first_home[digest] == repository]
-    outcome = upload_from_store(source, target, {image_id: tuple(diff_ids) for _, image_id, diff_ids in images}, uploads, reporter)
+    outcome = uploader.upload(target, {image_id: tuple(diff_ids) for _, image_id, diff_ids in images}, uploads, reporter)
     if not outcome.available:
         return None, outcome.reason
-    return _put_manifests(images, route, outcome, missing, first_home), _note(source, outcome, present)
+    return _put_manifests(images, route, outcome, missing, first_home), _note(uploader.source, outcome, present)
 
 
 def _put_manifests(

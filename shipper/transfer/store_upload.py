@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import subprocess
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -52,45 +53,80 @@ def read_ca(path: str | None) -> str:
     return data.decode("ascii", errors="replace")
 
 
-def upload_from_store(
-    source: Host, target: UploadTarget, images: Mapping[str, Sequence[str]], blobs: Sequence[tuple[str, str]], reporter: Reporter,
-    workers: int = 4,
-) -> StoreUploaded:  # fmt: skip
-    """Upload ``blobs`` ((digest, repository): the layers and configs the registry lacks) of ``images``
-    (image ID -> diff IDs) from ``source``'s layer store; unavailable (nothing sent) where the store
-    cannot be read there."""
-    code = script().encode()
-    loader = LOADER.format(size=len(code))
+class StoreUploader:
+    """The upload program on ``source``, started before its work is known: its SSH login, python3's start-up
+    and its look at the engine's store overlap shipper's planning. ``upload`` gives it the work, ``cancel``
+    tells it there is none."""
 
-    def progress(line: str) -> bool:
+    def __init__(self, source: Host) -> None:
+        self.source = source
+        self.reporter: Reporter | None = None
+        code = script().encode()
+        loader = LOADER.format(size=len(code))
+        self.command: RemoteCommand | None = RemoteCommand(
+            source.ssh, f"python3 -c {shlex.quote(loader)}", f"host {source.name}", stdin=True, on_stderr_line=self._progress
+        )
+        self._write(code)
+
+    def _write(self, data: bytes) -> None:
+        assert self.command is not None
+        try:
+            self.command.write(data)
+        except BrokenPipeError:
+            pass  # gone already (no python3, say): its exit status says so
+
+    def _progress(self, line: str) -> bool:
         if not line.startswith('{"progress"'):
             return False
         try:
-            reporter.advance(source.name, int(json.loads(line)["progress"]["b"]))
+            done = int(json.loads(line)["progress"]["b"])
         except (ValueError, KeyError, TypeError):
             return False
+        if self.reporter is not None:
+            self.reporter.advance(self.source.name, done)
         return True
 
-    command = RemoteCommand(source.ssh, f"python3 -c {shlex.quote(loader)}", f"host {source.name}", stdin=True, on_stderr_line=progress)
-    spec = {
-        "registry": {"url": target.url, "cadata": target.cadata, "insecure": target.insecure},
-        "authorization": target.authorization,
-        "images": {image_id: list(diff_ids) for image_id, diff_ids in images.items()},
-        "blobs": [{"digest": digest, "repository": repository} for digest, repository in blobs],
-        "workers": workers,
-    }
-    try:
-        command.write(code + json.dumps(spec).encode() + b"\n")
-    except BrokenPipeError:
-        pass  # gone already (no python3, say): its exit status says so
-    out = b""
-    for chunk in command.chunks():
-        out += chunk
-        if len(out) > MAX_OUTCOME:
+    def upload(
+        self, target: UploadTarget, images: Mapping[str, Sequence[str]], blobs: Sequence[tuple[str, str]], reporter: Reporter, workers: int = 4
+    ) -> StoreUploaded:  # fmt: skip
+        """Upload ``blobs`` ((digest, repository): the layers and configs the registry lacks) of ``images``
+        (image ID -> diff IDs); unavailable (nothing sent) where the store cannot be read there."""
+        assert self.command is not None, "one upload per program"
+        command, self.command = self.command, None
+        self.reporter = reporter
+        spec = {
+            "registry": {"url": target.url, "cadata": target.cadata, "insecure": target.insecure},
+            "authorization": target.authorization,
+            "images": {image_id: list(diff_ids) for image_id, diff_ids in images.items()},
+            "blobs": [{"digest": digest, "repository": repository} for digest, repository in blobs],
+            "workers": workers,
+        }
+        try:
+            try:
+                command.write(json.dumps(spec).encode() + b"\n")
+            except BrokenPipeError:
+                pass
+            out = b""
+            for chunk in command.chunks():
+                out += chunk
+                if len(out) > MAX_OUTCOME:
+                    raise ShipperError(f"the upload program on {self.source.name} wrote more than {MAX_OUTCOME >> 20} MiB of report: stopped")
+            status, _, err = command.wait(keep_stdin=True)
+        finally:
             command.kill()
-            raise ShipperError(f"the upload program on {source.name} wrote more than {MAX_OUTCOME >> 20} MiB of report: stopped")
-    status, _, err = command.wait(keep_stdin=False)
-    return _outcome(source, status, out.decode(errors="replace"), err)
+        return _outcome(self.source, status, out.decode(errors="replace"), err)
+
+    def cancel(self) -> None:
+        """No work: the program ends (an empty line)."""
+        command, self.command = self.command, None
+        if command is not None:
+            try:
+                command.write(b"\n")
+                command.wait(timeout=30)
+            except (BrokenPipeError, subprocess.TimeoutExpired):
+                pass
+            finally:
+                command.kill()
 
 
 def _outcome(source: Host, status: int, out: str, err: str) -> StoreUploaded:

@@ -1,0 +1,106 @@
+"""Benchmark: the control plane at fleet size: ``ping``, ``images`` and ``move --dry-run`` over N hosts.
+
+    .venv/bin/python bench/control.py [--hosts 48] [--runs 3]
+
+A lab of N hosts on this machine (each its own dockerd and sshd on its own
+loopback address, so the hosts' side shares this machine's CPU with shipper),
+a small image loaded on every host, then each command timed as a process, as
+a user meets it (start-up included), ``--forks`` left at its default:
+
+- ``shipper ping all``;
+- ``shipper images all``;
+- ``shipper move IMG --from h01 --to all --dry-run`` (every host has the image:
+  each target is surveyed, and each is ``unchanged``).
+
+Reports the median wall seconds, shipper's own CPU (user + system of the
+shipper process alone, every thread: its ssh and other children not counted),
+that CPU per host, and the CPU all processes on the machine spent meanwhile
+(``/proc/stat``: shipper, its ssh clients, every sshd and dockerd).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from shipper.lab import Lab, Layer, SyntheticImage  # noqa: E402
+
+BENCH_ROOT = Path("/tmp/shipper-bench-ctl")
+BENCH_NET = "127.0.4"
+IMAGE = SyntheticImage("bench/fleet-small:1", (Layer(1 << 20, "fleet-small"),))
+
+# Runs shipper in this process and writes its own CPU seconds (every thread, no children) to fd 3 at the end.
+RUNNER = """
+import os, resource, sys
+from shipper.cli.main import run
+status = run(sys.argv[1:])
+usage = resource.getrusage(resource.RUSAGE_SELF)
+os.write(3, f"{usage.ru_utime + usage.ru_stime}".encode())
+sys.exit(status)
+"""
+
+
+def machine_cpu() -> float:
+    """CPU seconds every process on the machine has spent (all cores), from /proc/stat."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    busy = sum(int(x) for i, x in enumerate(fields) if i not in (3, 4))  # all but idle and iowait
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def timed(argv: list[str]) -> tuple[float, float, float]:
+    """Wall seconds, shipper's own CPU seconds, every process's CPU seconds."""
+    read, write = os.pipe()
+    cpu_before, start = machine_cpu(), time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", RUNNER, *argv], pass_fds=(write,), capture_output=True, cwd=ROOT,
+                          preexec_fn=lambda: os.dup2(write, 3))  # fmt: skip
+    wall, cpu_all = time.perf_counter() - start, machine_cpu() - cpu_before
+    os.close(write)
+    own = float(os.read(read, 100) or 0)
+    os.close(read)
+    if proc.returncode != 0:
+        raise SystemExit(f"failed: {argv}\n{proc.stderr.decode(errors='replace')[-2000:]}")
+    return wall, own, cpu_all
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--hosts", type=int, default=48)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    names = tuple(f"h{i:02d}" for i in range(1, args.hosts + 1))
+    lab = Lab(BENCH_ROOT, BENCH_NET, names)
+    lab.down(purge=True)
+    started = time.perf_counter()
+    lab.up()
+    print(f"lab of {args.hosts} hosts up in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    try:
+        for name in names:
+            lab.load_images(name, [IMAGE])
+        inventory = str(lab.inventory_path)
+        commands = {
+            "ping all": ["ping", "all", "-i", inventory],
+            "images all": ["images", "all", "-i", inventory],
+            "move --dry-run (every host has it)": ["move", IMAGE.name, "--from", names[0], "--to", "all", "--dry-run", "-i", inventory],
+        }
+        timed(commands["ping all"])  # warm: page cache, sshd's first forks
+        print(f"{args.hosts} hosts (each a dockerd and an sshd on this machine), median of {args.runs} runs, {time.strftime('%Y-%m-%d')}, "
+              f"{os.cpu_count()} cores\n")  # fmt: skip
+        print("| command | wall s | shipper CPU s | shipper CPU per host ms | all processes' CPU s |\n|---|---|---|---|---|")
+        for label, argv in commands.items():
+            runs = [timed(argv) for _ in range(args.runs)]
+            wall, own, everything = (statistics.median(r[i] for r in runs) for i in range(3))
+            print(f"| `shipper {label}` | {wall:.2f} | {own:.2f} | {own / args.hosts * 1000:.0f} | {everything:.1f} |", flush=True)
+    finally:
+        lab.down(purge=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -37,13 +37,14 @@ BENCH_ROOT = Path("/tmp/shipper-bench-ctl")
 BENCH_NET = "127.0.4"
 IMAGE = SyntheticImage("bench/fleet-small:1", (Layer(1 << 20, "fleet-small"),))
 
-# Runs shipper in this process and writes its own CPU seconds (every thread, no children) to fd 3 at the end.
+# Runs shipper in this process and writes its own CPU seconds (every thread, no children) to the fd it is given.
 RUNNER = """
 import os, resource, sys
 from shipper.cli.main import run
-status = run(sys.argv[1:])
+report = int(sys.argv[1])
+status = run(sys.argv[2:])
 usage = resource.getrusage(resource.RUSAGE_SELF)
-os.write(3, f"{usage.ru_utime + usage.ru_stime}".encode())
+os.write(report, f"{usage.ru_utime + usage.ru_stime}".encode())
 sys.exit(status)
 """
 
@@ -59,8 +60,7 @@ def timed(argv: list[str]) -> tuple[float, float, float]:
     """Wall seconds, shipper's own CPU seconds, every process's CPU seconds."""
     read, write = os.pipe()
     cpu_before, start = machine_cpu(), time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", RUNNER, *argv], pass_fds=(write,), capture_output=True, cwd=ROOT,
-                          preexec_fn=lambda: os.dup2(write, 3))  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", RUNNER, str(write), *argv], pass_fds=(write,), capture_output=True, cwd=ROOT)
     wall, cpu_all = time.perf_counter() - start, machine_cpu() - cpu_before
     os.close(write)
     own = float(os.read(read, 100) or 0)

@@ -17,7 +17,8 @@ from shipper.cli.targets import choose, complete_targets, open_inventory
 from shipper.hostpool import exit_status_of
 from shipper.ops.move_plan import MovePlan, RouteRequest
 from shipper.transfer.plan import TargetPlan
-from shipper.ops.move_from_registry import move_from_registry
+from shipper.engine.pool import EnginePool
+from shipper.ops.move_from_registry import RegistryPlan, plan_from_registry, run_from_registry
 from shipper.ops.move_registry import route_for
 from shipper.ops.move_run import MoveSession, TargetResult
 from shipper.ops.release import directory_for, policy_for
@@ -67,12 +68,28 @@ def move(
     if bool(source) == bool(from_registry):
         raise UsageError("say where the images are: --from HOST or --from-registry REGISTRY (one of them)")
     if from_registry:
-        if via or registry_name or dry_run or verify_keys or platform or limit_rate or limit_total or retry:
-            raise UsageError("--from-registry takes --to, --force, --ca and --insecure (the engines pull; nothing else applies yet)")
+        if via or registry_name or limit_rate or limit_total or retry or no_resume or no_store_read:
+            raise UsageError(
+                "--from-registry takes --to, --force, --dry-run, --platform, --verify-key, --releases, --ca and --insecure "
+                "(the engines pull: routes, rates and resuming are theirs)"
+            )  # fmt: skip
         inventory = open_inventory(inventory_path, target)
         targets = choose(env, inventory, target)
-        with reporter_for(env, as_json) as reporter:
-            results = move_from_registry(route_for(inventory, from_registry, ca, insecure), images, targets, reporter, force)
+        if not targets:
+            return
+        policy = policy_for(targets, [Path(k) for k in verify_keys], directory_for(releases_dir))
+        with EnginePool() as engines:
+            with surveying(env, as_json, [t.name for t in targets]):
+                plan = plan_from_registry(
+                    route_for(inventory, from_registry, ca, insecure), images, targets, engines, force, parse_platform(platform) if platform else None, policy
+                )  # fmt: skip
+            _show_registry_plan(env, as_json, plan, dry_run)
+            if dry_run:
+                _report_errors(env, as_json, [(t.host.name, t.error) for t in plan.targets])
+                finish(exit_status_of([t.error for t in plan.targets]))
+                return
+            with reporter_for(env, as_json) as reporter:
+                results = run_from_registry(plan, engines, reporter)
         _report_results(env, as_json, results)
         return
     assert source is not None
@@ -176,6 +193,27 @@ def _print_plan(env: Env, plan: MovePlan) -> None:
         env.out("      " + "; ".join(extras))
     env.out(table(["IMAGE", "ID", "SIZE"], [[i.name or i.requested, short_id(i.id), human_size(i.size)] for i in plan.images]))
     rows = [[t.host.name, t.action, *_crossing(plan, t), _why(t)] for t in plan.targets]
+    env.out(table(["TARGET", "ACTION", "TO SEND", "LAYERS", "WHY"], rows))
+    env.out()
+
+
+def _show_registry_plan(env: Env, as_json: bool, plan: RegistryPlan, dry_run: bool) -> None:
+    if as_json:
+        env.json_line({"event": "plan", "dry_run": dry_run, **plan.to_json()})
+        return
+    env.out(f"plan: {len(plan.images)} image(s) from registry {plan.route.address} ({plan.platform}), each target pulls by digest")
+    caches: dict[str, list[str]] = {}
+    for target in plan.targets:
+        if target.host.name in plan.route.mirrors:
+            caches.setdefault(str(plan.route.mirrors[target.host.name].address), []).append(target.host.name)
+    if caches:
+        env.out("      " + "; ".join(f"{', '.join(hosts)} pull from the site cache {cache}" for cache, hosts in caches.items()))
+    env.out(table(["IMAGE", "ID", "SIZE", "DIGEST"], [[i.name or i.requested, short_id(i.id), human_size(i.size), short_id(p.digest)] for i, p in zip(plan.images, plan.pulls)]))
+    rows = []
+    for t in plan.targets:
+        send, present, size, there = plan.crossing(t)
+        crossing = [human_size(size), f"{len(send)} to send" + (f", {len(present)} there ({human_size(there)})" if present else "")] if t.send_ids else ["-", "-"]
+        rows.append([t.host.name, t.action, *crossing, _why(t)])
     env.out(table(["TARGET", "ACTION", "TO SEND", "LAYERS", "WHY"], rows))
     env.out()
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
 
 from shipper.engine.info import content_key
 from shipper.engine.pool import EnginePool
@@ -21,6 +22,8 @@ from shipper.inventory.model import Host
 from shipper.ops.bundle import one_platform
 from shipper.ops.move_registry import Pushed, RegistryRoute, pull_everywhere
 from shipper.ops.oci_bundle import split_reference
+from shipper.ops.release import ReleasePolicy, vouch
+from shipper.releases import Release
 from shipper.platforms import Platform
 from shipper.progress import NullReporter, Reporter
 from shipper.registry import RegistryClient
@@ -47,6 +50,12 @@ def describe(client: RegistryClient, reference: str, platform: Platform) -> tupl
         diff_ids = tuple(str(d) for d in config["rootfs"]["diff_ids"])
     except (ValueError, KeyError, TypeError):
         raise RegistryError(f"the config of {reference} in {client.address} is not an image config") from None
+    made_for = (str(config.get("os", "")), str(config.get("architecture", "")), str(config.get("variant") or ""))
+    if not platform.matches(*made_for):
+        raise RegistryError(
+            f"{reference} in {client.address} is a {'/'.join(p for p in made_for if p)} image, not {platform}",
+            hint="move it to engines of its platform, or name the platform with --platform",
+        )
     if len(diff_ids) != len(manifest.layers):
         raise RegistryError(f"{reference} in {client.address} has {len(manifest.layers)} layers and {len(diff_ids)} diff IDs")
     raw = {"Config": config.get("config") or {}, "RootFS": {"Layers": list(diff_ids)}, "Created": config.get("created"),
@@ -59,36 +68,86 @@ def describe(client: RegistryClient, reference: str, platform: Platform) -> tupl
     return image, Pushed(name or reference, image.id, f"{client.address.host}/{repository}", manifest.digest)
 
 
-def move_from_registry(
-    route: RegistryRoute, references: Sequence[str], targets: Sequence[Host], reporter: Reporter | None = None, force: bool = False,
-) -> list[TargetResult]:  # fmt: skip
-    """Every target that lacks the images pulls them by digest (through its site cache where it has one), checked
-    against the registry's description of each, then tagged."""
+@dataclass(frozen=True)
+class RegistryPlan:
+    """What each target will pull from the registry (through its site cache where it has one), before anything is."""
+
+    route: RegistryRoute
+    platform: Platform
+    images: tuple[SourceImage, ...]
+    pulls: tuple[Pushed, ...]  # per image: the manifest digest the targets pull it by
+    targets: tuple[TargetPlan, ...]
+    releases: Mapping[str, Release] = field(default_factory=dict)  # --verify-key: image ID -> its verified release
+
+    def crossing(self, target: TargetPlan) -> tuple[list[str], list[str], int, int]:
+        """Layers that will cross to ``target``, layers of what it lacks that it holds, and their sizes
+        (estimates: an engine skips a layer on a pull only where it knows its compressed digest)."""
+        sizes: dict[str, int] = {}
+        for image in self.images:
+            sizes.update(image.size_of_layers())
+        lacked = list(dict.fromkeys(d for image in self.images if image.id in target.send_ids for d in image.layers))
+        send = [d for d in lacked if d not in target.skip_layers]
+        present = [d for d in lacked if d in target.skip_layers]
+        return send, present, sum(sizes.get(d, 0) for d in send), sum(sizes.get(d, 0) for d in present)
+
+    def to_json(self) -> dict[str, Any]:
+        mirrors = self.route.mirrors
+        targets = []
+        for t in self.targets:
+            send, present, size, there = self.crossing(t)
+            targets.append({
+                "host": t.host.name, "action": t.action, "send": list(t.send_ids), "layers": {"send": len(send), "present": len(present)},
+                "bytes_estimate": size, "present_bytes": there, "tags": [{"name": n, "id": i, "before": t.before.get(n)} for n, i in t.tags],
+                "reason": t.reason, **({"from": str(mirrors[t.host.name].address)} if t.host.name in mirrors else {}),
+                **({"error": t.error.to_json()} if t.error else {}),
+            })  # fmt: skip
+        return {
+            "source": f"registry {self.route.address}", "route": "registry", "route_reason": "--from-registry: each target pulls by digest",
+            "registry": str(self.route.address), "platform": str(self.platform),
+            **({"caches": {t.host.name: str(mirrors[t.host.name].address) for t in self.targets if t.host.name in mirrors}} if mirrors else {}),
+            "images": [{**vars(image), "digest": pull.digest} for image, pull in zip(self.images, self.pulls)],
+            "targets": targets,
+        }  # fmt: skip
+
+
+def plan_from_registry(
+    route: RegistryRoute, references: Sequence[str], targets: Sequence[Host], engines: EnginePool, force: bool = False,
+    platform: Platform | None = None, policy: ReleasePolicy | None = None,
+) -> RegistryPlan:  # fmt: skip
+    """Read each image from the registry (``platform``'s, else the targets' one platform), check it against its
+    signed release where ``policy`` asks, and plan each target as any move plans it: only what it lacks."""
+    with route.client() as client:
+        chosen = platform or one_platform(targets, engines)
+        described = [describe(client, reference, chosen) for reference in references]
+    images = tuple(image for image, _ in described)
+    releases = vouch(images, f"registry {route.address}", "classic", policy) if policy is not None else {}
+
+    def plan(host: Host) -> TargetPlan:
+        view = target_view(host, engines)
+        return target_plan(host, with_requested(view, host, list(images), engines), list(images), force, "registry")
+
+    outcomes = for_each_host(list(targets), plan)
+    plans = tuple(o.value if o.value is not None else TargetPlan(o.host, "failed", error=o.error) for o in outcomes)
+    return RegistryPlan(route, chosen, images, tuple(pushed for _, pushed in described), plans, releases)
+
+
+def run_from_registry(plan: RegistryPlan, engines: EnginePool, reporter: Reporter | None = None) -> list[TargetResult]:
+    """Every target that lacks the images pulls them by digest, checked against the registry's description of each
+    (and its signed release), then tagged."""
     reporter = reporter or NullReporter()
     started = time.monotonic()
-    with EnginePool() as engines, route.client() as client:
-        platform = one_platform(targets, engines)
-        described = [describe(client, reference, platform) for reference in references]
-        images = [image for image, _ in described]
-        for host in targets:
-            reporter.phase(host.name, "surveying")
-
-        def plan(host: Host) -> TargetPlan:
-            view = target_view(host, engines)
-            return target_plan(host, with_requested(view, host, images, engines), images, force, "registry")
-
-        outcomes = for_each_host(list(targets), plan)
-        plans = [o.value if o.value is not None else TargetPlan(o.host, "failed", error=o.error) for o in outcomes]
-        senders = [t for t in plans if t.action == "send"]
-        for target in senders:
-            reporter.start(target.host.name, sum(i.size for i in images if i.id in target.send_ids))
-        wanted = [pushed for image, pushed in described if any(image.id in t.send_ids for t in senders)]
-        delivery = pull_everywhere([t.host for t in senders], wanted, route, reporter, engines) if senders else None
-        layers = {image.id: image.layers for image in images}
-        contents = {image.id: image.content for image in images}
-        movers = {t.host.name: t for t in plans if t.action in ("send", "tag")}
-        finished = {
-            o.host.name: o.value
-            for o in for_each_host([t.host for t in movers.values()], lambda h: finish_target(movers[h.name], delivery, started, reporter, engines, layers, contents))
-        }  # fmt: skip
-        return [finished.get(t.host.name) or static_result(t) for t in plans]
+    senders = [t for t in plan.targets if t.action == "send"]
+    for target in senders:
+        reporter.start(target.host.name, plan.crossing(target)[2])
+    wanted = [pushed for image, pushed in zip(plan.images, plan.pulls) if any(image.id in t.send_ids for t in senders)]
+    delivery = pull_everywhere([t.host for t in senders], wanted, plan.route, reporter, engines) if senders else None
+    layers = {image.id: image.layers for image in plan.images}
+    contents = {image.id: image.content for image in plan.images}
+    movers = {t.host.name: t for t in plan.targets if t.action in ("send", "tag")}
+    finished = {
+        o.host.name: o.value
+        for o in for_each_host(
+            [t.host for t in movers.values()], lambda h: finish_target(movers[h.name], delivery, started, reporter, engines, layers, contents, plan.releases)
+        )
+    }  # fmt: skip
+    return [finished.get(t.host.name) or static_result(t) for t in plan.targets]

@@ -240,7 +240,7 @@ class MoveSession:
                 hint="move --via ssh (the default), relay or direct to limit the rate",
             )  # fmt: skip
         if self.releases is not None:
-            plan = replace(plan, releases=vouch(plan.images, plan.source, plan.source_store, self.releases))
+            plan = replace(plan, releases=vouch(plan.images, plan.source.describe(), plan.source_store, self.releases))
         return plan
 
     def _plan(self, targets: Sequence[Host], force: bool) -> MovePlan:

@@ -94,9 +94,10 @@ def sign(source: Host, requested: Sequence[str], key: ec.EllipticCurvePrivateKey
     return signed
 
 
-def vouch(images: Sequence[SourceImage], source: Host, source_store: str, policy: ReleasePolicy) -> dict[str, Release]:
+def vouch(images: Sequence[SourceImage], where: str, source_store: str, policy: ReleasePolicy) -> dict[str, Release]:
     """source image ID -> its verified release; TrustError for the first image that is not a signed release, or
-    not the one its statement names, or moved under a tag it was not released under."""
+    not the one its statement names, or moved under a tag it was not released under. ``where``: the source, in
+    messages (a host's description, or a registry)."""
     found: dict[str, Release] = {}
     for image in images:
         release = found.get(image.id)
@@ -104,6 +105,6 @@ def vouch(images: Sequence[SourceImage], source: Host, source_store: str, policy
             release = releases.read(policy.directory, image.content, keys, image.requested)
         assert release is not None
         config = image.id if source_store == "classic" else None  # the containerd store names images by manifest
-        releases.check(release, f"{image.requested} on {source.describe()}", config, image.layers, image.content, image.name)
+        releases.check(release, f"{image.requested} on {where}", config, image.layers, image.content, image.name)
         found[image.id] = release
     return found

@@ -148,3 +148,44 @@ def test_sign_with_a_wrong_passphrase_is_refused_and_writes_nothing(shipper: Shi
 
     assert result.status != 0 and "a wrong passphrase" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_from_a_registry_only_a_signed_release_is_pulled_and_the_plan_says_so_first(
+    shipper: ShipperRunner, lab: Lab, signed: dict[str, Path]
+) -> None:  # fmt: skip
+    """``move --from-registry`` with --verify-key: the image as the registry describes it must be the one the
+    statement names; --dry-run shows what each target would pull; an unsigned image is refused before any pull."""
+    registry = lab.plain_registry.host_port
+    for image in (RELEASE, UNSIGNED):
+        lab.docker("a", "tag", image.name, f"{registry}/{image.name}")
+        assert lab.docker("a", "push", "-q", f"{registry}/{image.name}").returncode == 0
+    remove(lab, "c", RELEASE.name, UNSIGNED.name, image_id(RELEASE), image_id(UNSIGNED))
+    common = ("--from-registry", f"http://{registry}", "--to", "c", "--verify-key", str(signed["pub"]), "--releases", str(signed["statements"]),
+              "--json", "-i", str(lab.inventory_path))  # fmt: skip
+
+    planned = shipper("move", RELEASE.name, *common, "--dry-run")
+    shown = shipper("move", RELEASE.name, *[a for a in common if a != "--json"], "--dry-run")
+    refused = shipper("move", UNSIGNED.name, *common)
+    moved = shipper("move", RELEASE.name, *common)
+
+    assert planned.status == 0, planned.stderr
+    plan = one(planned.stdout, "plan")
+    assert plan["source"] == f"registry {registry}" and plan["dry_run"] is True
+    assert [(t["host"], t["action"]) for t in plan["targets"]] == [("c", "send")]
+    assert plan["images"][0]["id"] == image_id(RELEASE) and plan["images"][0]["digest"].startswith("sha256:")
+    assert shown.status == 0 and f"from registry {registry}" in shown.stdout and "c " in shown.stdout and "send" in shown.stdout, shown.stdout
+    assert refused.status != 0 and "signed release" in refused.stdout + refused.stderr
+    assert image_id_of(lab, "c", image_id(UNSIGNED)) is None
+    assert moved.status == 0, moved.stderr
+    assert image_id_of(lab, "c", RELEASE.name) == image_id(RELEASE)
+
+
+def test_from_a_registry_an_image_of_another_platform_is_refused_before_any_pull(shipper: ShipperRunner, lab: Lab) -> None:
+    registry = lab.plain_registry.host_port
+    lab.docker("a", "tag", RELEASE.name, f"{registry}/{RELEASE.name}")
+    assert lab.docker("a", "push", "-q", f"{registry}/{RELEASE.name}").returncode == 0
+
+    result = shipper("move", RELEASE.name, "--from-registry", f"http://{registry}", "--to", "c", "--platform", "linux/arm64", "-i", str(lab.inventory_path))
+
+    assert result.status != 0
+    assert f"{RELEASE.name} in {registry} is a linux/amd64 image, not linux/arm64" in result.stderr, result.stderr

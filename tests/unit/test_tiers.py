@@ -53,10 +53,10 @@ def test_a_move_names_its_source_once_and_from_a_registry_takes_only_what_applie
 
     path = str(inventory(tmp_path, {}))
     both = ShipperRunner()("move", "app:1", "--from", "a1", "--from-registry", "central", "--to", "b1", "-i", path)
-    unsupported = ShipperRunner()("move", "app:1", "--from-registry", "central", "--to", "b1", "--dry-run", "-i", path)
+    unsupported = ShipperRunner()("move", "app:1", "--from-registry", "central", "--to", "b1", "--limit-rate", "5M", "-i", path)
 
     assert both.status == 2 and "--from HOST or --from-registry REGISTRY (one of them)" in both.stderr
-    assert unsupported.status == 2 and "--from-registry takes --to, --force, --ca and --insecure" in unsupported.stderr
+    assert unsupported.status == 2 and "--from-registry takes --to, --force, --dry-run, --platform" in unsupported.stderr
 
 
 def test_an_upstream_ca_given_by_mistake_as_an_endless_file_is_refused_without_reading_it_all(tmp_path: Path) -> None:

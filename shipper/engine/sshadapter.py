@@ -7,18 +7,29 @@ adapter, once given a connected paramiko client, runs
 ``docker system dial-stdio`` on a new channel per HTTP connection, which is
 all we want from it. So shipper builds the client with ``shell_out=True``
 (which makes the parent connect nothing) and then hands it our client.
+
+Each HTTP connection is a channel straight to the engine's socket where the
+host allows it (streamlocal.py: no process started there), else
+``docker system dial-stdio`` as docker-py does.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
+from typing import Any
 
-from docker.transport.sshconn import SSHConnectionPool, SSHHTTPAdapter
+import paramiko
+from docker.transport.sshconn import SSHConnection, SSHConnectionPool, SSHHTTPAdapter
 
+from shipper.engine import streamlocal
 from shipper.transport.ssh import SSHSession
 
 # docker-py's default for SSH: sshd's MaxSessions is 10, one is kept for commands.
 SSH_POOL_SIZE = 9
+POOL_KEY = "http+docker://ssh"
+PROBE_TIMEOUT = 30.0
+UNKNOWN = object()
 
 
 class SessionSSHAdapter(SSHHTTPAdapter):
@@ -32,12 +43,47 @@ class SessionSSHAdapter(SSHHTTPAdapter):
         )
         self.session = session
         self.ssh_client = session.client
+        self._socket: str | None | object = UNKNOWN
+        self._socket_lock = threading.Lock()
+        self.engine_channel = ""  # "streamlocal" or "dial-stdio", once known
 
     def get_connection(self, url: str | bytes, proxies: Mapping[str, str] | None = None) -> SSHConnectionPool:
         # docker-py keys SSH pools by the whole request URL, so every new API
         # path started a fresh `docker system dial-stdio` (~100 ms each). One
         # engine, one pool.
-        return super().get_connection("http+docker://ssh", proxies)
+        pools: Any = self.pools  # docker-py's RecentlyUsedContainer (its stubs say otherwise)
+        with pools.lock:
+            pool = pools.get(POOL_KEY)
+            if pool:
+                return pool
+            if not self.session.client.get_transport():
+                self._connect()
+            pool = _Pool(self, maxsize=self.max_pool_size)
+            pools[POOL_KEY] = pool
+        return pool
+
+    def engine_socket(self) -> str | None:
+        """The engine's socket on the host, for channels straight to it; None: dial-stdio (worked out once)."""
+        with self._socket_lock:
+            if self._socket is UNKNOWN:
+                try:
+                    self._socket = streamlocal.probe(self._transport(), PROBE_TIMEOUT)
+                except (paramiko.SSHException, OSError, EOFError):
+                    self._socket = None
+                self.engine_channel = "streamlocal" if self._socket else "dial-stdio"
+            return self._socket if isinstance(self._socket, str) else None
+
+    def socket_refused(self) -> None:
+        """The host would not connect a channel to the socket: dial-stdio from now on."""
+        with self._socket_lock:
+            self._socket = None
+            self.engine_channel = "dial-stdio"
+
+    def _transport(self) -> paramiko.Transport:
+        transport = self.session.client.get_transport()
+        if transport is None:
+            raise paramiko.SSHException("the SSH connection is closed")
+        return transport
 
     def _connect(self) -> None:
         # Called by the parent when the transport dropped: reconnect through our session.
@@ -47,3 +93,34 @@ class SessionSSHAdapter(SSHHTTPAdapter):
     def close(self) -> None:
         super().close()
         self.session.close()
+
+
+class _Connection(SSHConnection):
+    """One HTTP connection to the engine: a channel to its socket, else dial-stdio."""
+
+    def __init__(self, adapter: SessionSSHAdapter, transport: paramiko.Transport) -> None:
+        super().__init__(transport, adapter.timeout)  # None: no read timeout
+        self.adapter = adapter
+        self.transport = transport
+
+    def connect(self) -> None:
+        path = self.adapter.engine_socket()
+        if path is not None:
+            try:
+                channel = streamlocal.open_channel(self.transport, path, self.adapter.timeout or PROBE_TIMEOUT)
+                channel.settimeout(self.adapter.timeout)
+                sock: Any = channel  # a socket-like channel, as dial-stdio's
+                self.sock = sock
+                return
+            except streamlocal.Unavailable:
+                self.adapter.socket_refused()
+        super().connect()
+
+
+class _Pool(SSHConnectionPool):
+    def __init__(self, adapter: SessionSSHAdapter, maxsize: int) -> None:
+        super().__init__(ssh_client=adapter.session.client, timeout=adapter.timeout, maxsize=maxsize)
+        self.adapter = adapter
+
+    def _new_conn(self) -> Any:
+        return _Connection(self.adapter, self.adapter._transport())

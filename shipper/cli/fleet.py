@@ -127,6 +127,8 @@ def _ping_json(outcome: Outcome[fleet.PingReport]) -> dict[str, Any]:
     if outcome.value is not None:
         result["engine"] = vars(outcome.value.info)
         result["rtt_ms"] = round(outcome.value.rtt_seconds * 1000, 3)
+        if outcome.value.channel:
+            result["channel"] = outcome.value.channel
     if outcome.error is not None:
         result["error"] = outcome.error.to_json()
     return result

@@ -22,7 +22,7 @@ from docker.constants import DEFAULT_DOCKER_API_VERSION, MINIMUM_DOCKER_API_VERS
 from docker.utils import version_lt
 
 from shipper.engine.info import EngineInfo, ImageDetails, ImageSummary, engine_info, image_details, image_summary
-from shipper.engine.messages import Progress, engine_remedy, follow
+from shipper.engine.messages import Progress, engine_remedy, follow, registry_refusal
 from shipper.engine.sshadapter import SessionSSHAdapter
 from shipper.errors import EngineError, EngineUnreachable, ShipperError, SSHError
 from shipper.inventory.model import Host, TLSFiles
@@ -48,6 +48,11 @@ class Engine:
         self._version: dict[str, Any] | None = None  # GET /version as connect() read it: info() needs it again
         self.round_trips = 0  # API requests answered since connecting: each one waits a round trip on a far link
         self.last_answer = 0.0  # time.monotonic() of the last answer: a connection that just answered needs no ping
+
+    @property
+    def channel(self) -> str:
+        """Behind SSH, how requests reach the engine: "streamlocal" (a channel to its socket) or "dial-stdio"."""
+        return str(getattr(getattr(self.api, "_custom_adapter", None), "engine_channel", ""))
 
     def _answered(self, response: Any, *args: Any, **kwargs: Any) -> None:
         self.round_trips += 1
@@ -221,9 +226,16 @@ class Engine:
     def pull(self, repository: str, digest: str, auth: dict[str, str] | None, on_progress: Callable[[int], None] | None = None) -> int:
         """Pull ``repository@digest`` (no tag is set); bytes downloaded."""
         progress = Progress(on_progress)
+        action = f"pull {repository}@{digest[:19]} on {self.host.describe()}"
         with self.errors(f"pull {repository}@{digest}"):
-            stream = self.api.pull(repository, tag=digest, stream=True, decode=True, auth_config=auth)
-            follow(stream, f"pull {repository}@{digest[:19]} on {self.host.describe()}", progress)
+            try:
+                stream = self.api.pull(repository, tag=digest, stream=True, decode=True, auth_config=auth)
+            except docker.errors.APIError as exc:  # refused at once (the engine's first request to the registry failed)
+                refusal = registry_refusal(action, _explanation(exc))
+                if type(refusal) is not EngineError:  # a registry problem shipper can name (TLS, credentials, reach)
+                    raise refusal from None
+                raise
+            follow(stream, action, progress)
         return progress.total
 
     # -- containers (the registry shipper runs) ----------------------------------------

@@ -18,12 +18,13 @@ class PingReport:
 
     info: EngineInfo
     rtt_seconds: float
+    channel: str = ""  # behind SSH: "streamlocal" (a channel to the engine's socket) or "dial-stdio"
 
 
 def _ping(host: Host) -> PingReport:
     with connect(host) as engine:
         rtt = engine.ping()  # the connection is already open: this is the engine's round trip alone
-        return PingReport(engine.info(), rtt)
+        return PingReport(engine.info(), rtt, engine.channel)
 
 
 def ping(hosts: Sequence[Host]) -> list[Outcome[PingReport]]:

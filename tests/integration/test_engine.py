@@ -56,6 +56,29 @@ def test_one_ssh_channel_serves_every_api_call(lab: Lab, ssh_inventory: str) -> 
         assert len(transport._channels.values()) == 1  # type: ignore[attr-defined]
 
 
+def test_requests_go_over_a_channel_to_the_hosts_own_engine_socket_with_no_process_started_there(lab: Lab, ssh_inventory: str) -> None:
+    # The socket is the one dial-stdio would reach: each lab host's sshd sets its own DOCKER_HOST (this machine also
+    # has /var/run/docker.sock, which must not be used instead).
+    inventory = load_inventory(ssh_inventory)
+    roots = {}
+    for name in ("a", "b"):
+        with connect(inventory.host(name)) as engine:
+            roots[name] = engine.info().data_root
+            assert engine.channel == "streamlocal"
+
+    assert roots == {name: str(lab.root / name / "data") for name in ("a", "b")}
+
+
+def test_a_host_that_refuses_the_sockets_channel_is_reached_through_dial_stdio(lab: Lab, ssh_inventory: str) -> None:
+    with connect(load_inventory(ssh_inventory).host("a")) as engine:
+        adapter = engine.api._custom_adapter  # type: ignore[attr-defined]
+        adapter._socket = "/nonexistent/docker.sock"  # sshd refuses it, as it refuses every one under AllowStreamLocalForwarding no
+        adapter.pools.clear()  # the next request opens a new connection
+
+        assert engine.info().data_root == str(lab.root / "a" / "data")
+        assert engine.channel == "dial-stdio"
+
+
 def test_the_client_speaks_the_engines_api_version(lab: Lab, local_inventory: str) -> None:
     with connect(load_inventory(local_inventory).host("a")) as engine:
         info = engine.info()

@@ -22,6 +22,7 @@ def test_ping_reaches_every_engine_over_ssh_and_reports_its_facts(shipper: Shipp
         assert engine["product"] == "docker" and engine["version"].startswith("20.10")
         assert (engine["image_store"], engine["os"]) == ("classic", "linux")
         assert report["rtt_ms"] > 0
+        assert report["channel"] == "streamlocal"  # a channel to the engine's socket, no process started on the host
 
 
 def test_ping_prints_a_table_on_a_terminal_workflow(shipper: ShipperRunner, ssh_inventory: str) -> None:

@@ -42,6 +42,16 @@ def test_a_limit_spaces_bytes_at_its_rate_and_idle_time_earns_no_burst(clock: Cl
     assert clock.now - started == pytest.approx(1.0)
 
 
+def test_time_spent_sending_each_piece_is_not_lost_from_the_rate(clock: Clock) -> None:
+    # Each piece takes a while to hand on (a pipe, a busy peer) after its turn came: the limit must still
+    # average its rate (it lost that time on every piece, 4% at 5M, measured by bench/link.py).
+    limit = RateLimit(1 << 20)
+    for _ in range(40):
+        limit.take(1 << 18)
+        clock.now += 0.005  # sending it
+    assert clock.now - 100.0 == pytest.approx(40 * 0.25 - 0.25 + 0.005, abs=0.01)  # 10 MiB at 1 MiB/s, the first at once
+
+
 def test_a_limited_sink_hands_out_pieces_held_by_its_own_and_the_shared_limit(clock: Clock) -> None:
     sinks = [QueueSink("b"), QueueSink("c")]
     apply_limits(sinks, per_target=4 << 20, total=2 << 20)

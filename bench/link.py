@@ -51,7 +51,7 @@ def move(lab: Lab, image: str, *extra: str) -> tuple[float, int, int]:
 
 
 def limited_move(lab: Lab, image: str, limit: str) -> tuple[float, int, tuple[int, float]]:
-    """(seconds, bytes sent, (bytes, seconds) between the first and last progress event) of a rate-limited move."""
+    """(seconds, bytes sent, (bytes, seconds) of the steady middle: progress from 10% to 90%) of a rate-limited move."""
     argv = [sys.executable, "-m", "shipper", "move", image, "--from", "a", "--to", "b", "--json", "-i", str(lab.inventory_path), "--limit-rate", limit]
     started = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -65,7 +65,11 @@ def limited_move(lab: Lab, image: str, limit: str) -> tuple[float, int, tuple[in
             sent = event["bytes_sent"]
     proc.wait()
     seconds = time.perf_counter() - started
-    (t0, b0), (t1, b1) = seen[0], seen[-1]
+    # The steady part: from the first event past 10% of the bytes to the last one before 90% (the first
+    # events include the start, the last ones the target's load of what arrived).
+    total = seen[-1][1]
+    middle = [(t, b) for t, b in seen if 0.1 * total <= b <= 0.9 * total] or seen
+    (t0, b0), (t1, b1) = middle[0], middle[-1]
     return seconds, sent, (b1 - b0, t1 - t0)
 
 
@@ -189,7 +193,7 @@ def main() -> None:
         rate = float(args.limit[:-1]) * {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[args.limit[-1].upper()]
         lines += ["", f"`--limit-rate {args.limit}` for {sent / 1e6:.0f} MB (unshaped link): {seconds:.1f} s against {sent / rate:.1f} s at the rate "
                   f"({(seconds / (sent / rate) - 1) * 100:+.1f}%, start-up and the target's load included); while bytes flowed, "
-                  f"{flowing[0] / flowing[1] / rate * 100:.1f}% of the rate ({flowing[0] / 1e6:.0f} MB in {flowing[1]:.1f} s, between the first and the last progress event)"]  # fmt: skip
+                  f"{flowing[0] / flowing[1] / rate * 100:.1f}% of the rate ({flowing[0] / 1e6:.0f} MB in {flowing[1]:.1f} s, progress from 10% to 90%)"]  # fmt: skip
         print("\n".join(lines))
     finally:
         lab.down(purge=True)

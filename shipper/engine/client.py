@@ -389,6 +389,7 @@ def _api_client(host: Host, timeout: float | None) -> tuple[docker.APIClient, SS
         adapter = SessionSSHAdapter(session, timeout)
         api.mount("http+docker://ssh", adapter)
         api._custom_adapter = adapter  # type: ignore[attr-defined]  # docker-py closes it with the client
+        api.trust_env = False  # no proxy applies to an SSH channel: not looked up in the environment on every request
         return api, session
     tls = _tls_config(host, endpoint.tls) if endpoint.tls else False
     api = docker.APIClient(base_url=endpoint.url, tls=tls, **common)

@@ -43,6 +43,7 @@ from typing import Dict, Iterator, List, Optional, Set
 from shipper.archive.wire import Framer
 from shipper.archive.fanout import ProcessResult, ProcessSink, QueueSink, apply_limits, ended_early, grow_pipe, pump
 from shipper.archive.layerstore import LayerStore
+from shipper.archive.lifeline import stop_when_shipper_is_gone
 from shipper.archive.savestream import ArchiveError
 
 READY = "SHIPPER-READY"
@@ -264,20 +265,6 @@ def _interrupted(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def _stop_when_shipper_is_gone() -> None:
-    """shipper keeps this program's stdin open while it lives: its end (shipper ended, however abruptly,
-    and its ssh with it) interrupts the work, so that no target is left loading a stream nobody will check."""
-    import signal
-
-    def watch() -> None:
-        # os.read, not sys.stdin: a daemon thread blocked inside a buffered reader's lock aborts the interpreter at exit.
-        while os.read(sys.stdin.fileno(), 4096):
-            pass
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
 def main() -> None:
     import signal
 
@@ -289,12 +276,12 @@ def main() -> None:
     if not line or line == STOP:
         early.stop()
         sys.exit(0)
-    _stop_when_shipper_is_gone()
+    stop_when_shipper_is_gone()
     sys.exit(run(json.loads(line), early))
 
 
 # The modules the program is made of, in an order that imports only what came before.
-PROGRAM_MODULES = ("layers", "tarheader", "savestream", "layerstore", "wire", "fanout", "hostpipe")
+PROGRAM_MODULES = ("layers", "tarheader", "savestream", "layerstore", "lifeline", "wire", "fanout", "hostpipe")
 
 
 def script() -> str:

@@ -32,10 +32,10 @@ read here (nothing was sent). Progress on stderr: {"progress": {"b": bytes}} lin
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
-import signal
 import ssl
 import sys
 import threading
@@ -46,6 +46,7 @@ from urllib.parse import urljoin, urlsplit
 
 from shipper.archive.layers import chain_ids
 from shipper.archive.layerstore import LayerStore
+from shipper.archive.lifeline import stop_when_shipper_is_gone
 from shipper.archive.savestream import ArchiveError
 
 LOADER = "import sys; exec(compile(sys.stdin.buffer.read({size}), 'shipper-storeupload', 'exec'))"
@@ -87,6 +88,19 @@ class Registry:
         if (absolute.scheme, absolute.hostname, absolute.port or (443 if absolute.scheme == "https" else 80)) != (self.scheme, self.host, self.port):
             raise UploadError(f"the registry sent an upload location on another origin ({absolute.scheme}://{absolute.hostname}): refused")
         return absolute.path + ("?" + absolute.query if absolute.query else "")
+
+    def redact(self, text: str) -> str:
+        """``text`` (a registry's answer, in an error) without the credentials, should a hostile registry echo them."""
+        scheme, _, credential = self.authorization.partition(" ")
+        secrets = [credential] if credential else []
+        if scheme.lower() == "basic" and credential:
+            try:
+                secrets.append(base64.b64decode(credential).decode(errors="replace").partition(":")[2])
+            except ValueError:
+                pass
+        for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text
 
     def headers(self, extra: Dict[str, str]) -> Dict[str, str]:
         found = {"User-Agent": "shipper", **extra}
@@ -168,7 +182,7 @@ def run(spec: Dict[str, Any], store: Optional[LayerStore], why: str) -> Dict[str
             registry.upload(repository, digest, size, chunks, counters[digest])
             uploaded[digest] = size
         except (UploadError, ArchiveError, OSError) as exc:
-            errors[digest] = str(exc)
+            errors[digest] = registry.redact(str(exc))
 
     done = threading.Event()
 
@@ -191,24 +205,12 @@ def _progress(total: int) -> None:
     sys.stderr.flush()
 
 
-def _stop_when_shipper_is_gone() -> None:
-    """shipper keeps stdin open while it lives: its end (however abrupt) ends the uploads; the registry
-    drops an upload that never finished, and no manifest names it."""
-
-    def watch() -> None:
-        while os.read(sys.stdin.fileno(), 4096):
-            pass
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
 def main() -> None:
     store, why = LayerStore.of_local_engine()  # while shipper still plans
     line = sys.stdin.buffer.readline().decode().strip()
     if not line:
         sys.exit(0)
-    _stop_when_shipper_is_gone()
+    stop_when_shipper_is_gone()
     started = time.monotonic()
     outcome = run(json.loads(line), store, why)
     outcome["seconds"] = round(time.monotonic() - started, 3)
@@ -217,7 +219,7 @@ def main() -> None:
     os._exit(0)  # the stdin watcher is still blocked in its read
 
 
-PROGRAM_MODULES = ("layers", "tarheader", "savestream", "layerstore", "storeupload")
+PROGRAM_MODULES = ("layers", "tarheader", "savestream", "layerstore", "lifeline", "storeupload")
 
 
 def script() -> str:

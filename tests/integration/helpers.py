@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 
+from shipper.archive.layers import chain_ids
 from shipper.lab import Lab
 
 
@@ -57,3 +58,11 @@ def flip_byte(path: Path) -> None:
         byte = f.read(1)
         f.seek(1000)
         f.write(bytes([byte[0] ^ 0x01]))
+
+
+def file_in_store(lab: Lab, host: str, reference: str, layer: int, name: str) -> Path:
+    """File ``name`` of the image's ``layer``-th layer as the host's overlay2 store keeps it (to change behind the engine's back)."""
+    chain = chain_ids(layers_of(lab, host, reference))[layer].split(":")[1]
+    data_root = lab.root / host / "data"
+    cache_id = (data_root / "image" / "overlay2" / "layerdb" / "sha256" / chain / "cache-id").read_text().strip()
+    return data_root / "overlay2" / cache_id / "diff" / name

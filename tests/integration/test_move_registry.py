@@ -11,9 +11,8 @@ import yaml
 
 from shipper.lab import Lab, Layer, SyntheticImage, busybox_image, image_id
 from tests.conftest import CLIResult, ShipperRunner
-from shipper.archive.layers import chain_ids
 from shipper.registry import Credentials, RegistryClient, parse_address
-from tests.integration.helpers import flip_byte, image_id_of, layers_of, remove, tags_of
+from tests.integration.helpers import file_in_store, flip_byte, image_id_of, layers_of, remove, tags_of
 
 APP = SyntheticImage("lab/viareg:1", (Layer(3 << 20, "viareg-base"), Layer(256 << 10, "viareg-top", "text")))
 BUSYBOX = busybox_image("lab/viareg-busybox:1")
@@ -197,10 +196,7 @@ def test_a_layer_changed_in_the_source_store_is_refused_by_the_registry_and_noth
     on_a.load_images("a", [image])
     remove(on_a, "b", image.name, image_id(image))
     diff_ids = layers_of(on_a, "a", image.name)
-    chain = chain_ids(diff_ids)[1].split(":")[1]
-    data_root = on_a.root / "a" / "data"
-    cache_id = (data_root / "image" / "overlay2" / "layerdb" / "sha256" / chain / "cache-id").read_text().strip()
-    changed = data_root / "overlay2" / cache_id / "diff" / image.layers[1].path
+    changed = file_in_store(on_a, "a", image.name, 1, image.layers[1].path)
     flip_byte(changed)
     try:
         result = shipper("move", image.name, "--from", "a", "--to", "b", "--via", "registry", "--registry", "main", "-i", registry_inventory(on_a, tmp_path))

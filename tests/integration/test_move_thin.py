@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from shipper.archive.layers import chain_ids
 from shipper.inventory import load_inventory, select
 from shipper.lab import Lab, Layer, SyntheticImage, busybox_image, image_id
 from shipper.ops.move_plan import plan_move
 from shipper.ops.move_run import run_move
 from tests.conftest import ShipperRunner, one
-from tests.integration.helpers import flip_byte, image_id_of, layers_of, remove
+from tests.integration.helpers import file_in_store, flip_byte, image_id_of, layers_of, remove
 
 BASE = SyntheticImage("lab/thin-base:1", (Layer(6 << 20, "thin-base-0"), Layer(6 << 20, "thin-base-1", "text")))
 # On top of the base: a small layer of its own, then busybox (so it runs).
@@ -144,10 +143,6 @@ def test_a_corrupt_layer_in_the_source_store_is_refused_by_the_targets_load_and_
 
 def corrupt_app_layer_on_a(lab: Lab) -> Path:
     """Flip a byte of APP's own file in a's overlay2 store; the file's path, to flip it back."""
-    diff_ids = layers_of(lab, "a", APP.name)
-    chain = chain_ids(diff_ids)[2].split(":")[1]
-    data_root = lab.root / "a" / "data"
-    cache_id = (data_root / "image" / "overlay2" / "layerdb" / "sha256" / chain / "cache-id").read_text().strip()
-    path = data_root / "overlay2" / cache_id / "diff" / APP.layers[2].path
+    path = file_in_store(lab, "a", APP.name, 2, APP.layers[2].path)
     flip_byte(path)
     return path

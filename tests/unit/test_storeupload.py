@@ -3,6 +3,8 @@ elsewhere is refused, whatever it says."""
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from shipper.archive.storeupload import Registry, UploadError
@@ -46,3 +48,12 @@ def test_the_authorization_is_sent_and_nothing_else_secret() -> None:
 def test_a_url_that_is_no_registry_is_refused() -> None:
     with pytest.raises(UploadError):
         Registry("file:///etc/passwd", "", False, "")
+
+
+def test_credentials_a_hostile_registry_echoes_in_its_answer_are_not_repeated() -> None:
+    basic = Registry("https://reg.example:5000", "", False, "Basic " + base64.b64encode(b"deploy:s3cret-pw").decode())
+    bearer = Registry("https://reg.example:5000", "", False, "Bearer eyJtoken.part")
+
+    echoed = basic.redact(f"denied: you sent {basic.authorization.split()[1]} (password s3cret-pw)")
+    assert "s3cret-pw" not in echoed and basic.authorization.split()[1] not in echoed
+    assert "eyJtoken.part" not in bearer.redact("the registry answered 400: bad token eyJtoken.part")

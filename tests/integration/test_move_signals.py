@@ -98,6 +98,8 @@ def test_an_agent_left_by_a_killed_guard_is_removed_by_the_next_run(tmp_path: Pa
     stale.mkdir()
     agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(stale / "agent.sock")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     (stale / "agent.pid").write_text(str(agent.pid))
+    # Running, with its socket bound: swept before that, the agent could fail on its own (exit 1) before the kill.
+    assert wait_for(lambda: (stale / "agent.sock").exists(), 5)
     (stale / "guard.pid").write_text("999999999")  # no such process
     live = tmp_path / f"{PREFIX}live"
     live.mkdir()

@@ -27,10 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="lab directory (default %(default)s)")
     parser.add_argument("--net", default=DEFAULT_NET, help="first three octets of the hosts' loopback addresses")
     parser.add_argument("--hosts", default="a,b,c", help="host names, comma separated (default %(default)s)")
+    parser.add_argument("--links", metavar="RATE", help="each host in a network namespace of its own, on a link of RATE both ways "
+                        "(tc's syntax: 100mbit); --net must then lie in 198.18.0.0/15, e.g. 198.18.3")
     parser.add_argument("--no-registry", action="store_true", help="do not start the registry")
     parser.add_argument("--purge", action="store_true", help="with down: remove the lab directory too")
     args = parser.parse_args(argv)
-    lab = Lab(args.root, args.net, [h for h in args.hosts.split(",") if h])
+    lab = Lab(args.root, args.net, [h for h in args.hosts.split(",") if h], links=args.links)
     try:
         if args.action == "up":
             lab.up(registry=not args.no_registry)

@@ -65,6 +65,7 @@ class EngineDaemon(_Owned):
     disk_mb: int | None = None  # a data root of this size (a tmpfs), to meet a full disk
     kind: str = "20.10"  # see engines.py: 20.10 (the system's), 26, 28; -containerd for the containerd image store
     insecure_registries: tuple[str, ...] = ()  # plain-HTTP registries (Docker allows loopback ones by itself; podman does not)
+    enter: tuple[str, ...] = ()  # argv prefix that runs it in its host's network namespace (netns.py), if it has one
     pid_name = "dockerd.pid"
 
     @property
@@ -99,7 +100,7 @@ class EngineDaemon(_Owned):
             f"--data-root={self.dir / 'data'}", f"--exec-root={self.dir / 'exec'}", f"--pidfile={self.pidfile}",
             "--iptables=false", "--ip-masq=false", "--bridge=none",
         ]  # fmt: skip
-        proc = spawn(argv, self.log, env=env)
+        proc = spawn([*self.enter, *argv], self.log, env=env)
         wait_until(lambda: unix_ping(self.socket), f"dockerd of lab host {self.name}", self.log, alive=lambda: proc.poll() is None)
 
 
@@ -108,7 +109,7 @@ class EngineDaemon(_Owned):
         podman = _need("podman", "podman")
         for sub in ("data", "exec"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
-        argv = [podman, "--root", str(self.dir / "data"), "--runroot", str(self.dir / "exec"), "system", "service", "--time=0", f"unix://{self.socket}"]
+        argv = [*self.enter, podman, "--root", str(self.dir / "data"), "--runroot", str(self.dir / "exec"), "system", "service", "--time=0", f"unix://{self.socket}"]
         # podman's own registries.conf: no short-name search, and the lab's plain-HTTP registries allowed.
         conf = self.dir / "registries.conf"
         conf.write_text("unqualified-search-registries = []\n" + "".join(f'[[registry]]\nlocation = "{r}"\ninsecure = true\n' for r in self.insecure_registries))
@@ -125,6 +126,7 @@ class SSHDaemon(_Owned):
     dir: Path
     engine_socket: str
     authorized_keys: Path
+    enter: tuple[str, ...] = ()  # argv prefix that runs it in its host's network namespace (netns.py), if it has one
 
     @property
     def host_key(self) -> Path:
@@ -157,7 +159,7 @@ class SSHDaemon(_Owned):
             "Subsystem sftp internal-sftp\n"
         )
         log = self.dir / "sshd.log"
-        result = subprocess.run([sshd, "-f", str(config), "-E", str(log)], capture_output=True, text=True)
+        result = subprocess.run([*self.enter, sshd, "-f", str(config), "-E", str(log)], capture_output=True, text=True)
         if result.returncode != 0:
             raise LabError(f"sshd of lab host {self.name} did not start: {result.stderr.strip()}")
         wait_until(lambda: port_open(self.address, SSH_PORT), f"sshd of lab host {self.name}", log, timeout=20)
@@ -172,6 +174,7 @@ class RegistryDaemon(_Owned):
     address: str
     dir: Path
     auth: str = "htpasswd"
+    enter: tuple[str, ...] = ()  # argv prefix that runs it in its host's network namespace (netns.py), if it has one
 
     @property
     def secure(self) -> bool:
@@ -214,7 +217,7 @@ class RegistryDaemon(_Owned):
         if self.auth == "token":
             self._start_token_service(ca, htpasswd_file)
         log = self.dir / "registry.log"
-        proc = spawn([registry, "serve", str(config)], log, self.pidfile)
+        proc = spawn([*self.enter, registry, "serve", str(config)], log, self.pidfile)
         wait_until(lambda: port_open(self.address, REGISTRY_PORT), "lab registry", log, alive=lambda: proc.poll() is None)
 
     def _start_token_service(self, ca: pki.CertKey, htpasswd_file: Path) -> None:
@@ -225,7 +228,7 @@ class RegistryDaemon(_Owned):
         if our_pid(pidfile, str(self.dir)) is not None and port_open(self.address, TOKEN_PORT):
             return
         argv = [
-            sys.executable, "-m", "shipper.lab.tokens", "--addr", f"{self.address}:{TOKEN_PORT}",
+            *self.enter, sys.executable, "-m", "shipper.lab.tokens", "--addr", f"{self.address}:{TOKEN_PORT}",
             "--cert", str(certs / "server.crt"), "--key", str(certs / "server.key"), "--signing-key", str(certs / "token-signer.key"),
             "--htpasswd", str(htpasswd_file), "--issuer", TOKEN_ISSUER, "--service", TOKEN_SERVICE, "--lifetime", str(TOKEN_LIFETIME),
         ]  # fmt: skip

@@ -12,6 +12,11 @@
 - the real registry (Debian's ``docker-registry``) with bcrypt htpasswd and TLS
   from the lab's CA.
 
+With ``links``, every host (and each of the lab's registries) runs instead in
+a network namespace of its own on a link of its own, shaped and counted
+(netns.py): ``Lab(root, "198.18.3", hosts, links="100mbit")``; ``lab.network``
+reads each link's counters, cuts and restores links.
+
 The same code serves the README's demo and the test fixtures.
 """
 
@@ -24,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import yaml
 
@@ -33,11 +38,15 @@ from shipper.engine import connect
 from shipper.inventory import load_inventory
 from shipper.lab.daemons import DOCKER_TLS_PORT, REGISTRY_USER, SSH_PORT, EngineDaemon, RegistryDaemon, SSHDaemon
 from shipper.lab.images import SyntheticImage, save_stream
+from shipper.lab.netns import Network, in_namespace_range
 from shipper.lab.procs import LabError
 
 DEFAULT_ROOT = Path(os.environ.get("SHIPPER_LAB_DIR", "/tmp/shipper-lab"))
 DEFAULT_NET = "127.0.0"
 DEFAULT_HOSTS = ("a", "b", "c")
+# A namespaced lab's registries are hosts of its network too, above the hosts' addresses (loopback: .10, .11, .12).
+REGISTRY_SLOTS = {"registry": 250, "registry-plain": 251, "registry-token": 252}
+MAX_NAMESPACED_HOSTS = 240
 
 
 def _parallel(actions: Sequence[Callable[[], Any]]) -> list[Any]:
@@ -50,10 +59,12 @@ class Lab:
 
     def __init__(
         self, root: Path = DEFAULT_ROOT, net: str = DEFAULT_NET, hosts: Sequence[str] = DEFAULT_HOSTS, disk_mb: dict[str, int] | None = None,
-        kinds: dict[str, str] | None = None,
+        kinds: dict[str, str] | None = None, links: str | Mapping[str, str | None] | None = None,
     ) -> None:
         """``disk_mb``: hosts whose engine gets a data root of that many MB (a tmpfs): a disk that fills up.
-        ``kinds``: hosts whose engine is not the system's 20.10 (engines.py: "26", "28-containerd", …)."""
+        ``kinds``: hosts whose engine is not the system's 20.10 (engines.py: "26", "28-containerd", …).
+        ``links``: each host in a network namespace of its own, its link held to this rate (tc's syntax, both ways),
+        or to the rate a mapping gives it (None or missing: unshaped); the registries' links are unshaped."""
         if len(str(root)) > 60:
             raise LabError(f"lab directory {root} is too long", hint="unix socket paths are limited to 107 bytes")
         self.root = Path(root)
@@ -63,34 +74,53 @@ class Lab:
         self.kinds = dict(kinds or {})
         self.ssh_dir = self.root / "ssh"
         self.ca_dir = self.root / "ca"
+        self.network: Network | None = None
+        if links is not None:
+            if len(self.names) > MAX_NAMESPACED_HOSTS:
+                raise LabError(f"a namespaced lab has at most {MAX_NAMESPACED_HOSTS} hosts")
+            rates = {n: links for n in self.names} if isinstance(links, str) else dict(links)
+            self.network = Network(net, self._slots(), rates)
 
     # -- layout ------------------------------------------------------------
+
+    def _slots(self) -> dict[str, int]:
+        return {n: 2 + i for i, n in enumerate(self.names)} | dict(REGISTRY_SLOTS)
 
     def address(self, name: str) -> str:
         return f"{self.net}.{2 + self.names.index(name)}"
 
+    def enter(self, name: str) -> tuple[str, ...]:
+        """The argv prefix that runs a program in host (or registry) ``name``'s namespace; empty on loopback."""
+        return tuple(self.network.enter(name)) if self.network else ()
+
     def engine(self, name: str) -> EngineDaemon:
         return EngineDaemon(
             name, self.address(name), self.root / name, self.disk_mb.get(name), self.kinds.get(name, "20.10"),
-            insecure_registries=(self.plain_registry.host_port,),
+            insecure_registries=(self.plain_registry.host_port,), enter=self.enter(name),
         )  # fmt: skip
 
     def sshd(self, name: str) -> SSHDaemon:
-        return SSHDaemon(name, self.address(name), self.root / name / "sshd", self.engine(name).socket, self.ssh_dir / "authorized_keys")
+        return SSHDaemon(
+            name, self.address(name), self.root / name / "sshd", self.engine(name).socket, self.ssh_dir / "authorized_keys", self.enter(name)
+        )  # fmt: skip
+
+    def _registry(self, name: str, auth: str) -> RegistryDaemon:
+        last = REGISTRY_SLOTS[name] if self.network else 10 + list(REGISTRY_SLOTS).index(name)
+        return RegistryDaemon(f"{self.net}.{last}", self.root / name, auth=auth, enter=self.enter(name))
 
     @property
     def registry(self) -> RegistryDaemon:
-        return RegistryDaemon(f"{self.net}.10", self.root / "registry")
+        return self._registry("registry", "htpasswd")
 
     @property
     def plain_registry(self) -> RegistryDaemon:
         """A second registry: plain HTTP, no auth."""
-        return RegistryDaemon(f"{self.net}.11", self.root / "registry-plain", auth="none")
+        return self._registry("registry-plain", "none")
 
     @property
     def token_registry(self) -> RegistryDaemon:
         """A third registry: TLS, and Bearer tokens from the lab's token service (same user and password)."""
-        return RegistryDaemon(f"{self.net}.12", self.root / "registry-token", auth="token")
+        return self._registry("registry-token", "token")
 
     @property
     def inventory_path(self) -> Path:
@@ -121,6 +151,8 @@ class Lab:
     def up(self, registry: bool = True) -> None:
         """Start everything that is not running yet; safe to call again."""
         self.root.mkdir(parents=True, exist_ok=True)
+        if self.network:
+            self.network.create()
         ca = self._ca()
         self._client_key()
         _parallel([partial(self.start_host, n, ca) for n in self.names])
@@ -152,6 +184,10 @@ class Lab:
         self.plain_registry.stop()
         self.token_registry.stop()
         _parallel([partial(self._stop_host, n) for n in self.names])
+        if self.network:
+            self.network.destroy()
+        elif in_namespace_range(self.net):  # a namespaced lab taken down without its links given: its namespaces go too
+            Network(self.net, self._slots(), {}).destroy()
         if purge and self.root.exists():
             self._unmount_leftovers()
             shutil.rmtree(self.root, ignore_errors=True)

@@ -10,8 +10,9 @@
    the tags moved), and the digest reference is taken off again.
 3. Tiers: a target whose ``registry_mirror`` names a site cache (a registry of
    the inventory's, ``registry up --mirror-of R``) pulls from that cache, which
-   fetches from R once for its whole site. Where the cache fails, the target
-   pulls from R itself, and its result says so.
+   fetches from R once for its whole site: shipper fills every cache first, all
+   at once (cache_fill.py), then the sites pull. Where the cache fails, the
+   target pulls from R itself, and its result says so.
 
 An engine skips layers it already holds only when it knows their compressed
 digests from an earlier pull or push (``../shared/design.md`` §7): a base that
@@ -21,11 +22,13 @@ arrived by ``docker load`` is pulled again. The plan says so.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import AbstractSet, Mapping, Sequence
 
 from shipper.engine import Engine
 from shipper.errors import InventoryError, ShipperError, UsageError
 from shipper.inventory.model import Host, Inventory
+from shipper.ops import cache_fill
 from shipper.ops import registry as registry_ops
 from shipper.engine.pool import EnginePool
 from shipper.hostpool import for_each_host
@@ -33,6 +36,9 @@ from shipper.transfer import Delivery
 from shipper.imageref import without_registry
 from shipper.progress import Reporter
 from shipper.registry import Address, Credentials, Manifest, RegistryClient
+
+
+FILL_TIMEOUT = 10.0  # seconds a site cache may take to answer a question of the fill (it answers before it fetches)
 
 
 @dataclass(frozen=True)
@@ -45,8 +51,8 @@ class RegistryRoute:
     insecure: bool = False
     mirrors: Mapping[str, "RegistryRoute"] = field(default_factory=dict, compare=False, hash=False)  # host -> its site cache
 
-    def client(self) -> RegistryClient:
-        return RegistryClient(self.address, self.credentials, ca_file=self.ca, insecure=self.insecure)
+    def client(self, timeout: float = 30.0) -> RegistryClient:
+        return RegistryClient(self.address, self.credentials, ca_file=self.ca, insecure=self.insecure, timeout=timeout)
 
     def check(self) -> None:
         """Log in to the registry from here first: a wrong password or an unknown CA stops the move before any engine is touched."""
@@ -195,24 +201,52 @@ def pull_everywhere(
                 total += pull_from(route)
         return total
 
-    first, then = _warming_order(targets, route)
+    filled = fill_caches(targets, pushed, route)
+    for host in targets:
+        cache = route.mirrors.get(host.name)
+        if cache is not None and str(cache.address) in filled:
+            how = filled[str(cache.address)]
+            said = (f"filling it ahead failed ({how.error}): one host of its site pulled first" if how.error else
+                    f"filled from {route.address} ahead of its site: {how.blobs} blobs, {how.bytes / 1e6:.0f} MB in {how.seconds:.1f} s")  # fmt: skip
+            delivery.target_notes[host.name] = f"pulled from its site cache {cache.address} ({said})"
+    first, then = _warming_order(targets, route, {address for address, how in filled.items() if not how.error})
     for outcome in [*for_each_host(first, pull), *for_each_host(then, pull)]:
         delivery.sent[outcome.host.name] = outcome.value or 0
         delivery.errors[outcome.host.name] = outcome.error
     return delivery
 
 
-def _warming_order(targets: Sequence[Host], route: RegistryRoute) -> tuple[list[Host], list[Host]]:
-    """Who pulls first: one target per site cache (the caches fill at once, each from the central registry once)
-    and every target without one; then the rest of each site, from a warm cache. Distribution's proxy fetches a blob
-    that is still on its way in once more for each pull that asks for it meanwhile, so a site pulling all at once
-    would cost the central registry's uplink one copy per host."""
+def fill_caches(targets: Sequence[Host], pushed: Sequence[Pushed], route: RegistryRoute) -> dict[str, cache_fill.Filled]:
+    """Fill every site cache some target is behind, all at once, before any target pulls (cache_fill.py):
+    cache address -> how it went."""
+    caches = {str(c.address): c for c in (route.mirrors.get(h.name) for h in targets) if c is not None}
+    images = [(p.remote.split("/", 1)[1], p.digest) for p in pushed]
+
+    def fill_one(cache: RegistryRoute) -> cache_fill.Filled:
+        try:
+            with cache.client(timeout=FILL_TIMEOUT) as client:
+                return cache_fill.fill(client, images)
+        except ShipperError as exc:  # a client that cannot even start (its CA file)
+            return cache_fill.Filled(0, 0, 0.0, exc.message[:200])
+
+    if not caches or not images:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(len(caches), 16)) as pool:
+        return dict(zip(caches, pool.map(fill_one, caches.values())))
+
+
+def _warming_order(targets: Sequence[Host], route: RegistryRoute, warm: AbstractSet[str] = frozenset()) -> tuple[list[Host], list[Host]]:
+    """Who pulls first: one target per site cache that is not ``warm`` already (the caches fill at once, each from
+    the central registry), every target of a warm one, and every target without one; then the rest of each site,
+    from a warm cache. Distribution's proxy fetches a blob that is still on its way in once more for each pull that
+    asks for it meanwhile, so a site pulling all at once from a cold cache would cost the central registry's uplink
+    one copy per host."""
     first: list[Host] = []
     then: list[Host] = []
     warming: set[str] = set()
     for host in targets:
         cache = route.mirrors.get(host.name)
-        if cache is None or str(cache.address) not in warming:
+        if cache is None or str(cache.address) in warm or str(cache.address) not in warming:
             first.append(host)
             if cache is not None:
                 warming.add(str(cache.address))

@@ -230,6 +230,28 @@ class RegistryClient(RegistryHTTP):
                 hint="the registry's storage may be damaged: push the image again",
             )
 
+    def holds_blob(self, repository: str, digest: str) -> bool:
+        """Whether the registry serves the blob from its own storage, asked for its first byte and hung up on.
+
+        A registry answers a byte range of a blob it stores (206). A pull-through
+        cache (distribution's proxy mode) answers a blob it does not hold yet in
+        full (200), fetched from its upstream for this request and, if no other
+        request is fetching it already, also fetched once more to keep: hanging
+        up on that answer at once is what makes a cache start filling while almost
+        nothing crosses, to here or from its upstream."""
+        check_repository(repository)
+        check_digest(digest)
+        action = f"ask for blob {digest} of {repository}"
+        response = self._send("GET", f"/v2/{repository}/blobs/{digest}", _scope(repository, "pull"), headers={"Range": "bytes=0-0"}, stream=True, action=action, probe=True)
+        try:
+            self._expect(response, (200, 206), action)
+            return response.status_code == 206
+        finally:
+            deadline = deadline_of(response)
+            if deadline is not None:
+                deadline.done()
+            response.close()  # unread: the connection is dropped, and the registry stops sending
+
     def blob_bytes(self, repository: str, digest: str, limit: int = MAX_METADATA) -> bytes:
         """A small blob (a config) in memory, verified."""
         size = self.blob_size(repository, digest)

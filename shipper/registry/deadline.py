@@ -156,8 +156,17 @@ class _WatchedHTTPSPool(HTTPSConnectionPool):
 
 
 class WatchedAdapter(requests.adapters.HTTPAdapter):
-    """An HTTPAdapter whose connections report their sockets to the current ``Deadline``."""
+    """An HTTPAdapter whose connections report their sockets to the current ``Deadline``;
+    ``receive_buffer``: their sockets' receive buffer, in bytes (a small one keeps what a peer can send
+    ahead of our reads small)."""
+
+    def __init__(self, *args: Any, receive_buffer: int | None = None, **kwargs: Any) -> None:
+        self.receive_buffer = receive_buffer
+        super().__init__(*args, **kwargs)
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        if self.receive_buffer:
+            options = [*HTTPConnection.default_socket_options, (socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)]
+            kwargs["socket_options"] = options
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}

@@ -52,6 +52,7 @@ MAX_REDIRECTS = 5
 REQUEST_DEADLINE = 60.0  # seconds for a whole request (headers and a metadata body)
 CERTS_D = Path("/etc/docker/certs.d")
 SYSTEM_CAS = Path("/etc/ssl/certs/ca-certificates.crt")
+PROBE_RECEIVE_BUFFER = 4096  # bytes: see RegistryHTTP.probe_session
 MIN_RATE = 16 << 10  # bytes/s a blob or an upload must keep up on average, after REQUEST_DEADLINE's grace
 
 # What the spec's error codes mean to a user, and what to do.
@@ -91,20 +92,34 @@ class RegistryHTTP:
             )
         self.address = address
         self.timeout = timeout
-        self.session = requests.Session()
-        self.session.trust_env = False  # no proxy or CA bundle from the environment behind the user's back
-        self.session.headers["User-Agent"] = "shipper"
-        self.session.max_redirects = MAX_REDIRECTS
-        for scheme in ("https://", "http://"):
-            self.session.mount(scheme, WatchedAdapter(pool_connections=2, pool_maxsize=8))
-        self.session.verify = self._verify(ca_file, insecure, certs_dir)
-        verify = self.session.verify
+        verify = self._verify(ca_file, insecure, certs_dir)
         # The CA file this registry's certificate is checked against ("": the system's CAs, or none at all).
         self.ca_source = verify if isinstance(verify, str) and verify != str(SYSTEM_CAS) and not address.plain_http else ""
         client_cert, client_key = certs_dir / address.host / "client.cert", certs_dir / address.host / "client.key"
-        if not ca_file and client_cert.is_file() and client_key.is_file():
-            self.session.cert = (str(client_cert), str(client_key))
+        self._cert = (str(client_cert), str(client_key)) if not ca_file and client_cert.is_file() and client_key.is_file() else None
+        self._verified = verify
+        self.session = self._new_session()
+        self._probe_session: requests.Session | None = None
         self.auth = Authenticator(str(address), credentials, self._token_get, plain_realm_allowed=address.plain_http)
+
+    def _new_session(self, receive_buffer: int | None = None) -> requests.Session:
+        session = requests.Session()
+        session.trust_env = False  # no proxy or CA bundle from the environment behind the user's back
+        session.headers["User-Agent"] = "shipper"
+        session.max_redirects = MAX_REDIRECTS
+        for scheme in ("https://", "http://"):
+            session.mount(scheme, WatchedAdapter(pool_connections=2, pool_maxsize=8, receive_buffer=receive_buffer))
+        session.verify = self._verified
+        session.cert = self._cert
+        return session
+
+    @property
+    def probe_session(self) -> requests.Session:
+        """For answers read no further than their headers (a question hung up on): sockets with a small receive
+        buffer, so that what the registry sends ahead, and what it reads from its own upstream meanwhile, stays small."""
+        if self._probe_session is None:
+            self._probe_session = self._new_session(receive_buffer=PROBE_RECEIVE_BUFFER)
+        return self._probe_session
 
     def _verify(self, ca_file: str | None, insecure: bool, certs_dir: Path) -> bool | str:
         if ca_file:
@@ -120,6 +135,8 @@ class RegistryHTTP:
 
     def close(self) -> None:
         self.session.close()
+        if self._probe_session is not None:
+            self._probe_session.close()
 
     def __enter__(self) -> Self:
         return self
@@ -159,6 +176,7 @@ class RegistryHTTP:
     def _send(
         self, method: str, path: str, scope: str, *, params: Any = None, headers: dict[str, str] | None = None,
         data: bytes | None = None, stream: bool = False, authenticate: bool = True, action: str = "", replayable: bool = True,
+        probe: bool = False,
     ) -> requests.Response:  # fmt: skip
         """One request, with authentication and bounded retries of transient failures.
 
@@ -174,7 +192,7 @@ class RegistryHTTP:
             deadline = Deadline(REQUEST_DEADLINE + len(data or b"") / MIN_RATE).start()
             try:
                 with deadline.current():
-                    response = self.session.request(
+                    response = (self.probe_session if probe else self.session).request(
                         method, url, params=params, headers=sent_headers, data=data, stream=True, timeout=self.timeout
                     )
                 response.shipper_deadline = deadline  # type: ignore[attr-defined]

@@ -35,8 +35,17 @@ class SSHSettings:
     proxy_command: str | None = None
     proxy_jump: str | None = None
     connect_timeout: float = 10.0
+    # ssh_config's ServerAliveInterval/ServerAliveCountMax: a peer silent for interval x count seconds is gone
+    # (a dropped link), for OpenSSH and paramiko sessions alike; interval 0: never given up on
+    alive_interval: int = 15
+    alive_count: int = 4
     config_file: str | None = None  # the ssh_config these settings were read from, for the OpenSSH client
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def dead_after(self) -> int:
+        """Seconds of silence after which the peer counts as gone (0: never)."""
+        return self.alive_interval * self.alive_count
 
     @property
     def destination(self) -> str:

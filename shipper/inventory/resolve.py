@@ -100,6 +100,16 @@ def _conf_port(value: Any) -> int:
         raise InventoryError(f"ssh_config gives Port {value!r}, which is not a number") from None
 
 
+def _conf_count(value: Any, key: str, low: int, high: int) -> int:
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise InventoryError(f"ssh_config gives {key} {str(value)[:40]!r}, which is not a whole number") from None
+    if not low <= number <= high:
+        raise InventoryError(f"ssh_config gives {key} {number}, outside {low}..{high}")
+    return number
+
+
 def _conf_policy(value: Any) -> str:
     text = str(value).lower()
     return {"ask": "yes", "off": "no", "false": "no", "true": "yes"}.get(text, text)
@@ -159,6 +169,8 @@ def resolve_ssh(name: str, variables: Mapping[str, Any], explicit: Mapping[str, 
     policy = picker.pick("ssh_strict_host_key_checking", "stricthostkeychecking", "yes", _conf_policy)
     timeout = picker.pick("ssh_connect_timeout", "connecttimeout", 10.0, float)
     global_known = _expand(conf.get("globalknownhostsfile", SYSTEM_KNOWN_HOSTS))
+    alive_interval = _conf_count(conf.get("serveraliveinterval", 15), "ServerAliveInterval", 0, 86400)
+    alive_count = _conf_count(conf.get("serveralivecountmax", 4), "ServerAliveCountMax", 1, 1000)
     return SSHSettings(
         alias=alias,
         hostname=str(hostname),
@@ -170,6 +182,8 @@ def resolve_ssh(name: str, variables: Mapping[str, Any], explicit: Mapping[str, 
         proxy_command=conf.get("proxycommand"),
         proxy_jump=conf.get("proxyjump"),
         connect_timeout=float(timeout),
+        alive_interval=alive_interval,
+        alive_count=alive_count,
         config_file=config_file if os.path.isfile(config_file) else None,
         sources=picker.sources,
     )

@@ -68,7 +68,8 @@ def docker_failure(host: Host, stage: str, status: int, stderr: str) -> ShipperE
     if status == SSH_CONNECTION_ERROR or status < 0:
         # ssh exits 255 both when the connection drops and when the remote command dies by a signal.
         return SSHError(
-            f"the SSH session for {where} ended abnormally: {line or 'the connection broke or the remote command was killed'}",
+            f"the SSH session for {where} ended abnormally: "
+            f"{line or f'the connection broke (the link dropped, or {host.name} was silent for {host.ssh.dead_after} s) or the remote command was killed'}",
             hint="check the network to that host and that nothing killed docker there, then run the same command again",
         )
     if any(marker in line for marker in _ENGINE_GONE):

@@ -98,6 +98,28 @@ def _gateway(settings: SSHSettings) -> str | None:
     return None
 
 
+def watch_for_silence(transport: paramiko.Transport | None, settings: SSHSettings) -> None:
+    """A peer gone silent (a dropped link) ends the session after about ``settings.dead_after`` seconds, as OpenSSH's
+    ServerAliveInterval/CountMax end its own, instead of a read that waits for ever: paramiko sends a keepalive after
+    ``alive_interval`` seconds without traffic, and the kernel gives up on data unacknowledged for ``dead_after``
+    (TCP_USER_TIMEOUT; TCP keepalives for an idle connection). Not for a session through a ProxyCommand or a jump
+    host (no socket of ours): there the outer hop's own settings apply."""
+    if transport is None or settings.alive_interval <= 0:
+        return
+    transport.set_keepalive(settings.alive_interval)
+    sock = transport.sock
+    if not isinstance(sock, socket.socket) or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, settings.alive_interval)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, settings.alive_interval)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, settings.alive_count)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, settings.dead_after * 1000)
+    except (OSError, AttributeError):  # not Linux: paramiko's keepalive alone
+        pass
+
+
 class SSHSession:
     """One SSH connection to one host. Open it with ``open()`` or ``with``."""
 
@@ -128,6 +150,7 @@ class SSHSession:
                 self._conn.close()
                 self._conn = None
                 raise self._wrap(exc) from None
+            watch_for_silence(self._conn.client.get_transport(), self.settings)
             return self
 
     def _new_connection(self) -> fabric.Connection:

@@ -223,3 +223,52 @@ def test_a_link_that_drops_for_seconds_mid_move_delays_the_move_and_loses_nothin
     assert one(out, "result")["status"] == "moved"
     assert image_id_of(fleet.lab, "s1-2", image.name) == image_id(image)
     assert fleet.crossed(before)["s1-2"].received < 1.1 * size  # nothing was sent twice
+
+
+@pytest.fixture
+def impatient(fleet: Fleet, tmp_path: Path) -> Path:
+    """The fleet's inventory with an ssh_config that gives up on a host silent for 4 s (ServerAliveInterval 2,
+    ServerAliveCountMax 2), as a user's ~/.ssh/config may say: every SSH leg honours it (OpenSSH and paramiko)."""
+    config = tmp_path / "ssh_config"
+    config.write_text(fleet.lab.ssh_config.read_text() + "\nHost *\n  ServerAliveInterval 2\n  ServerAliveCountMax 2\n")
+    data = yaml.safe_load(fleet.inventory.read_text())
+    data["all"]["vars"]["ssh_config_file"] = str(config)
+    inventory = tmp_path / "impatient.yml"
+    inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+    return inventory
+
+
+def test_a_link_dropped_for_good_fails_the_move_soon_and_the_rerun_sends_only_the_rest(fleet: Fleet, impatient: Path) -> None:
+    """s1-1's link goes down at about half the image and stays down: the move fails within seconds of the ssh_config's
+    limit (not at TCP's quarter of an hour), saying the link may have dropped; the tag was never set. With the link
+    back, the rerun resumes: what crossed s1-1's link is at most the layers that had not arrived whole."""
+    assert fleet.lab.network is not None
+    seed = f"dropped-{time.time_ns()}"
+    image = SyntheticImage("lab/fleet-dropped:1", tuple(Layer(8 << 20, f"{seed}-{i}") for i in range(4)))
+    fleet.lab.load_images("src", [image])
+    size = size_of(image)
+    argv = [sys.executable, "-m", "shipper", "move", image.name, "--from", "src", "--to", "s1-1", "--json", "-i", str(impatient)]
+    before = fleet.counters()
+    move = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while move.poll() is None and fleet.crossed(before)["s1-1"].received < size // 2:
+        time.sleep(0.02)
+    fleet.lab.network.cut("s1-1")
+    cut_at = time.monotonic()
+    try:
+        out, err = move.communicate(timeout=120)
+        failed_after = time.monotonic() - cut_at
+    finally:
+        fleet.lab.network.restore("s1-1")
+
+    assert move.returncode != 0
+    result = one(out, "result")
+    assert result["status"] == "failed" and "the link dropped, or s1-1 was silent for 4 s" in result["error"]["message"], result
+    assert failed_after < 30, failed_after
+    assert image_id_of(fleet.lab, "s1-1", image.name) is None
+    time.sleep(1)
+    rerun_from = fleet.counters()
+    rerun = subprocess.run(argv, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert one(rerun.stdout, "plan")["targets"][0]["resumed_layers"] >= 1
+    assert fleet.crossed(rerun_from)["s1-1"].received <= 0.8 * size, (fleet.crossed(rerun_from)["s1-1"], size)
+    assert image_id_of(fleet.lab, "s1-1", image.name) == image_id(image)

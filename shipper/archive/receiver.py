@@ -5,7 +5,12 @@ A plain ``docker load`` registers nothing until the whole archive is in, so a
 link cut at 90% loses everything. This program reads the same docker-save
 stream and, as each layer arrives whole, loads it at once as part of a
 *carrier*: an untagged image whose config lists the image's
-layers up to that one (label ``io.shipper.carrier``). Carrier loads run one
+layers up to that one (label ``io.shipper.carrier``). A layer named by its
+digest that is next on its image's chain is fed to its carrier's ``docker
+load`` while it arrives (the engine unpacks it as it comes; the carrier's
+config and manifest, the end of its archive, follow once the carriers below
+are in), and is not spooled when no other carrier needs it; other layers are
+spooled under /var/tmp and loaded from there. Carriers are registered one
 after another in the background while the stream goes on; each checks its
 layer against the carrier's config, as every ``docker load`` does (a layer
 named by its digest is not hashed here a second time). When the stream ends
@@ -51,6 +56,7 @@ MAX_IN_MEMORY = 16 << 20  # in all
 MAX_EXTENDED = 1 << 20  # a PAX or GNU long-name header (the source's check refuses more already)
 LOCK_WAIT = 600.0  # seconds a receiver waits for another of the same images on its engine (a cut one loading carriers)
 CARRIER_LABEL = "io.shipper.carrier"
+F_SETPIPE_SZ = 1031  # Linux's fcntl to size a pipe
 CARRIER_LAYER = "layer.tar"  # the new layer's name inside a carrier's archive
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _LAYER_NAME = re.compile(r"(blobs/sha256/[0-9a-f]{64}|[0-9a-f]{64}/layer\.tar)")
@@ -106,6 +112,7 @@ class Member:
         self.data: Optional[bytes] = None  # small members
         self.path: Optional[str] = None  # spooled members: one tar header block (``layer.tar``), then the content
         self.digest = ""
+        self.streamed: Optional["StreamedLoad"] = None  # its carrier's load, fed while the layer arrived
 
     def chunks(self) -> Iterator[bytes]:
         yield self.headers
@@ -149,6 +156,59 @@ class Failed(Exception):
     """A carrier could not be loaded, or a layer arrived corrupt."""
 
 
+class StreamedLoad:
+    """A carrier's ``docker load`` fed the layer while it arrives (``layer.tar`` first), its config and manifest
+    written only once the carriers below it are in (``finish``): the engine unpacks the layer as it comes, and only
+    registering it waits its turn. ``abort`` when the layer did not arrive whole, or no carrier takes it: the load
+    is killed before it had an end to its archive, so it creates nothing."""
+
+    def __init__(self, size: int) -> None:
+        # "-i /dev/stdin": the same as reading stdin, and tells a carrier's load from the image's own in a process list
+        self.proc: Optional["subprocess.Popen[bytes]"] = subprocess.Popen(
+            ["docker", "load", "-q", "-i", "/dev/stdin"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        self.errors: List[bytes] = []
+        self.failure = ""  # why the load gave up while the layer was fed to it
+        self.reader = threading.Thread(target=lambda: self.errors.append(self.proc.stderr.read()), daemon=True)  # type: ignore[union-attr]
+        self.reader.start()
+        self.write(_header(CARRIER_LAYER, size))
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None
+
+    def write(self, data: bytes) -> None:
+        if self.proc is None:
+            return
+        try:
+            self.proc.stdin.write(data)  # type: ignore[union-attr]
+        except OSError:  # the load gave up: its stderr says why
+            self.abort()
+            self.failure = b"".join(self.errors).decode(errors="replace").strip() or "docker load stopped reading the layer"
+
+    def finish(self, trailer: bytes) -> Optional[str]:
+        """Write the rest of the carrier's archive, wait for the load; None when it worked, else what it said."""
+        assert self.proc is not None
+        try:
+            self.proc.stdin.write(trailer)  # type: ignore[union-attr]
+            self.proc.stdin.close()  # type: ignore[union-attr]
+        except OSError:
+            pass  # it quit early: its status and stderr say why
+        status = self.proc.wait()
+        self.reader.join()
+        self.proc = None
+        if status != 0:
+            return b"".join(self.errors).decode(errors="replace").strip() or f"docker load exited with status {status}"
+        return None
+
+    def abort(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.reader.join()
+            self.proc = None
+
+
 class Carriers:
     """Loads carriers one after another in the background, each holding one new layer on the chain below it."""
 
@@ -173,18 +233,35 @@ class Carriers:
     def expects(self, digest: str) -> bool:
         return any(digest in image["layers"] for image in self.images)
 
-    def add(self, member: Member) -> None:
-        """A layer arrived whole: queue a carrier for each layer it lets onto its chain."""
+    def only_once(self, digest: str) -> bool:
+        """Whether layer ``digest`` carries one chain only (of one image, once): its streamed load is the only
+        carrier it will need, and it need not be spooled as well."""
+        return sum(image["layers"].count(digest) for image in self.images) == 1
+
+    def next_on_a_chain(self, digest: str) -> bool:
+        """Whether layer ``digest``, once whole, is the next carrier of some image (every layer below it registered,
+        or queued): then its carrier's load may be fed while it arrives."""
+        for number, image in enumerate(self.images):
+            done = self.done[number]
+            if done < len(image["layers"]) and image["layers"][done] == digest and image["chains"][done] not in self.registered:
+                return True
+        return False
+
+    def add(self, member: Member) -> bool:
+        """A layer arrived whole: queue a carrier for each layer it lets onto its chain. Whether one is ``member``'s."""
         self.arrived[member.digest] = member
+        own = False
         for number, image in enumerate(self.images):
             layers, chains, done = image["layers"], image["chains"], self.done[number]
             while done < len(layers) and (chains[done] in self.registered or layers[done] in self.arrived):
                 if chains[done] not in self.registered:
                     self.registered.add(chains[done])  # loads run in order: the next carrier may rely on it
                     self.pending[layers[done]] = self.pending.get(layers[done], 0) + 1
+                    own = own or layers[done] == member.digest
                     self.jobs.put((image, done))
                 done += 1
             self.done[number] = done
+        return own
 
     def carried(self, member: Member) -> bool:
         """Whether the final load may leave ``member`` out: a layer whose chain a carrier registered."""
@@ -212,27 +289,35 @@ class Carriers:
                         member.path = None
 
     def _load_carrier(self, image: dict, position: int) -> Optional[str]:
-        """The carrier of ``image``'s layers up to ``position``: that layer's spool file, its config and
-        manifest.json appended (the layers below are left out: the target holds their chain, the thin load every
-        engine of the classic store takes), loaded by docker load -i."""
+        """The carrier of ``image``'s layers up to ``position``: that layer (fed to its load as it arrived, or its
+        spool file), its config and manifest.json after it (the layers below are left out: the target holds their
+        chain, the thin load every engine of the classic store takes)."""
         member = self.arrived[image["layers"][position]]
-        path = member.spool(self.spool)
         config = carrier_config(image["os"], image["architecture"], image["layers"][: position + 1])
         digest = hashlib.sha256(config).hexdigest()
         # The layers below are named as the stream names them: were one gone from the engine, its load says which.
         names = ["blobs/sha256/" + d[7:] for d in image["layers"][:position]] + [CARRIER_LAYER]
         manifest = json.dumps([{"Config": f"{digest}.json", "RepoTags": None, "Layers": names}]).encode()
+        trailer = b"".join(_header(name, len(data)) + data + bytes(_pad(len(data))) for name, data in ((f"{digest}.json", config), ("manifest.json", manifest)))
+        streamed, member.streamed = member.streamed, None  # one carrier per streamed load; any other from the spool
+        if streamed is not None and streamed.alive:
+            return streamed.finish(bytes(_pad(member.size)) + trailer + bytes(2 * BLOCK))
+        if member.path is None and member.data is None:  # fed to its load only, which gave up
+            return (streamed.failure if streamed is not None else "") or f"the load of layer {member.digest} gave up"
+        path = member.spool(self.spool)
         with open(path, "r+b") as out:
             out.truncate(BLOCK + member.size + _pad(member.size))  # the same layer may carry another chain after
             out.seek(0, os.SEEK_END)
-            for name, data in ((f"{digest}.json", config), ("manifest.json", manifest)):
-                out.write(_header(name, len(data)) + data + bytes(_pad(len(data))))
-            out.write(bytes(2 * BLOCK))
+            out.write(trailer + bytes(2 * BLOCK))
         return _load_file(path)
 
     def finish(self) -> None:
         self.jobs.put(None)
         self.thread.join()
+        for member in self.arrived.values():  # fed while arriving, and taken by no carrier (an error before it)
+            if member.streamed is not None:
+                member.streamed.abort()
+                member.streamed = None
 
 
 def _load_file(path: str) -> Optional[str]:
@@ -288,13 +373,19 @@ class Stream:
         self.source = source
 
     def read(self, size: int) -> bytes:
-        data = b""
-        while len(data) < size:
-            piece = self.source.read(size - len(data))
-            if not piece:
-                raise Cut()
-            data += piece
-        return data
+        piece = self.source.read(size)
+        if len(piece) == size:
+            return piece
+        # A pipe gives at most what it holds (64 KiB by default): gather the pieces and join them once (adding
+        # each to the last copied the data again and again, several times over for every 1 MiB chunk).
+        pieces, have = [piece], len(piece)
+        while piece and have < size:
+            piece = self.source.read(size - have)
+            pieces.append(piece)
+            have += len(piece)
+        if have < size:
+            raise Cut()
+        return b"".join(pieces)
 
 
 class SignalledInput:
@@ -389,15 +480,28 @@ def receive(source: IO[bytes], spool: str, carriers: Carriers) -> List[Member]:
             sha.update(member.data)
         else:
             serial += 1
-            member.path = os.path.join(spool, f"member-{serial}")
-            with open(member.path, "wb") as out:
-                out.write(_header(CARRIER_LAYER, size))  # the file is the start of a carrier's archive, if a layer
-                left = size
-                while left:
-                    piece = stream.read(min(CHUNK, left))
-                    sha.update(piece)
-                    out.write(piece)
-                    left -= len(piece)
+            # A layer named by its digest that is next on its image's chain: its carrier's load is fed as it comes,
+            # and, when no other carrier will need it, it is not spooled as well.
+            digest = "sha256:" + name[-64:]
+            feed = StreamedLoad(size) if named and kind in (b"0", b"\0", b"7") and carriers.next_on_a_chain(digest) else None
+            member.path = None if feed is not None and carriers.only_once(digest) else os.path.join(spool, f"member-{serial}")
+            try:
+                with open(member.path or os.devnull, "wb") as out:
+                    out.write(_header(CARRIER_LAYER, size))  # the file is the start of a carrier's archive, if a layer
+                    left = size
+                    while left:
+                        piece = stream.read(min(CHUNK, left))
+                        sha.update(piece)
+                        if member.path is not None:
+                            out.write(piece)
+                        if feed is not None:
+                            feed.write(piece)
+                        left -= len(piece)
+            except BaseException:
+                if feed is not None:
+                    feed.abort()  # no end to its archive: it creates nothing
+                raise
+            member.streamed = feed
         stream.read(_pad(size))
         kept.append(member)
         if carriers.error is not None:  # the engine refused a carrier (a full disk, say): no use taking the rest
@@ -405,10 +509,16 @@ def receive(source: IO[bytes], spool: str, carriers: Carriers) -> List[Member]:
         if kind not in (b"0", b"\0", b"7") or not size:
             continue
         member.digest = "sha256:" + (sha.hexdigest() or name[-64:])
+        streamed, member.streamed = member.streamed, None
         if named and member.digest != "sha256:" + member.name[-64:]:
+            if streamed is not None:
+                streamed.abort()
             raise Failed(f"{member.name} arrived corrupt: its content has digest {member.digest}")
-        if _LAYER_NAME.fullmatch(member.name) and carriers.expects(member.digest):
-            carriers.add(member)
+        member.streamed = streamed  # before the carrier is queued: the worker takes it from there
+        queued = _LAYER_NAME.fullmatch(member.name) is not None and carriers.expects(member.digest) and carriers.add(member)
+        if streamed is not None and not queued:  # no carrier of it now (its chain below is not all in): from the spool later
+            member.streamed = None
+            streamed.abort()
 
 
 def _final(kept: Sequence[Member], carriers: Carriers) -> Iterator[bytes]:
@@ -528,6 +638,10 @@ def main() -> None:
     # Stopped on purpose: end through ``run``'s cleanup (the spool under /var/tmp goes), exit status 143.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     spec = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
+    try:  # a 1 MiB pipe in front of us (Linux): whole chunks per read, not 64 KiB pieces
+        fcntl.fcntl(sys.stdin.fileno(), F_SETPIPE_SZ, 1 << 20)
+    except OSError:
+        pass
     sys.exit(run(spec, SignalledInput(sys.stdin.fileno()), sys.stdout.buffer))  # type: ignore[arg-type]
 
 

@@ -2,16 +2,19 @@
 
     .venv/bin/python bench/link.py [--rate 100mbit] [--size-mb 500] [--runs 1] [--limit 5M]
 
-A lab of its own (hosts a and b on loopback); traffic to b is held to
-``--rate`` with ``tc`` htb (shipper/lab/shaping.py; this kernel has no netem,
-so there is no added latency). For a compressible image (text layers) and a
-random one: ``shipper move`` host to host with ``--compress auto`` (the
+A namespaced lab of its own (shipper/lab/netns.py): hosts a and b each in a
+network namespace on a link of its own, both held to ``--rate`` both ways with
+``tc`` htb, this machine reaching them over those links (this kernel has no
+netem, so there is no added latency). For a compressible image (text layers)
+and a random one: ``shipper move`` host to host with ``--compress auto`` (the
 default) and ``none``, against ``ssh a docker save | ssh b docker load``;
-seconds, the ratio to the hand pipe, and the bytes that crossed the link.
-A resume table: the link to b dropped at ``--cut-at`` of a move, then the
-same command again (the layers that arrived whole are not sent again).
-Then ``--limit-rate`` on an unshaped link: the time a limited move takes
-against size / rate.
+seconds, the ratio to the hand pipe, and the bytes that crossed b's link (the
+kernel's counter). A resume table: b's link taken down (``ip link set down``)
+once ``--cut-at`` of a move has crossed it, the move failing when b has been
+silent for the ssh_config's ServerAliveInterval x ServerAliveCountMax (2 s x 3
+here), the link brought back, then the same command again (the layers that
+arrived whole are not sent again). Then ``--limit-rate`` on an unshaped link:
+the time a limited move takes against size / rate.
 """
 
 from __future__ import annotations
@@ -19,35 +22,63 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import shlex
-import signal
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from shipper.lab import Lab, Layer, SyntheticImage  # noqa: E402
-from shipper.lab.shaping import Links, shaped  # noqa: E402
 
 BENCH_ROOT = Path("/tmp/shipper-bench-link")
-BENCH_NET = "127.0.7"
+BENCH_NET = "198.18.7"
+IMPATIENT = "\nHost *\n  ServerAliveInterval 2\n  ServerAliveCountMax 3\n"  # a dropped link is given up on after 6 s
 
 
-def move(lab: Lab, image: str, *extra: str) -> tuple[float, int, int]:
-    """(seconds, stream bytes, bytes on the wire) of one shipper move a -> b."""
-    argv = [sys.executable, "-m", "shipper", "move", image, "--from", "a", "--to", "b", "--json", "-i", str(lab.inventory_path), *extra]
+def received(lab: Lab, host: str = "b") -> int:
+    """Bytes ``host``'s link has carried to it (the kernel's counter)."""
+    assert lab.network is not None
+    return lab.network.counters(host).received
+
+
+@contextlib.contextmanager
+def shaped(lab: Lab, rate: str) -> Iterator[None]:
+    """a's and b's links held to ``rate`` both ways while inside."""
+    assert lab.network is not None
+    for host in ("a", "b"):
+        lab.network.shape(host, rate)
+    try:
+        yield
+    finally:
+        for host in ("a", "b"):
+            lab.network.shape(host, None)
+
+
+def impatient_inventory(lab: Lab) -> Path:
+    """The lab's inventory with an ssh_config that gives up on a host silent for 6 s."""
+    config = lab.root / "impatient_ssh_config"
+    config.write_text(lab.ssh_config.read_text() + IMPATIENT)
+    inventory = lab.root / "impatient.yml"
+    inventory.write_text(lab.inventory_path.read_text().replace(str(lab.ssh_config), str(config)))
+    return inventory
+
+
+def move(lab: Lab, image: str, *extra: str, inventory: Path | None = None) -> tuple[float, int, int]:
+    """(seconds, stream bytes, bytes b's link received: the kernel's count) of one shipper move a -> b."""
+    argv = [sys.executable, "-m", "shipper", "move", image, "--from", "a", "--to", "b", "--json", "-i", str(inventory or lab.inventory_path), *extra]
+    before = received(lab)
     started = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"failed: {argv}\n{done.stderr}")
     (result,) = [json.loads(line) for line in done.stdout.splitlines() if '"event": "result"' in line]
-    return seconds, result["bytes_sent"], result.get("bytes_on_wire") or result["bytes_sent"]
+    return seconds, result["bytes_sent"], received(lab) - before
 
 
 def limited_move(lab: Lab, image: str, limit: str) -> tuple[float, int, tuple[int, float]]:
@@ -73,12 +104,14 @@ def limited_move(lab: Lab, image: str, limit: str) -> tuple[float, int, tuple[in
     return seconds, sent, (b1 - b0, t1 - t0)
 
 
-def hand_pipe(lab: Lab, image: str) -> float:
+def hand_pipe(lab: Lab, image: str) -> tuple[float, int]:
+    """(seconds, bytes b's link received) of ``ssh a docker save | ssh b docker load``."""
     ssh = f"ssh -F {shlex.quote(str(lab.ssh_config))}"
     command = f"{ssh} a docker save {shlex.quote(image)} | {ssh} b docker load -q"
+    before = received(lab)
     started = time.perf_counter()
     subprocess.run(command, shell=True, check=True, capture_output=True, executable="/bin/bash")
-    return time.perf_counter() - started
+    return time.perf_counter() - started, received(lab) - before
 
 
 def clear(lab: Lab, image: str) -> None:
@@ -101,39 +134,36 @@ def receiver_pid(lab: Lab, host: str) -> int | None:
     return None
 
 
-def cut_session(pid: int) -> None:
-    """Kill the sshd carrying the receiver's session: the link drops mid-stream."""
-    while not Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sshd"):
-        pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    os.kill(pid, signal.SIGKILL)
-
-
-def cut_and_rerun(lab: Lab, image: SyntheticImage, at: float, links: Links) -> list[str]:
-    """One uncut move; then a move whose link drops once ``at`` of the image has crossed the link to b (tc's
-    counter), and its rerun."""
+def cut_and_rerun(lab: Lab, image: SyntheticImage, at: float) -> list[str]:
+    """One uncut move; then a move whose link to b goes down once ``at`` of the image has crossed it (the kernel's
+    counter), the link back once the move has failed, and its rerun."""
+    assert lab.network is not None
     size = sum(layer.size for layer in image.layers)
+    inventory = impatient_inventory(lab)
     clear(lab, image.name)
-    uncut, _, _ = move(lab, image.name)
+    uncut, _, _ = move(lab, image.name, inventory=inventory)
     clear(lab, image.name)
-    argv = [sys.executable, "-m", "shipper", "move", image.name, "--from", "a", "--to", "b", "--json", "-i", str(lab.inventory_path)]
+    argv = [sys.executable, "-m", "shipper", "move", image.name, "--from", "a", "--to", "b", "--json", "-i", str(inventory)]
     started = time.perf_counter()
-    before = links.sent(lab.address("b"))
+    before = received(lab)
     first = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    while first.poll() is None:
-        pid = receiver_pid(lab, "b")
-        if pid is not None and links.sent(lab.address("b")) - before >= size * at:
-            cut_session(pid)
-            break
+    while first.poll() is None and received(lab) - before < size * at:
         time.sleep(0.02)
-    first.wait()
+    lab.network.cut("b")
+    try:
+        first.wait()
+    finally:
+        lab.network.restore("b")
     cut_seconds = time.perf_counter() - started
-    while receiver_pid(lab, "b") is not None:  # what arrived whole is loaded, then the receiver ends
+    while receiver_pid(lab, "b") is not None:  # cut off, it ends once the link is back
         time.sleep(0.1)
-    rerun, sent, _ = move(lab, image.name)
+    rerun_from = received(lab)
+    rerun, _, _ = move(lab, image.name, inventory=inventory)
+    sent = received(lab) - rerun_from
     return [
         f"| uncut move | {uncut:.1f} | 1.00 | {size / 1e6:.0f} |",
-        f"| move cut at {at:.0%} (the link dropped) | {cut_seconds:.1f} | - | - |",
-        f"| its rerun | {rerun:.1f} | - | **{sent / 1e6:.0f} ({sent / size:.0%} of the image)** |",
+        f"| move cut at {at:.0%} (b's link down; failed 6 s later) | {cut_seconds:.1f} | - | - |",
+        f"| its rerun (link back) | {rerun:.1f} | - | **{sent / 1e6:.0f} ({sent / size:.0%} of the image)** |",
         f"| cut move + rerun | {cut_seconds + rerun:.1f} | **{(cut_seconds + rerun) / uncut:.2f}** | - |",
     ]
 
@@ -148,7 +178,7 @@ def main() -> None:
     parser.add_argument("--only-cut", action="store_true", help="only the resume table")
     parser.add_argument("--only-limit", action="store_true", help="only the --limit-rate line")
     args = parser.parse_args()
-    lab = Lab(BENCH_ROOT, BENCH_NET, ("a", "b"))
+    lab = Lab(BENCH_ROOT, BENCH_NET, ("a", "b"), links={"a": None, "b": None})
     lab.down(purge=True)
     lab.up(registry=False)
     layer = (args.size_mb << 20) // 5
@@ -157,7 +187,7 @@ def main() -> None:
         "random data": SyntheticImage("bench/link-random:1", tuple(Layer(layer, f"link-random-{i}") for i in range(5))),
     }
     lines = [
-        f"{args.size_mb} MB images, link to b shaped to {args.rate} (tc htb on loopback, no added latency), median of {args.runs}, {time.strftime('%Y-%m-%d')}",
+        f"{args.size_mb} MB images, a's and b's links held to {args.rate} both ways (namespaced lab, tc htb, no added latency), median of {args.runs}, {time.strftime('%Y-%m-%d')}",
         "",
         "| image | way | median s | vs hand pipe | MB on the link |",
         "|---|---|---|---|---|",
@@ -165,10 +195,10 @@ def main() -> None:
     cut = SyntheticImage("bench/link-cut:1", tuple(Layer((args.size_mb << 20) // 10, f"link-cut-{i}") for i in range(10)))
     try:
         lab.load_images("a", [] if args.only_limit else [cut] if args.only_cut else [*images.values(), cut])
-        with shaped({lab.address("b"): args.rate}) if not args.only_limit else contextlib.nullcontext() as links:
-            resumed = cut_and_rerun(lab, cut, args.cut_at, links) if not args.only_limit else []
+        with shaped(lab, args.rate) if not args.only_limit else contextlib.nullcontext():
+            resumed = cut_and_rerun(lab, cut, args.cut_at) if not args.only_limit else []
             for title, image in images.items() if not (args.only_cut or args.only_limit) else ():
-                hand: list[float] = []
+                hand: list[tuple[float, int]] = []
                 ways: dict[str, list[tuple[float, int, int]]] = {"shipper (auto)": [], "shipper --compress none": []}
                 for _ in range(args.runs):
                     clear(lab, image.name)
@@ -176,12 +206,12 @@ def main() -> None:
                     for way, extra in (("shipper (auto)", ()), ("shipper --compress none", ("--compress", "none"))):
                         clear(lab, image.name)
                         ways[way].append(move(lab, image.name, *extra))
-                base = statistics.median(hand)
+                base = statistics.median(h[0] for h in hand)
                 for way, runs in ways.items():
                     seconds = statistics.median(r[0] for r in runs)
                     lines.append(f"| {title} | {way} | {seconds:.1f} | **{seconds / base:.2f}** | {runs[-1][2] / 1e6:.0f} |")
-                lines.append(f"| {title} | `ssh a docker save \\| ssh b docker load` | {base:.1f} | 1.00 | {runs[-1][1] / 1e6:.0f} |")
-        lines += [] if args.only_limit else ["", f"A link cut: {args.size_mb} MB of random data in 10 layers over the same link, the link to b dropped (its sshd killed) once {args.cut_at:.0%} of the image had reached b; then the same command again:", "",
+                lines.append(f"| {title} | `ssh a docker save \\| ssh b docker load` | {base:.1f} | 1.00 | {hand[-1][1] / 1e6:.0f} |")
+        lines += [] if args.only_limit else ["", f"A link cut: {args.size_mb} MB of random data in 10 layers over the same link, b's link taken down once {args.cut_at:.0%} of the image had reached b, brought back when the move had failed; then the same command again:", "",
                   "| move | s | vs uncut | MB sent |", "|---|---|---|---|", *resumed]  # fmt: skip
         if args.only_cut:
             print("\n".join(lines[:1] + lines[4:]))

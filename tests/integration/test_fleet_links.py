@@ -272,3 +272,31 @@ def test_a_link_dropped_for_good_fails_the_move_soon_and_the_rerun_sends_only_th
     assert one(rerun.stdout, "plan")["targets"][0]["resumed_layers"] >= 1
     assert fleet.crossed(rerun_from)["s1-1"].received <= 0.8 * size, (fleet.crossed(rerun_from)["s1-1"], size)
     assert image_id_of(fleet.lab, "s1-1", image.name) == image_id(image)
+
+
+def test_the_target_loads_each_layer_while_it_arrives_not_after_the_stream(fleet: Fleet) -> None:
+    """Over a 100 Mbit/s link, while s2-1's link has carried less than half of the image, a carrier's docker load
+    is already running there, fed the layer under way (``-i /dev/stdin``), and no layer is spooled under /var/tmp:
+    the engine unpacks each layer as it comes instead of after the stream."""
+    from tests.integration.test_move_faults import processes
+
+    seed = f"overlap-{time.time_ns()}"
+    image = SyntheticImage("lab/fleet-overlap:1", tuple(Layer(8 << 20, f"{seed}-{i}") for i in range(3)))
+    fleet.lab.load_images("src", [image])
+    size = size_of(image)
+    socket = f"unix://{fleet.lab.engine('s2-1').socket}"
+    argv = [sys.executable, "-m", "shipper", "move", image.name, "--from", "src", "--to", "s2-1", "--json", "-i", str(fleet.inventory)]
+    before = fleet.counters()
+    move = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    fed_early = spooled = False
+    while move.poll() is None and fleet.crossed(before)["s2-1"].received < size // 2:
+        for _, args, env in processes():
+            if env.get("DOCKER_HOST") == socket:
+                fed_early = fed_early or args[:5] == ["docker", "load", "-q", "-i", "/dev/stdin"]
+        spooled = spooled or any(p.is_file() for p in Path("/var/tmp").glob("shipper-receive-*/member-*"))
+        time.sleep(0.05)
+    out, err = move.communicate(timeout=120)
+
+    assert move.returncode == 0, err
+    assert fed_early and not spooled
+    assert image_id_of(fleet.lab, "s2-1", image.name) == image_id(image)

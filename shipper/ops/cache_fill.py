@@ -16,7 +16,8 @@ from its own storage. A question about a blob still on its way in costs the
 upstream what crosses before the cache notices the hang-up (~200 KB); the
 pauses between questions grow with the time waited, so there are few.
 
-A cache that cannot be reached from here, or stops filling, is not an error:
+A cache that cannot be reached from here, serves no byte ranges (so the
+questions cannot tell), or stops filling, is not an error:
 its targets pull the way they did before (one of them first, the rest from
 the warm cache), and the move goes on.
 """
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from shipper.errors import ShipperError
 from shipper.registry import RegistryClient
 
+SMALL_BLOB, SMALL_BLOB_SECONDS = 64 << 10, 15.0  # a config this small not kept in this long: the cache answers no ranges
 STALL_SECONDS = 120.0  # no blob newly kept for this long (or a slow blob's share of it): the cache is left to fill by pulls
 SLOW_RATE = 256 << 10  # bytes/s: a cache filling slower than this from its upstream is stalled
 # Pauses between questions: a fifth of the time waited so far, within these bounds. Each question about a blob still
@@ -82,6 +84,11 @@ def fill(client: RegistryClient, images: Sequence[tuple[str, str]], clock: Calla
             while pending and client.holds_blob(pending[0].repository, pending[0].digest):
                 pending.pop(0)
                 progress = clock()
+            if pending and pending[0].size <= SMALL_BLOB and clock() - started > SMALL_BLOB_SECONDS:
+                # Kept in well under a second on any link: a cache that still answers it whole serves no byte
+                # ranges (another registry than distribution), and would be waited for in vain.
+                return Filled(len(blobs), sum(b.size for b in blobs), clock() - started,
+                              f"it answered no byte range of blob {pending[0].digest} in {clock() - started:.0f} s")  # fmt: skip
             if pending and clock() - progress > max(STALL_SECONDS, pending[0].size / SLOW_RATE):
                 return Filled(len(blobs), sum(b.size for b in blobs), clock() - started,
                               f"it kept no blob for {clock() - progress:.0f} s ({len(pending)} of {len(blobs)} still missing)")  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -182,3 +183,48 @@ def test_no_key_at_all_says_where_shipper_looked(shipper: ShipperRunner, lab: La
 
     assert result.status == 3
     assert "shipper has no key to offer (no agent, no ~/.ssh/id_* and no ssh_key)" in result.stderr
+
+
+def gateway_inventory(lab: Lab, tmp_path: Path) -> tuple[str, Path]:
+    """Host a reached two more ways: through a ProxyCommand, and through a ProxyJump host known only to this
+    inventory's ssh_config file (not ~/.ssh/config); each gateway leaves a line in ``marks``."""
+    marks, config = tmp_path / "marks", tmp_path / "ssh_config"
+    hop = f"ssh -F {config} -W %h:%p b"
+    a = lab.ssh_config.read_text().split("Host a\n", 1)[1].split("\nHost ", 1)[0]
+    config.write_text(
+        lab.ssh_config.read_text()
+        + f"\nHost a-gw\n{a}\n  ProxyCommand sh -c 'echo gw %h:%p:%r >> {marks}; exec {hop}'\n"
+        + f"\nHost a-jump\n{a}\n  ProxyJump jump\n"
+        + f"\nHost jump\n{lab.ssh_config.read_text().split('Host b' + chr(10), 1)[1].split(chr(10) + 'Host ', 1)[0]}\n"
+        + f"  ProxyCommand sh -c 'echo jump >> {marks}; exec {hop}'\n"
+    )
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(f"all:\n  vars:\n    ssh_config_file: {config}\n  hosts:\n    a-gw:\n    a-jump:\n")
+    return str(inventory), marks
+
+
+def test_a_host_whose_jump_host_fails_is_reported_with_the_gateways_own_words_at_once(shipper: ShipperRunner, lab: Lab, tmp_path: Path) -> None:
+    inventory, _ = gateway_inventory(lab, tmp_path)
+    config = tmp_path / "ssh_config"
+    a = lab.ssh_config.read_text().split("Host a\n", 1)[1].split("\nHost ", 1)[0]
+    config.write_text(f"Host a-lost\n{a}\n  ProxyJump nowhere.invalid\n\n" + config.read_text())
+    Path(inventory).write_text(f"all:\n  vars:\n    ssh_config_file: {config}\n  hosts:\n    a-lost:\n")
+    started = time.monotonic()
+
+    result = shipper("ping", "-i", inventory, "a-lost")
+
+    assert result.status == 3, result.stderr
+    assert time.monotonic() - started < 5  # paramiko's ProxyCommand spun until the 10 s connect timeout
+    assert "through its gateway (ProxyJump nowhere.invalid): ssh: Could not resolve hostname nowhere.invalid" in result.stderr
+
+
+def test_ping_reaches_a_host_through_its_proxycommand_and_its_proxyjump_host(shipper: ShipperRunner, lab: Lab, tmp_path: Path) -> None:
+    inventory, marks = gateway_inventory(lab, tmp_path)
+
+    result = shipper("ping", "-i", inventory, "all", "--json")
+
+    assert result.status == 0, result.stderr
+    assert [r["ok"] for r in events(result.stdout, "ping")] == [True, True]
+    lines = marks.read_text().splitlines()
+    assert f"gw {lab.address('a')}:2222:root" in lines  # the host's own address, port and user in the tokens
+    assert "jump" in lines  # the jump host was found in the inventory's ssh_config file, and used

@@ -144,6 +144,24 @@ def test_ssh_config_fills_in_what_the_inventory_leaves_out(tmp_path: Path) -> No
     assert edge2.sources["ssh_user"] == "inventory"
 
 
+def test_a_fleets_ssh_config_is_read_without_asking_for_the_local_user_per_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # paramiko asked the password database once per Host block a host is not in: 40 hosts x 41 blocks here.
+    blocks = "".join(f"Host web{i}\n  HostName 192.0.2.{i}\n" for i in range(40))
+    config = write(tmp_path, "ssh_config", blocks + "Match user nobody-here\n  Port 2200\n")
+    hosts = "".join(f"    web{i}:\n" for i in range(40))
+    path = write(tmp_path, "hosts.yml", f"all:\n  vars: {{ssh_config_file: {config}}}\n  hosts:\n{hosts}")
+    import getpass
+    asked = []
+    real = getpass.getuser
+    monkeypatch.setattr(getpass, "getuser", lambda: asked.append(1) or real())
+
+    inventory = load_inventory(path)
+
+    assert inventory.host("web39").ssh.hostname == "192.0.2.39"
+    assert inventory.host("web39").ssh.port == 22  # the Match block was still weighed: not this user
+    assert len(asked) <= 5 * 40  # a few per host (its Match block, twice), not one per Host block
+
+
 def test_explicit_values_beat_the_inventory(tmp_path: Path) -> None:
     path = write(tmp_path, "hosts.yml", "all:\n  hosts:\n    h: {ssh_user: deploy, ssh_port: 22}\n")
 

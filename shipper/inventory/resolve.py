@@ -19,6 +19,7 @@ from typing import Any
 from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
+from paramiko import config as paramiko_config
 from paramiko.config import SSHConfig
 
 from shipper.errors import InventoryError, Origin
@@ -41,7 +42,18 @@ class _SSHConfig(SSHConfig):
     def _does_match(self, match_list: list[Any], *args: Any) -> Any:
         if not match_list:
             return []  # what paramiko's own answer is for an empty list, without asking for the user
+        if any(candidate.get("type") == "exec" for candidate in match_list):
+            _lend_invoke()
         return super()._does_match(match_list, *args)  # type: ignore[misc]
+
+
+def _lend_invoke() -> None:
+    """paramiko runs ``Match exec`` through Invoke, which shipper imports only when a config has one (see
+    ``shipper._import_paramiko_without_invoke``)."""
+    if paramiko_config.invoke is None:  # type: ignore[attr-defined]  # not in paramiko's stubs
+        import invoke
+
+        paramiko_config.invoke = invoke  # type: ignore[attr-defined]
 
 
 @lru_cache(maxsize=16)

@@ -1,0 +1,44 @@
+"""What a shipper command pays before it does anything: imports it needs, nothing else."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+
+def run_python(code: str, home: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60, env={"HOME": str(home), "PATH": "/usr/bin:/bin"})
+
+
+def test_a_command_that_reaches_hosts_does_not_import_invoke(tmp_path: Path) -> None:
+    # paramiko imports Invoke only for ssh_config's Match exec: a tenth of shipper's start-up.
+    result = run_python(
+        """
+        import sys
+        import shipper.cli.main, shipper.cli.fleet, shipper.ops.fleet, shipper.transport.ssh, shipper.engine
+        print(sorted(m for m in sys.modules if m.split(".")[0] in ("invoke", "fabric")))
+        """,
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_a_match_exec_in_the_users_ssh_config_still_runs_once_invoke_is_lent(tmp_path: Path) -> None:
+    ran = tmp_path / "ran"
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "config").write_text(f'Match exec "echo %h >> {ran}"\n  Port 2222\n')
+    (tmp_path / "hosts.yml").write_text("all:\n  hosts:\n    web1:\n")
+    result = run_python(
+        f"""
+        from pathlib import Path
+        from shipper.inventory import load_inventory
+        print(load_inventory(Path("{tmp_path / 'hosts.yml'}")).host("web1").ssh.port)
+        """,
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "2222"
+    assert set(ran.read_text().split()) == {"web1"}  # paramiko looks up twice (its final pass)

@@ -8,8 +8,10 @@ paramiko exception is turned into a ``ShipperError`` here, naming the host.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
+import urllib.parse
 from typing import Any
 from collections.abc import Callable, Iterable, Iterator
 
@@ -22,7 +24,9 @@ from docker.constants import DEFAULT_DOCKER_API_VERSION, MINIMUM_DOCKER_API_VERS
 from docker.utils import version_lt
 
 from shipper.engine.info import EngineInfo, ImageDetails, ImageSummary, engine_info, image_details, image_summary
+from shipper.engine import streamlocal
 from shipper.engine.messages import Progress, engine_remedy, follow, registry_refusal
+from shipper.engine.quickget import BadAnswer, QuickGet
 from shipper.engine.sshadapter import SessionSSHAdapter
 from shipper.errors import EngineError, EngineUnreachable, ShipperError, SSHError
 from shipper.inventory.model import Host, TLSFiles
@@ -40,10 +44,11 @@ COMMAND_TIMEOUT = 60.0  # seconds; metadata calls. Transfers pass timeout=None (
 class Engine:
     """A connected engine. Use as a context manager, or call ``close()``."""
 
-    def __init__(self, host: Host, api: docker.APIClient, session: SSHSession | None = None) -> None:
+    def __init__(self, host: Host, api: docker.APIClient, session: SSHSession | None = None, quick: QuickGet | None = None) -> None:
         self.host = host
         self.api = api
         self.session = session  # the SSH connection behind an ssh:// engine, for diagnostics
+        self.quick = quick  # behind SSH, small GETs on a channel of their own (quickget.py); None: docker-py's
         self._info: EngineInfo | None = None
         self._version: dict[str, Any] | None = None  # GET /version as connect() read it: info() needs it again
         self.round_trips = 0  # API requests answered since connecting: each one waits a round trip on a far link
@@ -108,40 +113,81 @@ class Engine:
         finally:
             api.timeout = before
 
+    def _get(self, url: str, params: dict[str, Any] | None = None, json_body: bool = True) -> tuple[int, Any]:
+        """``GET url`` (docker-py's URL for it): its status and its JSON (or text) when it succeeded; an error status
+        other than 404 raises the ``APIError`` docker-py would. Small answers only: on the quick channel behind
+        SSH, else through docker-py."""
+        if self.quick is not None:
+            path = url[len(self.api.base_url):] + (f"?{urllib.parse.urlencode(params)}" if params else "")
+            try:
+                answer = self.quick.get(path)
+            except streamlocal.Unavailable:
+                self.quick = None  # dial-stdio on this host: docker-py's connections, as for everything else
+            else:
+                self._answered(None)
+                status, body = answer.status, answer.body
+                if status >= 400 and status != 404:
+                    raise docker.errors.APIError(f"{status} Server Error for {path}", explanation=_message(body))
+                if status >= 300:
+                    return status, None
+                if not json_body:
+                    return status, body.decode(errors="replace")
+                try:
+                    return status, json.loads(body)
+                except ValueError:
+                    raise BadAnswer(f"the engine's answer to {path.split('?')[0]} is not JSON") from None
+        api: Any = self.api  # the private helpers every docker-py endpoint uses
+        response = api._get(url, params=params)
+        if response.status_code == 404:
+            return 404, None
+        return response.status_code, api._result(response, json=json_body)
+
+    def _url(self, path: str, *args: str, version: str | None = None) -> str:
+        api: Any = self.api
+        if version is None:
+            return str(api._url(path, *args))
+        return self._url_at(version, path, *args)
+
+    def version(self) -> dict[str, Any]:
+        """``GET /version`` (unversioned: asked before any version is agreed)."""
+        status, answer = self._get(f"{self.api.base_url}/version")
+        if status != 200 or not isinstance(answer, dict):
+            raise docker.errors.APIError(f"{status} for /version", explanation="the engine did not say its version")
+        return answer
+
     def ping(self) -> float:
         """Seconds for one ``/_ping`` round trip."""
         with self.errors("ping the engine"):
             start = time.perf_counter()
-            self.api.ping()
+            status, _ = self._get(f"{self.api.base_url}/_ping", json_body=False)
+            if status != 200:
+                raise docker.errors.APIError(f"{status} for /_ping", explanation=f"/_ping answered {status}")
             return time.perf_counter() - start
 
     def info(self) -> EngineInfo:
         """Version, API version, image store, OS/arch of the engine (read once per connection: planning asks often)."""
         if self._info is None:
             with self.errors("read engine info"):
-                self._info = engine_info(self._version or self.api.version(), self.api.info(), self.api.api_version)
+                _, info = self._get(self._url("/info"))
+                self._info = engine_info(self._version or self.version(), info or {}, self.api.api_version)
         return self._info
 
     def images(self) -> list[ImageSummary]:
         """Every image the engine holds, tagged or not."""
         with self.errors("list images"):
-            return [image_summary(raw) for raw in self.api.images(all=False)]
+            _, found = self._get(self._url("/images/json"), params={"only_ids": 0, "all": 0})
+            return [image_summary(raw) for raw in found or []]
 
     def inspect_image(self, reference: str, platform: Platform | None = None) -> ImageDetails | None:
         """The image ``reference`` names (tag or ID), or None if the engine has none.
         ``platform``: that platform's image of a multi-platform one (containerd store, API 1.49+); None when absent."""
         with self.errors(f"inspect image {reference}"):
-            try:
-                if platform is None:
-                    return image_details(self.api.inspect_image(reference))
+            if platform is None:
+                status, found = self._get(self._url("/images/{0}/json", reference))
+            else:
                 self.require_api(PLATFORM_INSPECT_API, f"inspect one platform ({platform}) of {reference}")
-                api: Any = self.api  # the private helpers every docker-py endpoint uses
-                response = api._get(self._url_at(PLATFORM_INSPECT_API, "/images/{0}/json", reference), params={"platform": platform.to_api()})
-                if response.status_code == 404:
-                    return None
-                return image_details(api._result(response, json=True))
-            except docker.errors.ImageNotFound:
-                return None
+                status, found = self._get(self._url("/images/{0}/json", reference, version=PLATFORM_INSPECT_API), params={"platform": platform.to_api()})
+            return image_details(found) if status == 200 and found else None
 
     def image_platforms(self, reference: str) -> list[tuple[Platform, bool]]:
         """The platforms a multi-platform image lists, each with whether the engine holds its content
@@ -149,12 +195,11 @@ class Engine:
         if not self.supports_api(PLATFORM_SAVE_API):
             return []
         with self.errors(f"list the platforms of {reference}"):
-            api: Any = self.api
-            response = api._get(self._url_at(PLATFORM_SAVE_API, "/images/{0}/json", reference), params={"manifests": "1"})
-            if response.status_code != 200:
+            status, described_image = self._get(self._url("/images/{0}/json", reference, version=PLATFORM_SAVE_API), params={"manifests": "1"})
+            if status != 200 or not described_image:
                 return []
             found = []
-            for manifest in api._result(response, json=True).get("Manifests") or []:
+            for manifest in described_image.get("Manifests") or []:
                 described = (manifest.get("ImageData") or {}).get("Platform") or {}
                 if manifest.get("Kind") == "image" and described.get("os"):
                     found.append((normalized(described["os"], described.get("architecture", ""), described.get("variant", "")), bool(manifest.get("Available"))))
@@ -184,7 +229,9 @@ class Engine:
         carries its size; () when the history does not line up with the layers.
         """
         with self.errors(f"read the history of image {image_id[:19]}"):
-            history = self.api.history(image_id)
+            status, history = self._get(self._url("/images/{0}/history", image_id))
+            if status != 200:
+                raise docker.errors.APIError(f"{status} for the history of {image_id[:19]}", explanation=f"no such image: {image_id}")
         sizes = [int(entry.get("Size") or 0) for entry in reversed(history)]
         if len(sizes) == count:
             return tuple(sizes)
@@ -336,6 +383,8 @@ class Engine:
 
     def close(self) -> None:
         """Release the HTTP pools and the SSH connection."""
+        if self.quick is not None:
+            self.quick.close()
         self.api.close()
         if self.session is not None:
             self.session.close()
@@ -345,6 +394,15 @@ class Engine:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _message(body: bytes) -> str:
+    """The ``message`` of an engine's error answer (or its first line)."""
+    try:
+        said = json.loads(body)
+    except ValueError:
+        return body.decode(errors="replace").strip().splitlines()[0][:300] if body.strip() else ""
+    return str(said.get("message", "")) if isinstance(said, dict) else ""
 
 
 def _explanation(exc: docker.errors.APIError) -> str:
@@ -378,7 +436,7 @@ def _tls_config(host: Host, tls: TLSFiles) -> docker.tls.TLSConfig:
     return docker.tls.TLSConfig(client_cert=client_cert, ca_cert=tls.ca, verify=tls.verify)
 
 
-def _api_client(host: Host, timeout: float | None) -> tuple[docker.APIClient, SSHSession | None]:
+def _api_client(host: Host, timeout: float | None) -> tuple[docker.APIClient, SSHSession | None, QuickGet | None]:
     endpoint = host.engine
     # A fixed version at construction keeps docker-py from calling the engine
     # before we can wrap its errors; the real version is negotiated below.
@@ -390,14 +448,14 @@ def _api_client(host: Host, timeout: float | None) -> tuple[docker.APIClient, SS
         api.mount("http+docker://ssh", adapter)
         api._custom_adapter = adapter  # type: ignore[attr-defined]  # docker-py closes it with the client
         api.trust_env = False  # no proxy applies to an SSH channel: not looked up in the environment on every request
-        return api, session
+        return api, session, QuickGet(adapter.open_engine_channel, timeout)
     tls = _tls_config(host, endpoint.tls) if endpoint.tls else False
     api = docker.APIClient(base_url=endpoint.url, tls=tls, **common)
     # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE in the environment replace
     # the session's CA (docker_tls_ca), and HTTPS_PROXY reroute it: neither
     # belongs between shipper and an engine.
     api.trust_env = False
-    return api, None
+    return api, None, None
 
 
 def connect(host: Host, timeout: float | None = COMMAND_TIMEOUT) -> Engine:
@@ -406,11 +464,11 @@ def connect(host: Host, timeout: float | None = COMMAND_TIMEOUT) -> Engine:
     ``timeout`` is docker-py's read timeout in seconds; ``None`` for transfers.
     Raises ``EngineUnreachable`` or an ``SSHError`` with a hint.
     """
-    api, session = _api_client(host, timeout)
-    engine = Engine(host, api, session)
+    api, session, quick = _api_client(host, timeout)
+    engine = Engine(host, api, session, quick)
     try:
         with engine.errors("reach the engine"):
-            server = api.version(api_version=False)
+            server = engine.version()
     except BaseException:
         engine.close()
         raise
@@ -419,6 +477,7 @@ def connect(host: Host, timeout: float | None = COMMAND_TIMEOUT) -> Engine:
     agreed = server_api if version_lt(server_api, DEFAULT_DOCKER_API_VERSION) else DEFAULT_DOCKER_API_VERSION
     api._version = agreed  # type: ignore[attr-defined]
     engine._version = dict(server)
+    engine.round_trips = 0  # counted from here, as docker-py's hook below counts
     engine.last_answer = time.monotonic()
     api.hooks["response"].append(engine._answered)  # counted from here: the requests of the work itself
     return engine

@@ -25,8 +25,8 @@ from docker.transport.sshconn import SSHConnection, SSHConnectionPool, SSHHTTPAd
 from shipper.engine import streamlocal
 from shipper.transport.ssh import SSHSession
 
-# docker-py's default for SSH: sshd's MaxSessions is 10, one is kept for commands.
-SSH_POOL_SIZE = 9
+# sshd's MaxSessions is 10: one channel is kept for commands, one for quick GETs (quickget.py).
+SSH_POOL_SIZE = 8
 POOL_KEY = "http+docker://ssh"
 PROBE_TIMEOUT = 30.0
 UNKNOWN = object()
@@ -73,6 +73,19 @@ class SessionSSHAdapter(SSHHTTPAdapter):
                 self.engine_channel = "streamlocal" if self._socket else "dial-stdio"
             return self._socket if isinstance(self._socket, str) else None
 
+    def open_engine_channel(self) -> Any:
+        """A channel to the engine's socket (``streamlocal.Unavailable`` where the host has none for us)."""
+        path = self.engine_socket()
+        if path is None:
+            raise streamlocal.Unavailable("the engine is reached through dial-stdio on this host")
+        try:
+            channel = streamlocal.open_channel(self._transport(), path, self.timeout or PROBE_TIMEOUT)
+        except streamlocal.Unavailable:
+            self.socket_refused()
+            raise
+        channel.settimeout(self.timeout)
+        return channel
+
     def socket_refused(self) -> None:
         """The host would not connect a channel to the socket: dial-stdio from now on."""
         with self._socket_lock:
@@ -104,17 +117,10 @@ class _Connection(SSHConnection):
         self.transport = transport
 
     def connect(self) -> None:
-        path = self.adapter.engine_socket()
-        if path is not None:
-            try:
-                channel = streamlocal.open_channel(self.transport, path, self.adapter.timeout or PROBE_TIMEOUT)
-                channel.settimeout(self.adapter.timeout)
-                sock: Any = channel  # a socket-like channel, as dial-stdio's
-                self.sock = sock
-                return
-            except streamlocal.Unavailable:
-                self.adapter.socket_refused()
-        super().connect()
+        try:
+            self.sock = self.adapter.open_engine_channel()  # a socket-like channel, as dial-stdio's
+        except streamlocal.Unavailable:
+            super().connect()
 
 
 class _Pool(SSHConnectionPool):

@@ -69,14 +69,28 @@ def test_requests_go_over_a_channel_to_the_hosts_own_engine_socket_with_no_proce
     assert roots == {name: str(lab.root / name / "data") for name in ("a", "b")}
 
 
+def test_a_survey_of_a_host_uses_one_channel_of_its_own_and_none_of_docker_pys_connections(lab: Lab, ssh_inventory: str) -> None:
+    # version, _ping, info, images and inspect on one kept-alive channel (quickget.py): a fifth of the CPU per host.
+    with connect(load_inventory(ssh_inventory).host("a")) as engine:
+        engine.ping()
+        engine.info()
+        engine.images()
+        assert engine.inspect_image("shipper/none-such:1") is None
+        assert engine.round_trips == 4  # /version at connect is not counted, as before
+        assert len(engine.api._custom_adapter.pools) == 0  # type: ignore[attr-defined]
+
+
 def test_a_host_that_refuses_the_sockets_channel_is_reached_through_dial_stdio(lab: Lab, ssh_inventory: str) -> None:
     with connect(load_inventory(ssh_inventory).host("a")) as engine:
         adapter = engine.api._custom_adapter  # type: ignore[attr-defined]
         adapter._socket = "/nonexistent/docker.sock"  # sshd refuses it, as it refuses every one under AllowStreamLocalForwarding no
         adapter.pools.clear()  # the next request opens a new connection
+        assert engine.quick is not None
+        engine.quick.close()  # and so does the next quick GET: refused too, so it goes through docker-py's
 
         assert engine.info().data_root == str(lab.root / "a" / "data")
         assert engine.channel == "dial-stdio"
+        assert engine.quick is None and engine.ping() > 0  # every later small GET too
 
 
 def test_the_client_speaks_the_engines_api_version(lab: Lab, local_inventory: str) -> None:

@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import click
-from rich.console import Console
 
 from shipper.cli.options import env_of, finish, inventory_option, json_option, parse_rate
 from shipper.cli.output import Env, human_size, short_id, table
-from shipper.cli.progress import BarsReporter, JSONLinesReporter, PlainLinesReporter
+from shipper.cli.progress import JSONLinesReporter, PlainLinesReporter
 from shipper.errors import UsageError
 from shipper.cli.targets import choose, complete_targets, open_inventory
 from shipper.hostpool import exit_status_of
@@ -159,8 +158,10 @@ def surveying(env: Env, as_json: bool, hosts: list[str]) -> Iterator[None]:
             reporter.phase(host, "surveying")
         yield
         return
+    from shipper.cli.bars import spinner  # rich: for a terminal only
+
     shown = ", ".join(hosts[:4]) + (f" and {len(hosts) - 4} more" if len(hosts) > 4 else "")
-    with Console(file=env.stderr).status(f"surveying {shown}", spinner="dots"):
+    with spinner(env.stderr, f"surveying {shown}"):
         yield
 
 
@@ -169,6 +170,8 @@ def reporter_for(env: Env, as_json: bool) -> Iterator[Reporter]:
     if as_json:
         yield JSONLinesReporter(env.json_line)
     elif env.stderr.isatty():
+        from shipper.cli.bars import BarsReporter  # rich: for a terminal only
+
         with BarsReporter(env.stderr) as bars:
             yield bars
     else:

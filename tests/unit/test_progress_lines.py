@@ -55,3 +55,15 @@ def test_json_progress_names_each_phase() -> None:
     phases = [e.get("phase") for e in written if e["event"] == "phase"]
     assert phases == ["surveying", "reading", "sending", "loading"]
     assert [e["event"] for e in written] == ["phase", "start", "phase", "phase", "progress", "phase", "finish"]  # no progress before a byte
+
+
+def test_bars_on_a_terminal_show_each_targets_phase_and_end() -> None:
+    from shipper.cli.bars import BarsReporter
+
+    screen = io.StringIO()
+    with BarsReporter(screen) as bars:
+        bars.start("web1", 1000)
+        bars.advance("web1", 500)
+        bars.phase("web1", "loading")
+        bars.finish("web1", "done")
+    assert "web1 done" in screen.getvalue()

@@ -42,3 +42,27 @@ def test_a_match_exec_in_the_users_ssh_config_still_runs_once_invoke_is_lent(tmp
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "2222"
     assert set(ran.read_text().split()) == {"web1"}  # paramiko looks up twice (its final pass)
+
+
+def test_a_move_without_a_terminal_loads_neither_progress_bars_nor_certificates(tmp_path: Path) -> None:
+    # rich draws only on a terminal; cryptography's x509 serves a registry's bootstrap: each a tenth of start-up.
+    result = run_python(
+        """
+        import sys
+        import shipper.cli.main, shipper.cli.move, shipper.ops.move_run
+        print(sorted(m for m in sys.modules if m.split(".")[0] == "rich" or m in ("cryptography.x509", "shipper.pki")))
+        """,
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_every_name_provision_offers_is_what_it_names_not_a_module() -> None:
+    # Its names load when first used; a submodule called like one of them (gc) once shadowed the function.
+    import types
+
+    from shipper import provision
+
+    for name in provision.__all__:
+        assert not isinstance(getattr(provision, name), types.ModuleType), name

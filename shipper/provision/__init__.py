@@ -22,7 +22,10 @@ _HOMES = {
     "docker_login": "trust", "logged_in": "trust",
 }  # fmt: skip
 
-__all__ = sorted(_HOMES)
+__all__ = [
+    "GCResult", "Mirror", "Status", "UpRequest", "UpResult", "config_path", "container_name", "docker_login", "down", "gc", "logged_in", "state_dir",
+    "status", "up",
+]  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:

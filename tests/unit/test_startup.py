@@ -66,3 +66,9 @@ def test_every_name_provision_offers_is_what_it_names_not_a_module() -> None:
 
     for name in provision.__all__:
         assert not isinstance(getattr(provision, name), types.ModuleType), name
+
+
+def test_provision_offers_exactly_the_names_it_knows_where_to_find() -> None:
+    from shipper import provision
+
+    assert sorted(provision.__all__) == sorted(provision._HOMES)

@@ -1,15 +1,11 @@
-"""A host's Docker engine, reached through docker-py's low-level ``APIClient``.
-
-``connect(host)`` is the one place a host becomes a docker client, whatever
-the endpoint (unix socket, tcp + TLS, SSH). Every docker-py, requests and
-paramiko exception is turned into a ``ShipperError`` here, naming the host.
-"""
+"""A host's Docker engine, reached through docker-py's low-level ``APIClient`` (small GETs behind SSH through
+``quickget``); ``connection.connect(host)`` makes one. Every docker-py, requests and paramiko exception is turned
+into a ``ShipperError`` here, naming the host."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 import urllib.parse
 from typing import Any
@@ -20,16 +16,14 @@ import docker.errors
 import docker.tls
 import paramiko
 import requests.exceptions
-from docker.constants import DEFAULT_DOCKER_API_VERSION, MINIMUM_DOCKER_API_VERSION
 from docker.utils import version_lt
 
 from shipper.engine.info import EngineInfo, ImageDetails, ImageSummary, engine_info, image_details, image_summary
 from shipper.engine import streamlocal
-from shipper.engine.messages import Progress, engine_remedy, follow, registry_refusal
+from shipper.engine.messages import Progress, engine_remedy, error_message, explanation, follow, registry_refusal, why_unreachable
 from shipper.engine.quickget import BadAnswer, QuickGet
-from shipper.engine.sshadapter import SessionSSHAdapter
 from shipper.errors import EngineError, EngineUnreachable, ShipperError, SSHError
-from shipper.inventory.model import Host, TLSFiles
+from shipper.inventory.model import Host
 from shipper.platforms import Platform, normalized
 from shipper.transport.ssh import SSHSession
 
@@ -71,14 +65,14 @@ class Engine:
         except ShipperError:
             raise
         except docker.errors.APIError as exc:
-            said = _explanation(exc)
+            said = explanation(exc)
             raise EngineError(f"cannot {action} on {self.host.describe()}: engine said {said!r}", hint=engine_remedy(said, self.host.name)) from None
         except (requests.exceptions.RequestException, docker.errors.DockerException, paramiko.SSHException, OSError) as exc:
             raise self._unreachable(action, exc) from None
 
     def _unreachable(self, action: str, exc: BaseException) -> EngineUnreachable:
         endpoint = self.host.engine
-        why = _why(exc)
+        why = why_unreachable(exc)
         hint = {
             "unix": f"is dockerd running on this machine with its socket at {endpoint.url[len('unix://'):]}?",
             "tcp": "is dockerd listening there (dockerd -H tcp://...), and do docker_tls_* match its TLS setup?",
@@ -127,7 +121,7 @@ class Engine:
                 self._answered(None)
                 status, body = answer.status, answer.body
                 if status >= 400 and status != 404:
-                    raise docker.errors.APIError(f"{status} Server Error for {path}", explanation=_message(body))
+                    raise docker.errors.APIError(f"{status} Server Error for {path}", explanation=error_message(body))
                 if status >= 300:
                     return status, None
                 if not json_body:
@@ -278,7 +272,7 @@ class Engine:
             try:
                 stream = self.api.pull(repository, tag=digest, stream=True, decode=True, auth_config=auth)
             except docker.errors.APIError as exc:  # refused at once (the engine's first request to the registry failed)
-                refusal = registry_refusal(action, _explanation(exc))
+                refusal = registry_refusal(action, explanation(exc))
                 if type(refusal) is not EngineError:  # a registry problem shipper can name (TLS, credentials, reach)
                     raise refusal from None
                 raise
@@ -394,90 +388,3 @@ class Engine:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-def _message(body: bytes) -> str:
-    """The ``message`` of an engine's error answer (or its first line)."""
-    try:
-        said = json.loads(body)
-    except ValueError:
-        return body.decode(errors="replace").strip().splitlines()[0][:300] if body.strip() else ""
-    return str(said.get("message", "")) if isinstance(said, dict) else ""
-
-
-def _explanation(exc: docker.errors.APIError) -> str:
-    return str(exc.explanation or exc).strip()
-
-
-def _why(exc: BaseException) -> str:
-    text = str(exc)
-    for marker, why in (
-        ("FileNotFoundError", "no engine socket there"),
-        ("No such file or directory", "no engine socket there"),
-        ("Connection refused", "connection refused"),
-        ("CERTIFICATE_VERIFY_FAILED", "its TLS certificate is not trusted by docker_tls_ca"),
-        ("SSLError", "the TLS handshake failed"),
-        ("Read timed out", "no answer in time"),
-        ("RemoteDisconnected", "the connection closed without an answer"),
-    ):
-        if marker in text or marker == type(exc).__name__:
-            return why
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _tls_config(host: Host, tls: TLSFiles) -> docker.tls.TLSConfig:
-    for label, path in (("docker_tls_ca", tls.ca), ("docker_tls_cert", tls.cert), ("docker_tls_key", tls.key)):
-        if path and not os.path.isfile(path):
-            raise EngineUnreachable(
-                f"cannot reach the engine of {host.describe()}: {label} file {path} does not exist",
-                hint=f"fix {label} (or docker_cert_path) for host {host.name} in the inventory ({host.origin})",
-            )
-    client_cert = (tls.cert, tls.key) if tls.cert and tls.key else None
-    return docker.tls.TLSConfig(client_cert=client_cert, ca_cert=tls.ca, verify=tls.verify)
-
-
-def _api_client(host: Host, timeout: float | None) -> tuple[docker.APIClient, SSHSession | None, QuickGet | None]:
-    endpoint = host.engine
-    # A fixed version at construction keeps docker-py from calling the engine
-    # before we can wrap its errors; the real version is negotiated below.
-    common: dict[str, Any] = {"version": MINIMUM_DOCKER_API_VERSION, "timeout": timeout}
-    if endpoint.scheme == "ssh":
-        session = SSHSession(host.ssh, host.name).open()
-        api = docker.APIClient(base_url="ssh://shipper", use_ssh_client=True, **common)
-        adapter = SessionSSHAdapter(session, timeout)
-        api.mount("http+docker://ssh", adapter)
-        api._custom_adapter = adapter  # type: ignore[attr-defined]  # docker-py closes it with the client
-        api.trust_env = False  # no proxy applies to an SSH channel: not looked up in the environment on every request
-        return api, session, QuickGet(adapter.open_engine_channel, timeout)
-    tls = _tls_config(host, endpoint.tls) if endpoint.tls else False
-    api = docker.APIClient(base_url=endpoint.url, tls=tls, **common)
-    # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE in the environment replace
-    # the session's CA (docker_tls_ca), and HTTPS_PROXY reroute it: neither
-    # belongs between shipper and an engine.
-    api.trust_env = False
-    return api, None, None
-
-
-def connect(host: Host, timeout: float | None = COMMAND_TIMEOUT) -> Engine:
-    """Connect to ``host``'s engine and agree on an API version.
-
-    ``timeout`` is docker-py's read timeout in seconds; ``None`` for transfers.
-    Raises ``EngineUnreachable`` or an ``SSHError`` with a hint.
-    """
-    api, session, quick = _api_client(host, timeout)
-    engine = Engine(host, api, session, quick)
-    try:
-        with engine.errors("reach the engine"):
-            server = engine.version()
-    except BaseException:
-        engine.close()
-        raise
-    server_api = str(server.get("ApiVersion", MINIMUM_DOCKER_API_VERSION))
-    # Speak the older of the two versions; docker-py has no public setter for it.
-    agreed = server_api if version_lt(server_api, DEFAULT_DOCKER_API_VERSION) else DEFAULT_DOCKER_API_VERSION
-    api._version = agreed  # type: ignore[attr-defined]
-    engine._version = dict(server)
-    engine.round_trips = 0  # counted from here, as docker-py's hook below counts
-    engine.last_answer = time.monotonic()
-    api.hooks["response"].append(engine._answered)  # counted from here: the requests of the work itself
-    return engine

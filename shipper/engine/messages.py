@@ -1,10 +1,14 @@
-"""The engine's JSON message streams (push, pull): followed to the end, progress counted, errors read."""
+"""What engines say: their JSON message streams (push, pull) followed to the end, progress counted, errors read;
+their error answers and connection failures in a few words."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
+
+import docker.errors
 
 from shipper.errors import EngineError, RegistryAuthFailed, RegistryUnreachable, ShipperError
 
@@ -91,3 +95,34 @@ def registry_refusal(action: str, detail: str) -> ShipperError:
     if "connection refused" in lowered or "no such host" in lowered or "i/o timeout" in lowered:
         return RegistryUnreachable(f"cannot {action}: the engine cannot reach the registry ({detail})", hint="can that host reach the registry's address?")
     return EngineError(f"cannot {action}: engine said {detail!r}")
+
+
+def error_message(body: bytes) -> str:
+    """The ``message`` of an engine's error answer (or its first line)."""
+    try:
+        said = json.loads(body)
+    except ValueError:
+        return body.decode(errors="replace").strip().splitlines()[0][:300] if body.strip() else ""
+    return str(said.get("message", "")) if isinstance(said, dict) else ""
+
+
+def explanation(exc: docker.errors.APIError) -> str:
+    """What the engine said when docker-py raised."""
+    return str(exc.explanation or exc).strip()
+
+
+def why_unreachable(exc: BaseException) -> str:
+    """Why an engine could not be reached, in a few words, from what the connection raised."""
+    text = str(exc)
+    for marker, why in (
+        ("FileNotFoundError", "no engine socket there"),
+        ("No such file or directory", "no engine socket there"),
+        ("Connection refused", "connection refused"),
+        ("CERTIFICATE_VERIFY_FAILED", "its TLS certificate is not trusted by docker_tls_ca"),
+        ("SSLError", "the TLS handshake failed"),
+        ("Read timed out", "no answer in time"),
+        ("RemoteDisconnected", "the connection closed without an answer"),
+    ):
+        if marker in text or marker == type(exc).__name__:
+            return why
+    return text.splitlines()[0] if text else type(exc).__name__

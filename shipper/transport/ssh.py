@@ -12,22 +12,18 @@ channels, see ``run``).
 
 from __future__ import annotations
 
-import io
 import os
-import select
 import shlex
 import socket
-import subprocess
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import paramiko
-from paramiko.config import SSHConfig
 
 from shipper.errors import HostKeyMismatch, HostKeyUnknown, SSHAuthenticationFailed, SSHError
 from shipper.inventory.model import SSHSettings
+from shipper.transport.gateway import Gateway, gateway_command, open_gateway
 
 AUTH_TIMEOUT = 20.0  # seconds for the server's banner and for authentication
 
@@ -99,73 +95,6 @@ def _policy(settings: SSHSettings, where: str) -> paramiko.MissingHostKeyPolicy:
         user_files = [f for f in settings.known_hosts_files if not f.startswith("/etc/")]
         return _AcceptNewPolicy(user_files[0] if user_files else None)
     return _StrictPolicy(where, settings)
-
-
-def _proxy_command(command: str, settings: SSHSettings) -> _Gateway:
-    """The gateway's process, its %h/%p/%r tokens expanded by paramiko's ssh_config rules (as Fabric did, which
-    left %p at 22 and %r at the local user)."""
-    config = SSHConfig()
-    host = settings.hostname
-    config.parse(io.StringIO(f"Host {host}\n    Port {settings.port}\n    User {settings.user}\n    ProxyCommand {command}\n"))
-    return _Gateway(config.lookup(host)["proxycommand"])
-
-
-class _Gateway(paramiko.ProxyCommand):
-    """paramiko's ProxyCommand with a socket's manners. Its ``recv`` spun on a gateway that had exited (an end of
-    file read as "no data yet") until the connect timeout: 10 s of a core for every host whose jump host failed.
-    Its ``close`` killed a pid that may already be reaped, and left it unreaped."""
-
-    def recv(self, size: int) -> bytes:
-        buffer = b""
-        deadline = None if self.timeout is None else time.monotonic() + self.timeout
-        stdout = self.process.stdout
-        assert stdout is not None
-        while len(buffer) < size:
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not select.select([stdout], [], [], wait)[0]:
-                if buffer:
-                    return buffer
-                raise socket.timeout()
-            chunk = os.read(stdout.fileno(), size - len(buffer))
-            if not chunk:  # the gateway ended: as a socket's end of file
-                return buffer
-            buffer += chunk
-        return buffer
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-        try:
-            self.process.wait(timeout=5.0)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def said(self) -> str:
-        """The last line the gateway wrote to stderr once it has exited (paramiko keeps it in a pipe nobody
-        reads); "" while it still runs (the failure lies beyond it) or when it said nothing."""
-        try:
-            self.process.wait(timeout=1.0)
-        except subprocess.TimeoutExpired:
-            return ""
-        stderr = self.process.stderr
-        if stderr is None or not select.select([stderr], [], [], 0)[0]:
-            return ""
-        lines = os.read(stderr.fileno(), 4096).decode(errors="replace").strip().splitlines()
-        return lines[-1][:300] if lines else ""
-
-
-def _gateway(settings: SSHSettings) -> str | None:
-    if settings.proxy_command:
-        return settings.proxy_command
-    if settings.proxy_jump and settings.proxy_jump.lower() != "none":
-        # paramiko has no ProxyJump; OpenSSH's -W honours the user's whole config for the jump host: the file
-        # these settings came from, which need not be ~/.ssh/config (the inventory's ssh_config_file).
-        first_hop = settings.proxy_jump.split(",")[0]
-        target = f"[{settings.hostname}]:{settings.port}"
-        config = f"-F {shlex.quote(settings.config_file)} " if settings.config_file else ""
-        return f"ssh {config}-o BatchMode=yes -W {shlex.quote(target)} {shlex.quote(first_hop)}"
-    return None
 
 
 def watch_for_silence(transport: paramiko.Transport | None, settings: SSHSettings) -> None:
@@ -248,7 +177,7 @@ class SSHSession:
             if self._client is not None:
                 self._client.close()
             self._client = client = self._new_client()
-            gateway: _Gateway | None = None
+            gateway: Gateway | None = None
             try:
                 arguments = self._connect_arguments()
                 gateway = arguments.get("sock")
@@ -286,9 +215,9 @@ class SSHSession:
         }
         if s.identity_files:
             arguments["key_filename"] = [f for f in s.identity_files if os.path.exists(f)] or list(s.identity_files)
-        gateway = _gateway(s)
+        gateway = gateway_command(s)
         if gateway:
-            arguments["sock"] = _proxy_command(gateway, s)
+            arguments["sock"] = open_gateway(gateway, s)
         return arguments
 
     def _gateway_failed(self, said: str) -> SSHError:

@@ -10,7 +10,8 @@ from pathlib import Path
 import paramiko
 
 from shipper.inventory.model import SSHSettings
-from shipper.transport.ssh import PREFERRED_CIPHERS, _Gateway, _proxy_command, _transport, known_host_keys
+from shipper.transport.gateway import Gateway, open_gateway
+from shipper.transport.ssh import PREFERRED_CIPHERS, _transport, known_host_keys
 
 
 def key_line(host: str) -> str:
@@ -55,7 +56,7 @@ def test_sessions_offer_aes_gcm_first_and_keep_the_rest_for_older_servers() -> N
 
 def test_a_gateway_command_gets_the_hosts_address_port_and_user(tmp_path: Path) -> None:
     settings = SSHSettings(alias="web1", hostname="10.0.0.5", port=2222, user="deploy")
-    proxy = _proxy_command("printf %s %h:%p:%r", settings)
+    proxy = open_gateway("printf %s %h:%p:%r", settings)
     proxy.settimeout(10)
     try:
         assert proxy.recv(len("10.0.0.5:2222:deploy")) == b"10.0.0.5:2222:deploy"
@@ -65,7 +66,7 @@ def test_a_gateway_command_gets_the_hosts_address_port_and_user(tmp_path: Path) 
 
 def test_a_gateway_that_exits_reads_as_an_end_of_file_at_once_and_says_why() -> None:
     # paramiko's own ProxyCommand spun on the closed pipe until the connect timeout (10 s of a core per host).
-    gateway = _Gateway("sh -c 'echo ssh: Could not resolve hostname jump >&2; exit 255'")
+    gateway = Gateway("sh -c 'echo ssh: Could not resolve hostname jump >&2; exit 255'")
     gateway.settimeout(10)
     started = time.monotonic()
     try:

@@ -111,10 +111,11 @@ class Engine:
         """``GET url`` (docker-py's URL for it): its status and its JSON (or text) when it succeeded; an error status
         other than 404 raises the ``APIError`` docker-py would. Small answers only: on the quick channel behind
         SSH, else through docker-py."""
-        if self.quick is not None:
+        quick = self.quick  # once: another thread may find the channel refused and set it to None meanwhile
+        if quick is not None:
             path = url[len(self.api.base_url):] + (f"?{urllib.parse.urlencode(params)}" if params else "")
             try:
-                answer = self.quick.get(path)
+                answer = quick.get(path)
             except streamlocal.Unavailable:
                 self.quick = None  # dial-stdio on this host: docker-py's connections, as for everything else
             else:

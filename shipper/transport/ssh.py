@@ -32,6 +32,7 @@ AUTH_TIMEOUT = 20.0  # seconds for the server's banner and for authentication
 # (OpenSSH before 6.2) still agrees on the rest of paramiko's list.
 PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 
+KNOWN_HOSTS_KEPT = 16  # sets of known_hosts files (and versions) kept parsed
 _known_hosts_lock = threading.Lock()
 _known_hosts_parsed: dict[tuple[tuple[str, int, int], ...], paramiko.HostKeys] = {}
 
@@ -136,8 +137,11 @@ def known_host_keys(paths: tuple[str, ...] | list[str]) -> paramiko.HostKeys:
             keys = paramiko.HostKeys()
             for path, _, _ in versions:
                 keys.load(path)
-            _known_hosts_parsed.clear()  # only the newest versions are asked for again
+            # Hosts may name different files (a site's own known_hosts): a few sets are kept; a file that changed
+            # leaves its old version behind, dropped once KNOWN_HOSTS_KEPT newer ones came.
             _known_hosts_parsed[key] = keys
+            while len(_known_hosts_parsed) > KNOWN_HOSTS_KEPT:
+                del _known_hosts_parsed[next(iter(_known_hosts_parsed))]
         return keys
 
 

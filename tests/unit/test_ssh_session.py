@@ -77,3 +77,12 @@ def test_a_gateway_that_exits_reads_as_an_end_of_file_at_once_and_says_why() -> 
         gateway.close()
     assert gateway.process.returncode == 255  # reaped
     gateway.close()  # twice is fine: no kill of a reaped pid
+
+
+def test_hosts_that_name_different_known_hosts_files_each_keep_theirs_parsed(tmp_path: Path) -> None:
+    # Two sites, each its own known_hosts: sessions alternating between them must not parse again each time.
+    site1, site2 = tmp_path / "site1", tmp_path / "site2"
+    site1.write_text(key_line("10.0.1.5"))
+    site2.write_text(key_line("10.0.2.5"))
+    first1, first2 = known_host_keys([str(site1)]), known_host_keys([str(site2)])
+    assert known_host_keys([str(site1)]) is first1 and known_host_keys([str(site2)]) is first2

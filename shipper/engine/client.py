@@ -107,10 +107,16 @@ class Engine:
         finally:
             api.timeout = before
 
-    def _get(self, url: str, params: dict[str, Any] | None = None, json_body: bool = True) -> tuple[int, Any]:
+    def _get(self, url: str, params: dict[str, Any] | None = None, json_body: bool = True, shape: type = dict) -> tuple[int, Any]:
         """``GET url`` (docker-py's URL for it): its status and its JSON (or text) when it succeeded; an error status
-        other than 404 raises the ``APIError`` docker-py would. Small answers only: on the quick channel behind
-        SSH, else through docker-py."""
+        other than 404 raises the ``APIError`` docker-py would; JSON of another ``shape`` (an object, a list) than
+        asked for is a ``BadAnswer``. Small answers only: on the quick channel behind SSH, else through docker-py."""
+        status, answer = self._get_any(url, params, json_body)
+        if json_body and status == 200 and not isinstance(answer, shape):
+            raise BadAnswer(f"the engine's answer to {url[len(self.api.base_url):]} is not a JSON {'list' if shape is list else 'object'}")
+        return status, answer
+
+    def _get_any(self, url: str, params: dict[str, Any] | None, json_body: bool) -> tuple[int, Any]:
         quick = self.quick  # once: another thread may find the channel refused and set it to None meanwhile
         if quick is not None:
             path = url[len(self.api.base_url):] + (f"?{urllib.parse.urlencode(params)}" if params else "")
@@ -170,7 +176,7 @@ class Engine:
     def images(self) -> list[ImageSummary]:
         """Every image the engine holds, tagged or not."""
         with self.errors("list images"):
-            _, found = self._get(self._url("/images/json"), params={"only_ids": 0, "all": 0})
+            _, found = self._get(self._url("/images/json"), params={"only_ids": 0, "all": 0}, shape=list)
             return [image_summary(raw) for raw in found or []]
 
     def inspect_image(self, reference: str, platform: Platform | None = None) -> ImageDetails | None:
@@ -224,7 +230,7 @@ class Engine:
         carries its size; () when the history does not line up with the layers.
         """
         with self.errors(f"read the history of image {image_id[:19]}"):
-            status, history = self._get(self._url("/images/{0}/history", image_id))
+            status, history = self._get(self._url("/images/{0}/history", image_id), shape=list)
             if status != 200:
                 raise docker.errors.APIError(f"{status} for the history of {image_id[:19]}", explanation=f"no such image: {image_id}")
         sizes = [int(entry.get("Size") or 0) for entry in reversed(history)]

@@ -26,6 +26,7 @@ from typing import Protocol
 HEADER_LIMIT = 64 << 10
 BODY_LIMIT = 64 << 20
 READ_SIZE = 256 << 10
+INTERIM_LIMIT = 8  # 1xx answers before the real one
 
 
 class Channel(Protocol):
@@ -69,7 +70,8 @@ class QuickGet:
                     raise
                 except TimeoutError:
                     self._drop()
-                    raise TimeoutError(f"Read timed out: no answer to GET {path.split('?')[0]} within {self._timeout:g} s") from None
+                    within = f" within {self._timeout:g} s" if self._timeout is not None else ""
+                    raise TimeoutError(f"Read timed out: no answer to GET {path.split('?')[0]}{within}") from None
                 except OSError:
                     self._drop()
                     if not reused or attempt == 2:
@@ -135,6 +137,14 @@ class _Reader:
             self._fill()
 
     def head(self) -> tuple[int, dict[str, str]]:
+        for _ in range(INTERIM_LIMIT):
+            status, headers = self._one_head()
+            if not 100 <= status < 200:
+                return status, headers
+            # An interim answer (none is expected for a GET): the real one follows.
+        raise BadAnswer(f"the engine sent more than {INTERIM_LIMIT} interim answers")
+
+    def _one_head(self) -> tuple[int, dict[str, str]]:
         while True:
             end = self.buffer.find(b"\r\n\r\n", 0, HEADER_LIMIT + 4)
             if end >= 0:
@@ -153,10 +163,7 @@ class _Reader:
             if not colon:
                 raise BadAnswer(f"the engine sent a malformed header: {line[:80]!r}")
             headers[name.strip().lower()] = value.strip()
-        status = int(parts[1])
-        if 100 <= status < 200:  # an interim answer (none is expected for a GET): the real one follows
-            return self.head()
-        return status, headers
+        return int(parts[1]), headers
 
     def body(self, headers: dict[str, str]) -> bytes:
         if "chunked" in headers.get("transfer-encoding", "").lower():
@@ -172,10 +179,9 @@ class _Reader:
         body = bytearray()
         while True:
             size_text = self._line(1024).split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise BadAnswer(f"the engine sent a malformed chunk size: {size_text[:20]!r}") from None
+            if not size_text or len(size_text) > 16 or size_text.strip(b"0123456789abcdefABCDEF"):
+                raise BadAnswer(f"the engine sent a malformed chunk size: {size_text[:20]!r}")  # int() takes 0x, _ and -
+            size = int(size_text, 16)
             if size == 0:
                 while self._line(HEADER_LIMIT):  # trailers, up to the empty line
                     pass

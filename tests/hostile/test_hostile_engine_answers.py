@@ -13,7 +13,7 @@ import pytest
 from shipper.engine.quickget import BODY_LIMIT, BadAnswer, QuickGet
 
 
-class Engine:
+class ScriptedEngine:
     """A socket pair: shipper's end is the channel, this end answers each request with the next scripted reply."""
 
     def __init__(self, replies: list[bytes | Callable[[socket.socket], None]]) -> None:
@@ -50,7 +50,7 @@ def ok(body: bytes, extra: str = "") -> bytes:
 
 def test_answers_with_a_length_and_in_chunks_are_read_on_one_kept_alive_connection() -> None:
     chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n4;ext=1\r\n: 1}\r\n0\r\nX-Trailer: t\r\n\r\n"
-    engine = Engine([ok(b"OK"), chunked])
+    engine = ScriptedEngine([ok(b"OK"), chunked])
     quick = QuickGet(engine.open, timeout=5)
 
     assert quick.get("/_ping").body == b"OK"
@@ -60,7 +60,7 @@ def test_answers_with_a_length_and_in_chunks_are_read_on_one_kept_alive_connecti
 
 
 def test_an_error_status_comes_back_with_its_body() -> None:
-    answer = QuickGet(Engine([b'HTTP/1.1 404 Not Found\r\nContent-Length: 32\r\n\r\n{"message":"No such image: x:1"}']).open, 5).get("/x")
+    answer = QuickGet(ScriptedEngine([b'HTTP/1.1 404 Not Found\r\nContent-Length: 32\r\n\r\n{"message":"No such image: x:1"}']).open, 5).get("/x")
     assert (answer.status, answer.body) == (404, b'{"message":"No such image: x:1"}')
 
 
@@ -76,10 +76,13 @@ def test_an_error_status_comes_back_with_its_body() -> None:
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "malformed chunk size"),
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"ffffffff\r\n", "longer than shipper reads"),
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabXY", "chunk without its end"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\nab\r\n", "malformed chunk size"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x2\r\nab\r\n", "malformed chunk size"),
+        (b"HTTP/1.1 100 Continue\r\n\r\n" * 9, "more than 8 interim answers"),
     ],
 )
 def test_a_malformed_or_oversized_answer_is_refused_without_reading_on(reply: bytes, says: str) -> None:
-    engine = Engine([reply, ok(b"OK")])
+    engine = ScriptedEngine([reply, ok(b"OK")])
     quick = QuickGet(engine.open, timeout=5)
 
     with pytest.raises(BadAnswer, match=says):
@@ -88,7 +91,7 @@ def test_a_malformed_or_oversized_answer_is_refused_without_reading_on(reply: by
 
 
 def test_an_engine_that_says_nothing_times_out_with_the_path_named() -> None:
-    quick = QuickGet(Engine([lambda sock: time.sleep(3)]).open, timeout=0.5)
+    quick = QuickGet(ScriptedEngine([lambda sock: time.sleep(3)]).open, timeout=0.5)
     started = time.monotonic()
 
     with pytest.raises(TimeoutError, match=r"Read timed out: no answer to GET /v1.41/info within 0.5 s"):
@@ -97,7 +100,7 @@ def test_an_engine_that_says_nothing_times_out_with_the_path_named() -> None:
 
 
 def test_a_kept_alive_connection_the_engine_closed_is_replaced_once() -> None:
-    engine = Engine([ok(b"1"), lambda sock: None, ok(b"2")])  # the second request finds the connection closed
+    engine = ScriptedEngine([ok(b"1"), lambda sock: None, ok(b"2")])  # the second request finds the connection closed
     quick = QuickGet(engine.open, timeout=5)
 
     assert quick.get("/a").body == b"1"
@@ -106,13 +109,29 @@ def test_a_kept_alive_connection_the_engine_closed_is_replaced_once() -> None:
 
 
 def test_an_answer_cut_short_on_a_fresh_connection_is_an_error() -> None:
-    quick = QuickGet(Engine([lambda sock: sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n1234")]).open, timeout=5)
+    quick = QuickGet(ScriptedEngine([lambda sock: sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n1234")]).open, timeout=5)
     with pytest.raises(ConnectionError, match="closed the connection without a whole answer"):
         quick.get("/a")
 
 
 def test_an_answer_told_to_close_is_not_reused() -> None:
-    engine = Engine([ok(b"1", "Connection: close\r\n"), ok(b"2")])
+    engine = ScriptedEngine([ok(b"1", "Connection: close\r\n"), ok(b"2")])
     quick = QuickGet(engine.open, timeout=5)
     assert quick.get("/a").body == b"1"
     assert quick.get("/b").body == b"2" and engine.opened == 2
+
+
+def test_json_of_another_shape_than_asked_for_is_a_bad_answer_not_a_crash() -> None:
+    # A list where an object belongs (or the reverse) used to reach the code reading it: a TypeError, a traceback.
+    import docker
+
+    from shipper.engine.client import Engine
+    from shipper.errors import EngineUnreachable
+    from shipper.inventory import adhoc_host
+
+    engine = Engine(adhoc_host("ssh://root@192.0.2.1"), docker.APIClient(base_url="ssh://shipper", use_ssh_client=True, version="1.41"),
+                    quick=QuickGet(ScriptedEngine([ok(b'{"not": "a list"}'), ok(b"[1, 2]")]).open, 5))  # fmt: skip
+    with pytest.raises(EngineUnreachable, match="answer to /v1.41/images/json is not a JSON list"):
+        engine.images()
+    with pytest.raises(EngineUnreachable, match="answer to /v1.41/info is not a JSON object"):
+        engine.info()

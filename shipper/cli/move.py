@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import click
 
@@ -17,13 +17,18 @@ from shipper.hostpool import exit_status_of
 from shipper.ops.move_plan import MovePlan, RouteRequest
 from shipper.transfer.plan import TargetPlan
 from shipper.engine.pool import EnginePool
-from shipper.ops.move_from_registry import RegistryPlan, plan_from_registry, run_from_registry
-from shipper.ops.move_registry import route_for
-from shipper.ops.move_run import MoveSession, TargetResult
-from shipper.ops.release import directory_for, policy_for
+from shipper.ops.move_session import MoveSession
+from shipper.ops.release_policy import directory_for, policy_for
 from shipper.platforms import parse_platform
 from shipper.transfer.limits import RateLimits
 from shipper.progress import Reporter
+
+if TYPE_CHECKING:
+    from shipper.ops.move_from_registry import RegistryPlan
+    from shipper.transfer.commit import TargetResult
+
+# A move through a registry imports its modules (the registry client, the pulls) where it starts: a move over SSH,
+# least of all its dry-run, does not load them (#20).
 
 
 @click.command()
@@ -67,6 +72,9 @@ def move(
     if bool(source) == bool(from_registry):
         raise UsageError("say where the images are: --from HOST or --from-registry REGISTRY (one of them)")
     if from_registry:
+        from shipper.ops.move_from_registry import plan_from_registry, run_from_registry
+        from shipper.ops.move_registry import route_for
+
         if via or registry_name or limit_rate or limit_total or retry or no_resume or no_store_read:
             raise UsageError(
                 "--from-registry takes --to, --force, --dry-run, --platform, --verify-key, --releases, --ca and --insecure "
@@ -101,7 +109,11 @@ def move(
         return  # the warning said why; an empty group is nothing to do, as in Ansible
     if (ca or insecure) and not (via == "registry" or registry_name):
         raise UsageError("--ca and --insecure are for --via registry", hint="add --via registry --registry NAME|HOST:PORT")
-    registry = route_for(inventory, registry_name, ca, insecure) if via == "registry" or registry_name else None
+    registry = None
+    if via == "registry" or registry_name:
+        from shipper.ops.move_registry import route_for
+
+        registry = route_for(inventory, registry_name, ca, insecure)
     if registry_name and via is None:
         via = "registry"
     with MoveSession(

@@ -23,7 +23,7 @@ from shipper.archive.layers import chain_ids, needed_layers
 from shipper.archive.layerstore import LayerStore
 from shipper.archive.savestream import ArchiveError, SaveStreamFilter, StreamStats
 from shipper.ops.oci_layout import OciVerified, docker_save_chunks, engine_images, is_oci_bundle, read_oci_verified
-from shipper.ops.release import trusted_keys
+from shipper.ops.release_policy import trusted_keys
 from shipper.bundle import BundleError, BundleImage, BundleWriter, Verified, check_signature, read_verified
 from shipper.bundle.format import BundleManifest, trailer_for
 from shipper.engine import connect

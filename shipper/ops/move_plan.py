@@ -12,20 +12,22 @@ import contextlib
 import functools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
 
 from shipper.errors import ShipperError, UsageError
 from shipper.inventory.model import Host
 from shipper.engine.pool import EnginePool
 from shipper.hostpool import for_each_host
-from shipper.ops.move_registry import RegistryRoute, check_movable
 from shipper.platforms import Platform
-from shipper.releases import Release
-from shipper.transfer import SaveRequest
+from shipper.transfer.plan import SaveRequest
 from shipper.transfer.limits import RateLimits
 from shipper.transfer.resume import receiver_spec
 from shipper.transfer.plan import Route, SourceImage, TargetPlan, streams_oci, target_plan
 from shipper.transfer.survey import source_images, target_view, with_requested
+
+if TYPE_CHECKING:  # a move through a registry, or of signed releases, brings their modules itself
+    from shipper.ops.move_registry import RegistryRoute
+    from shipper.releases import Release
 
 RouteRequest = Literal["ssh", "relay", "direct", "registry"]  # the route asked for (--via); relay: over SSH, but never host to host
 
@@ -236,3 +238,12 @@ def plan_move(
         assert registry is not None
         registry.check()
     return MovePlan(source, images, tuple(plans), route, reason, host_to_host, store_read, registry, source_store, platform=chosen)
+
+
+def check_movable(names: Sequence[str | None]) -> None:
+    """A registry stores names: every image through one must have a name, not only an ID."""
+    if any(name is None for name in names):
+        raise UsageError(
+            "an image named only by its ID cannot go through a registry (a registry stores names)",
+            hint="name the image (repo:tag), or move it --via ssh",
+        )

@@ -255,13 +255,5 @@ def _warming_order(targets: Sequence[Host], route: RegistryRoute, warm: Abstract
     return first, then
 
 
-def check_movable(names: Sequence[str | None]) -> None:
-    if any(name is None for name in names):
-        raise UsageError(
-            "an image named only by its ID cannot go through a registry (a registry stores names)",
-            hint="name the image (repo:tag), or move it --via ssh",
-        )
-
-
 def registry_failure(source: Host, error: ShipperError) -> ShipperError:
     return ShipperError(f"pushing from {source.name} failed: {error.message}", hint=error.hint)

@@ -11,31 +11,29 @@ import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Callable, Sequence
+from typing import Sequence
 
 from shipper.archive.fanout import apply_limits
 from shipper.engine import connect
 from shipper.errors import (
-    ConnectionFailed, EngineError, HostKeyMismatch, HostKeyUnknown, RegistryAuthFailed, SSHAuthenticationFailed, ShipperError, UsageError,
+    EngineError, ShipperError,
 )
 from shipper.hostpool import for_each_host
 from shipper.imageref import parse
 from shipper.inventory.model import Host
 from shipper.transfer.commit import TargetResult, finish_target, static_result
 from shipper.engine.pool import EnginePool
-from shipper.ops.move_plan import MovePlan, RouteRequest, choose_route, plan_move
+from shipper.ops.move_plan import MovePlan, RouteRequest, choose_route
 from shipper.transfer.plan import TargetPlan
 from shipper.ops.move_recovery import incomplete_pulls, merge, resend_in_full
 from shipper.ops.move_registry import Pushed, RegistryRoute, pull_everywhere, push_images
 from shipper.ops.registry_upload import can_upload_from_store, push_from_store
 from shipper.transfer.store_upload import StoreUploader
-from shipper.ops.release import ReleasePolicy, vouch
-from shipper.transfer.limits import RateLimits
 from shipper.transfer import Delivery, SourceFailed, SourceProgram, deliver, host_to_host, make_sink, make_source
 from shipper.platforms import Platform
 from shipper.progress import NullReporter, Reporter
 
-__all__ = ["MoveSession", "SourceFailed", "TargetResult", "run_move"]
+__all__ = ["SourceFailed", "TargetResult", "run_move"]
 
 
 def _through_here(plan: MovePlan, senders: Sequence[TargetPlan], reporter: Reporter) -> Delivery:
@@ -202,100 +200,21 @@ def run_move(
         return _run(plan, reporter or NullReporter(), engines or stack.enter_context(EnginePool()), program)
 
 
-class MoveSession:
-    """Plan, then run, a move, with what both share: engine connections and,
-    when the bytes will go host to host, the program on the source, started at
-    once so that its SSH login and start-up overlap the planning.
-
-        with MoveSession(source, targets, images, via) as session:
-            plan = session.plan()
-            results = session.run(plan, reporter)
-    """
-
-    def __init__(
-        self, source: Host, targets: Sequence[Host], images: Sequence[str], via: RouteRequest | None = None, prestart: bool = True,
-        store_read: bool = True, registry: RegistryRoute | None = None, limits: RateLimits = RateLimits(), compress: str = "auto",
-        platform: Platform | None = None, resume: bool = True, releases: ReleasePolicy | None = None,
-    ) -> None:  # fmt: skip
-        self.source, self.targets, self.images, self.via = source, list(targets), list(images), via
-        self.store_read, self.registry, self.limits, self.compress, self.platform = store_read, registry, limits, compress, platform
-        self.resume, self.releases = resume, releases
-        self.engines = EnginePool()
-        self.program: SourceProgram | StoreUploader | None = None
-        others = [t for t in self.targets if t.name != source.name]
-        if prestart and others and via == "registry" and registry is not None and can_upload_from_store(source, store_read, "classic"):
-            self.program = StoreUploader(source)
-        elif prestart and others and choose_route(source, others, via, registry)[2]:
-            names = [str(parse(i)) for i in self.images]  # checked names only reach the source's command line
-            keys = [k for t in others for k in t.ssh.identity_files]
-            self.program = SourceProgram(source, keys, names, store_read, str(platform) if platform is not None else "")
-
-    def plan(self, force: bool = False) -> MovePlan:
-        """The plan; with a release policy (--verify-key), every source image checked against its signed
-        statement first: TrustError before anything crosses."""
-        plan = self._plan(self.targets, force)
-        if self.limits and plan.route == "registry":
-            raise UsageError(
-                "--limit-rate and --limit-total cannot hold a move through a registry: the engines push and pull by themselves",
-                hint="move --via ssh (the default), relay or direct to limit the rate",
-            )  # fmt: skip
-        if self.releases is not None:
-            plan = replace(plan, releases=vouch(plan.images, plan.source.describe(), plan.source_store, self.releases))
-        return plan
-
-    def _plan(self, targets: Sequence[Host], force: bool) -> MovePlan:
-        plan = plan_move(self.source, targets, self.images, self.via, force, self.engines, self.store_read, self.registry, self.platform)
-        return replace(plan, limits=self.limits, compress=self.compress, resume=self.resume)
-
-    def run(
-        self, plan: MovePlan, reporter: Reporter | None = None, retries: int = 0, on_retry: Callable[[TargetResult, int, float], None] | None = None,
-    ) -> list[TargetResult]:  # fmt: skip
-        """Run ``plan``; with ``retries``, a target whose link failed (retryable) is planned again and resumed, up to
-        that many times, after a wait that doubles each time: what arrived before the cut is not sent again."""
-        program, self.program = self.program, None
-        results = run_move(plan, reporter, self.engines, program)
-        for attempt in range(2, retries + 2):
-            again = [r for r in results if r.error is not None and retryable(r.error)]
-            if not again:
-                break
-            wait = min(RETRY_WAIT * 2 ** (attempt - 2), RETRY_WAIT_MAX)
-            for result in again:
-                if on_retry is not None:
-                    on_retry(result, attempt, wait)
-            time.sleep(wait)
-            self.engines.close()  # connections to a host whose link dropped may be dead: start afresh
-            self.engines = EnginePool()
-            hosts = [h for h in self.targets if h.name in {r.host for r in again}]
-            replan = replace(self._plan(hosts, False), releases=plan.releases)
-            redone = {r.host: r for r in run_move(replan, reporter, self.engines)}
-            before = {r.host: r for r in again}
-            results = [
-                replace(redone[r.host], attempts=attempt, bytes_before=before[r.host].bytes_before + before[r.host].bytes_sent)
-                if r.host in redone and r.host in before else r
-                for r in results
-            ]  # fmt: skip
-        return results
-
-    def __enter__(self) -> "MoveSession":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.program is not None:
-            self.program.cancel()
-        self.engines.close()
-
-
-RETRY_WAIT = 2.0  # seconds before the first retry; doubled for each one after
-RETRY_WAIT_MAX = 60.0
-
-
-def retryable(error: ShipperError) -> bool:
-    """A failure another attempt may get past: the link to a host (SSH, connection), not a refusal or a bad image."""
-    if isinstance(error, (SSHAuthenticationFailed, HostKeyUnknown, HostKeyMismatch, RegistryAuthFailed)):
-        return False  # refused, not cut: the same again would be refused again
-    if isinstance(error, ConnectionFailed):
-        return True
-    return "the stream was cut" in error.message
+def prestart_program(
+    source: Host, others: Sequence[Host], images: Sequence[str], via: RouteRequest | None, registry: RegistryRoute | None, store_read: bool,
+    platform: Platform | None,
+) -> SourceProgram | StoreUploader | None:  # fmt: skip
+    """The program a move will run on its source (the host-to-host sender, or the registry upload), started now so
+    that its SSH login and start-up overlap the planning; None where the move will not use one."""
+    if not others:
+        return None
+    if via == "registry" and registry is not None and can_upload_from_store(source, store_read, "classic"):
+        return StoreUploader(source)
+    if choose_route(source, others, via, registry)[2]:
+        names = [str(parse(i)) for i in images]  # checked names only reach the source's command line
+        keys = [k for t in others for k in t.ssh.identity_files]
+        return SourceProgram(source, keys, names, store_read, str(platform) if platform is not None else "")
+    return None
 
 
 def _run(plan: MovePlan, reporter: Reporter, engines: EnginePool, program: SourceProgram | StoreUploader | None) -> list[TargetResult]:

@@ -4,7 +4,6 @@ images are checked before its tags move (transfer/commit.py, with what ``vouch``
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -13,54 +12,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from shipper import releases
 from shipper.engine.pool import EnginePool
-from shipper.errors import InventoryError
 from shipper.inventory.model import Host
+from shipper.ops.release_policy import DEFAULT_DIRECTORY, ReleasePolicy, directory_for, policy_for, trusted_keys
 from shipper.releases import Release
 from shipper.signing import TrustError
 from shipper.transfer.plan import SourceImage
 from shipper.transfer.survey import source_images
-
-DEFAULT_DIRECTORY = "releases"
-
-
-@dataclass(frozen=True)
-class ReleasePolicy:
-    """``move --verify-key`` and the targets' ``trusted_keys``: each set of keys must verify the statements (one key
-    of each set); and where the statements are."""
-
-    key_sets: tuple[tuple[Path, ...], ...]
-    directory: Path
-
-
-def policy_for(targets: Sequence[Host], keys: Sequence[Path], directory: Path) -> ReleasePolicy | None:
-    """The release policy of a move to ``targets``: ``keys`` (--verify-key) with each target's own trusted keys;
-    None when neither asks for signatures."""
-    sets = tuple(dict.fromkeys(tuple(keys) + trusted_keys(host) for host in targets))
-    sets = tuple(s for s in sets if s)
-    return ReleasePolicy(sets, directory) if sets else None
-
-
-def trusted_keys(host: Host) -> tuple[Path, ...]:
-    """The public keys what lands on ``host`` must be signed with (a bundle loaded there, a release moved there): its
-    ``trusted_keys`` variable (a path or a list of them, ``~`` expanded, relative to where shipper runs, as Ansible
-    reads key files); none: no signature asked."""
-    value = host.vars.get("trusted_keys")
-    if value is None or value == []:
-        return ()
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or not all(isinstance(item, str) and item for item in items):
-        where = host.var_sources.get("trusted_keys", str(host.origin))
-        raise InventoryError(f"trusted_keys of {host.name} must be a path or a list of paths (set in {where})", origin=host.origin)
-    return tuple(Path(item).expanduser() for item in items)
-
-
-
-
-def directory_for(given: str | None) -> Path:
-    """``--releases DIR``, else ``$SHIPPER_RELEASES``, else ``releases/`` here (beside ``inventory/`` and
-    ``playbooks/`` in a project). Never inside an inventory directory by default: Ansible, and shipper as
-    Ansible does, read every file there as inventory."""
-    return Path(given or os.environ.get("SHIPPER_RELEASES") or DEFAULT_DIRECTORY).expanduser()
 
 
 @dataclass(frozen=True)
@@ -108,3 +65,6 @@ def vouch(images: Sequence[SourceImage], where: str, source_store: str, policy: 
         releases.check(release, f"{image.requested} on {where}", config, image.layers, image.content, image.name)
         found[image.id] = release
     return found
+
+
+__all__ = ["DEFAULT_DIRECTORY", "ReleasePolicy", "Signed", "directory_for", "policy_for", "sign", "trusted_keys", "vouch"]

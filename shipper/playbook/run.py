@@ -29,7 +29,7 @@ from shipper.engine.pool import EnginePool
 from shipper.hostpool import for_each_host
 from shipper.ops.move_plan import plan_move
 from shipper.ops.move_registry import route_for
-from shipper.ops.move_run import MoveSession
+from shipper.ops.move_session import MoveSession
 from shipper.platforms import parse_platform
 from shipper.playbook.model import NO_ITEM, Playbook, PlaybookError, Step
 from shipper.playbook.render import holds, render, render_native, render_vars

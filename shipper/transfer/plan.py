@@ -9,16 +9,35 @@ data files (tests/unit/plans/).
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 from shipper.archive.layers import chain_ids, needed_layers
 from shipper.engine.info import EngineInfo
 from shipper.errors import ShipperError
 from shipper.inventory.model import Host
+from shipper.platforms import Platform
 
 Action = Literal["send", "tag", "unchanged", "skip", "failed"]
 Route = Literal["ssh", "direct", "registry"]
+
+
+@dataclass(frozen=True)
+class SaveRequest:
+    """What a save is asked for: image names or IDs and, for multi-platform images, one platform (--platform)."""
+
+    refs: tuple[str, ...]
+    platform: Platform | None = None
+
+    def command(self) -> str:
+        """``docker save`` on a host's shell (the names were checked before they reach it; quoted all the same)."""
+        chosen = f"--platform {shlex.quote(str(self.platform))} " if self.platform is not None else ""
+        return "docker save " + chosen + " ".join(shlex.quote(ref) for ref in self.refs)
+
+    def to_spec(self) -> dict[str, Any]:
+        """For the host-to-host program (hostpipe.py's SPEC)."""
+        return {"save": list(self.refs), "platform": str(self.platform) if self.platform is not None else ""}
 
 
 @dataclass(frozen=True)

@@ -8,34 +8,17 @@
 
 from __future__ import annotations
 
-import shlex
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Iterator, Protocol
 
 from shipper.bundle import BundleError, content_chunks
 from shipper.engine import connect
 from shipper.errors import EngineError, EngineUnreachable, ShipperError, SSHError
 from shipper.inventory.model import Host
-from shipper.platforms import Platform
 from shipper.transport.openssh import SSH_CONNECTION_ERROR, RemoteCommand
+from shipper.transfer.plan import SaveRequest
 
-
-@dataclass(frozen=True)
-class SaveRequest:
-    """What a save is asked for: image names or IDs and, for multi-platform images, one platform (--platform)."""
-
-    refs: tuple[str, ...]
-    platform: Platform | None = None
-
-    def command(self) -> str:
-        """``docker save`` on a host's shell (the names were checked before they reach it; quoted all the same)."""
-        chosen = f"--platform {shlex.quote(str(self.platform))} " if self.platform is not None else ""
-        return "docker save " + chosen + " ".join(shlex.quote(ref) for ref in self.refs)
-
-    def to_spec(self) -> dict[str, Any]:
-        """For the host-to-host program (hostpipe.py's SPEC)."""
-        return {"save": list(self.refs), "platform": str(self.platform) if self.platform is not None else ""}
+__all__ = ["APISaveSource", "FileSource", "SSHSaveSource", "SaveRequest", "Source", "SourceFailed", "docker_failure", "make_source"]
 
 
 class SourceFailed(ShipperError):

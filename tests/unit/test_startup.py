@@ -72,3 +72,21 @@ def test_provision_offers_exactly_the_names_it_knows_where_to_find() -> None:
     from shipper import provision
 
     assert sorted(provision.__all__) == sorted(provision._HOMES)
+
+
+def test_a_dry_run_loads_no_transfer_machinery(tmp_path: Path) -> None:
+    # move --dry-run plans and prints: the delivery (sources, sinks, the host-to-host program), bundles, registry
+    # uploads and compression serve a move that runs. They were a fifth of a dry-run's start-up (#20).
+    result = run_python(
+        """
+        import sys
+        import shipper.cli.main, shipper.cli.move, shipper.ops.move_session, shipper.ops.move_plan
+        unused = ("shipper.transfer.delivery", "shipper.transfer.sinks", "shipper.transfer.sources", "shipper.transfer.program",
+                  "shipper.transfer.store_upload", "shipper.bundle", "shipper.ops.bundle", "shipper.ops.oci_bundle",
+                  "shipper.ops.move_from_registry", "shipper.ops.move_run", "shipper.ops.registry_upload", "zstandard")
+        print(sorted(m for m in sys.modules if m in unused))
+        """,
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

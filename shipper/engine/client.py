@@ -1,31 +1,36 @@
 """A host's Docker engine, reached through docker-py's low-level ``APIClient`` (small GETs behind SSH through
-``quickget``); ``connection.connect(host)`` makes one. Every docker-py, requests and paramiko exception is turned
-into a ``ShipperError`` here, naming the host."""
+``quickget``, without it); ``connection.connect(host)`` makes one. Every docker-py, requests and paramiko exception
+is turned into a ``ShipperError`` here, naming the host.
+
+docker-py is imported when an engine first needs it (``Engine.api``): a survey over SSH never does (#20). Its
+exceptions are therefore recognised by the module docker-py loaded, never by importing it."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import sys
+import threading
 import time
 import urllib.parse
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 from collections.abc import Callable, Iterable, Iterator
 
-import docker
-import docker.errors
-import docker.tls
 import paramiko
-import requests.exceptions
-from docker.utils import version_lt
 
 from shipper.engine.info import EngineInfo, ImageDetails, ImageSummary, engine_info, image_details, image_summary
 from shipper.engine import streamlocal
 from shipper.engine.messages import Progress, engine_remedy, error_message, explanation, follow, registry_refusal, why_unreachable
 from shipper.engine.quickget import BadAnswer, QuickGet
+from shipper.engine.versions import OLDEST_API, is_api_version, version_lt
 from shipper.errors import EngineError, EngineUnreachable, ShipperError, SSHError
 from shipper.inventory.model import Host
 from shipper.platforms import Platform, normalized
 from shipper.transport.ssh import SSHSession
+
+if TYPE_CHECKING:
+    import docker
 
 SAVE_CHUNK = 1 << 20
 # The first API versions that take a platform: save and load (1.48), inspect (1.49). Asked for by those calls
@@ -35,23 +40,77 @@ PLATFORM_INSPECT_API = "1.49"
 COMMAND_TIMEOUT = 60.0  # seconds; metadata calls. Transfers pass timeout=None (a save can be silent for minutes).
 
 
-class Engine:
-    """A connected engine. Use as a context manager, or call ``close()``."""
+class EngineRefused(Exception):
+    """An error status on the quick channel, with the engine's words (as docker-py's ``APIError`` carries them)."""
 
-    def __init__(self, host: Host, api: docker.APIClient, session: SSHSession | None = None, quick: QuickGet | None = None) -> None:
+    def __init__(self, message: str, explanation: str = "") -> None:
+        super().__init__(message)
+        self.said = explanation or message
+
+
+def _docker_errors() -> ModuleType:
+    import docker.errors  # loaded already by whoever called docker-py
+
+    return docker.errors
+
+
+def _engine_said(exc: BaseException) -> str | None:
+    """The engine's words when it refused a request (its error answer), else None."""
+    if isinstance(exc, EngineRefused):
+        return exc.said
+    errors = sys.modules.get("docker.errors")  # docker-py raised nothing if it was never loaded
+    return explanation(exc) if errors is not None and isinstance(exc, errors.APIError) else None
+
+
+def _from_docker_py(exc: BaseException) -> bool:
+    errors = sys.modules.get("docker.errors")
+    return errors is not None and isinstance(exc, errors.DockerException)
+
+
+class Engine:
+    """A connected engine. Use as a context manager, or call ``close()``.
+
+    ``make_api``: docker-py's client for it, made on first use; ``base_url``: the prefix of its requests' URLs."""
+
+    def __init__(
+        self, host: Host, make_api: Callable[[], docker.APIClient], base_url: str, session: SSHSession | None = None,
+        quick: QuickGet | None = None, socket: streamlocal.EngineSocket | None = None,
+    ) -> None:  # fmt: skip
         self.host = host
-        self.api = api
+        self.base_url = base_url
+        self._make_api = make_api
+        self._api: docker.APIClient | None = None
+        self._api_lock = threading.Lock()
         self.session = session  # the SSH connection behind an ssh:// engine, for diagnostics
         self.quick = quick  # behind SSH, small GETs on a channel of their own (quickget.py); None: docker-py's
+        self.socket = socket  # behind SSH, how channels reach the engine's socket
+        self.api_version = OLDEST_API  # until connect() agrees on one
         self._info: EngineInfo | None = None
         self._version: dict[str, Any] | None = None  # GET /version as connect() read it: info() needs it again
         self.round_trips = 0  # API requests answered since connecting: each one waits a round trip on a far link
         self.last_answer = 0.0  # time.monotonic() of the last answer: a connection that just answered needs no ping
 
     @property
+    def api(self) -> docker.APIClient:
+        """docker-py's client, made (and docker-py imported) when first needed, speaking the agreed version."""
+        with self._api_lock:
+            if self._api is None:
+                api = self._make_api()
+                api._version = self.api_version  # type: ignore[attr-defined]  # docker-py has no public setter for it
+                api.hooks["response"].append(self._answered)
+                self._api = api
+            return self._api
+
+    def agree(self, version: str, server: dict[str, Any]) -> None:
+        """Speak API ``version`` from now on; ``server``: what ``GET /version`` said."""
+        self.api_version, self._version = version, server
+        if self._api is not None:
+            self._api._version = version  # type: ignore[attr-defined]
+
+    @property
     def channel(self) -> str:
         """Behind SSH, how requests reach the engine: "streamlocal" (a channel to its socket) or "dial-stdio"."""
-        return str(getattr(getattr(self.api, "_custom_adapter", None), "engine_channel", ""))
+        return self.socket.kind if self.socket is not None else ""
 
     def _answered(self, response: Any, *args: Any, **kwargs: Any) -> None:
         self.round_trips += 1
@@ -64,11 +123,13 @@ class Engine:
             yield
         except ShipperError:
             raise
-        except docker.errors.APIError as exc:
-            said = explanation(exc)
-            raise EngineError(f"cannot {action} on {self.host.describe()}: engine said {said!r}", hint=engine_remedy(said, self.host.name)) from None
-        except (requests.exceptions.RequestException, docker.errors.DockerException, paramiko.SSHException, OSError) as exc:
-            raise self._unreachable(action, exc) from None
+        except Exception as exc:
+            said = _engine_said(exc)
+            if said is not None:
+                raise EngineError(f"cannot {action} on {self.host.describe()}: engine said {said!r}", hint=engine_remedy(said, self.host.name)) from None
+            if isinstance(exc, (paramiko.SSHException, OSError)) or _from_docker_py(exc):  # requests' are OSErrors
+                raise self._unreachable(action, exc) from None
+            raise
 
     def _unreachable(self, action: str, exc: BaseException) -> EngineUnreachable:
         endpoint = self.host.engine
@@ -119,7 +180,7 @@ class Engine:
     def _get_any(self, url: str, params: dict[str, Any] | None, json_body: bool) -> tuple[int, Any]:
         quick = self.quick  # once: another thread may find the channel refused and set it to None meanwhile
         if quick is not None:
-            path = url[len(self.api.base_url):] + (f"?{urllib.parse.urlencode(params)}" if params else "")
+            path = url[len(self.base_url):] + (f"?{urllib.parse.urlencode(params)}" if params else "")
             try:
                 answer = quick.get(path)
             except streamlocal.Unavailable:
@@ -128,7 +189,7 @@ class Engine:
                 self._answered(None)
                 status, body = answer.status, answer.body
                 if status >= 400 and status != 404:
-                    raise docker.errors.APIError(f"{status} Server Error for {path}", explanation=error_message(body))
+                    raise EngineRefused(f"{status} Server Error for {path}", error_message(body))
                 if status >= 300:
                     return status, None
                 if not json_body:
@@ -144,25 +205,27 @@ class Engine:
         return response.status_code, api._result(response, json=json_body)
 
     def _url(self, path: str, *args: str, version: str | None = None) -> str:
-        api: Any = self.api
-        if version is None:
-            return str(api._url(path, *args))
-        return self._url_at(version, path, *args)
+        """docker-py's URL for ``path`` (its arguments quoted as it quotes them), at the agreed API version or ``version``."""
+        quoted = path.format(*(urllib.parse.quote(arg, safe="/:") for arg in args))
+        return f"{self.base_url}/v{version or self.api_version}{quoted}"
 
     def version(self) -> dict[str, Any]:
         """``GET /version`` (unversioned: asked before any version is agreed)."""
-        status, answer = self._get(f"{self.api.base_url}/version")
+        status, answer = self._get(f"{self.base_url}/version")
         if status != 200 or not isinstance(answer, dict):
-            raise docker.errors.APIError(f"{status} for /version", explanation="the engine did not say its version")
+            raise EngineRefused(f"{status} for /version", "the engine did not say its version")
+        said = answer.get("ApiVersion", OLDEST_API)
+        if not isinstance(said, str) or not is_api_version(said):
+            raise BadAnswer(f"the engine's API version {str(said)[:40]!r} is not a version")
         return answer
 
     def ping(self) -> float:
         """Seconds for one ``/_ping`` round trip."""
         with self.errors("ping the engine"):
             start = time.perf_counter()
-            status, _ = self._get(f"{self.api.base_url}/_ping", json_body=False)
+            status, _ = self._get(f"{self.base_url}/_ping", json_body=False)
             if status != 200:
-                raise docker.errors.APIError(f"{status} for /_ping", explanation=f"/_ping answered {status}")
+                raise EngineRefused(f"{status} for /_ping", f"/_ping answered {status}")
             return time.perf_counter() - start
 
     def info(self) -> EngineInfo:
@@ -170,7 +233,7 @@ class Engine:
         if self._info is None:
             with self.errors("read engine info"):
                 _, info = self._get(self._url("/info"))
-                self._info = engine_info(self._version or self.version(), info or {}, self.api.api_version)
+                self._info = engine_info(self._version or self.version(), info or {}, self.api_version)
         return self._info
 
     def images(self) -> list[ImageSummary]:
@@ -218,11 +281,6 @@ class Engine:
                 hint=f"upgrade the engine on {self.host.name}, or move without --platform: the engine then saves the platform it picks by default",
             )
 
-    def _url_at(self, version: str, path: str, *args: str) -> str:
-        """docker-py's URL for ``path`` at API ``version`` instead of the agreed one."""
-        api: Any = self.api
-        return str(api._url(path, *args, versioned_api=False)).replace(api.base_url, f"{api.base_url}/v{version}", 1)
-
     def layer_sizes(self, image_id: str, count: int) -> tuple[int, ...]:
         """Each of an image's ``count`` layers' size (its content; its tar is a little larger), oldest first.
 
@@ -232,7 +290,7 @@ class Engine:
         with self.errors(f"read the history of image {image_id[:19]}"):
             status, history = self._get(self._url("/images/{0}/history", image_id), shape=list)
             if status != 200:
-                raise docker.errors.APIError(f"{status} for the history of {image_id[:19]}", explanation=f"no such image: {image_id}")
+                raise EngineRefused(f"{status} for the history of {image_id[:19]}", f"no such image: {image_id}")
         sizes = [int(entry.get("Size") or 0) for entry in reversed(history)]
         if len(sizes) == count:
             return tuple(sizes)
@@ -278,7 +336,7 @@ class Engine:
         with self.errors(f"pull {repository}@{digest}"):
             try:
                 stream = self.api.pull(repository, tag=digest, stream=True, decode=True, auth_config=auth)
-            except docker.errors.APIError as exc:  # refused at once (the engine's first request to the registry failed)
+            except _docker_errors().APIError as exc:  # refused at once (the engine's first request to the registry failed)
                 refusal = registry_refusal(action, explanation(exc))
                 if type(refusal) is not EngineError:  # a registry problem shipper can name (TLS, credentials, reach)
                     raise refusal from None
@@ -294,7 +352,7 @@ class Engine:
             try:
                 found: dict[str, Any] = self.api.inspect_container(name)
                 return found
-            except docker.errors.NotFound:
+            except _docker_errors().NotFound:
                 return None
 
     def run_container(
@@ -333,7 +391,7 @@ class Engine:
         with self.errors(f"remove container {name}"):
             try:
                 self.api.remove_container(name, force=True)
-            except docker.errors.NotFound:
+            except _docker_errors().NotFound:
                 pass
 
     def exec(self, name: str, argv: list[str]) -> tuple[int, str]:
@@ -352,11 +410,11 @@ class Engine:
             # docker-py's get_image takes a single name; the endpoint takes several.
             api: Any = self.api  # the private helpers every docker-py endpoint uses
             params: dict[str, Any] = {"names": ids}
-            url = api._url("/images/get")
+            url = self._url("/images/get")
             if platform is not None:
                 self.require_api(PLATFORM_SAVE_API, f"save one platform ({platform}) of an image")
                 params["platform"] = platform.to_api()
-                url = self._url_at(PLATFORM_SAVE_API, "/images/get")
+                url = self._url("/images/get", version=PLATFORM_SAVE_API)
             response = api._get(url, params=params, stream=True)
             api._raise_for_status(response)
         return self._stream(response.iter_content(SAVE_CHUNK), f"save {len(ids)} image(s)")
@@ -386,7 +444,8 @@ class Engine:
         """Release the HTTP pools and the SSH connection."""
         if self.quick is not None:
             self.quick.close()
-        self.api.close()
+        if self._api is not None:
+            self._api.close()
         if self.session is not None:
             self.session.close()
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import docker.errors
+if TYPE_CHECKING:
+    import docker.errors
 
 from shipper.errors import EngineError, RegistryAuthFailed, RegistryUnreachable, ShipperError
 

@@ -10,12 +10,12 @@ all we want from it. So shipper builds the client with ``shell_out=True``
 
 Each HTTP connection is a channel straight to the engine's socket where the
 host allows it (streamlocal.py: no process started there), else
-``docker system dial-stdio`` as docker-py does.
+``docker system dial-stdio`` as docker-py does. Imported only when an engine
+needs docker-py (connection.py): a survey's GETs go without it.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,14 +28,12 @@ from shipper.transport.ssh import SSHSession
 # sshd's MaxSessions is 10: one channel is kept for commands, one for quick GETs (quickget.py).
 SSH_POOL_SIZE = 8
 POOL_KEY = "http+docker://ssh"
-PROBE_TIMEOUT = 30.0
-UNKNOWN = object()
 
 
 class SessionSSHAdapter(SSHHTTPAdapter):
     """An ``SSHHTTPAdapter`` whose SSH connection is a shipper ``SSHSession``."""
 
-    def __init__(self, session: SSHSession, timeout: float | None) -> None:
+    def __init__(self, session: SSHSession, socket: streamlocal.EngineSocket, timeout: float | None) -> None:
         super().__init__(
             "ssh://shipper",
             timeout=timeout,  # type: ignore[arg-type]  # docker-py takes None: no read timeout
@@ -43,9 +41,7 @@ class SessionSSHAdapter(SSHHTTPAdapter):
         )
         self.session = session
         self.ssh_client = session.client
-        self._socket: str | None | object = UNKNOWN
-        self._socket_lock = threading.Lock()
-        self.engine_channel = ""  # "streamlocal" or "dial-stdio", once known
+        self.socket = socket  # shared with the quick GETs
 
     def get_connection(self, url: str | bytes, proxies: Mapping[str, str] | None = None) -> SSHConnectionPool:
         # docker-py keys SSH pools by the whole request URL, so every new API
@@ -62,41 +58,12 @@ class SessionSSHAdapter(SSHHTTPAdapter):
             pools[POOL_KEY] = pool
         return pool
 
-    def engine_socket(self) -> str | None:
-        """The engine's socket on the host, for channels straight to it; None: dial-stdio (worked out once)."""
-        with self._socket_lock:
-            if self._socket is UNKNOWN:
-                try:
-                    self._socket = streamlocal.probe(self._transport(), PROBE_TIMEOUT)
-                except (paramiko.SSHException, OSError, EOFError):
-                    self._socket = None
-                self.engine_channel = "streamlocal" if self._socket else "dial-stdio"
-            return self._socket if isinstance(self._socket, str) else None
-
     def open_engine_channel(self) -> Any:
         """A channel to the engine's socket (``streamlocal.Unavailable`` where the host has none for us)."""
-        path = self.engine_socket()
-        if path is None:
-            raise streamlocal.Unavailable("the engine is reached through dial-stdio on this host")
-        try:
-            channel = streamlocal.open_channel(self._transport(), path, self.timeout or PROBE_TIMEOUT)
-        except streamlocal.Unavailable:
-            self.socket_refused()
-            raise
-        channel.settimeout(self.timeout)
-        return channel
-
-    def socket_refused(self) -> None:
-        """The host would not connect a channel to the socket: dial-stdio from now on."""
-        with self._socket_lock:
-            self._socket = None
-            self.engine_channel = "dial-stdio"
+        return self.socket.open()
 
     def _transport(self) -> paramiko.Transport:
-        transport = self.session.client.get_transport()
-        if transport is None:
-            raise paramiko.SSHException("the SSH connection is closed")
-        return transport
+        return self.socket.transport()
 
     def _connect(self) -> None:
         # Called by the parent when the transport dropped: reconnect through our session.

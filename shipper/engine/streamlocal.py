@@ -31,6 +31,8 @@ from paramiko.channel import Channel
 from paramiko.common import cMSG_CHANNEL_OPEN
 from paramiko.message import Message
 
+from shipper.transport.ssh import SSHSession
+
 KIND = "direct-streamlocal@openssh.com"
 DEFAULT_SOCKET = "/var/run/docker.sock"
 # POSIX sh; a login shell that is not (fish, csh) prints something else, and dial-stdio is kept.
@@ -39,6 +41,8 @@ PROBE = (
     'grep -qs currentContext "${DOCKER_CONFIG:-$HOME/.docker}/config.json" && printf context; printf "|\\n"'
 )
 MAX_PROBE = 4096
+PROBE_TIMEOUT = 30.0
+_UNKNOWN = object()
 
 
 class Unavailable(Exception):
@@ -117,3 +121,51 @@ def open_channel(transport: paramiko.Transport, path: str, timeout: float) -> Ch
     if opened is None:
         raise Unavailable(f"the host refused a channel to {path}: {t.saved_exception or 'refused'}")
     return opened
+
+
+class EngineSocket:
+    """The engine's socket on one SSH host, worked out once (the probe) and then opened as often as asked: by the
+    quick GETs and by docker-py's connections alike. No docker-py here: a survey that needs only GETs never loads it."""
+
+    def __init__(self, session: SSHSession, timeout: float | None) -> None:
+        self.session = session
+        self.timeout = timeout  # a channel's read timeout; None: none (transfers)
+        self._path: str | None | object = _UNKNOWN
+        self._lock = threading.Lock()
+        self.kind = ""  # "streamlocal" or "dial-stdio", once known
+
+    def path(self) -> str | None:
+        """The engine's socket on the host, for channels straight to it; None: dial-stdio (worked out once)."""
+        with self._lock:
+            if self._path is _UNKNOWN:
+                try:
+                    self._path = probe(self.transport(), PROBE_TIMEOUT)
+                except (paramiko.SSHException, OSError, EOFError):
+                    self._path = None
+                self.kind = "streamlocal" if self._path else "dial-stdio"
+            return self._path if isinstance(self._path, str) else None
+
+    def open(self) -> Channel:
+        """A channel to the engine's socket (``Unavailable`` where the host has none for us)."""
+        path = self.path()
+        if path is None:
+            raise Unavailable("the engine is reached through dial-stdio on this host")
+        try:
+            channel = open_channel(self.transport(), path, self.timeout or PROBE_TIMEOUT)
+        except Unavailable:
+            self.refused()
+            raise
+        channel.settimeout(self.timeout)
+        return channel
+
+    def refused(self) -> None:
+        """The host would not connect a channel to the socket: dial-stdio from now on."""
+        with self._lock:
+            self._path = None
+            self.kind = "dial-stdio"
+
+    def transport(self) -> paramiko.Transport:
+        transport = self.session.client.get_transport()
+        if transport is None:
+            raise paramiko.SSHException("the SSH connection is closed")
+        return transport

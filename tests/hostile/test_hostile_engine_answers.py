@@ -129,9 +129,23 @@ def test_json_of_another_shape_than_asked_for_is_a_bad_answer_not_a_crash() -> N
     from shipper.errors import EngineUnreachable
     from shipper.inventory import adhoc_host
 
-    engine = Engine(adhoc_host("ssh://root@192.0.2.1"), docker.APIClient(base_url="ssh://shipper", use_ssh_client=True, version="1.41"),
-                    quick=QuickGet(ScriptedEngine([ok(b'{"not": "a list"}'), ok(b"[1, 2]")]).open, 5))  # fmt: skip
+    engine = Engine(adhoc_host("ssh://root@192.0.2.1"), lambda: docker.APIClient(base_url="ssh://shipper", use_ssh_client=True, version="1.41"),
+                    "http+docker://ssh", quick=QuickGet(ScriptedEngine([ok(b'{"not": "a list"}'), ok(b"[1, 2]")]).open, 5))  # fmt: skip
+    engine.agree("1.41", {"ApiVersion": "1.41"})
     with pytest.raises(EngineUnreachable, match="answer to /v1.41/images/json is not a JSON list"):
         engine.images()
     with pytest.raises(EngineUnreachable, match="answer to /v1.41/info is not a JSON object"):
         engine.info()
+
+
+def test_an_api_version_that_is_not_one_is_said_so_not_a_traceback() -> None:
+    # connect() compares it with its own: "1.x" raised a ValueError from the comparison.
+    from shipper.engine.client import Engine
+    from shipper.errors import EngineUnreachable
+    from shipper.inventory import adhoc_host
+
+    engine = Engine(adhoc_host("ssh://root@192.0.2.1"), lambda: None, "http+docker://ssh",  # type: ignore[arg-type, return-value]
+                    quick=QuickGet(ScriptedEngine([ok(b'{"ApiVersion": "1.x"}'), ok(b'{"ApiVersion": 41}')]).open, 5))  # fmt: skip
+    for said in ("'1.x'", "'41'"):
+        with pytest.raises(EngineUnreachable, match=f"API version {said} is not a version"), engine.errors("reach the engine"):
+            engine.version()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -77,14 +79,29 @@ def test_a_survey_of_a_host_uses_one_channel_of_its_own_and_none_of_docker_pys_c
         engine.images()
         assert engine.inspect_image("shipper/none-such:1") is None
         assert engine.round_trips == 4  # /version at connect is not counted, as before
-        assert len(engine.api._custom_adapter.pools) == 0  # type: ignore[attr-defined]
+        assert engine._api is None  # docker-py was never needed
+
+
+def test_a_survey_over_ssh_never_loads_docker_py(lab: Lab, ssh_inventory: str) -> None:
+    # docker-py with requests and urllib3 is a quarter of a command's start-up: ping, images and a dry-run read
+    # through the quick channel alone, so they do without it (#20). A change of state (a tag) loads it.
+    code = f"""
+import sys
+from shipper.engine import connect
+from shipper.inventory import load_inventory
+with connect(load_inventory({ssh_inventory!r}).host("a")) as engine:
+    engine.ping(); engine.info(); engine.images(); engine.inspect_image("shipper/none-such:1")
+    print(engine.channel, engine.round_trips, sorted(m for m in ("docker", "requests", "urllib3") if m in sys.modules))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().split(maxsplit=2) == ["streamlocal", "4", "[]"]
 
 
 def test_a_host_that_refuses_the_sockets_channel_is_reached_through_dial_stdio(lab: Lab, ssh_inventory: str) -> None:
     with connect(load_inventory(ssh_inventory).host("a")) as engine:
-        adapter = engine.api._custom_adapter  # type: ignore[attr-defined]
-        adapter._socket = "/nonexistent/docker.sock"  # sshd refuses it, as it refuses every one under AllowStreamLocalForwarding no
-        adapter.pools.clear()  # the next request opens a new connection
+        assert engine.socket is not None
+        engine.socket._path = "/nonexistent/docker.sock"  # sshd refuses it, as it refuses every one under AllowStreamLocalForwarding no
         assert engine.quick is not None
         engine.quick.close()  # and so does the next quick GET: refused too, so it goes through docker-py's
 

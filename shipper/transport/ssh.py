@@ -13,6 +13,7 @@ channels, see ``run``).
 from __future__ import annotations
 
 import os
+import secrets
 import shlex
 import socket
 import threading
@@ -310,10 +311,13 @@ class SSHSession:
 
     def write_file(self, path: str, data: bytes, mode: int = 0o600) -> None:
         """Put ``data`` at ``path`` on the host, created with ``mode`` (never readable by others first), atomically."""
-        directory, temporary = os.path.dirname(path), f"{path}.shipper-new"
+        # A name of its own per write: two writers of one path (hosts sharing a filesystem, two shipper runs) each
+        # rename a whole file of theirs, never one the other is writing or has just renamed away.
+        directory, temporary = os.path.dirname(path), f"{path}.shipper-new-{secrets.token_hex(6)}"
         command = (
-            f"umask 077 && mkdir -p {shlex.quote(directory)} && cat > {shlex.quote(temporary)} && "
-            f"chmod {mode:o} {shlex.quote(temporary)} && mv -f {shlex.quote(temporary)} {shlex.quote(path)}"
+            f"umask 077 && mkdir -p {shlex.quote(directory)} && {{ cat > {shlex.quote(temporary)} && "
+            f"chmod {mode:o} {shlex.quote(temporary)} && mv -f {shlex.quote(temporary)} {shlex.quote(path)}; }} "
+            f"|| {{ status=$?; rm -f {shlex.quote(temporary)}; exit $status; }}"
         )
         result = self.run(command, stdin=data)
         if not result.ok:

@@ -11,8 +11,10 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -134,6 +136,12 @@ class SSHDaemon(_Owned):
 
     pid_name = "sshd.pid"
 
+    @property
+    def home(self) -> Path:
+        """The home of the host's sessions: a fleet host's root has /etc/skel's files, not this machine's /root (whose
+        .bashrc, a developer's pyenv init, cost 127 ms in every SSH command and chose pyenv's python3)."""
+        return self.dir / "home"
+
     def known_hosts_line(self) -> str:
         key_type, key = self.host_key.with_suffix(".pub").read_text().split()[:2]
         return f"[{self.address}]:{SSH_PORT} {key_type} {key}\n"
@@ -144,10 +152,9 @@ class SSHDaemon(_Owned):
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory
         if not self.host_key.exists():
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.host_key)], check=True)
-        if self.running() and port_open(self.address, SSH_PORT):
-            return
+        self._make_home()
         config = self.dir / "sshd_config"
-        config.write_text(
+        text = (
             f"ListenAddress {self.address}:{SSH_PORT}\n"
             f"HostKey {self.host_key}\nPidFile {self.pidfile}\n"
             f"AuthorizedKeysFile {self.authorized_keys}\n"
@@ -155,14 +162,33 @@ class SSHDaemon(_Owned):
             "UsePAM no\nStrictModes no\nPrintMotd no\n"
             # Remote `docker` (and docker-py's `docker system dial-stdio`) reaches this host's engine,
             # and keeps its CLI config (docker login) per lab host, not in this machine's /root/.docker.
-            f"SetEnv DOCKER_HOST=unix://{self.engine_socket} DOCKER_CONFIG={self.dir / 'docker-config'}\n"
+            f"SetEnv DOCKER_HOST=unix://{self.engine_socket} DOCKER_CONFIG={self.dir / 'docker-config'} HOME={self.home}\n"
             "Subsystem sftp internal-sftp\n"
         )
+        if self.running() and port_open(self.address, SSH_PORT):
+            if config.exists() and config.read_text() == text:
+                return
+            config.write_text(text)  # a lab made by an older shipper: its sshd reads the new one when told
+            os.kill(int(self.pidfile.read_text()), signal.SIGHUP)
+            time.sleep(0.3)  # sshd closes its port and starts again
+            wait_until(lambda: port_open(self.address, SSH_PORT), f"sshd of lab host {self.name}", self.dir / "sshd.log", timeout=20)
+            return
+        config.write_text(text)
         log = self.dir / "sshd.log"
         result = subprocess.run([*self.enter, sshd, "-f", str(config), "-E", str(log)], capture_output=True, text=True)
         if result.returncode != 0:
             raise LabError(f"sshd of lab host {self.name} did not start: {result.stderr.strip()}")
         wait_until(lambda: port_open(self.address, SSH_PORT), f"sshd of lab host {self.name}", log, timeout=20)
+
+
+    def _make_home(self) -> None:
+        if self.home.is_dir():
+            return
+        self.home.mkdir(mode=0o700)
+        skel = Path("/etc/skel")
+        for name in (".bashrc", ".profile", ".bash_logout"):
+            if (skel / name).is_file():
+                shutil.copyfile(skel / name, self.home / name)
 
 
 @dataclass(frozen=True)

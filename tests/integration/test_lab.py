@@ -42,6 +42,18 @@ def test_sshd_sessions_reach_that_hosts_engine(lab: Lab) -> None:
     assert result.stdout.split() == [f"unix://{lab.engine('c').socket}", str(lab.engine("c").dir / "data")]
 
 
+def test_a_hosts_sessions_have_a_home_of_their_own_as_a_fleet_hosts_do(lab: Lab) -> None:
+    # Not this machine's /root: its .bashrc (a developer's pyenv init) ran in every SSH command, 127 ms of CPU each,
+    # and put pyenv's python3 before the system's; a Debian host's root has /etc/skel's (#20).
+    import subprocess
+
+    result = subprocess.run(
+        ["ssh", "-F", str(lab.ssh_config), "c", "echo $HOME; command -v python3"], capture_output=True, text=True, check=True, timeout=30,
+    )  # fmt: skip
+
+    assert result.stdout.split() == [str(lab.sshd("c").home), "/usr/bin/python3"]
+
+
 def test_the_registry_wants_a_bcrypt_password_over_tls_from_the_lab_ca(lab: Lab) -> None:
     ca = str(lab.tls_file("ca.crt"))
     user, password = lab.registry_credentials()

@@ -85,13 +85,14 @@ def connect(host: Host, timeout: float | None = COMMAND_TIMEOUT) -> Engine:
     engine = _engine(host, timeout)
     try:
         with engine.errors("reach the engine"):
-            server = engine.version()  # its ApiVersion checked
+            handshake = engine.handshake()  # /_ping's headers: the engine's API version, at little cost to it
+            server = engine.version() if handshake is None else None  # its ApiVersion checked
     except BaseException:
         engine.close()
         raise
-    server_api = str(server.get("ApiVersion", OLDEST_API))
+    server_api = handshake[0] if handshake is not None else str((server or {}).get("ApiVersion", OLDEST_API))
     # Speak the older of the two versions.
-    engine.agree(server_api if version_lt(server_api, NEWEST_API) else NEWEST_API, dict(server))
+    engine.agree(server_api if version_lt(server_api, NEWEST_API) else NEWEST_API, server, handshake)
     engine.round_trips = 0  # counted from here: the requests of the work itself
     engine.last_answer = time.monotonic()
     return engine

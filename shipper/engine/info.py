@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 from collections.abc import Mapping
 
 from shipper.archive.receiver import CARRIER_LABEL
+from shipper.engine.quickget import BadAnswer
 
 ImageStore = Literal["classic", "containerd"]
 
@@ -63,19 +65,68 @@ class ImageDetails:
     carrier: bool = False  # a resumable move's carrier: its layers arrived before a cut (archive/receiver.py)
 
 
+# An engine's JSON is read field by field, each checked for its kind: a field of another kind is a BadAnswer (the
+# engine is "unreachable" in a way it can name), never a KeyError or TypeError traceback, nor a string taken for a
+# list of its characters ("sha256:aa" as 9 layers).
+
+
+def _object(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = raw.get(key) or {}
+    if not isinstance(value, dict):
+        raise BadAnswer(f"the engine's {key} is not an object")
+    return value
+
+
+def _texts(raw: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = raw.get(key) or ()
+    if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
+        raise BadAnswer(f"the engine's {key} is not a list of text")
+    return tuple(value)
+
+
+def _number(raw: Mapping[str, Any], key: str) -> int:
+    value = raw.get(key) or 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise BadAnswer(f"the engine's {key} {repr(value)[:40]} is not a number")
+    return int(value)
+
+
+def _text(raw: Mapping[str, Any], key: str) -> str:
+    value = raw.get(key)
+    return value if isinstance(value, str) else ""
+
+
+def _image_id(raw: Any) -> str:
+    if not isinstance(raw, dict):
+        raise BadAnswer("the engine's answer holds an image that is not an object")
+    if "Id" not in raw:
+        raise BadAnswer("the engine's answer holds an image without an Id")
+    if not isinstance(raw["Id"], str):
+        raise BadAnswer("the engine's answer holds an image with an Id that is not text")
+    return raw["Id"]
+
+
+def history_sizes(history: list[Any]) -> list[int]:
+    """Each entry's Size of an image's history (``GET /images/{id}/history``), newest first as the engine lists them."""
+    if not all(isinstance(entry, dict) for entry in history):
+        raise BadAnswer("the engine's history holds an entry that is not an object")
+    return [_number(entry, "Size") for entry in history]
+
+
 def image_details(raw: Mapping[str, Any]) -> ImageDetails:
+    config = _object(raw, "Config")
     return ImageDetails(
-        id=str(raw["Id"]),
-        tags=tuple(short_name(t) for t in raw.get("RepoTags") or ()),
-        size=int(raw.get("Size", 0)),
-        layers=tuple((raw.get("RootFS") or {}).get("Layers") or ()),
-        architecture=str(raw.get("Architecture", "")),
-        os=str(raw.get("Os", "")),
-        digests=tuple(raw.get("RepoDigests") or ()),
-        command=tuple((raw.get("Config") or {}).get("Entrypoint") or ()) + tuple((raw.get("Config") or {}).get("Cmd") or ()),
+        id=_image_id(raw),
+        tags=tuple(short_name(t) for t in _texts(raw, "RepoTags")),
+        size=_number(raw, "Size"),
+        layers=_texts(_object(raw, "RootFS"), "Layers"),
+        architecture=_text(raw, "Architecture"),
+        os=_text(raw, "Os"),
+        digests=_texts(raw, "RepoDigests"),
+        command=_texts(config, "Entrypoint") + _texts(config, "Cmd"),
         content=content_key(raw),
-        variant=str(raw.get("Variant") or ""),
-        carrier=CARRIER_LABEL in ((raw.get("Config") or {}).get("Labels") or {}),
+        variant=_text(raw, "Variant"),
+        carrier=CARRIER_LABEL in _object(config, "Labels"),
     )
 
 
@@ -98,7 +149,7 @@ def content_key(raw: Mapping[str, Any]) -> str:
 
 def _image_store(info: Mapping[str, Any]) -> ImageStore:
     for entry in info.get("DriverStatus") or []:
-        if len(entry) == 2 and entry[0] == "driver-type" and entry[1] == _CONTAINERD_SNAPSHOTTER:
+        if isinstance(entry, list) and len(entry) == 2 and entry[0] == "driver-type" and entry[1] == _CONTAINERD_SNAPSHOTTER:
             return "containerd"
     return "classic"
 
@@ -108,21 +159,22 @@ def _product(version: Mapping[str, Any]) -> str:
     return "podman" if "Podman" in names else "docker"
 
 
-def engine_info(version: Mapping[str, Any], info: Mapping[str, Any], client_api_version: str) -> EngineInfo:
-    """Combine ``GET /version`` and ``GET /info`` answers."""
+def engine_info(version: Mapping[str, Any], info: Mapping[str, Any], client_api_version: str, handshake: tuple[str, str] | None = None) -> EngineInfo:
+    """Combine ``GET /version`` and ``GET /info`` answers; or, where ``/_ping`` said the API version and the
+    product (``handshake``) and ``/version`` was not asked, ``/info``'s alone."""
     return EngineInfo(
-        product=_product(version),
-        version=str(version.get("Version", "?")),
-        api_version=str(version.get("ApiVersion", "?")),
+        product=handshake[1] if handshake is not None else _product(version),
+        version=str(version.get("Version") or info.get("ServerVersion") or "?"),
+        api_version=handshake[0] if handshake is not None else str(version.get("ApiVersion", "?")),
         client_api_version=client_api_version,
-        os=str(version.get("Os", info.get("OSType", "?"))),
-        arch=str(version.get("Arch", info.get("Architecture", "?"))),
-        kernel=str(version.get("KernelVersion", info.get("KernelVersion", "?"))),
+        os=str(version.get("Os") or info.get("OSType") or "?"),
+        arch=str(version.get("Arch") or info.get("Architecture") or "?"),
+        kernel=str(version.get("KernelVersion") or info.get("KernelVersion") or "?"),
         storage_driver=str(info.get("Driver", "?")),
         image_store=_image_store(info),
         name=str(info.get("Name", "?")),
-        images=int(info.get("Images", 0)),
-        containers=int(info.get("Containers", 0)),
+        images=_number(info, "Images"),
+        containers=_number(info, "Containers"),
         data_root=str(info.get("DockerRootDir", "")),
     )
 
@@ -137,8 +189,9 @@ def short_name(name: str) -> str:
 
 def image_summary(raw: Mapping[str, Any]) -> ImageSummary:
     """One entry of ``GET /images/json``; ``<none>`` placeholders dropped, names as Docker writes them."""
-    tags = tuple(short_name(t) for t in raw.get("RepoTags") or [] if t != "<none>:<none>")
-    digests = tuple(d for d in raw.get("RepoDigests") or [] if not d.startswith("<none>@"))
+    image_id = _image_id(raw)
+    tags = tuple(short_name(t) for t in _texts(raw, "RepoTags") if t != "<none>:<none>")
+    digests = tuple(d for d in _texts(raw, "RepoDigests") if not d.startswith("<none>@"))
     return ImageSummary(
-        id=str(raw["Id"]), tags=tags, digests=digests, size=int(raw.get("Size", 0)), created=int(raw.get("Created", 0))
+        id=image_id, tags=tags, digests=digests, size=_number(raw, "Size"), created=_number(raw, "Created")
     )

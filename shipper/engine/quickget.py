@@ -41,10 +41,10 @@ class BadAnswer(OSError):
 
 
 class Answer:
-    """A status and a body read in full."""
+    """A status, the headers (names in lower case) and a body read in full."""
 
-    def __init__(self, status: int, body: bytes) -> None:
-        self.status, self.body = status, body
+    def __init__(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.status, self.body, self.headers = status, body, headers or {}
 
 
 class QuickGet:
@@ -90,7 +90,7 @@ class QuickGet:
         body = self._reader.body(headers)
         if headers.get("connection", "").lower() == "close":
             self._drop()
-        return Answer(status, body)
+        return Answer(status, body, headers)
 
     def _drop(self) -> None:
         if self._channel is not None:

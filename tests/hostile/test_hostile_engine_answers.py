@@ -149,3 +149,72 @@ def test_an_api_version_that_is_not_one_is_said_so_not_a_traceback() -> None:
     for said in ("'1.x'", "'41'"):
         with pytest.raises(EngineUnreachable, match=f"API version {said} is not a version"), engine.errors("reach the engine"):
             engine.version()
+
+
+def engine_answering(*replies: bytes) -> "Engine":  # noqa: F821
+    from shipper.engine.client import Engine
+    from shipper.inventory import adhoc_host
+
+    engine = Engine(adhoc_host("ssh://root@192.0.2.1"), lambda: None, "http+docker://ssh", quick=QuickGet(ScriptedEngine(list(replies)).open, 5))  # type: ignore[arg-type, return-value]
+    engine.agree("1.41", handshake=("1.41", "docker"))
+    return engine
+
+
+@pytest.mark.parametrize(
+    "call, body, says",
+    [
+        ("images", b'[{"RepoTags": ["a:1"]}]', "an image without an Id"),
+        ("images", b'[{"Id": "sha256:1", "Size": "big"}]', "Size 'big' is not a number"),
+        ("images", b'[{"Id": 7}]', "an Id that is not text"),
+        ("images", b'[{"Id": "sha256:1", "RepoTags": "a:1"}]', "RepoTags is not a list of text"),
+        ("images", b'["sha256:1"]', "an image that is not an object"),
+        ("info", b'{"Images": "many"}', "Images 'many' is not a number"),
+        ("info", b'{"Images": 1e400}', "Images"),
+        ("inspect", b'{"Id": "sha256:1", "RootFS": {"Layers": "sha256:aa"}}', "Layers is not a list of text"),
+        ("inspect", b'{"Id": "sha256:1", "Config": "none"}', "Config is not an object"),
+        ("history", b'[{"Size": "x"}]', "Size 'x' is not a number"),
+        ("history", b"[1]", "an entry that is not an object"),
+    ],
+)
+def test_fields_of_the_wrong_kind_in_an_engines_json_are_a_bad_answer_not_a_traceback(call: str, body: bytes, says: str) -> None:
+    # A KeyError, ValueError or TypeError from a field: a traceback; or worse, "sha256:aa" taken for 9 layers.
+    from shipper.errors import EngineUnreachable
+
+    engine = engine_answering(ok(body), ok(body))
+    with pytest.raises(EngineUnreachable, match=says):
+        calls = {"images": engine.images, "info": engine.info, "inspect": lambda: engine.inspect_image("a:1"), "history": lambda: engine.layer_sizes("sha256:1", 1)}
+        calls[call]()
+
+
+PING_DOCKER = "Api-Version: 1.43\r\nDocker-Experimental: false\r\nOstype: linux\r\nServer: Docker/24.0.7 (linux)\r\n"
+PING_PODMAN = "Api-Version: 1.41\r\nLibpod-Api-Version: 4.3.1\r\nServer: Libpod/4.3.1 (linux)\r\n"  # as podman 4.3 answers
+
+
+@pytest.mark.parametrize("headers, said", [(PING_DOCKER, ("1.43", "docker")), (PING_PODMAN, ("1.41", "podman")), ("", None)])
+def test_the_handshake_reads_the_api_version_and_the_product_from_pings_headers(headers: str, said: tuple[str, str] | None) -> None:
+    # /_ping costs the engine nothing; /version runs runc and docker-init for their versions (8 ms of dockerd's CPU).
+    engine = engine_answering(ok(b"OK", headers))
+    assert engine.handshake() == said
+
+
+def test_after_the_handshake_engine_facts_come_from_info_alone() -> None:
+    info = b'{"ServerVersion": "4.3.1", "OSType": "linux", "Architecture": "amd64", "KernelVersion": "6.1", "Driver": "overlay"}'
+    scripted = ScriptedEngine([ok(b"OK", PING_PODMAN), ok(info)])
+    from shipper.engine.client import Engine
+    from shipper.inventory import adhoc_host
+
+    engine = Engine(adhoc_host("ssh://root@192.0.2.1"), lambda: None, "http+docker://ssh", quick=QuickGet(scripted.open, 5))  # type: ignore[arg-type, return-value]
+    handshake = engine.handshake()
+    engine.agree("1.41", handshake=handshake)
+    facts = engine.info()
+
+    assert (facts.product, facts.version, facts.api_version, facts.os, facts.arch) == ("podman", "4.3.1", "1.41", "linux", "amd64")
+    assert [r.split(b" ")[1] for r in scripted.requests] == [b"/_ping", b"/v1.41/info"]
+
+
+def test_an_api_version_in_pings_headers_that_is_not_one_is_said_so() -> None:
+    from shipper.errors import EngineUnreachable
+
+    engine = engine_answering(ok(b"OK", "Api-Version: 1.41; rm -rf /\r\n"))
+    with pytest.raises(EngineUnreachable, match="is not a version"), engine.errors("reach the engine"):
+        engine.handshake()

@@ -75,7 +75,8 @@ class QueueSink:
     def __init__(self, name: str, skip: AbstractSet[str] = frozenset()) -> None:
         self.name = name
         self.skip = skip  # diff IDs of layers this consumer's target holds: not sent to it
-        self.sent = 0
+        self.sent = 0  # bytes queued for the consumer
+        self.passed = 0  # bytes handed to the consumer: what progress counts (a rate limit holds the rest back)
         self.error: Optional[BaseException] = None
         self.result: object = None
         self._queue: "queue.Queue[object]" = queue.Queue(maxsize=QUEUE_DEPTH)
@@ -102,6 +103,14 @@ class QueueSink:
             except queue.Full:
                 continue
         return False
+
+    def wait_passed(self, while_waiting: Optional[Callable[[], None]] = None) -> None:
+        """Until the consumer has been handed every queued byte (a rate limit holds them back a while), or it
+        stopped; ``while_waiting`` is called every tenth of a second meanwhile (progress)."""
+        while self.passed < self.sent and not self.stopped:
+            if while_waiting is not None:
+                while_waiting()
+            time.sleep(0.1)
 
     def finish(self) -> None:
         """The stream is complete: let the consumer end, and wait for it."""
@@ -130,6 +139,7 @@ class QueueSink:
                 yield POISON
                 raise Aborted()
             if not self.limits:
+                self.passed += len(item)  # type: ignore[arg-type]
                 yield item  # type: ignore[misc]
                 continue
             view = memoryview(item)  # type: ignore[arg-type]
@@ -139,6 +149,7 @@ class QueueSink:
                 piece = view[offset : offset + size]
                 for limit in self.limits:
                     limit.take(len(piece))
+                self.passed += len(piece)
                 yield piece
 
     def _main(self) -> None:

@@ -229,7 +229,7 @@ def _run(spec: dict, known_hosts: str, early: Optional[Early] = None) -> int:
         now = time.monotonic()
         if now - last[0] >= PROGRESS_INTERVAL:
             last[0] = now
-            _report({s.name: s.sent for s in sinks})
+            _report({s.name: s.passed for s in sinks})
 
     stream_error = None
     try:
@@ -250,6 +250,8 @@ def _run(spec: dict, known_hosts: str, early: Optional[Early] = None) -> int:
         for sink in sinks:
             sink.abort()
     else:
+        for sink in sinks:  # under a rate limit, the queued bytes are still going out
+            sink.wait_passed(lambda: progress(sink))
         _report({s.name: s.sent for s in sinks})
         sys.stderr.write(json.dumps({"phase": {s.name: "loading" for s in sinks}}) + "\n")  # each engine finishes its load now
         sys.stderr.flush()

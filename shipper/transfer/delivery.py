@@ -44,7 +44,7 @@ def deliver(
     own failure (docker save's words) is every target's error when it has one."""
     loads = [sink for _, sink in sinks.values()]
     try:
-        pump(source.chunks(), loads, check_ids, lambda sink: reporter.advance(sink.name, sink.sent), layers=layers, absent=absent)
+        pump(source.chunks(), loads, check_ids, lambda sink: reporter.advance(sink.name, sink.passed), layers=layers, absent=absent)
     except (ArchiveError, ShipperError) as exc:
         source.abort()
         error = source.broken(exc)
@@ -56,6 +56,8 @@ def deliver(
         failure = None
     else:
         failure = source.failure()
+    for load in loads:  # under a rate limit, the queued bytes are still going out
+        load.wait_passed(lambda: reporter.advance(load.name, load.passed))  # noqa: B023 (called before the next load)
     for name in sinks:
         reporter.phase(name, "loading")  # the bytes are there; the engine finishes the load, which may take a while
     for load in loads:

@@ -87,3 +87,29 @@ def test_under_a_slow_limit_no_single_wait_is_long(clock: Clock) -> None:
         waits.append(before)
     gaps = [b - a for a, b in zip(waits, waits[1:])]
     assert max(gaps) <= 0.3  # pieces of a tenth of a second (at least 4 KiB), so an abort is heard at once
+
+
+
+def test_under_a_limit_progress_counts_the_bytes_that_passed_it_not_those_queued_before_it(clock: Clock) -> None:
+    # The queue ahead of the limit holds 8 chunks: progress counted as they were queued ran 8 MiB ahead of the
+    # target (1.6 s at 5M, 16 s at 500K), and said "loading" while the limit still held them back.
+    sink = QueueSink("b")
+    apply_limits([sink], per_target=1 << 20, total=None)
+    for _ in range(3):
+        assert sink.put(b"y" * (1 << 20))
+    sink._queue.put(fanout._END)
+    assert sink.sent == 3 << 20 and sink.passed == 0
+
+    pieces = sink.items()
+    next(pieces)
+    assert sink.passed == (1 << 20) // 10  # one tenth of a second's worth has passed the limit
+    for _ in pieces:
+        pass
+    assert sink.passed == sink.sent == 3 << 20
+
+
+def test_without_a_limit_what_is_handed_to_the_target_is_what_passed() -> None:
+    sink = QueueSink("b")
+    sink.put(b"z" * 1000)
+    sink._queue.put(fanout._END)
+    assert list(sink.items()) == [b"z" * 1000] and sink.passed == 1000

@@ -11,6 +11,7 @@ an Ansible inventory can be used unchanged.
 from __future__ import annotations
 
 import difflib
+import shlex
 from typing import Any
 from collections.abc import Callable, Mapping
 
@@ -31,6 +32,8 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "ssh_port": ("ansible_port", "ansible_ssh_port"),
     "ssh_user": ("ansible_user", "ansible_ssh_user"),
     "ssh_key": ("ansible_private_key_file", "ansible_ssh_private_key_file"),
+    "ssh_common_args": ("ansible_ssh_common_args",),
+    "ssh_extra_args": ("ansible_ssh_extra_args",),
 }
 
 
@@ -76,6 +79,20 @@ def _host_key_policy(value: Any) -> str:
     return text
 
 
+MAX_SSH_ARGS = 8192  # characters of ssh arguments an inventory may give a host
+
+
+def _ssh_args(value: Any) -> tuple[str, ...]:
+    """ssh's command-line arguments as Ansible passes them (a shell-quoted string)."""
+    text = _text(value)
+    if len(text) > MAX_SSH_ARGS:
+        raise ValueError(f"must be at most {MAX_SSH_ARGS} characters of ssh arguments")
+    try:
+        return tuple(shlex.split(text))
+    except ValueError as exc:
+        raise ValueError(f"must be ssh arguments as a shell reads them ({exc})") from None
+
+
 def _seconds(value: Any) -> float:
     try:
         seconds = float(value)
@@ -96,6 +113,8 @@ KNOWN: dict[str, Callable[[Any], Any]] = {
     "ssh_known_hosts_file": _text,
     "ssh_strict_host_key_checking": _host_key_policy,
     "ssh_connect_timeout": _seconds,
+    "ssh_common_args": _ssh_args,  # read for a bastion: -o ProxyJump=…, -o ProxyCommand=…, -J …
+    "ssh_extra_args": _ssh_args,
     "docker_host": _text,
     "docker_cert_path": _text,
     "docker_tls_ca": _text,

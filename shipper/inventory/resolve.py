@@ -16,7 +16,7 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 from paramiko import config as paramiko_config
@@ -171,6 +171,38 @@ def check_user(value: str, what: str, origin: Origin | None = None) -> str:
     return value
 
 
+_OPTION = re.compile(r"\s*([A-Za-z]+)\s*(?:=|\s)\s*(.*)", re.DOTALL)
+
+
+def proxy_from_args(args: Sequence[str]) -> tuple[str | None, str | None] | None:
+    """(ProxyCommand, ProxyJump) that ssh's command-line arguments set: Ansible's ``ansible_ssh_common_args`` and
+    ``ansible_ssh_extra_args``, where its documentation puts a bastion (``-o ProxyCommand="ssh -W %h:%p -q
+    bastion"``, ``-o ProxyJump=bastion``, ``-J bastion``). None when they set neither: ssh_config decides then.
+    As in ssh, the first of the two wins, a command line's over ssh_config's, and ``none`` means none."""
+    options: list[tuple[str, str]] = []
+    position = 0
+    while position < len(args):
+        arg = args[position]
+        if arg in ("-o", "-J") and position + 1 < len(args):
+            options.append((arg, args[position + 1]))
+            position += 2
+            continue
+        if arg.startswith(("-o", "-J")) and len(arg) > 2:
+            options.append((arg[:2], arg[2:]))
+        position += 1
+    for flag, value in options:
+        if flag == "-J":
+            return None, (None if value.lower() == "none" else value)
+        found = _OPTION.fullmatch(value)
+        if found is None:
+            continue
+        key, setting = found.group(1).lower(), found.group(2).strip()
+        if key in ("proxycommand", "proxyjump"):
+            chosen = None if setting.lower() == "none" or not setting else setting
+            return (chosen, None) if key == "proxycommand" else (None, chosen)
+    return None
+
+
 def resolve_ssh(name: str, variables: Mapping[str, Any], explicit: Mapping[str, Any] | None = None, origin: Origin | None = None) -> SSHSettings:
     """SSH settings for host ``name`` from its merged (normalized) variables."""
     explicit = explicit or {}
@@ -195,6 +227,9 @@ def resolve_ssh(name: str, variables: Mapping[str, Any], explicit: Mapping[str, 
     global_known = _expand(conf.get("globalknownhostsfile", SYSTEM_KNOWN_HOSTS))
     alive_interval = _conf_count(conf.get("serveraliveinterval", 15), "ServerAliveInterval", 0, 86400)
     alive_count = _conf_count(conf.get("serveralivecountmax", 4), "ServerAliveCountMax", 1, 1000)
+    from_args = proxy_from_args(tuple(variables.get("ssh_common_args", ())) + tuple(variables.get("ssh_extra_args", ())))
+    proxy_command, proxy_jump = from_args if from_args is not None else (conf.get("proxycommand"), conf.get("proxyjump"))
+    picker.sources["proxy"] = "inventory" if from_args is not None else "ssh_config" if proxy_command or proxy_jump else "default"
     return SSHSettings(
         alias=alias,
         hostname=str(hostname),
@@ -203,8 +238,8 @@ def resolve_ssh(name: str, variables: Mapping[str, Any], explicit: Mapping[str, 
         identity_files=_expand(keys),
         known_hosts_files=_expand(known) + global_known,  # the default ~/.ssh/known_hosts too: users have no UserKnownHostsFile line
         strict_host_key_checking=policy if policy in ("yes", "accept-new", "no") else "yes",
-        proxy_command=conf.get("proxycommand"),
-        proxy_jump=conf.get("proxyjump"),
+        proxy_command=proxy_command,
+        proxy_jump=proxy_jump,
         connect_timeout=float(timeout),
         alive_interval=alive_interval,
         alive_count=alive_count,

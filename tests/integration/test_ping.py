@@ -228,3 +228,16 @@ def test_ping_reaches_a_host_through_its_proxycommand_and_its_proxyjump_host(shi
     lines = marks.read_text().splitlines()
     assert f"gw {lab.address('a')}:2222:root" in lines  # the host's own address, port and user in the tokens
     assert "jump" in lines  # the jump host was found in the inventory's ssh_config file, and used
+
+
+def test_a_bastion_in_ansible_ssh_common_args_beats_ssh_configs_gateway_as_on_sshs_command_line(shipper: ShipperRunner, lab: Lab, tmp_path: Path) -> None:
+    # Ansible's documented way to a host behind a jump host; a-gw's own ssh_config ProxyCommand is not used.
+    _, marks = gateway_inventory(lab, tmp_path)
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text(f"[all:vars]\nssh_config_file={tmp_path / 'ssh_config'}\n\n[dmz]\na-gw ansible_ssh_common_args='-o ProxyJump=jump'\n")
+
+    result = shipper("ping", "-i", str(inventory), "dmz", "--json")
+
+    assert result.status == 0, result.stderr
+    assert [r["ok"] for r in events(result.stdout, "ping")] == [True]
+    assert marks.read_text().splitlines() == ["jump"]

@@ -274,3 +274,43 @@ def test_variables_of_other_roles_are_free_and_near_misses_of_shippers_settings_
         with pytest.raises(InventoryError, match=f"unknown setting '{bad}'") as caught:
             load_inventory(path)
         assert suggestion in (caught.value.hint or "")
+
+
+def test_a_bastion_in_ansible_ssh_common_args_is_used_as_ansible_uses_it(tmp_path: Path) -> None:
+    # Ansible's documented jump host: -o ProxyCommand="ssh -W %h:%p -q bastion" (or -o ProxyJump, -J) in
+    # ansible_ssh_common_args, set for a group; on ssh's command line it beats ssh_config's ProxyJump.
+    config = write(tmp_path, "ssh_config", "Host *\n  ProxyJump from-config\n")
+    write(tmp_path, "inv/group_vars/dmz.yml", "ansible_ssh_common_args: '-o ProxyCommand=\"ssh -W %h:%p -q ops@bastion.example\"'\n")
+    write(
+        tmp_path,
+        "inv/hosts.ini",
+        f"""\
+        [all:vars]
+        ssh_config_file={config}
+
+        [dmz]
+        web1 ansible_host=10.0.0.5
+        web2 ansible_ssh_common_args='-o ProxyJump=jump1' ansible_ssh_extra_args='-J ignored-after-the-first'
+
+        [lan]
+        db1 ansible_ssh_extra_args='-oStrictHostKeyChecking=no -J jump2,jump3'
+        db2
+        db3 ansible_ssh_common_args='-o ProxyJump=none'
+        """,
+    )
+    inventory = load_inventory(tmp_path / "inv")
+
+    ssh = {name: inventory.host(name).ssh for name in ("web1", "web2", "db1", "db2", "db3")}
+    assert (ssh["web1"].proxy_command, ssh["web1"].proxy_jump) == ("ssh -W %h:%p -q ops@bastion.example", None)
+    assert (ssh["web2"].proxy_command, ssh["web2"].proxy_jump) == (None, "jump1")  # the host's own beats its group's
+    assert (ssh["db1"].proxy_command, ssh["db1"].proxy_jump) == (None, "jump2,jump3")
+    assert (ssh["db2"].proxy_command, ssh["db2"].proxy_jump) == (None, "from-config")
+    assert (ssh["db3"].proxy_command, ssh["db3"].proxy_jump) == (None, None)  # none: straight there, whatever ssh_config says
+    assert ssh["web1"].sources["proxy"] == "inventory" and ssh["db2"].sources["proxy"] == "ssh_config"
+
+
+def test_ssh_arguments_a_shell_could_not_read_are_an_error_naming_the_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "hosts.yml", "all:\n  hosts:\n    web1:\n      ansible_ssh_common_args: '-o ProxyCommand=\"ssh -W %h:%p'\n")
+    with pytest.raises(InventoryError, match="ansible_ssh_common_args of host web1 must be ssh arguments as a shell reads them") as caught:
+        load_inventory(path)
+    assert "hosts.yml" in str(caught.value.origin)

@@ -21,7 +21,7 @@ import paramiko
 
 from shipper.engine.info import EngineInfo, ImageDetails, ImageSummary, engine_info, history_sizes, image_details, image_summary
 from shipper.engine import streamlocal
-from shipper.engine.messages import Progress, engine_remedy, error_message, explanation, follow, registry_refusal, why_unreachable
+from shipper.engine.messages import Progress, engine_remedy, error_message, error_said, explanation, follow, registry_refusal, why_unreachable
 from shipper.engine.quickget import BadAnswer, QuickGet
 from shipper.engine.versions import OLDEST_API, is_api_version, version_lt
 from shipper.errors import EngineError, EngineUnreachable, ShipperError, SSHError
@@ -462,9 +462,11 @@ class Engine:
         loaded: list[str] = []
         with self.errors("load images"):
             for message in self.api.load_image(iter(chunks), quiet=True):  # a list would be taken for form fields
-                if message.get("errorDetail") or message.get("error"):
-                    detail = message.get("errorDetail", {}).get("message") or message.get("error")
-                    raise EngineError(f"cannot load images on {self.host.describe()}: engine said {detail!r}", hint=engine_remedy(str(detail), self.host.name))
+                if not isinstance(message, dict):
+                    raise BadAnswer("a message of the engine's load is not a JSON object")
+                detail = error_said(message)
+                if detail is not None:
+                    raise EngineError(f"cannot load images on {self.host.describe()}: engine said {detail!r}", hint=engine_remedy(detail, self.host.name))
                 for line in str(message.get("stream", "")).splitlines():
                     if line.startswith("Loaded image"):
                         loaded.append(line.split(": ", 1)[1].strip())

@@ -4,13 +4,15 @@ their error answers and connection failures in a few words."""
 from __future__ import annotations
 
 import json
+import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import docker.errors
 
+from shipper.engine.quickget import BadAnswer
 from shipper.errors import EngineError, RegistryAuthFailed, RegistryUnreachable, ShipperError
 
 
@@ -38,17 +40,39 @@ class Progress:
             self(layer, self.sizes[layer])
 
 
-def follow(stream: Iterable[dict[str, Any]], action: str, on_progress: Callable[..., None] | None) -> dict[str, Any]:
-    """Read a push or pull's JSON messages to the end; the last ``aux`` (the pushed digest); errors raised."""
+def error_said(message: Mapping[str, Any]) -> str | None:
+    """The engine's words when a streamed message reports an error (``errorDetail.message``, else ``error``), else None."""
+    detail, error = message.get("errorDetail"), message.get("error")
+    if not detail and not error:
+        return None
+    said = detail.get("message") if isinstance(detail, dict) else detail
+    if not isinstance(said, str) or not said:
+        said = error if error else said
+    return str(said)[:2000]
+
+
+def _count(value: Any) -> int | None:
+    """A byte count as the engine reports one, or None where the field is something else."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        return None
+    return int(value)
+
+
+def follow(stream: Iterable[Any], action: str, on_progress: Callable[..., None] | None) -> dict[str, Any]:
+    """Read a push or pull's JSON messages to the end; the last ``aux`` (the pushed digest); errors raised.
+    A message that is not an object is a ``BadAnswer``; a field of another kind than the API's is passed over."""
     aux: dict[str, Any] = {}
     progress = on_progress if isinstance(on_progress, Progress) else Progress(on_progress)
     for message in stream:
-        if message.get("errorDetail") or message.get("error"):
-            detail = str((message.get("errorDetail") or {}).get("message") or message.get("error"))
-            raise registry_refusal(action, detail)
-        layer, status, counts = str(message.get("id", "")), message.get("status"), message.get("progressDetail") or {}
-        if layer and status in ("Pushing", "Downloading") and counts.get("current") is not None:
-            progress(layer, int(counts["current"]), int(counts.get("total") or 0))
+        if not isinstance(message, dict):
+            raise BadAnswer(f"a message of the engine's {action} is not a JSON object")
+        said = error_said(message)
+        if said is not None:
+            raise registry_refusal(action, said)
+        layer, status, counts = str(message.get("id", "")), message.get("status"), message.get("progressDetail")
+        current = _count(counts.get("current")) if isinstance(counts, dict) else None
+        if layer and status in ("Pushing", "Downloading") and current is not None:
+            progress(layer, current, _count(counts.get("total")) or 0)  # type: ignore[union-attr]
         elif layer and status in ("Pushed", "Download complete"):
             progress.complete(layer)  # the engine's last progress message may lag behind
         if isinstance(message.get("aux"), dict):

@@ -104,12 +104,13 @@ class QueueSink:
                 continue
         return False
 
-    def wait_passed(self, while_waiting: Optional[Callable[[], None]] = None) -> None:
-        """Until the consumer has been handed every queued byte (a rate limit holds them back a while), or it
-        stopped; ``while_waiting`` is called every tenth of a second meanwhile (progress)."""
-        while self.passed < self.sent and not self.stopped:
-            if while_waiting is not None:
-                while_waiting()
+    def wait_passed(self, on_progress: Optional[Callable[["QueueSink"], None]] = None) -> None:
+        """Under a rate limit, until the consumer has been handed every queued byte (the limit holds them back a
+        while), or it stopped; ``on_progress`` is called every tenth of a second meanwhile. Without a limit the
+        consumer takes them as fast as its target does: nothing to wait for before the end is queued."""
+        while self.limits and self.passed < self.sent and not self.stopped:
+            if on_progress is not None:
+                on_progress(self)
             time.sleep(0.1)
 
     def finish(self) -> None:

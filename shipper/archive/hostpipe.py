@@ -251,7 +251,7 @@ def _run(spec: dict, known_hosts: str, early: Optional[Early] = None) -> int:
             sink.abort()
     else:
         for sink in sinks:  # under a rate limit, the queued bytes are still going out
-            sink.wait_passed(lambda: progress(sink))
+            sink.wait_passed(progress)
         _report({s.name: s.sent for s in sinks})
         sys.stderr.write(json.dumps({"phase": {s.name: "loading" for s in sinks}}) + "\n")  # each engine finishes its load now
         sys.stderr.flush()

@@ -70,9 +70,10 @@ def follow(stream: Iterable[Any], action: str, on_progress: Callable[..., None] 
         if said is not None:
             raise registry_refusal(action, said)
         layer, status, counts = str(message.get("id", "")), message.get("status"), message.get("progressDetail")
-        current = _count(counts.get("current")) if isinstance(counts, dict) else None
+        counts = counts if isinstance(counts, dict) else {}
+        current = _count(counts.get("current"))
         if layer and status in ("Pushing", "Downloading") and current is not None:
-            progress(layer, current, _count(counts.get("total")) or 0)  # type: ignore[union-attr]
+            progress(layer, current, _count(counts.get("total")) or 0)
         elif layer and status in ("Pushed", "Download complete"):
             progress.complete(layer)  # the engine's last progress message may lag behind
         if isinstance(message.get("aux"), dict):

@@ -180,7 +180,6 @@ class SSHDaemon(_Owned):
             raise LabError(f"sshd of lab host {self.name} did not start: {result.stderr.strip()}")
         wait_until(lambda: port_open(self.address, SSH_PORT), f"sshd of lab host {self.name}", log, timeout=20)
 
-
     def _make_home(self) -> None:
         if self.home.is_dir():
             return

@@ -57,7 +57,7 @@ def deliver(
     else:
         failure = source.failure()
     for load in loads:  # under a rate limit, the queued bytes are still going out
-        load.wait_passed(lambda: reporter.advance(load.name, load.passed))  # noqa: B023 (called before the next load)
+        load.wait_passed(lambda sink: reporter.advance(sink.name, sink.passed))
     for name in sinks:
         reporter.phase(name, "loading")  # the bytes are there; the engine finishes the load, which may take a while
     for load in loads:

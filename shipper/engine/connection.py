@@ -51,6 +51,7 @@ def _ssh_api(session: SSHSession, socket: streamlocal.EngineSocket, timeout: flo
     api.mount(SSH_BASE_URL, adapter)
     api._custom_adapter = adapter  # type: ignore[attr-defined]  # docker-py closes it with the client
     api.trust_env = False  # no proxy applies to an SSH channel: not looked up in the environment on every request
+    api.max_redirects = 0  # see _plain_api
     return api
 
 
@@ -64,6 +65,9 @@ def _plain_api(host: Host, timeout: float | None) -> docker.APIClient:
     # the session's CA (docker_tls_ca), and HTTPS_PROXY reroute it: neither
     # belongs between shipper and an engine.
     api.trust_env = False
+    # An engine never redirects. requests would follow one to any host with the request's headers (a push's
+    # X-Registry-Auth: the registry's password) and the TLS client certificate: a redirect is an error instead.
+    api.max_redirects = 0
     return api
 
 

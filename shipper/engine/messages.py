@@ -148,6 +148,7 @@ def why_unreachable(exc: BaseException) -> str:
         ("SSLError", "the TLS handshake failed"),
         ("Read timed out", "no answer in time"),
         ("RemoteDisconnected", "the connection closed without an answer"),
+        ("TooManyRedirects", "it answered with a redirect, which shipper does not follow (an engine never redirects)"),
     ):
         if marker in text or marker == type(exc).__name__:
             return why

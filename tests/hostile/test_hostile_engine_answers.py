@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -218,3 +219,70 @@ def test_an_api_version_in_pings_headers_that_is_not_one_is_said_so() -> None:
     engine = engine_answering(ok(b"OK", "Api-Version: 1.41; rm -rf /\r\n"))
     with pytest.raises(EngineUnreachable, match="is not a version"), engine.errors("reach the engine"):
         engine.handshake()
+
+
+class _Recorder:
+    """A real HTTP server on loopback: ``answer(handler)`` replies; every request's path and headers are kept."""
+
+    def __init__(self, answer: Callable[..., None]) -> None:
+        import http.server
+
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        recorder = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _any(self) -> None:
+                recorder.requests.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                answer(self)
+
+            do_GET = do_POST = _any
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _reply(handler: Any, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+    handler.send_response(status)
+    for name, value in (headers or {}).items():
+        handler.send_header(name, value)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def test_an_engine_that_redirects_gets_no_credentials_sent_on_to_another_host(tmp_path: Any) -> None:
+    # requests follows redirects, keeping custom headers: a push's X-Registry-Auth (the registry's password) and the
+    # TLS client certificate would go wherever a hostile engine pointed. An engine never redirects: refused.
+    from shipper.engine import connect
+    from shipper.errors import ShipperError
+    from shipper.inventory import load_inventory
+
+    elsewhere = _Recorder(lambda h: _reply(h, 200, b"{}"))
+    engine_side = _Recorder(
+        lambda h: _reply(h, 200, b"OK", {"Api-Version": "1.41"}) if h.path == "/_ping"
+        else _reply(h, 307, headers={"Location": f"http://127.0.0.1:{elsewhere.port}{h.path}"})
+    )
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(f"all:\n  hosts:\n    hostile:\n      docker_host: tcp://127.0.0.1:{engine_side.port}\n")
+    try:
+        with connect(load_inventory(inventory).host("hostile")) as engine:
+            with pytest.raises(ShipperError, match="push registry.example/app:1 on hostile .*: it answered with a redirect, which shipper does not follow"):
+                engine.push("registry.example/app", "1", {"username": "u", "password": "the-secret", "serveraddress": "registry.example"})
+            with pytest.raises(ShipperError, match="hostile"):
+                engine.images()
+    finally:
+        engine_side.close()
+        elsewhere.close()
+    assert elsewhere.requests == []  # the push carried X-Registry-Auth there before
+    assert any(path.startswith("/v1.41/images/registry.example/app/push") for _, path, _ in engine_side.requests)

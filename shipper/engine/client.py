@@ -21,6 +21,7 @@ import paramiko
 
 from shipper.engine.info import EngineInfo, ImageDetails, ImageSummary, engine_info, history_sizes, image_details, image_summary
 from shipper.engine import streamlocal
+from shipper.engine.bounded import json_messages, read_whole
 from shipper.engine.messages import Progress, engine_remedy, error_message, error_said, explanation, follow, registry_refusal, why_unreachable
 from shipper.engine.quickget import BadAnswer, QuickGet
 from shipper.engine.versions import OLDEST_API, is_api_version, version_lt
@@ -46,6 +47,17 @@ class EngineRefused(Exception):
     def __init__(self, message: str, explanation: str = "") -> None:
         super().__init__(message)
         self.said = explanation or message
+
+
+def _auth_header(api: Any, repository: str, auth: dict[str, str] | None) -> bytes | None:
+    """X-Registry-Auth as docker-py makes it: ``auth``, else the control machine's docker login for that registry
+    (None: requests sends no such header)."""
+    import docker.auth
+
+    if auth is not None:
+        return docker.auth.encode_header(auth)
+    registry, _ = docker.auth.resolve_repository_name(repository)
+    return docker.auth.get_config_header(api, registry)
 
 
 def _docker_errors() -> ModuleType:
@@ -114,8 +126,17 @@ class Engine:
         return self.socket.kind if self.socket is not None else ""
 
     def _answered(self, response: Any, *args: Any, **kwargs: Any) -> None:
+        """Every docker-py answer: counted, and read within bounds where docker-py would read it whole."""
         self.round_trips += 1
         self.last_answer = time.monotonic()
+        if response is not None and (not kwargs.get("stream") or response.status_code >= 400):  # docker-py reads an error's body whole, too
+            read_whole(response)
+
+    def _messages(self, response: Any, action: str) -> Iterator[Any]:
+        """A progress stream's JSON messages, read within bounds, once its status says it is one."""
+        api: Any = self.api
+        api._raise_for_status(response)  # an error's body was read within bounds (_answered)
+        return json_messages(response, action)
 
     @contextlib.contextmanager
     def errors(self, action: str) -> Iterator[None]:
@@ -128,6 +149,11 @@ class Engine:
             said = _engine_said(exc)
             if said is not None:
                 raise EngineError(f"cannot {action} on {self.host.describe()}: engine said {said!r}", hint=engine_remedy(said, self.host.name)) from None
+            if isinstance(exc, BadAnswer):  # it answered, not as an engine does: no retry will mend that
+                raise EngineError(
+                    f"cannot {action} on {self.host.describe()}: {exc}",
+                    hint=f"check that docker_host of {self.host.name} names a Docker (or podman) engine, and that nothing on the way rewrites its answers",
+                ) from None
             if isinstance(exc, (paramiko.SSHException, OSError)) or _from_docker_py(exc):  # requests' are OSErrors
                 raise self._unreachable(action, exc) from None
             raise
@@ -353,7 +379,10 @@ class Engine:
         """Push ``repository:tag`` (credentials go in the X-Registry-Auth header); the manifest digest."""
         digest = ""
         with self.errors(f"push {repository}:{tag}"):
-            stream = self.api.push(repository, tag, stream=True, decode=True, auth_config=auth)
+            api: Any = self.api  # docker-py's request, read here within bounds (bounded.py)
+            headers = {"X-Registry-Auth": _auth_header(api, repository, auth)}
+            response = api._post_json(self._url("/images/{0}/push", repository), None, headers=headers, stream=True, params={"tag": tag})
+            stream = self._messages(response, f"push {repository}:{tag}")
             digest = follow(stream, f"push {repository}:{tag} from {self.host.describe()}", on_progress).get("Digest", "")
         if not digest.startswith("sha256:"):
             raise EngineError(f"the engine on {self.host.describe()} pushed {repository}:{tag} but did not say its digest")
@@ -365,7 +394,11 @@ class Engine:
         action = f"pull {repository}@{digest[:19]} on {self.host.describe()}"
         with self.errors(f"pull {repository}@{digest}"):
             try:
-                stream = self.api.pull(repository, tag=digest, stream=True, decode=True, auth_config=auth)
+                api: Any = self.api  # docker-py's request, read here within bounds (bounded.py)
+                headers = {"X-Registry-Auth": _auth_header(api, repository, auth)}
+                params = {"tag": digest, "fromImage": repository}
+                response = api._post(self._url("/images/create"), params=params, headers=headers, stream=True, timeout=None)
+                stream = self._messages(response, f"pull {repository}")
             except _docker_errors().APIError as exc:  # refused at once (the engine's first request to the registry failed)
                 refusal = registry_refusal(action, explanation(exc))
                 if type(refusal) is not EngineError:  # a registry problem shipper can name (TLS, credentials, reach)
@@ -461,7 +494,9 @@ class Engine:
         """
         loaded: list[str] = []
         with self.errors("load images"):
-            for message in self.api.load_image(iter(chunks), quiet=True):  # a list would be taken for form fields
+            api: Any = self.api  # docker-py's request, read here within bounds (bounded.py)
+            response = api._post(self._url("/images/load"), data=iter(chunks), params={"quiet": True}, stream=True)  # a list would be taken for form fields
+            for message in self._messages(response, "load"):
                 if not isinstance(message, dict):
                     raise BadAnswer("a message of the engine's load is not a JSON object")
                 detail = error_said(message)

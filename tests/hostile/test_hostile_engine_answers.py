@@ -127,28 +127,31 @@ def test_json_of_another_shape_than_asked_for_is_a_bad_answer_not_a_crash() -> N
     import docker
 
     from shipper.engine.client import Engine
-    from shipper.errors import EngineUnreachable
+    from shipper.errors import EngineError
     from shipper.inventory import adhoc_host
+    from shipper.ops.move_session import retryable
 
     engine = Engine(adhoc_host("ssh://root@192.0.2.1"), lambda: docker.APIClient(base_url="ssh://shipper", use_ssh_client=True, version="1.41"),
                     "http+docker://ssh", quick=QuickGet(ScriptedEngine([ok(b'{"not": "a list"}'), ok(b"[1, 2]")]).open, 5))  # fmt: skip
     engine.agree("1.41", {"ApiVersion": "1.41"})
-    with pytest.raises(EngineUnreachable, match="answer to /v1.41/images/json is not a JSON list"):
+    with pytest.raises(EngineError, match="answer to /v1.41/images/json is not a JSON list") as refused:
         engine.images()
-    with pytest.raises(EngineUnreachable, match="answer to /v1.41/info is not a JSON object"):
+    assert not retryable(refused.value)  # the engine answered, not as one does: trying again would not mend it
+    assert "check that docker_host of 192.0.2.1 names a Docker (or podman) engine" in str(refused.value.hint)
+    with pytest.raises(EngineError, match="answer to /v1.41/info is not a JSON object"):
         engine.info()
 
 
 def test_an_api_version_that_is_not_one_is_said_so_not_a_traceback() -> None:
     # connect() compares it with its own: "1.x" raised a ValueError from the comparison.
     from shipper.engine.client import Engine
-    from shipper.errors import EngineUnreachable
+    from shipper.errors import EngineError
     from shipper.inventory import adhoc_host
 
     engine = Engine(adhoc_host("ssh://root@192.0.2.1"), lambda: None, "http+docker://ssh",  # type: ignore[arg-type, return-value]
                     quick=QuickGet(ScriptedEngine([ok(b'{"ApiVersion": "1.x"}'), ok(b'{"ApiVersion": 41}')]).open, 5))  # fmt: skip
     for said in ("'1.x'", "'41'"):
-        with pytest.raises(EngineUnreachable, match=f"API version {said} is not a version"), engine.errors("reach the engine"):
+        with pytest.raises(EngineError, match=f"API version {said} is not a version"), engine.errors("reach the engine"):
             engine.version()
 
 
@@ -179,10 +182,10 @@ def engine_answering(*replies: bytes) -> "Engine":  # noqa: F821
 )
 def test_fields_of_the_wrong_kind_in_an_engines_json_are_a_bad_answer_not_a_traceback(call: str, body: bytes, says: str) -> None:
     # A KeyError, ValueError or TypeError from a field: a traceback; or worse, "sha256:aa" taken for 9 layers.
-    from shipper.errors import EngineUnreachable
+    from shipper.errors import EngineError
 
     engine = engine_answering(ok(body), ok(body))
-    with pytest.raises(EngineUnreachable, match=says):
+    with pytest.raises(EngineError, match=says):
         calls = {"images": engine.images, "info": engine.info, "inspect": lambda: engine.inspect_image("a:1"), "history": lambda: engine.layer_sizes("sha256:1", 1)}
         calls[call]()
 
@@ -214,10 +217,10 @@ def test_after_the_handshake_engine_facts_come_from_info_alone() -> None:
 
 
 def test_an_api_version_in_pings_headers_that_is_not_one_is_said_so() -> None:
-    from shipper.errors import EngineUnreachable
+    from shipper.errors import EngineError
 
     engine = engine_answering(ok(b"OK", "Api-Version: 1.41; rm -rf /\r\n"))
-    with pytest.raises(EngineUnreachable, match="is not a version"), engine.errors("reach the engine"):
+    with pytest.raises(EngineError, match="is not a version"), engine.errors("reach the engine"):
         engine.handshake()
 
 
@@ -286,3 +289,100 @@ def test_an_engine_that_redirects_gets_no_credentials_sent_on_to_another_host(tm
         elsewhere.close()
     assert elsewhere.requests == []  # the push carried X-Registry-Auth there before
     assert any(path.startswith("/v1.41/images/registry.example/app/push") for _, path, _ in engine_side.requests)
+
+
+def _endless(handler: Any, first: bytes, filler: bytes, status: int = 200) -> None:
+    """A chunked answer that never ends: ``first``, then ``filler`` until shipper hangs up."""
+    handler.send_response(status)
+    handler.send_header("Transfer-Encoding", "chunked")
+    handler.end_headers()
+    try:
+        handler.wfile.write(b"%x\r\n%s\r\n" % (len(first), first))
+        while True:
+            handler.wfile.write(b"%x\r\n%s\r\n" % (len(filler), filler))
+    except OSError:  # shipper hung up: what the test wants
+        pass
+
+
+@pytest.fixture
+def tcp_engine(tmp_path: Any) -> Any:
+    """``make(answer)``: a host whose engine is a real HTTP server on loopback answering ``/_ping`` as docker does
+    and everything else with ``answer(handler)``."""
+    from shipper.inventory import load_inventory
+
+    servers: list[_Recorder] = []
+
+    def make(answer: Callable[..., None]) -> Any:
+        server = _Recorder(lambda h: _reply(h, 200, b"OK", {"Api-Version": "1.41"}) if h.path == "/_ping" else answer(h))
+        servers.append(server)
+        inventory = tmp_path / "hosts.yml"
+        inventory.write_text(f"all:\n  hosts:\n    hostile:\n      docker_host: tcp://127.0.0.1:{server.port}\n")
+        return load_inventory(inventory).host("hostile")
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+def _peak_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def test_an_endless_answer_from_a_local_or_tcp_engine_stops_at_the_bound_not_at_the_memory(tcp_engine: Any) -> None:
+    # docker-py read an answer whole: an engine sending without end grew shipper's memory without end.
+    from shipper.engine import connect
+    from shipper.errors import ShipperError
+
+    host = tcp_engine(lambda h: _endless(h, b"[", b"{}," * 100_000))
+    with connect(host) as engine:
+        before = _peak_mib()
+        with pytest.raises(ShipperError, match=r"list images on hostile .*longer than shipper reads \(64 MiB\)"):
+            engine.images()
+    assert _peak_mib() - before < 200  # the bound, read once, and a copy: not the gigabytes the engine offered
+
+
+def test_an_answer_declared_longer_than_the_bound_is_refused_without_waiting_for_it(tcp_engine: Any) -> None:
+    from shipper.engine import connect
+    from shipper.errors import ShipperError
+
+    def huge(handler: Any) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(10**15))
+        handler.end_headers()
+        time.sleep(5)  # and never sends it
+
+    with connect(tcp_engine(huge), timeout=30) as engine:
+        started = time.monotonic()
+        with pytest.raises(ShipperError, match=r"read engine info on hostile .*1000000000000000 bytes long: more than shipper reads"):
+            engine.info()
+        assert time.monotonic() - started < 3
+
+
+@pytest.mark.parametrize(
+    "call, answer, says",
+    [
+        ("load", lambda h: _endless(h, b'{"stream":"', b"a" * 65536), r"a message of the engine's load is longer than shipper reads \(1 MiB\)"),
+        ("push", lambda h: _endless(h, b'{"status":"Pushing","progressDetail":{"current":', b"9" * 65536), r"a message of the engine's push registry.example/app:1 is longer"),
+        ("pull", lambda h: _endless(h, b"[", b"[" * 65536), r"a message of the engine's pull registry.example/app is longer"),
+        ("load", lambda h: _endless(h, b'{"stream":"Loaded image: x:1"}\n<html>', b"\n"), r"a message of the engine's load is not JSON: '<html>'"),
+        ("push", lambda h: _endless(h, b'{"message":"', b"denied " * 10000, status=500), r"longer than shipper reads \(64 MiB\)"),
+    ],
+)
+def test_a_progress_stream_without_end_or_not_json_stops_at_the_bound(tcp_engine: Any, call: str, answer: Callable[..., None], says: str) -> None:
+    # docker-py's splitter kept everything until a JSON value ended: one value that never ends grew without end.
+    from shipper.engine import connect
+    from shipper.errors import ShipperError
+
+    auth = {"username": "u", "password": "p", "serveraddress": "registry.example"}
+    with connect(tcp_engine(answer)) as engine:
+        before = _peak_mib()
+        with pytest.raises(ShipperError, match=says):
+            if call == "load":
+                engine.load([b"not a tar, not read"])
+            elif call == "push":
+                engine.push("registry.example/app", "1", auth)
+            else:
+                engine.pull("registry.example/app", "sha256:" + "a" * 64, auth)
+    assert _peak_mib() - before < 200

@@ -38,6 +38,7 @@ SAVE_CHUNK = 1 << 20
 # alone: every other request keeps the version agreed at connect().
 PLATFORM_SAVE_API = "1.48"
 PLATFORM_INSPECT_API = "1.49"
+EXEC_OUTPUT_LIMIT = 1 << 20  # the last MiB of a command's output run in a container
 COMMAND_TIMEOUT = 60.0  # seconds; metadata calls. Transfers pass timeout=None (a save can be silent for minutes).
 
 
@@ -458,12 +459,19 @@ class Engine:
                 pass
 
     def exec(self, name: str, argv: list[str]) -> tuple[int, str]:
-        """Run ``argv`` in a running container; exit status and output (stdout and stderr)."""
+        """Run ``argv`` in a running container; exit status and output (stdout and stderr: the last MiB of it)."""
         with self.errors(f"run {argv[0]} in container {name}"):
             created = self.api.exec_create(name, argv, stdout=True, stderr=True)
-            output = self.api.exec_start(created["Id"])
+            # Streamed and kept to its last EXEC_OUTPUT_LIMIT bytes: docker-py would join all of it in memory
+            # (a registry's garbage collection names every blob it marks).
+            output = bytearray()
+            for piece in self.api.exec_start(created["Id"], stream=True):
+                output += piece
+                if len(output) > 2 * EXEC_OUTPUT_LIMIT:
+                    del output[:-EXEC_OUTPUT_LIMIT]
             status = self.api.exec_inspect(created["Id"]).get("ExitCode")
-        return int(status if status is not None else -1), output.decode(errors="replace") if isinstance(output, bytes) else str(output)
+        kept = bytes(output[-EXEC_OUTPUT_LIMIT:]).decode(errors="replace")
+        return int(status) if isinstance(status, int) else -1, kept
 
     def save(self, image_ids: Iterable[str], platform: Platform | None = None) -> Iterator[bytes]:
         """``GET /images/get?names=…``: one docker-save tar holding all the images, streamed.

@@ -386,3 +386,33 @@ def test_a_progress_stream_without_end_or_not_json_stops_at_the_bound(tcp_engine
             else:
                 engine.pull("registry.example/app", "sha256:" + "a" * 64, auth)
     assert _peak_mib() - before < 200
+
+
+def test_a_commands_endless_output_in_a_container_is_kept_to_its_last_mib(tcp_engine: Any) -> None:
+    # docker-py joined an exec's whole output in memory (a registry's garbage collection names every blob it marks).
+    import struct
+
+    from shipper.engine import connect
+
+    def answer(handler: Any) -> None:
+        if handler.path.endswith("/exec"):
+            _reply(handler, 201, b'{"Id": "e1"}')
+        elif handler.path.endswith("/start"):
+            handler.send_response(200)
+            handler.send_header("Content-Type", "application/vnd.docker.raw-stream")
+            handler.end_headers()
+            line = b"marking blob sha256:" + b"a" * 64 + b"\n"
+            frame = struct.pack(">BxxxL", 1, len(line) * 4096) + line * 4096
+            for _ in range(400):  # 140 MiB
+                handler.wfile.write(frame)
+            handler.wfile.write(struct.pack(">BxxxL", 2, 5) + b"done\n")
+            handler.close_connection = True
+        else:
+            _reply(handler, 200, b'{"ExitCode": 0}')
+
+    with connect(tcp_engine(answer)) as engine:
+        before = _peak_mib()
+        status, output = engine.exec("registry", ["/bin/registry", "garbage-collect"])
+    assert status == 0 and output.endswith("marking blob sha256:" + "a" * 64 + "\ndone\n")
+    assert len(output) == 1 << 20
+    assert _peak_mib() - before < 60

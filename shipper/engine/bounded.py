@@ -6,16 +6,20 @@ value ends. A hostile engine that sends an endless body, or one JSON value
 that never closes, would grow shipper's memory without end; a chunk declared
 a few exabytes long was read as one piece. Here whole answers stop at
 ``BODY_LIMIT`` (as the quick channel's do, quickget.py) and each message of a
-stream at ``MESSAGE_LIMIT``, read in pieces of ``READ_SIZE``.
+stream at ``MESSAGE_LIMIT``, read in pieces of ``READ_SIZE``; a whole answer must come
+within ``ANSWER_TIME`` (a progress stream, as long as its transfer, has each
+read's timeout only).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
-from shipper.engine.quickget import BODY_LIMIT, READ_SIZE, BadAnswer
+from shipper.engine import quickget
+from shipper.engine.quickget import BODY_LIMIT, READ_SIZE, BadAnswer, overdue
 
 MESSAGE_LIMIT = 1 << 20  # one progress message; an engine's are a few hundred bytes
 
@@ -28,11 +32,20 @@ def read_whole(response: Any) -> None:
         response.close()
         raise BadAnswer(f"the engine's answer is {declared[:20]} bytes long: more than shipper reads ({BODY_LIMIT >> 20} MiB)")
     body = bytearray()
-    while piece := response.raw.read(READ_SIZE, decode_content=True):
-        body += piece
-        if len(body) > BODY_LIMIT:
-            response.close()
-            raise BadAnswer(f"the engine's answer is longer than shipper reads ({BODY_LIMIT >> 20} MiB)")
+    # read1: what has arrived, up to READ_SIZE (read waits for all of it: a trickle would never get to the check).
+    # Over a socket; paramiko's channel file (docker-py over ``ssh -- docker system dial-stdio``) has no read1.
+    underlying = getattr(getattr(response.raw, "_fp", None), "fp", None)
+    read = response.raw.read1 if hasattr(underlying, "read1") else response.raw.read
+    deadline = time.monotonic() + quickget.ANSWER_TIME
+    try:
+        while piece := read(READ_SIZE, decode_content=True):
+            body += piece
+            if len(body) > BODY_LIMIT:
+                raise BadAnswer(f"the engine's answer is longer than shipper reads ({BODY_LIMIT >> 20} MiB)")
+            overdue(deadline)
+    except BadAnswer:
+        response.close()
+        raise
     response._content = bytes(body)
     response._content_consumed = True
 

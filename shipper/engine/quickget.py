@@ -13,13 +13,14 @@ and parsed once.
 
 Everything else (transfers, streams, containers, anything with a body) stays
 with docker-py. The engine's answer is not trusted: the status line and
-headers are bounded (64 KiB), so is the body (64 MiB), and every read has the
-connection's timeout.
+headers are bounded (64 KiB), so is the body (64 MiB), every read has the
+connection's timeout, and the whole answer must come within ``ANSWER_TIME``.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -27,6 +28,7 @@ HEADER_LIMIT = 64 << 10
 BODY_LIMIT = 64 << 20
 READ_SIZE = 256 << 10
 INTERIM_LIMIT = 8  # 1xx answers before the real one
+ANSWER_TIME = 120.0  # seconds a whole answer may take: each read has the timeout, and a trickle must end too
 
 
 class Channel(Protocol):
@@ -38,6 +40,12 @@ class Channel(Protocol):
 
 class BadAnswer(OSError):
     """The engine's answer is not HTTP shipper can read (or exceeds the bounds): the connection is dropped."""
+
+
+def overdue(deadline: float) -> None:
+    """A ``BadAnswer`` once ``deadline`` (monotonic seconds) has passed: an answer trickled out."""
+    if time.monotonic() > deadline:
+        raise BadAnswer(f"the engine's answer took more than {ANSWER_TIME:g} s: an engine sends its answers at once")
 
 
 class Answer:
@@ -85,6 +93,7 @@ class QuickGet:
             self._channel.settimeout(self._timeout)
             self._reader = _Reader(self._channel)
         assert self._reader is not None
+        self._reader.deadline = time.monotonic() + ANSWER_TIME
         self._channel.sendall(f"GET {path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: shipper\r\n\r\n".encode("ascii"))
         status, headers = self._reader.head()
         body = self._reader.body(headers)
@@ -111,12 +120,14 @@ class _Reader:
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
         self.buffer = bytearray()
+        self.deadline = float("inf")
 
     def _fill(self) -> None:
         piece = self.channel.recv(READ_SIZE)
         if not piece:
             raise ConnectionError("the engine closed the connection without a whole answer")
         self.buffer += piece
+        overdue(self.deadline)
 
     def _take(self, count: int) -> bytes:
         while len(self.buffer) < count:

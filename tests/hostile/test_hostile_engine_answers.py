@@ -3,6 +3,7 @@ bounded, timed, and never taken for more than they are."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -401,6 +402,8 @@ def test_a_commands_endless_output_in_a_container_is_kept_to_its_last_mib(tcp_en
             handler.send_response(200)
             handler.send_header("Content-Type", "application/vnd.docker.raw-stream")
             handler.end_headers()
+            handler.wfile.flush()
+            time.sleep(0.3)  # as dockerd: the command's output comes after the answer's head (docker-py reads it off the socket)
             line = b"marking blob sha256:" + b"a" * 64 + b"\n"
             frame = struct.pack(">BxxxL", 1, len(line) * 4096) + line * 4096
             for _ in range(400):  # 140 MiB
@@ -416,3 +419,43 @@ def test_a_commands_endless_output_in_a_container_is_kept_to_its_last_mib(tcp_en
     assert status == 0 and output.endswith("marking blob sha256:" + "a" * 64 + "\ndone\n")
     assert len(output) == 1 << 20
     assert _peak_mib() - before < 60
+
+
+def _trickle(handler: Any) -> None:
+    """An answer of a valid length, sent a byte at a time, each in time for the read's timeout."""
+    body = b"[" + b" " * 1000 + b"]"
+    handler.send_response(200)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    try:
+        for byte in body:
+            handler.wfile.write(bytes([byte]))
+            handler.wfile.flush()
+            time.sleep(0.05)
+    except OSError:
+        pass
+
+
+def test_an_answer_trickled_out_ends_at_the_answer_time_over_tcp_and_on_the_quick_channel(tcp_engine: Any, monkeypatch: Any) -> None:
+    # Each read had a timeout, the answer as a whole none: a byte now and then held shipper for as long as the engine liked.
+    from shipper.engine import connect, quickget
+    from shipper.errors import ShipperError
+
+    monkeypatch.setattr(quickget, "ANSWER_TIME", 1.0)
+    with connect(tcp_engine(_trickle), timeout=5) as engine:
+        started = time.monotonic()
+        with pytest.raises(ShipperError, match=r"list images on hostile .*answer took more than 1 s"):
+            engine.images()
+        assert time.monotonic() - started < 3
+
+    def trickle_head(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):  # until shipper hangs up
+            for byte in b"HTTP/1.1 200 OK\r\nX-Filler: " + b"y" * 100:
+                sock.sendall(bytes([byte]))
+                time.sleep(0.05)
+
+    quick = QuickGet(ScriptedEngine([trickle_head]).open, timeout=5)
+    started = time.monotonic()
+    with pytest.raises(BadAnswer, match="took more than 1 s"):
+        quick.get("/_ping")
+    assert time.monotonic() - started < 3

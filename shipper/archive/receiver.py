@@ -25,7 +25,8 @@ layerstore.py and layers.py rather than import them. Nothing is ever tagged here
 shipper once it has checked the image.
 
 SPEC: {"images": [{"layers": [diff IDs, base first], "os": "linux", "architecture": "amd64"}],
-       "held": [diff IDs whose whole chain the target holds: not in the stream]}
+       "held": [diff IDs whose whole chain the target holds: not in the stream],
+       "frames": true when the stream comes framed (archive/wire.py; unframed here)}
 
 Exit status: that of the final ``docker load`` (its output passed through);
 1 when the stream was cut or a carrier could not be loaded (said on stderr).
@@ -33,6 +34,7 @@ Exit status: that of the final ``docker load`` (its output passed through);
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -42,11 +44,13 @@ import re
 import select
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import zlib
 from typing import IO, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 BLOCK = 512
@@ -58,6 +62,8 @@ LOCK_WAIT = 600.0  # seconds a receiver waits for another of the same images on 
 CARRIER_LABEL = "io.shipper.carrier"
 F_SETPIPE_SZ = 1031  # Linux's fcntl to size a pipe
 CARRIER_LAYER = "layer.tar"  # the new layer's name inside a carrier's archive
+FRAME_HEADER = struct.Struct(">cII")  # archive/wire.py's frames (this file runs alone): kind, stored length, raw length
+MAX_FRAME = 4 << 20  # wire.py's bound on a frame
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _LAYER_NAME = re.compile(r"(blobs/sha256/[0-9a-f]{64}|[0-9a-f]{64}/layer\.tar)")
 
@@ -185,6 +191,24 @@ class StreamedLoad:
         except OSError:  # the load gave up: its stderr says why
             self.abort()
             self.failure = b"".join(self.errors).decode(errors="replace").strip() or "docker load stopped reading the layer"
+
+    def splice_from(self, stream: "Stream", size: int) -> int:
+        """Up to ``size`` bytes of ``stream`` moved into the load's input by the kernel, not copied through Python
+        (a layer named by its digest that nothing else here needs: neither hashed nor spooled); -1 where they
+        cannot be (read and ``write`` them instead)."""
+        global SPLICE
+        if self.proc is None or not SPLICE:
+            return -1
+        try:
+            self.proc.stdin.flush()  # type: ignore[union-attr]  # the layer's tar header, written before
+            return stream.splice_into(self.proc.stdin.fileno(), size)  # type: ignore[union-attr]
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:  # the load gave up: its stderr says why; nothing was taken from the stream
+                self.abort()
+                self.failure = b"".join(self.errors).decode(errors="replace").strip() or "docker load stopped reading the layer"
+            else:  # no splice between these two (EINVAL): read and write from now on
+                SPLICE = False
+            return -1
 
     def finish(self, trailer: bytes) -> Optional[str]:
         """Write the rest of the carrier's archive, wait for the load; None when it worked, else what it said."""
@@ -387,6 +411,18 @@ class Stream:
             raise Cut()
         return b"".join(pieces)
 
+    def splice_into(self, fd: int, size: int) -> int:
+        """Up to ``size`` bytes moved straight into the pipe ``fd`` (``SignalledInput.splice_into``); -1 where the
+        source cannot (a file, an old Python, an inflated frame): read them instead. Raises Cut at the end."""
+        splice = getattr(self.source, "splice_into", None) if SPLICE else None
+        moved = -1 if splice is None else splice(fd, size)
+        if moved == 0:
+            raise Cut()
+        return int(moved)
+
+
+SPLICE = hasattr(os, "splice")  # Python 3.10+ on Linux; elsewhere every byte is read and written
+
 
 class SignalledInput:
     """A pipe read so that a signal always ends the wait. Python runs signal handlers in the main thread only, and
@@ -400,13 +436,92 @@ class SignalledInput:
         os.set_blocking(writer, False)
         signal.set_wakeup_fd(writer)
 
-    def read(self, size: int) -> bytes:
+    def _wait(self) -> None:
         while True:
             ready, _, _ = select.select([self.fd, self.wakeup], [], [])
             if self.wakeup in ready:
                 os.read(self.wakeup, 512)  # back in Python code, the handler runs (SIGTERM: SystemExit)
             if self.fd in ready:
-                return os.read(self.fd, size)
+                return
+
+    def read(self, size: int) -> bytes:
+        self._wait()
+        return os.read(self.fd, size)
+
+    def splice_into(self, fd: int, size: int) -> int:
+        """Move up to ``size`` bytes straight into the pipe ``fd``, never through Python; 0 at the end."""
+        self._wait()
+        return os.splice(self.fd, fd, size)  # Python 3.10+ (see SPLICE)
+
+
+class FramedInput:
+    """The stream as the sender framed it (archive/wire.py: raw or zlib frames, each saying the length it unpacks
+    to), unframed here rather than by a decoder process in front: one process and one pipe fewer for every byte.
+    A raw frame's bytes are read straight from ``source``; a zlib frame is inflated to no more than it says. A
+    frame cut short is the end of the stream (the tar's end marker missing then says Cut); a frame no sender
+    makes is Failed."""
+
+    def __init__(self, source: IO[bytes]) -> None:
+        self.source = source
+        self.left = 0  # bytes of the current raw frame not yet read
+        self.inflated = b""  # the current zlib frame, unpacked
+        self.taken = 0  # how much of it was read
+
+    def _exactly(self, size: int) -> bytes:
+        pieces, have = [], 0
+        while have < size:
+            piece = self.source.read(size - have)
+            if not piece:
+                break
+            pieces.append(piece)
+            have += len(piece)
+        return b"".join(pieces)
+
+    def _next_frame(self) -> bool:
+        head = self._exactly(FRAME_HEADER.size)
+        if len(head) < FRAME_HEADER.size:
+            return False  # the end (or a cut in a header)
+        kind, stored, raw = FRAME_HEADER.unpack(head)
+        if stored > MAX_FRAME or raw > MAX_FRAME or kind not in (b"R", b"Z") or (kind == b"R" and stored != raw):
+            raise Failed(f"the stream's framing is broken (a frame {kind!r} of {stored} bytes unpacking to {raw}): not what shipper sends")
+        if kind == b"R":
+            self.left = raw
+            return True
+        body = self._exactly(stored)
+        if len(body) < stored:
+            return False  # cut in its body
+        try:
+            self.inflated, self.taken = zlib.decompressobj().decompress(body, raw + 1), 0
+        except zlib.error:
+            self.inflated = b""
+        if len(self.inflated) != raw:
+            raise Failed("a compressed frame of the stream does not unpack to the length it says")
+        return True
+
+    def splice_into(self, fd: int, size: int) -> int:
+        """A raw frame's bytes moved straight into the pipe ``fd``; 0 at the end; -1: an inflated frame's (read them)."""
+        while not self.left and self.taken == len(self.inflated):
+            if not self._next_frame():
+                return 0
+        if self.taken < len(self.inflated):
+            return -1
+        moved = self.source.splice_into(fd, min(size, self.left))  # type: ignore[attr-defined]
+        self.left -= moved
+        return int(moved)
+
+    def read(self, size: int) -> bytes:
+        if size <= 0:
+            return b""
+        while not self.left and self.taken == len(self.inflated):
+            if not self._next_frame():
+                return b""
+        if self.taken < len(self.inflated):  # a tar header's 512 bytes at a time: slices, not what is left copied each time
+            piece = self.inflated[self.taken : self.taken + size]
+            self.taken += len(piece)
+            return piece
+        piece = self.source.read(min(size, self.left))
+        self.left -= len(piece)
+        return piece  # b"" mid-frame: the stream was cut
 
 
 def _octal(field: bytes) -> int:
@@ -489,7 +604,12 @@ def receive(source: IO[bytes], spool: str, carriers: Carriers) -> List[Member]:
                 with open(member.path or os.devnull, "wb") as out:
                     out.write(_header(CARRIER_LAYER, size))  # the file is the start of a carrier's archive, if a layer
                     left = size
+                    direct = feed is not None and member.path is None and isinstance(sha, _NoHash)
                     while left:
+                        moved = feed.splice_from(stream, min(CHUNK, left)) if direct and feed is not None else -1
+                        if moved > 0:
+                            left -= moved
+                            continue
                         piece = stream.read(min(CHUNK, left))
                         sha.update(piece)
                         if member.path is not None:
@@ -642,7 +762,10 @@ def main() -> None:
         fcntl.fcntl(sys.stdin.fileno(), F_SETPIPE_SZ, 1 << 20)
     except OSError:
         pass
-    sys.exit(run(spec, SignalledInput(sys.stdin.fileno()), sys.stdout.buffer))  # type: ignore[arg-type]
+    source: IO[bytes] = SignalledInput(sys.stdin.fileno())  # type: ignore[assignment]
+    if spec.get("frames"):
+        source = FramedInput(source)  # type: ignore[assignment]
+    sys.exit(run(spec, source, sys.stdout.buffer))
 
 
 if __name__ == "__main__":

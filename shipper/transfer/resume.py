@@ -48,8 +48,9 @@ def load_command(spec: dict[str, Any] | None, ready: str | None = None, frames: 
     plain = f"echo {ready} && exec {PLAIN_LOAD}" if ready else f"exec {PLAIN_LOAD}"
     if spec is None and not frames:
         return plain
-    take = _python(RECEIVER_CODE, json.dumps(spec, separators=(",", ":"))) if spec is not None else PLAIN_LOAD
-    if frames:
-        take = f"{_python(DECODER)} | {take}"
+    if spec is not None:  # the receiver unframes its input itself
+        take = _python(RECEIVER_CODE, json.dumps({**spec, "frames": True} if frames else spec, separators=(",", ":")))
+    else:
+        take = f"{_python(DECODER)} | {PLAIN_LOAD}"
     says = f"echo {ready}{'-FRAMES' if frames else ''} && " if ready else ""
     return f"if command -v python3 >/dev/null 2>&1; then {says}{take}; else {plain}; fi"

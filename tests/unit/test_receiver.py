@@ -238,3 +238,60 @@ def ended_by_sigterm(proc) -> int:  # type: ignore[no-untyped-def]
         proc.send_signal(signal.SIGABRT)
         _, stacks = proc.communicate(timeout=10)
         raise AssertionError(f"the receiver did not end on SIGTERM; its threads:\n{stacks.decode(errors='replace')[-4000:]}") from None
+
+
+class Trickle(io.RawIOBase):
+    """A pipe's way of reading: at most ``piece`` bytes a read, whatever was asked."""
+
+    def __init__(self, data: bytes, piece: int) -> None:
+        self.data, self.piece, self.at = data, piece, 0
+
+    def read(self, size: int = -1) -> bytes:
+        taken = self.data[self.at : self.at + min(size, self.piece)]
+        self.at += len(taken)
+        return taken
+
+
+def framed(whole: bytes, mode: str) -> bytes:
+    from shipper.archive.wire import Framer
+
+    framer = Framer(mode)
+    return b"".join(framer.frame(whole[i : i + 300_000]) for i in range(0, len(whole), 300_000))
+
+
+@pytest.mark.parametrize("mode", ["zlib", "none"])
+def test_a_framed_stream_is_unframed_by_the_receiver_itself_byte_for_byte(tmp_path, mode: str) -> None:  # type: ignore[no-untyped-def]
+    # It took a decoder process in front of it: one more process and pipe for every byte.
+    from shipper.archive.receiver import FramedInput
+
+    layer = bytes(range(256)) * 2000  # compresses: zlib frames
+    name = "blobs/sha256/" + hashlib.sha256(layer).hexdigest()
+    whole = stream(("manifest.json", b"[]"), (name, layer), ("random", hashlib.sha512(b"x").digest() * 5000))
+
+    kept = receive(FramedInput(Trickle(framed(whole, mode), 70_000)), str(tmp_path), no_carriers())  # type: ignore[arg-type]
+
+    assert b"".join(_final(kept, no_carriers())) == whole
+
+
+def test_a_framed_stream_cut_anywhere_is_a_cut_and_a_frame_no_sender_makes_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import struct
+    import zlib
+
+    from shipper.archive import receiver, wire
+
+    whole = stream(("manifest.json", b"[]"), ("layer", bytes(100_000)))
+    frames = framed(whole, "zlib")
+    for end in (4, 9, 20, len(frames) // 2, len(frames) - 1):
+        with pytest.raises(Cut):
+            receive(receiver.FramedInput(io.BytesIO(frames[:end])), str(tmp_path), no_carriers())  # type: ignore[arg-type]
+    bomb = zlib.compress(bytes(5_000_000))
+    for bad, says in (
+        (b"Q" + struct.pack(">II", 10, 10) + bytes(10), "framing is broken"),
+        (b"R" + struct.pack(">II", wire.MAX_FRAME + 1, wire.MAX_FRAME + 1), "framing is broken"),
+        (b"R" + struct.pack(">II", 10, 20) + bytes(10), "framing is broken"),
+        (b"Z" + struct.pack(">II", len(bomb), 1000) + bomb, "does not unpack to the length it says"),
+        (b"Z" + struct.pack(">II", 5, 1000) + b"nope!", "does not unpack to the length it says"),
+    ):
+        with pytest.raises(Failed, match=says):
+            receive(receiver.FramedInput(io.BytesIO(bad)), str(tmp_path), no_carriers())  # type: ignore[arg-type]
+    assert (receiver.FRAME_HEADER.format, receiver.MAX_FRAME) == (wire.HEADER.format, wire.MAX_FRAME)  # it runs alone: a copy

@@ -276,7 +276,8 @@ def test_a_link_dropped_for_good_fails_the_move_soon_and_the_rerun_sends_only_th
 
 def test_the_target_loads_each_layer_while_it_arrives_not_after_the_stream(fleet: Fleet) -> None:
     """Over a 100 Mbit/s link, while s2-1's link has carried less than half of the image, a carrier's docker load
-    is already running there, fed the layer under way (``-i /dev/stdin``), and no layer is spooled under /var/tmp:
+    is already running there, fed the layer under way (the engine unpacks it: ``docker-untar`` into a
+    ``docker-import-`` directory), and no layer is spooled under /var/tmp:
     the engine unpacks each layer as it comes instead of after the stream."""
     from tests.integration.test_move_faults import processes
 
@@ -285,14 +286,15 @@ def test_the_target_loads_each_layer_while_it_arrives_not_after_the_stream(fleet
     fleet.lab.load_images("src", [image])
     size = size_of(image)
     socket = f"unix://{fleet.lab.engine('s2-1').socket}"
+    imports = f"{fleet.lab.engine('s2-1').dir}/data/tmp/docker-import-"  # where the engine unpacks a load as it comes
     argv = [sys.executable, "-m", "shipper", "move", image.name, "--from", "src", "--to", "s2-1", "--json", "-i", str(fleet.inventory)]
     before = fleet.counters()
     move = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     fed_early = spooled = False
     while move.poll() is None and fleet.crossed(before)["s2-1"].received < size // 2:
         for _, args, env in processes():
-            if env.get("DOCKER_HOST") == socket:
-                fed_early = fed_early or args[:5] == ["docker", "load", "-q", "-i", "/dev/stdin"]
+            unpacking = len(args) > 2 and args[0].endswith("docker-untar") and args[2].startswith(imports)
+            fed_early = fed_early or unpacking or (env.get("DOCKER_HOST") == socket and args[:5] == ["docker", "load", "-q", "-i", "/dev/stdin"])
         spooled = spooled or any(p.is_file() for p in Path("/var/tmp").glob("shipper-receive-*/member-*"))
         time.sleep(0.05)
     out, err = move.communicate(timeout=120)

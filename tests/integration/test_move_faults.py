@@ -363,15 +363,20 @@ def wait_for_receivers(lab: Lab, host: str, seconds: float = 60) -> None:
 
 
 def when_the_final_load_runs(lab: Lab, host: str, action: Callable[[], None]) -> threading.Thread:
-    """Runs ``action`` once the receiver on ``host`` has the whole stream and runs the image's own ``docker load``."""
-    socket = f"unix://{lab.engine(host).socket}"
+    """Runs ``action`` once the receiver on ``host`` has the whole stream and runs the image's own load (its spool's
+    ``phase`` file says so: the load goes to the engine's socket, no ``docker load`` process to see)."""
 
     def watch() -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            if any(env.get("DOCKER_HOST") == socket and argv[:3] == ["docker", "load", "-q"] and len(argv) <= 4 for _, argv, env in processes()):
-                action()
-                return
+            for phase in Path("/var/tmp").glob("shipper-receive-*/phase"):
+                try:
+                    loading = phase.read_text() == "loading the image\n"
+                except OSError:
+                    continue
+                if loading and receiver_running(lab, host):
+                    action()
+                    return
             time.sleep(0.005)
 
     thread = threading.Thread(target=watch, daemon=True)
@@ -439,3 +444,40 @@ def test_a_layer_nothing_else_needs_passes_the_receiver_without_being_copied_thr
     total = sum(layer.size for layer in image.layers)
     assert seen["fed"] > total // 2, seen  # seen while the stream ran
     assert seen["rchar"] < seen["fed"] // 8, seen
+
+
+def test_where_a_docker_context_decides_the_receiver_loads_through_the_docker_cli(shipper: ShipperRunner, lab: Lab) -> None:
+    """The receiver loads on the engine's socket itself only where it knows the docker CLI would use that socket;
+    a user whose docker config names a current context gets the CLI, which reads contexts (here the default one,
+    so DOCKER_HOST still decides), and the image arrives all the same."""
+    image = SyntheticImage("lab/context:1", tuple(Layer(8 << 20, f"context-{time.time_ns()}-{i}") for i in range(2)))
+    lab.load_images("a", [image])
+    remove(lab, "b", image.name, image_id(image))
+    config = lab.sshd("b").dir / "docker-config" / "config.json"
+    before = config.read_text() if config.exists() else None
+    config.parent.mkdir(exist_ok=True)
+    config.write_text('{"currentContext": "default"}\n')
+    socket = f"unix://{lab.engine('b').socket}"
+    cli_loads: set[int] = set()
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            cli_loads.update(pid for pid, argv, env in processes() if env.get("DOCKER_HOST") == socket and argv[:3] == ["docker", "load", "-q"])
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        result = shipper("move", image.name, "--from", "a", "--to", "b", "-i", str(lab.inventory_path))
+    finally:
+        stop.set()
+        watcher.join()
+        if before is None:
+            config.unlink()
+        else:
+            config.write_text(before)
+
+    assert result.status == 0, result.stderr
+    assert image_id_of(lab, "b", image.name) == image_id(image)
+    assert cli_loads  # the carriers' and the image's loads went through the CLI

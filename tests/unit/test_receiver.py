@@ -295,3 +295,47 @@ def test_a_framed_stream_cut_anywhere_is_a_cut_and_a_frame_no_sender_makes_is_re
         with pytest.raises(Failed, match=says):
             receive(receiver.FramedInput(io.BytesIO(bad)), str(tmp_path), no_carriers())  # type: ignore[arg-type]
     assert (receiver.FRAME_HEADER.format, receiver.MAX_FRAME) == (wire.HEADER.format, wire.MAX_FRAME)  # it runs alone: a copy
+
+
+@pytest.mark.parametrize(
+    "environ, config, found",
+    [
+        ({}, None, "/var/run/docker.sock"),
+        ({"DOCKER_HOST": "unix:///run/user/1000/docker.sock"}, None, "/run/user/1000/docker.sock"),
+        ({"DOCKER_HOST": "tcp://10.0.0.5:2376"}, None, None),
+        ({"DOCKER_HOST": "ssh://elsewhere"}, None, None),
+        ({"DOCKER_CONTEXT": "remote"}, None, None),
+        ({}, '{"currentContext": "remote"}', None),
+        ({}, '{"auths": {}}', "/var/run/docker.sock"),
+    ],
+)
+def test_the_receiver_loads_on_the_socket_the_docker_cli_would_use_and_leaves_contexts_to_the_cli(tmp_path, environ, config, found) -> None:  # type: ignore[no-untyped-def]
+    from shipper.archive.receiver import engine_socket
+    from shipper.engine.streamlocal import socket_from_probe
+
+    if config is not None:
+        (tmp_path / "config.json").write_text(config)
+    environ = {**environ, "DOCKER_CONFIG": str(tmp_path)}
+
+    assert engine_socket(environ) == found
+    # shipper's probe of the host reads the same rules from the shell's point of view
+    probed = f"shipper-probe|{environ.get('DOCKER_HOST', '')}|{environ.get('DOCKER_CONTEXT', '')}|{'context' if config and 'currentContext' in config else ''}|"
+    assert socket_from_probe(probed) == found
+
+
+@pytest.mark.parametrize(
+    "answer, said, output",
+    [
+        (b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2c\r\n{"stream":"Loaded image ID: sha256:abc\\n"}\n\r\n0\r\n\r\n', None, b"Loaded image ID: sha256:abc\n"),
+        (b'HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n{"errorDetail":{"message":"write /x: no space left on device"},"error":"write /x: no space left on device"}', "write /x: no space left on device", b""),
+        (b'HTTP/1.1 500 Internal Server Error\r\nContent-Length: 30\r\n\r\n{"message":"unexpected EOF"}\n', "Error response from daemon: unexpected EOF", b""),
+        (b'HTTP/1.1 400 Bad Request\r\n\r\nnot json at all', "Error response from daemon: not json at all", b""),
+        (b"HTTP/1.1 200 OK\r\nContent-", "the engine's answer to the load was cut short", b""),
+        (b"", "the engine's answer to the load was cut short", b""),
+        (b'HTTP/1.1 200 OK\r\n\r\n{"error": ["odd"]}', "['odd']", b""),
+    ],
+)
+def test_an_engines_answer_to_a_load_is_read_as_the_docker_cli_reports_it(answer: bytes, said: str | None, output: bytes) -> None:
+    from shipper.archive.receiver import _answer_of
+
+    assert _answer_of(answer) == (said, output)

@@ -458,14 +458,19 @@ def _dechunked(body: bytes) -> bytes:
     return b"".join(out)
 
 
-def start_load(cli_args: Sequence[str] = ()) -> Load:
-    """A load on the engine's socket where there is one that answers, else ``docker load -q CLI_ARGS``."""
+def _engine_load() -> Optional[EngineLoad]:
+    """A load on the engine's socket, where there is one that answers."""
     if ENGINE_SOCKET is not None:
         try:
             return EngineLoad(ENGINE_SOCKET)
         except OSError:
             pass  # not there, or not ours to use: the CLI says why, if anything is wrong
-    return CliLoad(cli_args)
+    return None
+
+
+def start_load(cli_args: Sequence[str] = ()) -> Load:
+    """A load on the engine's socket where there is one that answers, else ``docker load -q CLI_ARGS``."""
+    return _engine_load() or CliLoad(cli_args)
 
 
 class Carriers:
@@ -581,15 +586,13 @@ class Carriers:
 
 def _load_file(path: str) -> Optional[str]:
     """Load the archive in file ``path``; None when it worked, else what it said."""
-    load = start_load() if ENGINE_SOCKET is not None else None
-    if isinstance(load, EngineLoad):
+    load = _engine_load()
+    if load is not None:
         try:
             load.send_file(path)
         except OSError:
             pass  # it stopped reading: its answer says why
         return load.finish(b"")
-    if load is not None:
-        load.abort()
     done = subprocess.run(["docker", "load", "-q", "-i", path], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     if done.returncode != 0:
         return done.stderr.decode(errors="replace").strip() or f"docker load exited with status {done.returncode}"

@@ -34,8 +34,10 @@ def read_whole(response: Any) -> None:
     body = bytearray()
     # read1: what has arrived, up to READ_SIZE (read waits for all of it: a trickle would never get to the check).
     # Over a socket; paramiko's channel file (docker-py over ``ssh -- docker system dial-stdio``) has no read1.
+    # (urllib3 before 2.0 has no read1 of its own.)
     underlying = getattr(getattr(response.raw, "_fp", None), "fp", None)
-    read = response.raw.read1 if hasattr(underlying, "read1") else response.raw.read
+    read = getattr(response.raw, "read1", None) if hasattr(underlying, "read1") else None
+    read = read or response.raw.read
     deadline = time.monotonic() + quickget.ANSWER_TIME
     try:
         while piece := read(READ_SIZE, decode_content=True):

@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/ab.py REV [REV ...] [--rounds 5] [--size-mb 500] [--kind random|text] [--extra "--compress none"]
 
+A REV may carry arguments of its own after ``::`` (``".::--compress none"``): one tree, two ways of running it.
+
 This machine's speed drifts by a third within an hour, so two benchmark runs an
 hour apart cannot say whether a change helped. Here every round moves the same
 image host to host (a -> b, ``--via ssh``) once with each revision, then runs the
@@ -55,7 +57,7 @@ def timed(argv: list[str], cwd: Path | None = None) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("revisions", nargs="+", help='git revisions; "." is the working tree')
+    parser.add_argument("revisions", nargs="+", help='git revisions; "." is the working tree; REV::ARGS adds arguments')
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--size-mb", type=int, default=500)
     parser.add_argument("--kind", choices=("random", "text"), default="random")
@@ -67,7 +69,7 @@ def main() -> None:
     image = SyntheticImage(f"ab/{args.kind}:{args.size_mb}", tuple(Layer(layer, f"ab-{args.kind}-{args.size_mb}-{i}", args.kind) for i in range(5)))
     lab = Lab(AB_ROOT / "lab", AB_NET, ("a", "b"))
     lab.up(registry=False)
-    trees = {revision: worktree(revision) for revision in args.revisions}
+    trees = {way: worktree(way.partition("::")[0]) for way in args.revisions}
     try:
         lab.load_images("a", [image])
         archive = AB_ROOT / f"{args.kind}-{args.size_mb}.tar"
@@ -82,7 +84,7 @@ def main() -> None:
                     times[way].append(timed(["docker", "-H", f"unix://{lab.engine('b').socket}", "load", "-q", "-i", str(archive)]))
                 else:
                     argv = [sys.executable, "-m", "shipper", "move", image.name, "--from", "a", "--to", "b", "--via", "ssh", "-i", str(lab.inventory_path)]
-                    times[way].append(timed([*argv, *shlex.split(args.extra)], cwd=trees[way]))
+                    times[way].append(timed([*argv, *shlex.split(args.extra), *shlex.split(way.partition("::")[2])], cwd=trees[way]))
             print(f"round {round_number}: " + ", ".join(f"{way} {seconds[-1]:.2f} s" for way, seconds in times.items()), flush=True)
         base = statistics.median(times[LOAD_I])
         print(f"\n{args.size_mb} MB, {args.kind}, 5 layers, {args.rounds} rounds, {time.strftime('%Y-%m-%d %H:%M')}, extra: {args.extra or '-'}\n")

@@ -21,7 +21,7 @@ import time
 from typing import AbstractSet, Callable, Iterable, Iterator, List, Mapping, Optional, Sequence, Union
 
 from shipper.archive.savestream import SaveStreamFilter, StreamStats
-from shipper.archive.wire import Framer, timed_write
+from shipper.archive.wire import PACE, Framer, timed_write
 
 Chunk = Union[bytes, memoryview]
 QUEUE_DEPTH = 8  # chunks of about 1 MiB per target
@@ -39,6 +39,7 @@ def grow_pipe(stream: object) -> None:
         fcntl.fcntl(stream.fileno(), F_SETPIPE_SZ, PIPE_SIZE)  # type: ignore[attr-defined]
     except (ImportError, OSError, AttributeError, ValueError):
         pass
+PACE_PREFIX = PACE.encode() + b" "
 _END = object()
 _ABORT = object()
 LIMITED_PIECE = 1 << 18  # under a rate limit, bytes go out in pieces of at most 256 KiB: a limit is a rate, not bursts
@@ -193,10 +194,14 @@ class ProcessSink(QueueSink):
         grow_pipe(self.proc.stdin)
         self.framer: Optional[Framer] = None  # set when the target's end unframes (it said so in its handshake)
         self.unframes = False
+        self.paced = False
         self._stderr: List[bytes] = []
         self._stderr_thread = threading.Thread(target=self._read_stderr, daemon=True)
         self._stderr_thread.start()
         self.ready = self._await(handshake) if handshake else True
+        self._stdout: List[bytes] = []
+        self._stdout_thread = threading.Thread(target=self._read_stdout, daemon=True)
+        self._stdout_thread.start()
 
     def _read_stderr(self) -> None:
         assert self.proc.stderr is not None
@@ -209,12 +214,39 @@ class ProcessSink(QueueSink):
                 self._stderr.append(chunk)
                 kept += len(chunk)
 
+    def _read_stdout(self) -> None:
+        """The command's output, kept for its result (at most 64 KiB: a load says a line per image); the target's
+        pace reports (wire.py) go to the framer as they come."""
+        assert self.proc.stdout is not None
+        fd, rest = self.proc.stdout.fileno(), b""
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                self._keep(rest)
+                return
+            *lines, rest = (rest + chunk).split(b"\n")
+            for line in lines:
+                if line.startswith(PACE_PREFIX) and self.framer is not None:
+                    self.framer.pace(line.decode(errors="replace"))
+                elif not line.startswith(PACE_PREFIX):
+                    self._keep(line + b"\n")
+            if len(rest) > 65536:  # no line ends: kept as it is, not gathered without end
+                self._keep(rest)
+                rest = b""
+
+    def _keep(self, data: bytes) -> None:
+        room = 65536 - sum(len(piece) for piece in self._stdout)
+        if data and room > 0:
+            self._stdout.append(data[:room])
+
     def _await(self, handshake: str) -> bool:
-        """The first line is ``handshake``, or ``handshake`` + ``-FRAMES``: then the target's end unframes."""
+        """The first line is ``handshake``; or ``handshake`` + ``-FRAMES``: the target's end unframes; or
+        ``-FRAMES-PACED``: it also says whether it keeps up (wire.py's PACE)."""
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().decode(errors="replace").strip()
-        self.unframes = line == handshake + "-FRAMES"
-        return line in (handshake, handshake + "-FRAMES")
+        self.unframes = line in (handshake + "-FRAMES", handshake + "-FRAMES-PACED")
+        self.paced = line == handshake + "-FRAMES-PACED"
+        return line == handshake or self.unframes
 
     def consume(self, items: Iterator[Chunk]) -> ProcessResult:
         assert self.proc.stdin is not None
@@ -242,9 +274,10 @@ class ProcessSink(QueueSink):
                 self.proc.stdin.close()
             except BrokenPipeError:
                 pass
-        out = self.proc.stdout.read() if self.proc.stdout is not None else b""
         status = self.proc.wait()
+        self._stdout_thread.join(timeout=5)
         self._stderr_thread.join(timeout=5)
+        out = b"".join(self._stdout)
         return ProcessResult(status, out.decode(errors="replace"), b"".join(self._stderr).decode(errors="replace"))
 
     def kill(self) -> None:

@@ -123,7 +123,7 @@ def _connect(spec: dict, known_hosts: str) -> List[ProcessSink]:
     mode = spec.get("compress", "none")
     for sink in ordered:
         if mode != "none" and getattr(sink, "unframes", False):
-            sink.framer = Framer(mode)
+            sink.framer = Framer(mode, paced=sink.paced)
     limits = spec.get("limits") or {}
     apply_limits(ordered, limits.get("target"), limits.get("total"))
     return ordered

@@ -26,7 +26,8 @@ shipper once it has checked the image.
 
 SPEC: {"images": [{"layers": [diff IDs, base first], "os": "linux", "architecture": "amd64"}],
        "held": [diff IDs whose whole chain the target holds: not in the stream],
-       "frames": true when the stream comes framed (archive/wire.py; unframed here)}
+       "frames": true when the stream comes framed (archive/wire.py; unframed here),
+       "pace": true to tell the sender on stdout, while the stream comes, whether this end keeps up (Pace)}
 
 Exit status: that of the final ``docker load`` (its output passed through);
 1 when the stream was cut or a carrier could not be loaded (said on stderr).
@@ -62,6 +63,11 @@ MAX_EXTENDED = 1 << 20  # a PAX or GNU long-name header (the source's check refu
 LOCK_WAIT = 600.0  # seconds a receiver waits for another of the same images on its engine (a cut one loading carriers)
 CARRIER_LABEL = "io.shipper.carrier"
 F_SETPIPE_SZ = 1031  # Linux's fcntl to size a pipe
+F_GETPIPE_SZ = 1032
+FIONREAD = 0x541B  # Linux's ioctl: bytes waiting in a pipe
+PACE = "SHIPPER-PACE"  # wire.py's PACE: a line to the sender, "SHIPPER-PACE 0.80" (the share of samples backed up)
+PACE_SAMPLE = 0.1  # seconds between looks at the input pipe
+PACE_EVERY = 5  # samples to a report
 CARRIER_LAYER = "layer.tar"  # the new layer's name inside a carrier's archive
 FRAME_HEADER = struct.Struct(">cII")  # archive/wire.py's frames (this file runs alone): kind, stored length, raw length
 MAX_FRAME = 4 << 20  # wire.py's bound on a frame
@@ -754,6 +760,54 @@ class FramedInput:
         return piece  # b"" mid-frame: the stream was cut
 
 
+class Pace:
+    """Tells the sender, every half second, how often this end's input pipe was at least half full: the share of
+    the time the stream waited on this end (its engine, or the unpacking here) rather than on the link. The
+    sender's link rate is how fast its writes are taken, which a slow engine holds back as much as a slow link;
+    only here can the two be told apart, and compressing helps only with the link (wire.py's Framer). Lines
+    on ``out`` (stdout) before the load's own output, which follows once the stream has ended."""
+
+    def __init__(self, fd: int, out: int) -> None:
+        self.fd, self.out = fd, out
+        try:
+            self.half = fcntl.fcntl(fd, F_GETPIPE_SZ) // 2
+        except OSError:
+            self.half = 32 << 10
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pace", daemon=True)
+
+    def start(self) -> "Pace":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def waiting(self) -> int:
+        """Bytes in the input pipe."""
+        buf = bytearray(4)
+        fcntl.ioctl(self.fd, FIONREAD, buf)
+        return int(struct.unpack("i", buf)[0])
+
+    def _run(self) -> None:
+        full = samples = 0
+        while not self._stop.wait(PACE_SAMPLE):
+            try:
+                full += self.waiting() >= self.half
+            except OSError:  # not a pipe: one report that says nothing is known, so the sender goes by the link
+                full, samples = 0, PACE_EVERY - 1
+                self._stop.set()
+            samples += 1
+            if samples == PACE_EVERY:
+                try:
+                    os.write(self.out, f"{PACE} {full / samples:.2f}\n".encode())
+                except OSError:
+                    return  # the connection is gone
+                full = samples = 0
+
+
 def _octal(field: bytes) -> int:
     text = field.rstrip(b"\0 ").strip() or b"0"
     try:
@@ -951,10 +1005,13 @@ def run(spec: dict, source: IO[bytes], out: IO[bytes]) -> int:
     carriers = Carriers(images, set(spec.get("held", [])), spool)
     _phase(spool, "receiving")
     lock = _lock_path(base, images)
+    pace = Pace(sys.stdin.fileno(), sys.stdout.fileno()).start() if spec.get("pace") else None
     try:
         try:
             kept = receive(source, spool, carriers)
         except (Cut, Failed, OSError) as exc:
+            if pace is not None:
+                pace.stop()
             with Exclusive(lock):  # a retry's receiver removes no carrier while this one still makes them
                 carriers.finish()  # what arrived whole is kept: the next move sends the rest
             if isinstance(exc, Cut):
@@ -964,6 +1021,8 @@ def run(spec: dict, source: IO[bytes], out: IO[bytes]) -> int:
             else:  # spooling: a full /var/tmp, say
                 _say(f"cannot keep the stream under {spool}: {str(exc.strerror or exc).lower()}")  # "no space left …", as docker says it
             return 1
+        if pace is not None:
+            pace.stop()  # before anything else goes to stdout
         carriers.finish()
         if carriers.error is not None:
             _say(carriers.error)
@@ -978,6 +1037,8 @@ def run(spec: dict, source: IO[bytes], out: IO[bytes]) -> int:
             _remove(carrier_ids(images))
         return 0
     finally:
+        if pace is not None:
+            pace.stop()
         shutil.rmtree(spool, ignore_errors=True)
 
 

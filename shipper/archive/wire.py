@@ -30,6 +30,8 @@ PAYS = 0.85  # a sample must shrink below this share of its size
 LINK_FAST = 60e6  # bytes a second: on a link faster than this, zlib at level 1 costs more than it saves
 MODES = ("auto", "zlib", "none")
 MAX_FRAME = 4 << 20  # bytes a frame carries at most; the decoder refuses more (a bound on what it inflates and holds)
+PACE = "SHIPPER-PACE"  # a line from the target's receiver: the share of the last half second it was backed up
+BUSY = 0.5  # a target backed up this share of the time is the bottleneck, not the link: compressing cannot help
 
 Chunk = Union[bytes, memoryview]
 
@@ -74,7 +76,9 @@ def receiver(command: str) -> str:
 class Framer:
     """Frames one target's stream: ``mode`` auto (compress where it pays), zlib (wherever a sample shrinks), none."""
 
-    def __init__(self, mode: str = "auto") -> None:
+    def __init__(self, mode: str = "auto", paced: bool = False) -> None:
+        """``paced``: the target's end reports whether it keeps up (``pace``); auto then compresses nothing before
+        its first report (a pipe is slow to take the first bytes while the target's load starts)."""
         if mode not in MODES:
             raise ValueError(f"compression must be one of {', '.join(MODES)}, not {mode!r}")
         self.mode = mode
@@ -83,11 +87,32 @@ class Framer:
         self.compressed_chunks = 0
         self._written = 0  # for the link's rate: bytes the pipe took, and the time it took them
         self._writing = 0.0
+        self.target_busy = False  # the target's end says it cannot keep up (receiver.py's Pace)
+        self.paced = paced
+        self.pace_reports = 0
 
     def observe(self, size: int, seconds: float) -> None:
-        """The pipe to the target took ``size`` bytes in ``seconds``: how fast the link drains."""
+        """The pipe to the target took ``size`` bytes in ``seconds``: how fast the link drains (not counted while
+        the target says it is the one holding the stream back)."""
+        if self.target_busy:
+            return
         self._written += size
         self._writing += seconds
+
+    def pace(self, line: str) -> bool:
+        """A line from the target's end: True when it was a pace report (and is taken in), else False.
+
+        The pipe to the target is slow to take bytes when the link is slow, and equally when the target's engine
+        loads slower than the link carries: only the target can tell, and compressing helps only the link."""
+        kind, _, share = line.partition(" ")
+        if kind != PACE:
+            return False
+        try:
+            self.target_busy = float(share) >= BUSY
+        except ValueError:
+            return True
+        self.pace_reports += 1
+        return True
 
     def link_rate(self) -> Optional[float]:
         """Bytes a second the link has taken so far (None until a few MiB have gone)."""
@@ -101,7 +126,8 @@ class Framer:
         if self.mode == "zlib":
             return True
         rate = self.link_rate()
-        return rate is not None and rate < LINK_FAST
+        heard = self.pace_reports > 0 or not self.paced
+        return rate is not None and rate < LINK_FAST and heard and not self.target_busy
 
     def frame(self, chunk: Chunk) -> bytes:
         if len(chunk) > MAX_FRAME:  # a large chunk goes as several frames: no frame passes the decoder's bound

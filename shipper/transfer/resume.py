@@ -44,13 +44,14 @@ def _python(code: str, *args: str) -> str:
 def load_command(spec: dict[str, Any] | None, ready: str | None = None, frames: bool = False) -> str:
     """The shell command a target runs to take the stream: the receiver where ``spec`` and python3 allow, else
     ``docker load``. ``ready``: a first line to print once running (host to host: the sender waits for it; it
-    ends in ``-FRAMES`` when this end unframes, which it does only where python3 is, and ``frames`` asks for it)."""
+    ends in ``-FRAMES`` when this end unframes, which it does only where python3 is, and ``frames`` asks for it;
+    in ``-FRAMES-PACED`` when it also reports whether it keeps up: the receiver does)."""
     plain = f"echo {ready} && exec {PLAIN_LOAD}" if ready else f"exec {PLAIN_LOAD}"
     if spec is None and not frames:
         return plain
-    if spec is not None:  # the receiver unframes its input itself
-        take = _python(RECEIVER_CODE, json.dumps({**spec, "frames": True} if frames else spec, separators=(",", ":")))
+    if spec is not None:  # the receiver unframes its input itself, and tells the sender whether it keeps up
+        take = _python(RECEIVER_CODE, json.dumps({**spec, "frames": True, "pace": True} if frames else spec, separators=(",", ":")))
     else:
         take = f"{_python(DECODER)} | {PLAIN_LOAD}"
-    says = f"echo {ready}{'-FRAMES' if frames else ''} && " if ready else ""
+    says = f"echo {ready}{('-FRAMES-PACED' if spec is not None else '-FRAMES') if frames else ''} && " if ready else ""
     return f"if command -v python3 >/dev/null 2>&1; then {says}{take}; else {plain}; fi"

@@ -39,7 +39,7 @@ def make_sink(
         frames = compress != "none"
         process = ProcessSink(host.name, ssh_argv(host.ssh, load_command(receiver, READY, frames)), handshake=READY, skip=skip)
         if frames and process.unframes:
-            process.framer = Framer(compress)
+            process.framer = Framer(compress, paced=process.paced)
         sink: QueueSink = process
     else:
         sink = APILoadSink(host, skip)

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from shipper.archive.fanout import POISON, ProcessSink, ended_early, pump
+from shipper.archive.fanout import POISON, ProcessResult, ProcessSink, ended_early, pump
 from shipper.archive.savestream import ArchiveError
+from shipper.archive.wire import Framer
 from shipper.lab.images import Layer, SyntheticImage, as_file, image_id
 
 IMAGE = SyntheticImage("lab/fan:1", (Layer(3 << 20, "fan-base"), Layer(10_000, "fan-top")))
@@ -76,6 +77,28 @@ def test_a_handshake_that_never_comes_means_not_ready() -> None:
     sink = ProcessSink("silent", [sys.executable, "-c", "print('hello')"], handshake="READY")
 
     assert not sink.ready
+
+
+def test_the_targets_pace_reports_reach_the_framer_and_stay_out_of_the_loads_output() -> None:
+    """The target's end says on stdout, while the stream comes, whether it keeps up; what the load says is its
+    result, whole and without them."""
+    said = "print('READY-FRAMES-PACED', flush=True); import sys; sys.stdin.read(); print('SHIPPER-PACE 0.80'); print('Loaded image ID: sha256:ab')"
+    sink = ProcessSink("target", [sys.executable, "-c", said], handshake="READY")
+    sink.framer = Framer("auto")
+    sink.start()
+
+    sink.finish()
+
+    assert sink.ready and sink.unframes and sink.paced and sink.framer.target_busy
+    assert isinstance(sink.result, ProcessResult) and sink.result.stdout == "Loaded image ID: sha256:ab\n"
+
+
+def test_a_target_that_talks_without_end_is_kept_to_64_kib_of_output() -> None:
+    sink = ProcessSink("chatty", [sys.executable, "-c", "import sys; sys.stdout.write('x' * (8 << 20))"]).start()
+
+    sink.finish()
+
+    assert isinstance(sink.result, ProcessResult) and len(sink.result.stdout) == 65536
 
 
 def digest_named_stream(layers: list[bytes], leave_out: int | None = None) -> tuple[bytes, str, list[str]]:

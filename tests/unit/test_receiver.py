@@ -339,3 +339,29 @@ def test_an_engines_answer_to_a_load_is_read_as_the_docker_cli_reports_it(answer
     from shipper.archive.receiver import _answer_of
 
     assert _answer_of(answer) == (said, output)
+
+
+def test_the_receiver_tells_the_sender_how_often_its_input_was_backed_up() -> None:
+    """Half a second's looks at the input pipe: backed up (its engine is slower than the link) when it is at least
+    half full, waiting on the link when it is empty."""
+    import os
+
+    from shipper.archive.receiver import PACE, Pace
+
+    into, reader_end = os.pipe()
+    taken, out = os.pipe()
+    try:
+        pace = Pace(into, out)
+        os.write(reader_end, b"x" * (pace.half + 1))
+        pace.start()
+        backed_up = os.read(taken, 100).decode()
+        os.read(into, pace.half + 1)  # drained: the receiver waits on its input now
+        pace.stop()
+        pace = Pace(into, out).start()
+        waiting = os.read(taken, 100).decode()
+        pace.stop()
+    finally:
+        for fd in (into, reader_end, taken, out):
+            os.close(fd)
+
+    assert backed_up == f"{PACE} 1.00\n" and waiting == f"{PACE} 0.00\n"

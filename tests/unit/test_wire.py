@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from shipper.archive.wire import DECODER, LINK_FAST, Framer, unframe
+from shipper.archive.wire import DECODER, LINK_FAST, PACE, Framer, unframe
 
 TEXT = b"".join(b"line %d of a package tree, quite repetitive\n" % i for i in range(40000))  # ~1.8 MB that shrinks
 RANDOM = os.urandom(1 << 20)
@@ -76,3 +76,29 @@ def test_a_chunk_larger_than_a_frame_goes_as_several() -> None:
     frames = framer.frame(big)
 
     assert unframe(frames) == big and decode(frames).stdout == big
+
+
+def test_auto_sends_raw_while_the_target_says_it_cannot_keep_up_even_on_a_link_that_seems_slow() -> None:
+    """A target whose engine loads slower than the link makes the pipe slow to take bytes, as a slow link does:
+    compressing would only cost both ends CPU. Its pace report decides, and a busy stretch is not counted as the
+    link's rate."""
+    framer = Framer("auto", paced=True)
+    framer.observe(8 << 20, (8 << 20) / (LINK_FAST / 10))  # the pipe took bytes at a tenth of the threshold
+    framer.frame(TEXT)
+    assert framer.compressed_chunks == 0  # not before the target has said whether it keeps up
+
+    assert framer.pace(f"{PACE} 0.80")  # the target's input was backed up four looks in five
+    framer.frame(TEXT)
+    framer.observe(64 << 20, 60.0)  # while busy: not the link's rate
+    assert framer.compressed_chunks == 0
+
+    assert framer.pace(f"{PACE} 0.00")  # the target waits on the link again
+    framer.frame(TEXT)
+    assert framer.compressed_chunks == 1 and framer.link_rate() == LINK_FAST / 10
+
+
+def test_a_line_that_is_not_a_pace_report_is_left_to_the_loads_output() -> None:
+    framer = Framer("auto")
+
+    assert not framer.pace("Loaded image ID: sha256:0123")
+    assert framer.pace(f"{PACE} garbage") and not framer.target_busy

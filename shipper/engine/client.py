@@ -23,7 +23,7 @@ from shipper.engine.info import EngineInfo, ImageDetails, ImageSummary, engine_i
 from shipper.engine import streamlocal
 from shipper.engine.bounded import json_messages, read_whole
 from shipper.engine.messages import Progress, engine_remedy, error_message, error_said, explanation, follow, registry_refusal, why_unreachable
-from shipper.engine.quickget import BadAnswer, QuickGet
+from shipper.engine.quickget import Answer, BadAnswer, QuickGet
 from shipper.engine.versions import OLDEST_API, is_api_version, version_lt
 from shipper.errors import EngineError, EngineUnreachable, ShipperError, SSHError
 from shipper.inventory.model import Host
@@ -40,6 +40,30 @@ PLATFORM_SAVE_API = "1.48"
 PLATFORM_INSPECT_API = "1.49"
 EXEC_OUTPUT_LIMIT = 1 << 20  # the last MiB of a command's output run in a container
 COMMAND_TIMEOUT = 60.0  # seconds; metadata calls. Transfers pass timeout=None (a save can be silent for minutes).
+
+
+def _read_answer(path: str, answer: Answer, json_body: bool) -> tuple[int, Any, Mapping[str, str]]:
+    """A quick channel's answer as ``_get_any`` gives it: an error status other than 404 raised with the engine's
+    words; a success's JSON (or text); None for the rest."""
+    status, body = answer.status, answer.body
+    if status >= 400 and status != 404:
+        raise EngineRefused(f"{status} Server Error for {path}", error_message(body))
+    if status >= 300:
+        return status, None, answer.headers
+    if not json_body:
+        return status, body.decode(errors="replace"), answer.headers
+    try:
+        return status, json.loads(body), answer.headers
+    except ValueError:
+        raise BadAnswer(f"the engine's answer to {path.split('?')[0]} is not JSON") from None
+
+
+def _lined_up(sizes: list[int], count: int) -> tuple[int, ...]:
+    """A history's sizes (oldest first) as its image's ``count`` layers' sizes; () where they do not line up."""
+    if len(sizes) == count:
+        return tuple(sizes)
+    made_layers = [size for size in sizes if size]
+    return tuple(made_layers) if len(made_layers) == count else ()
 
 
 class EngineRefused(Exception):
@@ -209,30 +233,99 @@ class Engine:
         """Status, body (JSON, text or None) and headers (looked up in lower case)."""
         quick = self.quick  # once: another thread may find the channel refused and set it to None meanwhile
         if quick is not None:
-            path = url[len(self.base_url):] + (f"?{urllib.parse.urlencode(params)}" if params else "")
+            path = self._path(url, params)
             try:
                 answer = quick.get(path)
             except streamlocal.Unavailable:
                 self.quick = None  # dial-stdio on this host: docker-py's connections, as for everything else
             else:
                 self._answered(None)
-                status, body = answer.status, answer.body
-                if status >= 400 and status != 404:
-                    raise EngineRefused(f"{status} Server Error for {path}", error_message(body))
-                if status >= 300:
-                    return status, None, answer.headers
-                if not json_body:
-                    return status, body.decode(errors="replace"), answer.headers
-                try:
-                    return status, json.loads(body), answer.headers
-                except ValueError:
-                    raise BadAnswer(f"the engine's answer to {path.split('?')[0]} is not JSON") from None
+                return _read_answer(path, answer, json_body)
         api: Any = self.api  # the private helpers every docker-py endpoint uses
         response = api._get(url, params=params)
         headers = {name.lower(): value for name, value in response.headers.items()}
         if response.status_code == 404:
             return 404, None, headers
         return response.status_code, api._result(response, json=json_body), headers
+
+    def _path(self, url: str, params: dict[str, Any] | None = None) -> str:
+        return url[len(self.base_url):] + (f"?{urllib.parse.urlencode(params)}" if params else "")
+
+    def _pipelined(self, requests: list[tuple[str, str, dict[str, Any] | None]]) -> list[tuple[int, Any]] | None:
+        """``(method, url, params)`` requests without a body, written at once on the quick channel and answered in
+        order (one round trip for all): each answer's status and JSON, as ``_get`` reads them. None where there is
+        no quick channel (the caller asks one at a time)."""
+        quick = self.quick
+        if quick is None:
+            return None
+        paths = [(method, self._path(url, params)) for method, url, params in requests]
+        try:
+            answers = quick.exchange(paths)
+        except streamlocal.Unavailable:
+            self.quick = None
+            return None
+        self._answered(None)
+        read = []
+        for (method, path), answer in zip(paths, answers):
+            status, body, _ = _read_answer(path, answer, json_body=method == "GET")
+            read.append((status, body))
+        return read
+
+    def inspect_images(self, references: list[str], info: bool = False) -> list[ImageDetails | None]:
+        """``inspect_image`` of each (tag or ID), in one round trip where the channel allows; ``info``: ``info()``
+        read in the same round trip, where it has not been read yet."""
+        if not references:
+            return []
+        requests: list[tuple[str, str, dict[str, Any] | None]] = [("GET", self._url("/images/{0}/json", r), None) for r in references]
+        with_info = info and self._info is None and (self._version is not None or self._server is not None)
+        with self.errors(f"inspect {len(references)} image(s)"):
+            answers = self._pipelined(requests + ([("GET", self._url("/info"), None)] if with_info else []))
+            for reference, (status, found) in zip(references, answers or ()):
+                if status == 200 and not isinstance(found, dict):
+                    raise BadAnswer(f"the engine's answer to the inspection of {reference} is not a JSON object")
+            if answers is not None and with_info:
+                self._info = self._info_from(answers.pop()[1])
+        if answers is None:
+            return [self.inspect_image(r) for r in references]
+        return [image_details(found) if status == 200 and found else None for status, found in answers]
+
+    def _info_from(self, info: Any) -> EngineInfo:
+        if not isinstance(info, dict):
+            raise BadAnswer("the engine's info is not a JSON object")
+        return engine_info(self._version or {}, info, self.api_version, self._server)
+
+    def images_and_info(self) -> list[ImageSummary]:
+        """``images()``, with ``info()`` read in the same round trip where it has not been read yet."""
+        if self._info is not None or self._version is None and self._server is None:
+            return self.images()  # info() read already, or it needs /version too: one at a time
+        with self.errors("list images"):
+            answers = self._pipelined([("GET", self._url("/images/json"), {"only_ids": 0, "all": 0}), ("GET", self._url("/info"), None)])
+            if answers is None:
+                return self.images()
+            (_, found), (_, info) = answers
+            if not isinstance(found, list):
+                raise BadAnswer("the engine's image list is not a JSON list")
+            self._info = self._info_from(info)
+        return [image_summary(raw) for raw in found]
+
+    def tag_and_inspect(self, tags: list[tuple[str, str]]) -> list[ImageDetails | None]:
+        """Point each ``(image_id, name)``'s name at its image (as ``tag``), then inspect every name: one round trip
+        where the channel allows (the engine takes a connection's requests in order: each inspection sees the tags)."""
+        requests: list[tuple[str, str, dict[str, Any] | None]] = []
+        for image_id, name in tags:
+            repository, _, tag = name.rpartition(":")
+            requests.append(("POST", self._url("/images/{0}/tag", image_id), {"repo": repository, "tag": tag, "force": 1}))
+        requests += [("GET", self._url("/images/{0}/json", name), None) for _, name in tags]
+        with self.errors(f"tag {len(tags)} image(s)"):
+            answers = self._pipelined(requests)
+        if answers is None:
+            for image_id, name in tags:
+                self.tag(image_id, name)
+            return [self.inspect_image(name) for _, name in tags]
+        for (image_id, name), (status, _) in zip(tags, answers):
+            if status != 201:
+                raise EngineError(f"cannot tag {image_id[:19]} as {name} on {self.host.describe()} (the engine answered {status})")
+        return [image_details(found) if status == 200 and isinstance(found, dict) else None for status, found in answers[len(tags) :]]
 
     def _url(self, path: str, *args: str, version: str | None = None) -> str:
         """docker-py's URL for ``path`` (its arguments quoted as it quotes them), at the agreed API version or ``version``."""
@@ -344,15 +437,24 @@ class Engine:
         Read from the image's history, where each entry that made a layer
         carries its size; () when the history does not line up with the layers.
         """
-        with self.errors(f"read the history of image {image_id[:19]}"):
-            status, history = self._get(self._url("/images/{0}/history", image_id), shape=list)
-            if status != 200:
-                raise EngineRefused(f"{status} for the history of {image_id[:19]}", f"no such image: {image_id}")
-            sizes = history_sizes(history)[::-1]
-        if len(sizes) == count:
-            return tuple(sizes)
-        made_layers = [size for size in sizes if size]
-        return tuple(made_layers) if len(made_layers) == count else ()
+        (sizes,) = self.layer_sizes_of([(image_id, count)])
+        return sizes
+
+    def layer_sizes_of(self, images: list[tuple[str, int]]) -> list[tuple[int, ...]]:
+        """``layer_sizes`` of each ``(image_id, count)``, in one round trip where the channel allows."""
+        if not images:
+            return []
+        with self.errors(f"read the history of image {images[0][0][:19]}" + (f" and {len(images) - 1} more" if len(images) > 1 else "")):
+            urls = [self._url("/images/{0}/history", image_id) for image_id, _ in images]
+            answers = self._pipelined([("GET", url, None) for url in urls]) or [self._get(url, shape=list) for url in urls]
+            histories = []
+            for (image_id, _), (status, history) in zip(images, answers):
+                if status != 200:
+                    raise EngineRefused(f"{status} for the history of {image_id[:19]}", f"no such image: {image_id}")
+                if not isinstance(history, list):
+                    raise BadAnswer(f"the engine's answer to /images/{image_id[:19]}/history is not a JSON list")
+                histories.append(history_sizes(history)[::-1])
+        return [_lined_up(sizes, count) for sizes, (_, count) in zip(histories, images)]
 
     def tag(self, image_id: str, name: str) -> None:
         """Point ``name`` (repo:tag) at ``image_id``, replacing whatever it pointed at."""

@@ -25,12 +25,17 @@ class EnginePool:
         self._engines: dict[str, Engine] = {}
         self._lock = threading.Lock()
 
-    def get(self, host: Host) -> Engine:
-        """A live connection to ``host``'s engine (a kept one that has been quiet a while is checked with a ping
-        first; one that just answered is taken as it is: on a far link every ping is a round trip)."""
+    def get(self, host: Host, check: bool = False) -> Engine:
+        """A live connection to ``host``'s engine. A kept one that has been quiet a while is checked with a ping
+        first, unless its SSH session is up: then a request on it that finds the engine's end closed opens a
+        new channel by itself (quickget.py), and on a far link every ping is a round trip. ``check``: pinged
+        whenever it has been quiet (is the engine still there?)."""
         with self._lock:
             engine = self._engines.pop(host.name, None)
-        if engine is not None and time.monotonic() - engine.last_answer > FRESH_SECONDS:
+        quiet = engine is not None and time.monotonic() - engine.last_answer > FRESH_SECONDS
+        if quiet and not check and engine is not None and engine.session is not None and engine.session.connected:
+            quiet = False
+        if engine is not None and quiet:
             try:
                 engine.ping()
             except ShipperError:

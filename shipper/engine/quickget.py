@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 HEADER_LIMIT = 64 << 10
 BODY_LIMIT = 64 << 20
 READ_SIZE = 256 << 10
 INTERIM_LIMIT = 8  # 1xx answers before the real one
+PIPELINE = 64  # requests written at once at most
 ANSWER_TIME = 120.0  # seconds a whole answer may take: each read has the timeout, and a trickle must end too
 
 
@@ -46,6 +47,19 @@ def overdue(deadline: float) -> None:
     """A ``BadAnswer`` once ``deadline`` (monotonic seconds) has passed: an answer trickled out."""
     if time.monotonic() > deadline:
         raise BadAnswer(f"the engine's answer took more than {ANSWER_TIME:g} s: an engine sends its answers at once")
+
+
+def _request(method: str, path: str) -> bytes:
+    length = "" if method == "GET" else "Content-Length: 0\r\n"  # a POST says it has no body
+    return f"{method} {path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: shipper\r\n{length}\r\n".encode("ascii")
+
+
+class _Partial(Exception):
+    """The connection failed after ``answers`` (maybe none) of a batch."""
+
+    def __init__(self, answers: list[Answer], cause: OSError) -> None:
+        super().__init__(str(cause))
+        self.answers, self.cause = answers, cause
 
 
 class Answer:
@@ -87,19 +101,65 @@ class QuickGet:
                     # A kept-alive connection the engine closed meanwhile: once more on a fresh one (a GET).
             raise AssertionError("unreachable")
 
+    def exchange(self, requests: Sequence[tuple[str, str]]) -> list[Answer]:
+        """Several requests without a body (``(method, path)``: GETs, and POSTs whose query says it all, such as a
+        tag), written at once and answered in order: HTTP/1.1 pipelining, one round trip for all of them where
+        ``get`` takes one each (the engine serves a connection's requests one after another, so a GET after a
+        POST sees what the POST did). An answer that closes the connection leaves the rest to a fresh one.
+        Raises as ``get`` does; a request is sent again only where no answer to the batch had come."""
+        answers: list[Answer] = []
+        with self._lock:
+            while len(answers) < len(requests):
+                batch = requests[len(answers) : len(answers) + PIPELINE]
+                for attempt in (1, 2):
+                    reused = self._channel is not None
+                    try:
+                        answers += self._exchange_many(batch)
+                        break
+                    except BadAnswer:
+                        self._drop()
+                        raise
+                    except TimeoutError:
+                        self._drop()
+                        within = f" within {self._timeout:g} s" if self._timeout is not None else ""
+                        raise TimeoutError(f"Read timed out: no answer to {batch[0][0]} {batch[0][1].split('?')[0]}{within}") from None
+                    except _Partial as partial:  # the connection went after some answers: the rest on a new one
+                        self._drop()
+                        answers += partial.answers
+                        if not partial.answers and (not reused or attempt == 2):
+                            raise partial.cause from None
+                        if partial.answers:
+                            break
+        return answers
+
     def _exchange(self, path: str) -> Answer:
+        try:
+            (answer,) = self._exchange_many([("GET", path)])
+        except _Partial as partial:
+            raise partial.cause from None
+        return answer
+
+    def _exchange_many(self, batch: Sequence[tuple[str, str]]) -> list[Answer]:
         if self._channel is None:
             self._channel = self._open()
             self._channel.settimeout(self._timeout)
             self._reader = _Reader(self._channel)
         assert self._reader is not None
         self._reader.deadline = time.monotonic() + ANSWER_TIME
-        self._channel.sendall(f"GET {path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: shipper\r\n\r\n".encode("ascii"))
-        status, headers = self._reader.head()
-        body = self._reader.body(headers)
-        if headers.get("connection", "").lower() == "close":
-            self._drop()
-        return Answer(status, body, headers)
+        self._channel.sendall(b"".join(_request(method, path) for method, path in batch))
+        answers: list[Answer] = []
+        try:
+            for _ in batch:
+                status, headers = self._reader.head()
+                answers.append(Answer(status, self._reader.body(headers), headers))
+                if headers.get("connection", "").lower() == "close":
+                    self._drop()
+                    break
+        except (BadAnswer, TimeoutError):
+            raise
+        except OSError as exc:
+            raise _Partial(answers, exc) from None
+        return answers
 
     def _drop(self) -> None:
         if self._channel is not None:

@@ -34,6 +34,7 @@ class DelayRelay:
         self.listen, self.upstream, self.delay = listen, upstream, delay
         self.connections = 0  # accepted so far
         self.bound: Optional[Address] = None  # the address listened on (its port, where ``listen`` asked for 0)
+        self.trace: Optional[list] = None  # a list to record (time, connection, "up"/"down", bytes) in, for a look
         self._loop = asyncio.new_event_loop()
         self._server: Optional[asyncio.base_events.Server] = None
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"delay-{listen[0]}:{listen[1]}", daemon=True)
@@ -80,15 +81,16 @@ class DelayRelay:
         except OSError:
             client_out.close()
             return
+        number = self.connections
         try:
-            await asyncio.gather(self._pipe(client_in, server_out), self._pipe(server_in, client_out))
+            await asyncio.gather(self._pipe(client_in, server_out, (number, "up")), self._pipe(server_in, client_out, (number, "down")))
         except asyncio.CancelledError:
             pass  # the relay stops: the connection ends with it
         finally:
             for writer in (client_out, server_out):
                 writer.close()
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, way: Tuple[int, str]) -> None:
         """One way: each piece read is written ``delay`` seconds after it came; the end passed on as an end."""
         queue: "asyncio.Queue[Tuple[float, bytes]]" = asyncio.Queue(maxsize=HELD)
 
@@ -99,6 +101,8 @@ class DelayRelay:
                 except OSError:
                     piece = b""
                 await queue.put((time.monotonic() + self.delay, piece))
+                if self.trace is not None:
+                    self.trace.append((time.monotonic(), *way, len(piece)))
                 if not piece:
                     return
 

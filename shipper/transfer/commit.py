@@ -52,7 +52,7 @@ class TargetResult:
 def engine_gone(target: TargetPlan, error: ShipperError, engines: EnginePool) -> ShipperError | None:
     """A load that failed for no clear reason ("unexpected EOF"): is the engine still there?"""
     try:
-        engines.get(target.host)
+        engines.get(target.host, check=True)
     except ShipperError:
         return EngineUnreachable(
             f"the engine stopped answering during the move to {target.host.describe()} ({error.message})",
@@ -109,11 +109,9 @@ def _commit(
             config = there.id if target.store == "classic" else None  # the containerd store names images by manifest
             check_release(release, f"for {name} on {target.host.describe()}", config, there.layers, there.content, None)
     reporter.phase(target.host.name, "tagging")
-    for name, image_id in target.tags:
-        engine.tag(local.get(image_id, image_id), name)
-    for name, image_id in target.tags:
-        now = engine.inspect_image(name)
-        if now is None or now.id != local.get(image_id, image_id):
+    wanted = [(local.get(image_id, image_id), name) for name, image_id in target.tags]
+    for (image_id, name), now in zip(wanted, engine.tag_and_inspect(wanted)):  # one round trip on a far link
+        if now is None or now.id != image_id:
             raise EngineError(f"{name} on {target.host.describe()} does not point at {image_id} after tagging")
 
 
@@ -125,9 +123,11 @@ def _arrived(
     EngineError when one is missing or not whole."""
     local = {**target.aliases, **(arrived or {})}  # source ID -> the ID the image has there (they differ in the containerd store)
     listed: set[str] | None = None  # the engine's image list, read once if needed
-    for image_id in target.send_ids:
+    sent = list(target.send_ids)
+    found = engine.inspect_images([local.get(image_id, image_id) for image_id in sent])  # one round trip on a far link
+    for image_id, there in zip(sent, found):
         details = (
-            engine.inspect_image(local.get(image_id, image_id))
+            there
             or _by_content(engine, (contents or {}).get(image_id))
             or _new_with_layers(engine, layers.get(image_id), target.held_before)
         )  # fmt: skip

@@ -29,10 +29,10 @@ class ImageNotFound(EngineError, LookupError):
 def source_images(engine: Engine, requested: Sequence[str], platform: Platform | None = None) -> tuple[SourceImage, ...]:
     """The images asked for, pinned by ID. ``platform`` (``--platform``): each must be that platform's image;
     in the containerd store, that platform of a multi-platform image is chosen (and saved by its image's ID)."""
+    refs = [parse(text) for text in requested]
+    found = engine.inspect_images([str(ref) for ref in refs], info=True)  # all at once, the engine's info with them
     images = []
-    for text in requested:
-        ref = parse(text)
-        details = engine.inspect_image(str(ref))
+    for text, ref, details in zip(requested, refs, found):
         if details is None:
             raise _not_found(engine, str(ref))
         save_as = ""
@@ -41,11 +41,13 @@ def source_images(engine: Engine, requested: Sequence[str], platform: Platform |
         elif platform is not None and not platform.matches(details.os, details.architecture, details.variant):
             details = _platform_of(engine, text, details, platform)
         _check_whole(engine, text, details, by_platform=bool(save_as))
-        sizes = engine.layer_sizes(details.id, len(details.layers)) if not save_as else ()
         images.append(
-            SourceImage(text, ref.tag_name, details.id, details.size, details.layers, sizes, details.content, save_as, details.os, details.architecture)
+            SourceImage(text, ref.tag_name, details.id, details.size, details.layers, (), details.content, save_as, details.os, details.architecture)
         )  # fmt: skip
-    return tuple(images)
+    sized = [image for image in images if not image.save_as]  # each layer's size, from the histories, read at once
+    sizes = engine.layer_sizes_of([(image.id, len(image.layers)) for image in sized])
+    by_id = {image.id: layer_sizes for image, layer_sizes in zip(sized, sizes)}
+    return tuple(replace(image, layer_sizes=by_id[image.id]) if image.id in by_id else image for image in images)
 
 
 def _selects_platforms(engine: Engine) -> bool:
@@ -106,7 +108,7 @@ def target_view(host: Host, engines: EnginePool, layers: bool = True) -> TargetV
     """What the target holds. ``layers=False``: from its image list alone (one request), leaving the layers to
     ``with_requested``, which reads them only if an image is missing."""
     engine = engines.get(host)
-    images = engine.images()
+    images = engine.images_and_info()  # one round trip for both on a far link
     tags = {tag: image.id for image in images for tag in image.tags}
     host_key = engine.session.known_hosts_line() if engine.session is not None else None
     store = store_of(engine.info())
@@ -115,12 +117,17 @@ def target_view(host: Host, engines: EnginePool, layers: bool = True) -> TargetV
 
 
 def _with_layers(view: TargetView, engine: Engine) -> TargetView:
-    """``view`` with the layers and content of every image the target holds (a request per image)."""
+    """``view`` with the layers and content of every image the target holds (a request per image, written at once)."""
+    ids = sorted(view.ids)
+    return _with_details(view, ids, engine.inspect_images(ids))
+
+
+def _with_details(view: TargetView, ids: Sequence[str], held: Sequence[ImageDetails | None]) -> TargetView:
+    """``view`` with the layers and content of the images ``ids`` it holds, as ``held`` describes each."""
     chains: set[str] = set()
     carried: set[str] = set()  # chains of carriers: what an interrupted move left
     content_of: dict[str, str] = {}
-    for image_id in sorted(view.ids):
-        details = engine.inspect_image(image_id)
+    for image_id, details in zip(ids, held):
         if details is not None:
             (carried if details.carrier else chains).update(chain_ids(details.layers))
             if not details.carrier:
@@ -135,8 +142,14 @@ def with_requested(view: TargetView, host: Host, images: Sequence[SourceImage], 
     holds is read for its layers (what need not cross) and its content (the same image under another ID, in
     the containerd store); where it holds them all, nothing more is asked: on a far link each is a round trip."""
     engine = engines.get(host)
-    unlisted = frozenset(img.id for img in images if img.id not in view.ids and engine.inspect_image(img.id) is not None)
-    view = replace(view, unlisted=unlisted)
-    if view.layers_read or all(img.id in view.ids or img.id in unlisted for img in images):
+    missing = [img.id for img in images if img.id not in view.ids]
+    if not missing:
         return view
-    return _with_layers(view, engine)
+    # Where one is not listed, the target most likely lacks it and its layers are wanted too: asked together,
+    # one round trip on a far link (if it was there after all, the layers were read for nothing).
+    held = [] if view.layers_read else sorted(view.ids)
+    found = engine.inspect_images(missing + held)
+    view = replace(view, unlisted=frozenset(image_id for image_id, details in zip(missing, found) if details is not None))
+    if view.layers_read or len(view.unlisted) == len(missing):
+        return view
+    return _with_details(view, held, found[len(missing) :])

@@ -174,6 +174,11 @@ class SSHSession:
         transport = self._client.get_transport() if self._client is not None else None
         return transport is not None and transport.is_active()
 
+    @property
+    def connected(self) -> bool:
+        """The session is up, as far as this end knows (a dropped link is noticed within ServerAlive's time)."""
+        return self._connected()
+
     def open(self) -> "SSHSession":
         """Connect, if not connected already. Raises an ``SSHError`` subclass."""
         with self._lock:

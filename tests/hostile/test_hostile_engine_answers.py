@@ -21,6 +21,7 @@ class ScriptedEngine:
     def __init__(self, replies: list[bytes | Callable[[socket.socket], None]]) -> None:
         self.replies = replies
         self.requests: list[bytes] = []
+        self.reads: list[int] = []  # for each request, the read (on its connection) that brought its end
         self.opened = 0
 
     def open(self) -> socket.socket:
@@ -30,20 +31,25 @@ class ScriptedEngine:
         return ours
 
     def _serve(self, sock: socket.socket) -> None:
+        buffered, reads = b"", 0
         with sock:
             while self.replies:
-                request = b""
-                while b"\r\n\r\n" not in request:
+                while b"\r\n\r\n" not in buffered:  # requests written at once (pipelined) are taken one by one
                     piece = sock.recv(4096)
                     if not piece:
                         return
-                    request += piece
-                self.requests.append(request)
+                    buffered += piece
+                    reads += 1
+                request, _, buffered = buffered.partition(b"\r\n\r\n")
+                self.requests.append(request + b"\r\n\r\n")
+                self.reads.append(reads)
                 reply = self.replies.pop(0)
                 if callable(reply):
                     reply(sock)
                     return
                 sock.sendall(reply)
+                if b"Connection: close" in reply:
+                    return
 
 
 def ok(body: bytes, extra: str = "") -> bytes:
@@ -156,6 +162,45 @@ def test_an_api_version_that_is_not_one_is_said_so_not_a_traceback() -> None:
             engine.version()
 
 
+def test_requests_written_at_once_are_answered_in_order_on_one_connection() -> None:
+    """Pipelining: one write, one round trip on a far link; a POST says it has no body."""
+    engine = ScriptedEngine([ok(b"1"), b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n", ok(b"3")])
+    quick = QuickGet(engine.open, timeout=5)
+
+    answers = quick.exchange([("GET", "/a"), ("POST", "/b?tag=1"), ("GET", "/c")])
+
+    assert [(a.status, a.body) for a in answers] == [(200, b"1"), (201, b""), (200, b"3")]
+    assert engine.opened == 1 and engine.reads == [1, 1, 1]
+    assert engine.requests[1] == b"POST /b?tag=1 HTTP/1.1\r\nHost: docker\r\nUser-Agent: shipper\r\nContent-Length: 0\r\n\r\n"
+
+
+def test_an_answer_that_closes_the_connection_leaves_the_rest_of_the_batch_to_a_fresh_one() -> None:
+    engine = ScriptedEngine([ok(b"1", "Connection: close\r\n"), ok(b"2"), ok(b"3")])
+    quick = QuickGet(engine.open, timeout=5)
+
+    answers = quick.exchange([("GET", "/a"), ("GET", "/b"), ("GET", "/c")])
+
+    assert [a.body for a in answers] == [b"1", b"2", b"3"] and engine.opened == 2
+    assert [r.split(b" ")[1] for r in engine.requests[-2:]] == [b"/b", b"/c"]
+
+
+def test_a_batch_on_a_kept_alive_connection_the_engine_closed_is_sent_again_once() -> None:
+    engine = ScriptedEngine([ok(b"0"), lambda sock: None, ok(b"1"), ok(b"2")])
+    quick = QuickGet(engine.open, timeout=5)
+    quick.get("/first")
+
+    assert [a.body for a in quick.exchange([("GET", "/a"), ("GET", "/b")])] == [b"1", b"2"] and engine.opened == 2
+
+
+def test_a_malformed_answer_in_a_batch_is_refused_and_the_connection_dropped() -> None:
+    engine = ScriptedEngine([ok(b"1"), b"SSH-2.0-OpenSSH_9.2\r\n\r\n", ok(b"OK")])
+    quick = QuickGet(engine.open, timeout=5)
+
+    with pytest.raises(BadAnswer, match="is not HTTP"):
+        quick.exchange([("GET", "/a"), ("GET", "/b")])
+    assert quick.get("/_ping").body == b"OK" and engine.opened == 2
+
+
 def engine_answering(*replies: bytes) -> "Engine":  # noqa: F821
     from shipper.engine.client import Engine
     from shipper.inventory import adhoc_host
@@ -163,6 +208,23 @@ def engine_answering(*replies: bytes) -> "Engine":  # noqa: F821
     engine = Engine(adhoc_host("ssh://root@192.0.2.1"), lambda: None, "http+docker://ssh", quick=QuickGet(ScriptedEngine(list(replies)).open, 5))  # type: ignore[arg-type, return-value]
     engine.agree("1.41", handshake=("1.41", "docker"))
     return engine
+
+
+def test_a_surveys_inspections_and_a_commits_tags_with_their_checks_cost_one_round_trip_each() -> None:
+    image = b'{"Id": "sha256:1", "RepoTags": ["a:1"], "RootFS": {"Layers": []}}'
+    scripted = ScriptedEngine([ok(image), b'HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}', b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n", ok(image)])
+    from shipper.engine.client import Engine
+    from shipper.inventory import adhoc_host
+
+    engine = Engine(adhoc_host("ssh://root@192.0.2.1"), lambda: None, "http+docker://ssh", quick=QuickGet(scripted.open, 5))  # type: ignore[arg-type, return-value]
+    engine.agree("1.41", handshake=("1.41", "docker"))
+
+    found = engine.inspect_images(["sha256:1", "sha256:2"])
+    tagged = engine.tag_and_inspect([("sha256:1", "a:1")])
+
+    assert [d.id if d else None for d in found] == ["sha256:1", None] and [d.id for d in tagged if d] == ["sha256:1"]
+    assert scripted.reads == [1, 1, 2, 2] and engine.round_trips == 2
+    assert scripted.requests[2].startswith(b"POST /v1.41/images/sha256:1/tag?repo=a&tag=1&force=1 HTTP/1.1")
 
 
 @pytest.mark.parametrize(

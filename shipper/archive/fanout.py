@@ -258,9 +258,10 @@ class ProcessSink(QueueSink):
 
         try:
             for chunk in items:
-                view = memoryview(framer.frame(chunk) if framer is not None else chunk)
-                while view:
-                    view = view[timed_write(write, view, framer) :]
+                for piece in framer.pieces(chunk) if framer is not None else (chunk,):
+                    view = memoryview(piece)
+                    while view:
+                        view = view[timed_write(write, view, framer) :]
         except BrokenPipeError:
             pass  # the command quit early: its exit status says why
         except Aborted:

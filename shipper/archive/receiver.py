@@ -176,6 +176,10 @@ class Failed(Exception):
 # not a local socket decides, or the socket does not answer, the CLI loads, as it always did.
 
 ANSWER_LIMIT = 1 << 20  # bytes of an engine's answer to a load read at most (a few lines of JSON)
+# Seconds a load may take to answer once its archive is all in. The engine unpacks a layer while it arrives
+# (the classic store: the receiver's only kind), so what is left is registering it and flushing it to disk;
+# an engine silent this long is stuck, and a move must not wait on it for ever.
+LOAD_ANSWER_TIME = 600.0
 ENGINE_SOCKET: Optional[str] = None  # the engine's socket (main(): engine_socket()); None: the docker CLI
 LOAD_REQUEST = (
     b"POST /images/load?quiet=1 HTTP/1.1\r\nHost: docker\r\nUser-Agent: shipper-receiver\r\n"
@@ -322,7 +326,11 @@ class CliLoad(Load):
             pass  # it quit early: its status and stderr say why
         self.proc.stdin.close()  # type: ignore[union-attr]
         self.fd = -1
-        status = self.proc.wait()
+        try:
+            status = self.proc.wait(timeout=LOAD_ANSWER_TIME)
+        except subprocess.TimeoutExpired:
+            self.abort()
+            return _silent()
         for reader in self.readers:
             reader.join()
         self.proc = None
@@ -336,7 +344,7 @@ class CliLoad(Load):
             self.proc.kill()
             self.proc.wait()
             for reader in self.readers:
-                reader.join()
+                reader.join(timeout=5)  # a child it left holding its output must not hold us too
             self.proc.stdin.close()  # type: ignore[union-attr]
             self.proc = None
         self.fd = -1
@@ -368,8 +376,7 @@ class EngineLoad(Load):
         failed = None
         if self.sock is not None:
             try:
-                self.sock.settimeout(10)
-                failed, _ = _answer_of(_read_answer(self.sock))
+                failed, _ = _answer_of(_read_answer(self.sock, time.monotonic() + 10))
             except OSError:
                 pass
         return failed or "the engine stopped reading the archive"
@@ -392,7 +399,9 @@ class EngineLoad(Load):
         except OSError:
             pass  # it stopped reading: its answer says why
         try:
-            failed, self.output = _answer_of(_read_answer(self.sock))
+            failed, self.output = _answer_of(_read_answer(self.sock, time.monotonic() + LOAD_ANSWER_TIME))
+        except TimeoutError:
+            failed = _silent()
         except OSError as exc:
             failed = f"the engine did not answer the load: {exc.strerror or exc}"
         self.abort()
@@ -405,11 +414,21 @@ class EngineLoad(Load):
         self.fd = -1
 
 
-def _read_answer(sock: socket.socket) -> bytes:
-    """The engine's whole answer (it closes the connection after it), at most ANSWER_LIMIT bytes."""
+def _silent() -> str:
+    return f"the engine did not answer the load within {LOAD_ANSWER_TIME:g} s of its archive's end: check dockerd on this host"
+
+
+def _read_answer(sock: socket.socket, deadline: Optional[float] = None) -> bytes:
+    """The engine's whole answer (it closes the connection after it), at most ANSWER_LIMIT bytes; by ``deadline``
+    (monotonic seconds) when given, else within the socket's own timeout per read (TimeoutError)."""
     pieces: List[bytes] = []
     have = 0
     while have <= ANSWER_LIMIT:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no whole answer in time")
+            sock.settimeout(left)
         piece = sock.recv(65536)
         if not piece:
             break
@@ -1063,7 +1082,7 @@ def _remove(image_ids: Sequence[str]) -> None:
                     sock.settimeout(60)
                     sock.connect(ENGINE_SOCKET)
                     sock.sendall(f"DELETE /images/{image_id} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n".encode())
-                    _read_answer(sock)
+                    _read_answer(sock, time.monotonic() + 60)
             return
         except OSError:
             pass  # the CLI, then

@@ -365,3 +365,57 @@ def test_the_receiver_tells_the_sender_how_often_its_input_was_backed_up() -> No
             os.close(fd)
 
     assert backed_up == f"{PACE} 1.00\n" and waiting == f"{PACE} 0.00\n"
+
+
+def test_an_engine_that_never_answers_a_load_ends_it_with_a_clear_error_not_a_wait_for_ever(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The whole archive sent, the engine goes silent: the receiver (and so the move) must not wait for ever."""
+    import socket
+    import threading
+    import time
+
+    from shipper.archive import receiver
+
+    monkeypatch.setattr(receiver, "LOAD_ANSWER_TIME", 0.5)
+    path = str(tmp_path / "engine.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen()
+    held = []
+
+    def silent() -> None:
+        conn, _ = server.accept()
+        held.append(conn)
+        while conn.recv(65536):
+            pass  # reads everything, answers nothing
+
+    threading.Thread(target=silent, daemon=True).start()
+    load = receiver.EngineLoad(path)
+    load.write(b"x" * 1024)
+    started = time.monotonic()
+
+    failed = load.finish(b"")
+
+    assert failed is not None and "did not answer the load within 0.5 s" in failed
+    assert time.monotonic() - started < 3
+    server.close()
+
+
+def test_a_docker_load_that_never_ends_is_killed_with_a_clear_error(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import time
+
+    from shipper.archive import receiver
+
+    monkeypatch.setattr(receiver, "LOAD_ANSWER_TIME", 0.5)
+    fake = tmp_path / "docker"
+    fake.write_text("#!/bin/sh\ncat > /dev/null\nexec sleep 30\n")  # one process, as the docker CLI is
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    load = receiver.CliLoad()
+    load.write(b"x" * 1024)
+    started = time.monotonic()
+
+    failed = load.finish(b"")
+
+    assert failed is not None and "did not answer the load within 0.5 s" in failed
+    assert time.monotonic() - started < 3 and load.proc is None

@@ -224,11 +224,14 @@ def _run(spec: dict, known_hosts: str, early: Optional[Early] = None) -> int:
     for sink in sinks:
         sink.start()
     last = [0.0]
+    started: Set[str] = set()  # targets whose first bytes have been reported
 
     def progress(_sink: QueueSink) -> None:
         now = time.monotonic()
-        if now - last[0] >= PROGRESS_INTERVAL:
+        first = any(s.passed and s.name not in started for s in sinks)  # said at once: a target has begun to take bytes
+        if first or now - last[0] >= PROGRESS_INTERVAL:
             last[0] = now
+            started.update(s.name for s in sinks if s.passed)
             _report({s.name: s.passed for s in sinks})
 
     stream_error = None

@@ -182,6 +182,10 @@ def _run(argv: list[str], env: Env) -> tuple[int, ShipperError | None]:
         return int(ExitStatus.INTERRUPTED), ShipperError("interrupted")
     except ExitRequest as exc:
         return exc.status, None
+    except SystemExit:
+        if type(sys.stdout).__name__ == "_PacifyFlushWrapper":  # click's answer to a broken pipe: exit 1, quietly
+            raise BrokenPipeError(32, "the reader of shipper's output went away") from None
+        raise
     return int(ExitStatus.OK), None
 
 
@@ -200,9 +204,41 @@ def _terminated(signum: int, frame: object) -> None:
 
 
 TERMINATING = (signal.SIGTERM, signal.SIGHUP)
+SIGPIPE_STATUS = 128 + signal.SIGPIPE  # 141: what a shell reports for a writer whose reader went away
 
 
 def main() -> None:
     for signum in TERMINATING:
         signal.signal(signum, _terminated)
-    sys.exit(run(sys.argv[1:]))
+    try:
+        status = run(sys.argv[1:])
+    except BrokenPipeError:  # the reader went away (| head): nothing more to tell it, and no stack to show
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status = SIGPIPE_STATUS
+    _exit_now(status)
+
+
+def _exit_now(status: int) -> None:
+    """End the process without the interpreter's teardown, which frees every module and object one by one: about
+    0.1 s of CPU at the end of every command (a fifth of a ``ping``), for nothing once the work is done. What an
+    exit still owes is done first: threads that are not daemons finish, the atexit handlers run (logging's flush,
+    paramiko's joins, weakref finalizers such as temporary directories'), the standard streams are flushed."""
+    import atexit
+    import os
+    import threading
+
+    run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
+    if run_exit_handlers is None:  # a Python without it: the ordinary exit
+        sys.exit(status)
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    run_exit_handlers()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # a reader that went away (| head), or a stream already closed: nothing more to tell
+    os._exit(status)

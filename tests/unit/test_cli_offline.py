@@ -146,3 +146,21 @@ def test_every_ssh_engine_and_registry_failure_has_a_hint_even_where_its_place_k
     for error in (SSHError("ssh broke"), EngineError("engine broke"), RegistryError("registry broke")):
         assert error.hint, type(error).__name__
     assert EngineError("x", hint="a better one").hint == "a better one"
+
+
+def test_a_reader_that_goes_away_ends_shipper_quietly_not_with_a_traceback(tmp_path: Path) -> None:
+    """``shipper hosts --json | head -1``: the rest of the output has nowhere to go; that is no error worth a stack."""
+    import subprocess
+    import sys
+
+    inventory = tmp_path / "many.yml"
+    inventory.write_text("all:\n  hosts:\n" + "".join(f"    h{i:04d}: {{ansible_host: 10.0.{i // 250}.{i % 250 + 1}}}\n" for i in range(2000)))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shipper", "hosts", "-i", str(inventory), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stdout.readline()
+    proc.stdout.close()  # as head does after its line
+    _, stderr = proc.communicate(timeout=60)
+
+    assert b"Traceback" not in stderr and b"BrokenPipeError" not in stderr, stderr.decode()[-2000:]
+    assert proc.returncode == 141  # as a shell reports a pipeline's writer ended by SIGPIPE

@@ -19,10 +19,16 @@ manifest.json, any member that is not a known layer): a thin load, its layers
 already held. Then the carriers are removed (their layers belong to the image).
 
 A cut leaves the carriers: the next move's survey finds their layers on the
-target and sends only the rest. This file runs alone on the target, so its few
-tar helpers (``_pad``, ``_header``, ``chain_ids``) repeat those of
-layerstore.py and layers.py rather than import them. Nothing is ever tagged here: tags are set by
+target and sends only the rest. Nothing is ever tagged here: tags are set by
 shipper once it has checked the image.
+
+The receiver is this module and two of its own (``RECEIVER_MODULES``):
+receiver_input.py (the stream as it comes: unframed, read so that a signal
+ends the wait, watched for the sender's pace) and receiver_loads.py (the
+loads, on the engine's socket or through the CLI). They run alone on the
+target, sent as one script (``script()``, archive/boot.py), so their few tar
+helpers (``_pad``, ``_header``, ``chain_ids``) repeat those of layerstore.py
+and layers.py rather than import them.
 
 SPEC: {"images": [{"layers": [diff IDs, base first], "os": "linux", "architecture": "amd64"}],
        "held": [diff IDs whose whole chain the target holds: not in the stream],
@@ -35,25 +41,23 @@ Exit status: that of the final ``docker load`` (its output passed through);
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import hashlib
 import json
 import os
 import queue
 import re
-import select
 import shutil
 import signal
-import socket
-import struct
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import zlib
 from typing import IO, Dict, Iterator, List, Optional, Sequence, Set, Tuple
+
+from shipper.archive import receiver_loads
+from shipper.archive.receiver_input import Cut, Failed, FramedInput, Pace, SignalledInput, Stream
+from shipper.archive.receiver_loads import Load, engine_socket, load_file, load_stream, remove_images, start_load
 
 BLOCK = 512
 CHUNK = 1 << 20
@@ -63,14 +67,7 @@ MAX_EXTENDED = 1 << 20  # a PAX or GNU long-name header (the source's check refu
 LOCK_WAIT = 600.0  # seconds a receiver waits for another of the same images on its engine (a cut one loading carriers)
 CARRIER_LABEL = "io.shipper.carrier"
 F_SETPIPE_SZ = 1031  # Linux's fcntl to size a pipe
-F_GETPIPE_SZ = 1032
-FIONREAD = 0x541B  # Linux's ioctl: bytes waiting in a pipe
-PACE = "SHIPPER-PACE"  # wire.py's PACE: a line to the sender, "SHIPPER-PACE 0.80" (the share of samples backed up)
-PACE_SAMPLE = 0.1  # seconds between looks at the input pipe
-PACE_EVERY = 5  # samples to a report
 CARRIER_LAYER = "layer.tar"  # the new layer's name inside a carrier's archive
-FRAME_HEADER = struct.Struct(">cII")  # archive/wire.py's frames (this file runs alone): kind, stored length, raw length
-MAX_FRAME = 4 << 20  # wire.py's bound on a frame
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _LAYER_NAME = re.compile(r"(blobs/sha256/[0-9a-f]{64}|[0-9a-f]{64}/layer\.tar)")
 
@@ -159,343 +156,6 @@ class _NoHash:
 
     def hexdigest(self) -> str:
         return ""
-
-
-class Cut(Exception):
-    """The stream ended before its end marker."""
-
-
-class Failed(Exception):
-    """A carrier could not be loaded, or a layer arrived corrupt."""
-
-
-# -- loads ---------------------------------------------------------------------------------------------------
-# Each load goes straight to the engine's socket where the docker CLI would reach it (``POST /images/load``, the
-# archive sent in chunks as it comes): the CLI in between copied every byte once more (0.9 s of CPU for 500 MB)
-# and took 30-50 ms to start, twice on the way to a move's end. Where a docker context or a DOCKER_HOST that is
-# not a local socket decides, or the socket does not answer, the CLI loads, as it always did.
-
-ANSWER_LIMIT = 1 << 20  # bytes of an engine's answer to a load read at most (a few lines of JSON)
-# Seconds a load may take to answer once its archive is all in. The engine unpacks a layer while it arrives
-# (the classic store: the receiver's only kind), so what is left is registering it and flushing it to disk;
-# an engine silent this long is stuck, and a move must not wait on it for ever.
-LOAD_ANSWER_TIME = 600.0
-ENGINE_SOCKET: Optional[str] = None  # the engine's socket (main(): engine_socket()); None: the docker CLI
-LOAD_REQUEST = (
-    b"POST /images/load?quiet=1 HTTP/1.1\r\nHost: docker\r\nUser-Agent: shipper-receiver\r\n"
-    b"Content-Type: application/x-tar\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-)
-
-
-def engine_socket(environ: "Dict[str, str]") -> Optional[str]:
-    """The engine's socket as the docker CLI finds it (shipper's probe reads it the same way, engine/streamlocal.py);
-    None where a docker context decides (only the CLI reads those) or DOCKER_HOST is not a local socket."""
-    if environ.get("DOCKER_CONTEXT"):
-        return None
-    config = os.path.join(environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker"), "config.json")
-    try:
-        with open(config, "rb") as settings:
-            if b"currentContext" in settings.read(1 << 20):
-                return None
-    except OSError:
-        pass
-    docker_host = environ.get("DOCKER_HOST", "")
-    if not docker_host:
-        return "/var/run/docker.sock"
-    return docker_host[len("unix://") :] if docker_host.startswith("unix:///") else None
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-class Load:
-    """One ``docker load``, fed as its archive comes (``write``, ``take``) and ended by ``finish``; ``abort``
-    before the archive's end creates nothing. A load that gave up while fed keeps ``failure`` (what it said) and
-    takes no more."""
-
-    def __init__(self) -> None:
-        self.fd = -1  # where its archive goes
-        self.failure = ""
-        self.output = b""  # what it said it loaded (finish)
-
-    @property
-    def alive(self) -> bool:
-        return self.fd >= 0
-
-    def _before(self, size: int) -> bytes:
-        return b""  # what goes before a piece of the archive (the engine's chunk size)
-
-    def _after(self) -> bytes:
-        return b""
-
-    def _why(self) -> str:
-        return "the load stopped reading its archive"
-
-    def _gave_up(self) -> None:
-        self.failure = self._why()
-        self.abort()
-
-    def write(self, data: bytes) -> None:
-        if not self.alive or not data:
-            return
-        try:
-            _write_all(self.fd, self._before(len(data)))
-            _write_all(self.fd, data)
-            _write_all(self.fd, self._after())
-        except OSError:  # it gave up: it says why
-            self._gave_up()
-
-    def take(self, stream: "Stream", size: int) -> None:
-        """Exactly ``size`` bytes of ``stream`` into the load, moved by the kernel (splice) where it can, never
-        copied through Python there; into nothing once the load gave up. Raises Cut."""
-        global SPLICE
-        left = size
-        while left:
-            piece = min(CHUNK, left)
-            if not self.alive:
-                left -= len(stream.read(piece))
-                continue
-            done = 0
-            try:
-                _write_all(self.fd, self._before(piece))
-                while done < piece:
-                    moved = -1
-                    if SPLICE:
-                        try:
-                            moved = stream.splice_into(self.fd, piece - done)
-                        except OSError as exc:
-                            if exc.errno != errno.EINVAL:
-                                raise
-                            SPLICE = False  # no splice between these two: read and write from now on
-                    if moved < 0:
-                        data = stream.read(piece - done)
-                        done += len(data)
-                        _write_all(self.fd, data)
-                    else:
-                        done += moved
-                _write_all(self.fd, self._after())
-            except OSError as exc:
-                if exc.errno not in (errno.EPIPE, errno.ECONNRESET):
-                    raise
-                self._gave_up()  # it stopped reading: the rest of this piece is still in the stream, read past it
-                stream.read(piece - done)
-            left -= piece
-
-    def finish(self, trailer: bytes) -> Optional[str]:
-        """The rest of the archive (``trailer``), then the load's end: None when it loaded, else what it said."""
-        raise NotImplementedError
-
-    def abort(self) -> None:
-        raise NotImplementedError
-
-
-class CliLoad(Load):
-    """``docker load -q ARGS``, fed on its standard input."""
-
-    def __init__(self, args: Sequence[str] = ()) -> None:
-        super().__init__()
-        self.proc: Optional["subprocess.Popen[bytes]"] = subprocess.Popen(
-            ["docker", "load", "-q", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0
-        )
-        self.fd = self.proc.stdin.fileno()  # type: ignore[union-attr]
-        self.said: List[bytes] = []
-        self.loaded: List[bytes] = []
-        self.readers = [
-            threading.Thread(target=lambda: self.said.append(self.proc.stderr.read()), daemon=True),  # type: ignore[union-attr]
-            threading.Thread(target=lambda: self.loaded.append(self.proc.stdout.read()), daemon=True),  # type: ignore[union-attr]
-        ]
-        for reader in self.readers:
-            reader.start()
-
-    def _gave_up(self) -> None:
-        try:
-            self.proc.wait(timeout=5)  # type: ignore[union-attr]  # it closed its input: it is saying why and ending
-        except subprocess.TimeoutExpired:
-            pass
-        self.abort()  # its stderr, read to the end, says why
-        self.failure = b"".join(self.said).decode(errors="replace").strip() or "docker load stopped reading its archive"
-
-    def finish(self, trailer: bytes) -> Optional[str]:
-        assert self.proc is not None
-        try:
-            _write_all(self.fd, trailer)
-        except OSError:
-            pass  # it quit early: its status and stderr say why
-        self.proc.stdin.close()  # type: ignore[union-attr]
-        self.fd = -1
-        try:
-            status = self.proc.wait(timeout=LOAD_ANSWER_TIME)
-        except subprocess.TimeoutExpired:
-            self.abort()
-            return _silent()
-        for reader in self.readers:
-            reader.join()
-        self.proc = None
-        self.output = b"".join(self.loaded)
-        if status != 0:
-            return b"".join(self.said).decode(errors="replace").strip() or f"docker load exited with status {status}"
-        return None
-
-    def abort(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            for reader in self.readers:
-                reader.join(timeout=5)  # a child it left holding its output must not hold us too
-            self.proc.stdin.close()  # type: ignore[union-attr]
-            self.proc = None
-        self.fd = -1
-
-
-class EngineLoad(Load):
-    """``POST /images/load`` on the engine's socket ``path``, the archive in HTTP chunks. Raises OSError when the
-    socket cannot be reached (the CLI then)."""
-
-    def __init__(self, path: str) -> None:
-        super().__init__()
-        self.sock: Optional[socket.socket] = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            self.sock.connect(path)
-            self.sock.sendall(LOAD_REQUEST)
-        except OSError:
-            self.sock.close()
-            raise
-        self.fd = self.sock.fileno()
-
-    def _before(self, size: int) -> bytes:
-        return b"%x\r\n" % size
-
-    def _after(self) -> bytes:
-        return b"\r\n"
-
-    def _why(self) -> str:
-        # It stopped reading: its answer, if it sent one, says why (a full disk, say).
-        failed = None
-        if self.sock is not None:
-            try:
-                failed, _ = _answer_of(_read_answer(self.sock, time.monotonic() + 10))
-            except OSError:
-                pass
-        return failed or "the engine stopped reading the archive"
-
-    def send_file(self, path: str) -> None:
-        """The whole of file ``path`` as one chunk, by the kernel (sendfile)."""
-        assert self.sock is not None
-        with open(path, "rb") as archive:
-            size = os.fstat(archive.fileno()).st_size
-            self.sock.sendall(self._before(size))
-            self.sock.sendfile(archive, 0, size)
-            self.sock.sendall(self._after())
-
-    def finish(self, trailer: bytes) -> Optional[str]:
-        assert self.sock is not None
-        try:
-            if trailer:
-                self.sock.sendall(self._before(len(trailer)) + trailer + self._after())
-            self.sock.sendall(b"0\r\n\r\n")
-        except OSError:
-            pass  # it stopped reading: its answer says why
-        try:
-            failed, self.output = _answer_of(_read_answer(self.sock, time.monotonic() + LOAD_ANSWER_TIME))
-        except TimeoutError:
-            failed = _silent()
-        except OSError as exc:
-            failed = f"the engine did not answer the load: {exc.strerror or exc}"
-        self.abort()
-        return failed
-
-    def abort(self) -> None:
-        if self.sock is not None:
-            self.sock.close()  # a body without its end: the engine's load fails and creates nothing
-            self.sock = None
-        self.fd = -1
-
-
-def _silent() -> str:
-    return f"the engine did not answer the load within {LOAD_ANSWER_TIME:g} s of its archive's end: check dockerd on this host"
-
-
-def _read_answer(sock: socket.socket, deadline: Optional[float] = None) -> bytes:
-    """The engine's whole answer (it closes the connection after it), at most ANSWER_LIMIT bytes; by ``deadline``
-    (monotonic seconds) when given, else within the socket's own timeout per read (TimeoutError)."""
-    pieces: List[bytes] = []
-    have = 0
-    while have <= ANSWER_LIMIT:
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("no whole answer in time")
-            sock.settimeout(left)
-        piece = sock.recv(65536)
-        if not piece:
-            break
-        pieces.append(piece)
-        have += len(piece)
-    return b"".join(pieces)
-
-
-def _answer_of(answer: bytes) -> Tuple[Optional[str], bytes]:
-    """(None, what it loaded) from an engine's answer to a load, or (what it said went wrong, b"")."""
-    head, found, body = answer.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = lines[0].split(" ")[1] if found and len(lines[0].split(" ")) > 1 else ""
-    if not status:
-        return "the engine's answer to the load was cut short", b""
-    if any(line.lower().startswith("transfer-encoding:") and "chunked" in line.lower() for line in lines[1:]):
-        body = _dechunked(body)
-    messages: List[dict] = []
-    text = body.decode(errors="replace").strip()
-    decoder = json.JSONDecoder()
-    while text:
-        try:
-            value, end = decoder.raw_decode(text)
-        except ValueError:
-            break
-        if isinstance(value, dict):
-            messages.append(value)
-        text = text[end:].lstrip()
-    if status != "200":
-        said = next((str(m["message"]) for m in messages if "message" in m), body.decode(errors="replace").strip()[:300])
-        return f"Error response from daemon: {said}", b""
-    for message in messages:
-        detail = message.get("errorDetail")
-        if detail or message.get("error"):
-            detail_said = detail.get("message") if isinstance(detail, dict) else None
-            return str(detail_said or message.get("error") or detail), b""
-    return None, "".join(str(m.get("stream", "")) for m in messages).encode()
-
-
-def _dechunked(body: bytes) -> bytes:
-    out: List[bytes] = []
-    while body:
-        size_line, _, rest = body.partition(b"\r\n")
-        try:
-            size = int(size_line.split(b";")[0].strip() or b"0", 16)
-        except ValueError:
-            break
-        if size == 0:
-            break
-        out.append(rest[:size])
-        body = rest[size + 2 :]
-    return b"".join(out)
-
-
-def _engine_load() -> Optional[EngineLoad]:
-    """A load on the engine's socket, where there is one that answers."""
-    if ENGINE_SOCKET is not None:
-        try:
-            return EngineLoad(ENGINE_SOCKET)
-        except OSError:
-            pass  # not there, or not ours to use: the CLI says why, if anything is wrong
-    return None
-
-
-def start_load(cli_args: Sequence[str] = ()) -> Load:
-    """A load on the engine's socket where there is one that answers, else ``docker load -q CLI_ARGS``."""
-    return _engine_load() or CliLoad(cli_args)
 
 
 class Carriers:
@@ -598,7 +258,7 @@ class Carriers:
             out.truncate(BLOCK + member.size + _pad(member.size))  # the same layer may carry another chain after
             out.seek(0, os.SEEK_END)
             out.write(trailer + bytes(2 * BLOCK))
-        return _load_file(path)
+        return load_file(path)
 
     def finish(self) -> None:
         self.jobs.put(None)
@@ -607,224 +267,6 @@ class Carriers:
             if member.streamed is not None:
                 member.streamed.abort()
                 member.streamed = None
-
-
-def _load_file(path: str) -> Optional[str]:
-    """Load the archive in file ``path``; None when it worked, else what it said."""
-    load = _engine_load()
-    if load is not None:
-        try:
-            load.send_file(path)
-        except OSError:
-            pass  # it stopped reading: its answer says why
-        return load.finish(b"")
-    done = subprocess.run(["docker", "load", "-q", "-i", path], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    if done.returncode != 0:
-        return done.stderr.decode(errors="replace").strip() or f"docker load exited with status {done.returncode}"
-    return None
-
-
-def _load(chunks: Iterator[bytes], out: IO[bytes]) -> Optional[str]:
-    """The image's own load of ``chunks``, its output passed on to ``out``; None when it worked, else what it said."""
-    load = start_load()
-    try:
-        for chunk in chunks:
-            load.write(chunk)
-            if not load.alive:
-                break  # it quit early: it says why
-    except OSError as exc:  # a spooled member could not be read back
-        load.abort()
-        return f"cannot read the stream back from the spool: {exc.strerror or exc}"
-    failed = load.failure or load.finish(b"")
-    if failed is None:
-        try:
-            out.write(load.output)
-            out.flush()
-        except OSError:
-            pass  # the connection dropped after the last byte: the image is in, nobody to tell (the next move finds it)
-    return failed
-
-
-class Stream:
-    """The incoming tar, read member by member from ``source``."""
-
-    def __init__(self, source: IO[bytes]) -> None:
-        self.source = source
-
-    def read(self, size: int) -> bytes:
-        piece = self.source.read(size)
-        if len(piece) == size:
-            return piece
-        # A pipe gives at most what it holds (64 KiB by default): gather the pieces and join them once (adding
-        # each to the last copied the data again and again, several times over for every 1 MiB chunk).
-        pieces, have = [piece], len(piece)
-        while piece and have < size:
-            piece = self.source.read(size - have)
-            pieces.append(piece)
-            have += len(piece)
-        if have < size:
-            raise Cut()
-        return b"".join(pieces)
-
-    def splice_into(self, fd: int, size: int) -> int:
-        """Up to ``size`` bytes moved straight into the pipe ``fd`` (``SignalledInput.splice_into``); -1 where the
-        source cannot (a file, an old Python, an inflated frame): read them instead. Raises Cut at the end."""
-        splice = getattr(self.source, "splice_into", None) if SPLICE else None
-        moved = -1 if splice is None else splice(fd, size)
-        if moved == 0:
-            raise Cut()
-        return int(moved)
-
-
-SPLICE = hasattr(os, "splice")  # Python 3.10+ on Linux; elsewhere every byte is read and written
-
-
-class SignalledInput:
-    """A pipe read so that a signal always ends the wait. Python runs signal handlers in the main thread only, and
-    the kernel may give a signal to a helper thread (a carrier load's): a plain read of the stream then stays
-    blocked, and SIGTERM would not end the receiver (seen in CI, and with the helpers' signals masked, every other
-    run). Each read waits on the pipe and on the wakeup pipe Python writes to whatever thread got the signal."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.wakeup, writer = os.pipe()
-        os.set_blocking(writer, False)
-        signal.set_wakeup_fd(writer)
-
-    def _wait(self) -> None:
-        while True:
-            ready, _, _ = select.select([self.fd, self.wakeup], [], [])
-            if self.wakeup in ready:
-                os.read(self.wakeup, 512)  # back in Python code, the handler runs (SIGTERM: SystemExit)
-            if self.fd in ready:
-                return
-
-    def read(self, size: int) -> bytes:
-        self._wait()
-        return os.read(self.fd, size)
-
-    def splice_into(self, fd: int, size: int) -> int:
-        """Move up to ``size`` bytes straight into the pipe ``fd``, never through Python; 0 at the end."""
-        self._wait()
-        return os.splice(self.fd, fd, size)  # Python 3.10+ (see SPLICE)
-
-
-class FramedInput:
-    """The stream as the sender framed it (archive/wire.py: raw or zlib frames, each saying the length it unpacks
-    to), unframed here rather than by a decoder process in front: one process and one pipe fewer for every byte.
-    A raw frame's bytes are read straight from ``source``; a zlib frame is inflated to no more than it says. A
-    frame cut short is the end of the stream (the tar's end marker missing then says Cut); a frame no sender
-    makes is Failed."""
-
-    def __init__(self, source: IO[bytes]) -> None:
-        self.source = source
-        self.left = 0  # bytes of the current raw frame not yet read
-        self.inflated = b""  # the current zlib frame, unpacked
-        self.taken = 0  # how much of it was read
-
-    def _exactly(self, size: int) -> bytes:
-        pieces, have = [], 0
-        while have < size:
-            piece = self.source.read(size - have)
-            if not piece:
-                break
-            pieces.append(piece)
-            have += len(piece)
-        return b"".join(pieces)
-
-    def _next_frame(self) -> bool:
-        head = self._exactly(FRAME_HEADER.size)
-        if len(head) < FRAME_HEADER.size:
-            return False  # the end (or a cut in a header)
-        kind, stored, raw = FRAME_HEADER.unpack(head)
-        if stored > MAX_FRAME or raw > MAX_FRAME or kind not in (b"R", b"Z") or (kind == b"R" and stored != raw):
-            raise Failed(f"the stream's framing is broken (a frame {kind!r} of {stored} bytes unpacking to {raw}): not what shipper sends")
-        if kind == b"R":
-            self.left = raw
-            return True
-        body = self._exactly(stored)
-        if len(body) < stored:
-            return False  # cut in its body
-        try:
-            self.inflated, self.taken = zlib.decompressobj().decompress(body, raw + 1), 0
-        except zlib.error:
-            self.inflated = b""
-        if len(self.inflated) != raw:
-            raise Failed("a compressed frame of the stream does not unpack to the length it says")
-        return True
-
-    def splice_into(self, fd: int, size: int) -> int:
-        """A raw frame's bytes moved straight into the pipe ``fd``; 0 at the end; -1: an inflated frame's (read them)."""
-        while not self.left and self.taken == len(self.inflated):
-            if not self._next_frame():
-                return 0
-        if self.taken < len(self.inflated):
-            return -1
-        moved = self.source.splice_into(fd, min(size, self.left))  # type: ignore[attr-defined]
-        self.left -= moved
-        return int(moved)
-
-    def read(self, size: int) -> bytes:
-        if size <= 0:
-            return b""
-        while not self.left and self.taken == len(self.inflated):
-            if not self._next_frame():
-                return b""
-        if self.taken < len(self.inflated):  # a tar header's 512 bytes at a time: slices, not what is left copied each time
-            piece = self.inflated[self.taken : self.taken + size]
-            self.taken += len(piece)
-            return piece
-        piece = self.source.read(min(size, self.left))
-        self.left -= len(piece)
-        return piece  # b"" mid-frame: the stream was cut
-
-
-class Pace:
-    """Tells the sender, every half second, how often this end's input pipe was at least half full: the share of
-    the time the stream waited on this end (its engine, or the unpacking here) rather than on the link. The
-    sender's link rate is how fast its writes are taken, which a slow engine holds back as much as a slow link;
-    only here can the two be told apart, and compressing helps only with the link (wire.py's Framer). Lines
-    on ``out`` (stdout) before the load's own output, which follows once the stream has ended."""
-
-    def __init__(self, fd: int, out: int) -> None:
-        self.fd, self.out = fd, out
-        try:
-            self.half = fcntl.fcntl(fd, F_GETPIPE_SZ) // 2
-        except OSError:
-            self.half = 32 << 10
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="pace", daemon=True)
-
-    def start(self) -> "Pace":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-    def waiting(self) -> int:
-        """Bytes in the input pipe."""
-        buf = bytearray(4)
-        fcntl.ioctl(self.fd, FIONREAD, buf)
-        return int(struct.unpack("i", buf)[0])
-
-    def _run(self) -> None:
-        full = samples = 0
-        while not self._stop.wait(PACE_SAMPLE):
-            try:
-                full += self.waiting() >= self.half
-            except OSError:  # not a pipe: one report that says nothing is known, so the sender goes by the link
-                full, samples = 0, PACE_EVERY - 1
-                self._stop.set()
-            samples += 1
-            if samples == PACE_EVERY:
-                try:
-                    os.write(self.out, f"{PACE} {full / samples:.2f}\n".encode())
-                except OSError:
-                    return  # the connection is gone
-                full = samples = 0
 
 
 def _octal(field: bytes) -> int:
@@ -1047,13 +489,13 @@ def run(spec: dict, source: IO[bytes], out: IO[bytes]) -> int:
             _say(carriers.error)
             return 1
         _phase(spool, "loading the image")
-        failed = _load(_final(kept, carriers), out)
+        failed = load_stream(_final(kept, carriers), out)
         if failed is not None:
             _say(failed)
             return 1
         _phase(spool, "removing the carriers")
         with Exclusive(lock):
-            _remove(carrier_ids(images))
+            remove_images(carrier_ids(images))
         return 0
     finally:
         if pace is not None:
@@ -1071,24 +513,6 @@ def _phase(spool: str, what: str) -> None:
         pass  # a full spool is found (and said) where it matters
 
 
-def _remove(image_ids: Sequence[str]) -> None:
-    """The carriers, once the image holds their layers (those never made are not there: errors ignored)."""
-    if not image_ids:
-        return
-    if ENGINE_SOCKET is not None:
-        try:
-            for image_id in image_ids:
-                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                    sock.settimeout(60)
-                    sock.connect(ENGINE_SOCKET)
-                    sock.sendall(f"DELETE /images/{image_id} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n".encode())
-                    _read_answer(sock, time.monotonic() + 60)
-            return
-        except OSError:
-            pass  # the CLI, then
-    subprocess.run(["docker", "rmi", *image_ids], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
 def main() -> None:
     # A dropped connection must not stop the carrier loads under way: what arrived whole is kept.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -1096,8 +520,7 @@ def main() -> None:
     # Stopped on purpose: end through ``run``'s cleanup (the spool under /var/tmp goes), exit status 143.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     spec = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
-    global ENGINE_SOCKET
-    ENGINE_SOCKET = engine_socket(dict(os.environ))
+    receiver_loads.ENGINE_SOCKET = engine_socket(dict(os.environ))
     try:  # a 1 MiB pipe in front of us (Linux): whole chunks per read, not 64 KiB pieces
         fcntl.fcntl(sys.stdin.fileno(), F_SETPIPE_SZ, 1 << 20)
     except OSError:
@@ -1106,6 +529,17 @@ def main() -> None:
     if spec.get("frames"):
         source = FramedInput(source)  # type: ignore[assignment]
     sys.exit(run(spec, source, sys.stdout.buffer))
+
+
+# The modules the receiver is made of, in an order that imports only what came before (archive/boot.py).
+RECEIVER_MODULES = ("receiver_input", "receiver_loads", "receiver")
+
+
+def script() -> str:
+    """The receiver and the modules it needs, as one self-contained script (standard library only)."""
+    from shipper.archive.boot import program_script  # here, not at the top: the program as sent has no boot module
+
+    return program_script(RECEIVER_MODULES, "receiver")
 
 
 if __name__ == "__main__":

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import shlex
-from pathlib import Path
 from typing import Any, Sequence
 
 from shipper.archive import receiver
 from shipper.archive.wire import DECODER
 from shipper.transfer.plan import SourceImage, TargetPlan
 
-RECEIVER_CODE = Path(receiver.__file__).read_text()
+RECEIVER_CODE = receiver.script()
 PLAIN_LOAD = "docker load -q"
 
 

@@ -71,17 +71,25 @@ def test_a_carrier_id_is_the_digest_of_its_config_for_each_prefix_of_the_layers(
     assert json.loads(carrier_config("linux", "amd64", layers[:2]))["config"]["Labels"] == {"io.shipper.carrier": "1"}
 
 
-def test_the_receiver_code_runs_alone_on_a_host_with_only_python3() -> None:
-    """It is sent as source to the target: it may import nothing but the standard library."""
+def test_the_receiver_code_runs_alone_on_a_host_with_only_python3(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """It is sent as source to the target: its modules may import nothing but the standard library and each other,
+    and the script runs where no shipper is installed (isolated from this checkout)."""
     import ast
+    import subprocess
+    import sys
     from pathlib import Path
 
     import shipper.archive.receiver as receiver
 
-    tree = ast.parse(Path(receiver.__file__).read_text())
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-    assert "shipper" not in imported
+    ours = {f"shipper.archive.{name}" for name in receiver.RECEIVER_MODULES} | {"shipper.archive"}
+    ours.add("shipper.archive.boot")  # script() alone, which runs in shipper's process, never on the target
+    for name in receiver.RECEIVER_MODULES:
+        tree = ast.parse((Path(receiver.__file__).parent / f"{name}.py").read_text())
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        assert {m for m in imported if m.split(".")[0] == "shipper"} <= ours, name
+    done = subprocess.run([sys.executable, "-I", "-c", receiver.script(), "{}"], input=b"", capture_output=True, cwd=tmp_path, timeout=60)
+    assert b"ModuleNotFoundError" not in done.stderr and b"ImportError" not in done.stderr, done.stderr.decode()[-2000:]
 
 
 def test_an_extended_header_larger_than_any_docker_save_writes_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -210,12 +218,11 @@ def started_receiver(tmp_path):  # type: ignore[no-untyped-def]
     import subprocess
     import sys
     import time
-    from pathlib import Path
 
     import shipper.archive.receiver as receiver
 
     spec = json.dumps({"images": [], "held": [], "spool": str(tmp_path)})
-    proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-c", Path(receiver.__file__).read_text(), spec],
+    proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-c", receiver.script(), spec],
                             stdin=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     assert proc.stdin is not None
     proc.stdin.write(stream(("big", bytes(200_000)))[:150_000])
@@ -262,7 +269,7 @@ def framed(whole: bytes, mode: str) -> bytes:
 @pytest.mark.parametrize("mode", ["zlib", "none"])
 def test_a_framed_stream_is_unframed_by_the_receiver_itself_byte_for_byte(tmp_path, mode: str) -> None:  # type: ignore[no-untyped-def]
     # It took a decoder process in front of it: one more process and pipe for every byte.
-    from shipper.archive.receiver import FramedInput
+    from shipper.archive.receiver_input import FramedInput
 
     layer = bytes(range(256)) * 2000  # compresses: zlib frames
     name = "blobs/sha256/" + hashlib.sha256(layer).hexdigest()
@@ -277,13 +284,13 @@ def test_a_framed_stream_cut_anywhere_is_a_cut_and_a_frame_no_sender_makes_is_re
     import struct
     import zlib
 
-    from shipper.archive import receiver, wire
+    from shipper.archive import receiver_input, wire
 
     whole = stream(("manifest.json", b"[]"), ("layer", bytes(100_000)))
     frames = framed(whole, "zlib")
     for end in (4, 9, 20, len(frames) // 2, len(frames) - 1):
         with pytest.raises(Cut):
-            receive(receiver.FramedInput(io.BytesIO(frames[:end])), str(tmp_path), no_carriers())  # type: ignore[arg-type]
+            receive(receiver_input.FramedInput(io.BytesIO(frames[:end])), str(tmp_path), no_carriers())  # type: ignore[arg-type]
     bomb = zlib.compress(bytes(5_000_000))
     for bad, says in (
         (b"Q" + struct.pack(">II", 10, 10) + bytes(10), "framing is broken"),
@@ -293,8 +300,8 @@ def test_a_framed_stream_cut_anywhere_is_a_cut_and_a_frame_no_sender_makes_is_re
         (b"Z" + struct.pack(">II", 5, 1000) + b"nope!", "does not unpack to the length it says"),
     ):
         with pytest.raises(Failed, match=says):
-            receive(receiver.FramedInput(io.BytesIO(bad)), str(tmp_path), no_carriers())  # type: ignore[arg-type]
-    assert (receiver.FRAME_HEADER.format, receiver.MAX_FRAME) == (wire.HEADER.format, wire.MAX_FRAME)  # it runs alone: a copy
+            receive(receiver_input.FramedInput(io.BytesIO(bad)), str(tmp_path), no_carriers())  # type: ignore[arg-type]
+    assert (receiver_input.FRAME_HEADER.format, receiver_input.MAX_FRAME) == (wire.HEADER.format, wire.MAX_FRAME)  # it runs alone: a copy
 
 
 @pytest.mark.parametrize(
@@ -310,7 +317,7 @@ def test_a_framed_stream_cut_anywhere_is_a_cut_and_a_frame_no_sender_makes_is_re
     ],
 )
 def test_the_receiver_loads_on_the_socket_the_docker_cli_would_use_and_leaves_contexts_to_the_cli(tmp_path, environ, config, found) -> None:  # type: ignore[no-untyped-def]
-    from shipper.archive.receiver import engine_socket
+    from shipper.archive.receiver_loads import engine_socket
     from shipper.engine.streamlocal import socket_from_probe
 
     if config is not None:
@@ -336,7 +343,7 @@ def test_the_receiver_loads_on_the_socket_the_docker_cli_would_use_and_leaves_co
     ],
 )
 def test_an_engines_answer_to_a_load_is_read_as_the_docker_cli_reports_it(answer: bytes, said: str | None, output: bytes) -> None:
-    from shipper.archive.receiver import _answer_of
+    from shipper.archive.receiver_loads import _answer_of
 
     assert _answer_of(answer) == (said, output)
 
@@ -346,7 +353,7 @@ def test_the_receiver_tells_the_sender_how_often_its_input_was_backed_up() -> No
     half full, waiting on the link when it is empty."""
     import os
 
-    from shipper.archive.receiver import PACE, Pace
+    from shipper.archive.receiver_input import PACE, Pace
 
     into, reader_end = os.pipe()
     taken, out = os.pipe()
@@ -373,7 +380,7 @@ def test_an_engine_that_never_answers_a_load_ends_it_with_a_clear_error_not_a_wa
     import threading
     import time
 
-    from shipper.archive import receiver
+    from shipper.archive import receiver_loads as receiver
 
     monkeypatch.setattr(receiver, "LOAD_ANSWER_TIME", 0.5)
     path = str(tmp_path / "engine.sock")
@@ -404,7 +411,7 @@ def test_a_docker_load_that_never_ends_is_killed_with_a_clear_error(tmp_path, mo
     import os
     import time
 
-    from shipper.archive import receiver
+    from shipper.archive import receiver_loads as receiver
 
     monkeypatch.setattr(receiver, "LOAD_ANSWER_TIME", 0.5)
     fake = tmp_path / "docker"

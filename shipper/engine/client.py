@@ -13,17 +13,18 @@ import sys
 import threading
 import time
 import urllib.parse
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import paramiko
 
 from shipper.engine.info import EngineInfo, ImageDetails, ImageSummary, engine_info, history_sizes, image_details, image_summary
 from shipper.engine import streamlocal
 from shipper.engine.bounded import json_messages, read_whole
-from shipper.engine.messages import Progress, engine_remedy, error_message, error_said, explanation, follow, registry_refusal, why_unreachable
+from shipper.engine.containers import ContainerCalls
+from shipper.engine.messages import engine_remedy, error_message, explanation, why_unreachable
 from shipper.engine.quickget import Answer, BadAnswer, QuickGet
+from shipper.engine.transfers import PLATFORM_SAVE_API, TransferCalls
 from shipper.engine.versions import OLDEST_API, is_api_version, version_lt
 from shipper.errors import EngineError, EngineUnreachable, ShipperError, SSHError
 from shipper.inventory.model import Host
@@ -33,12 +34,9 @@ from shipper.transport.ssh import SSHSession
 if TYPE_CHECKING:
     import docker
 
-SAVE_CHUNK = 1 << 20
-# The first API versions that take a platform: save and load (1.48), inspect (1.49). Asked for by those calls
-# alone: every other request keeps the version agreed at connect().
-PLATFORM_SAVE_API = "1.48"
+# The first API versions that take a platform: save and load (1.48, transfers.py), inspect (1.49). Asked for by
+# those calls alone: every other request keeps the version agreed at connect().
 PLATFORM_INSPECT_API = "1.49"
-EXEC_OUTPUT_LIMIT = 1 << 20  # the last MiB of a command's output run in a container
 COMMAND_TIMEOUT = 60.0  # seconds; metadata calls. Transfers pass timeout=None (a save can be silent for minutes).
 
 
@@ -74,23 +72,6 @@ class EngineRefused(Exception):
         self.said = explanation or message
 
 
-def _auth_header(api: Any, repository: str, auth: dict[str, str] | None) -> bytes | None:
-    """X-Registry-Auth as docker-py makes it: ``auth``, else the control machine's docker login for that registry
-    (None: requests sends no such header)."""
-    import docker.auth
-
-    if auth is not None:
-        return docker.auth.encode_header(auth)
-    registry, _ = docker.auth.resolve_repository_name(repository)
-    return docker.auth.get_config_header(api, registry)
-
-
-def _docker_errors() -> ModuleType:
-    import docker.errors  # loaded already by whoever called docker-py
-
-    return docker.errors
-
-
 def _engine_said(exc: BaseException) -> str | None:
     """The engine's words when it refused a request (its error answer), else None."""
     if isinstance(exc, EngineRefused):
@@ -104,7 +85,7 @@ def _from_docker_py(exc: BaseException) -> bool:
     return errors is not None and isinstance(exc, errors.DockerException)
 
 
-class Engine:
+class Engine(TransferCalls, ContainerCalls):
     """A connected engine. Use as a context manager, or call ``close()``.
 
     ``make_api``: docker-py's client for it, made on first use; ``base_url``: the prefix of its requests' URLs."""
@@ -477,145 +458,6 @@ class Engine:
             raise EngineError(f"{reference} is the only name of image {details.id[:19]} on {self.host.describe()}: left in place")
         with self.errors(f"remove the name {reference}"):
             self.api.remove_image(reference, force=False, noprune=True)
-
-    def push(self, repository: str, tag: str, auth: dict[str, str] | None, on_progress: Callable[[int], None] | None = None) -> str:
-        """Push ``repository:tag`` (credentials go in the X-Registry-Auth header); the manifest digest."""
-        digest = ""
-        with self.errors(f"push {repository}:{tag}"):
-            api: Any = self.api  # docker-py's request, read here within bounds (bounded.py)
-            headers = {"X-Registry-Auth": _auth_header(api, repository, auth)}
-            response = api._post_json(self._url("/images/{0}/push", repository), None, headers=headers, stream=True, params={"tag": tag})
-            stream = self._messages(response, f"push {repository}:{tag}")
-            digest = follow(stream, f"push {repository}:{tag} from {self.host.describe()}", on_progress).get("Digest", "")
-        if not digest.startswith("sha256:"):
-            raise EngineError(f"the engine on {self.host.describe()} pushed {repository}:{tag} but did not say its digest")
-        return digest
-
-    def pull(self, repository: str, digest: str, auth: dict[str, str] | None, on_progress: Callable[[int], None] | None = None) -> int:
-        """Pull ``repository@digest`` (no tag is set); bytes downloaded."""
-        progress = Progress(on_progress)
-        action = f"pull {repository}@{digest[:19]} on {self.host.describe()}"
-        with self.errors(f"pull {repository}@{digest}"):
-            try:
-                api: Any = self.api  # docker-py's request, read here within bounds (bounded.py)
-                headers = {"X-Registry-Auth": _auth_header(api, repository, auth)}
-                params = {"tag": digest, "fromImage": repository}
-                response = api._post(self._url("/images/create"), params=params, headers=headers, stream=True, timeout=None)
-                stream = self._messages(response, f"pull {repository}")
-            except _docker_errors().APIError as exc:  # refused at once (the engine's first request to the registry failed)
-                refusal = registry_refusal(action, explanation(exc))
-                if type(refusal) is not EngineError:  # a registry problem shipper can name (TLS, credentials, reach)
-                    raise refusal from None
-                raise
-            follow(stream, action, progress)
-        return progress.total
-
-    # -- containers (the registry shipper runs) ----------------------------------------
-
-    def container(self, name: str) -> dict[str, Any] | None:
-        """``docker inspect`` of a container, or None."""
-        with self.errors(f"inspect container {name}"):
-            try:
-                found: dict[str, Any] = self.api.inspect_container(name)
-                return found
-            except _docker_errors().NotFound:
-                return None
-
-    def run_container(
-        self, name: str, image: str, env: dict[str, str], binds: dict[str, str], labels: dict[str, str],
-        restart: str = "always", network_mode: str = "host", command: list[str] | None = None,
-        ports: dict[str, str] | None = None, healthcheck: dict[str, Any] | None = None,
-    ) -> str:  # fmt: skip
-        """Create and start a detached container; its ID. ``binds``: host path -> container path[:ro];
-        ``ports``: "8080/tcp" -> host port (bridge networks only)."""
-        with self.errors(f"run container {name}"):
-            host_config = self.api.create_host_config(
-                binds=[f"{source}:{target}" for source, target in binds.items()],
-                restart_policy={"Name": restart} if restart != "no" else None, network_mode=network_mode,
-                port_bindings={p: int(h) for p, h in (ports or {}).items()} or None,
-            )  # fmt: skip
-            created = self.api.create_container(
-                image, name=name, environment=env, labels=labels, host_config=host_config, detach=True, command=command,
-                ports=list((ports or {}).keys()) or None, healthcheck=healthcheck,
-            )  # fmt: skip
-            self.api.start(created["Id"])
-            return str(created["Id"])
-
-    def rename_container(self, name: str, new_name: str) -> None:
-        with self.errors(f"rename container {name}"):
-            self.api.rename(name, new_name)
-
-    def stop_container(self, name: str) -> None:
-        with self.errors(f"stop container {name}"):
-            self.api.stop(name, timeout=10)
-
-    def start_container(self, name: str) -> None:
-        with self.errors(f"start container {name}"):
-            self.api.start(name)
-
-    def remove_container(self, name: str) -> None:
-        with self.errors(f"remove container {name}"):
-            try:
-                self.api.remove_container(name, force=True)
-            except _docker_errors().NotFound:
-                pass
-
-    def exec(self, name: str, argv: list[str]) -> tuple[int, str]:
-        """Run ``argv`` in a running container; exit status and output (stdout and stderr: the last MiB of it)."""
-        with self.errors(f"run {argv[0]} in container {name}"):
-            created = self.api.exec_create(name, argv, stdout=True, stderr=True)
-            # Streamed and kept to its last EXEC_OUTPUT_LIMIT bytes: docker-py would join all of it in memory
-            # (a registry's garbage collection names every blob it marks).
-            output = bytearray()
-            for piece in self.api.exec_start(created["Id"], stream=True):
-                output += piece
-                if len(output) > 2 * EXEC_OUTPUT_LIMIT:
-                    del output[:-EXEC_OUTPUT_LIMIT]
-            status = self.api.exec_inspect(created["Id"]).get("ExitCode")
-        kept = bytes(output[-EXEC_OUTPUT_LIMIT:]).decode(errors="replace")
-        return int(status) if isinstance(status, int) else -1, kept
-
-    def save(self, image_ids: Iterable[str], platform: Platform | None = None) -> Iterator[bytes]:
-        """``GET /images/get?names=…``: one docker-save tar holding all the images, streamed.
-        ``platform``: only that platform of each multi-platform image (API 1.48+)."""
-        ids = list(image_ids)
-        with self.errors(f"save {len(ids)} image(s)"):
-            # docker-py's get_image takes a single name; the endpoint takes several.
-            api: Any = self.api  # the private helpers every docker-py endpoint uses
-            params: dict[str, Any] = {"names": ids}
-            url = self._url("/images/get")
-            if platform is not None:
-                self.require_api(PLATFORM_SAVE_API, f"save one platform ({platform}) of an image")
-                params["platform"] = platform.to_api()
-                url = self._url("/images/get", version=PLATFORM_SAVE_API)
-            response = api._get(url, params=params, stream=True)
-            api._raise_for_status(response)
-        return self._stream(response.iter_content(SAVE_CHUNK), f"save {len(ids)} image(s)")
-
-    def _stream(self, chunks: Iterator[bytes], action: str) -> Iterator[bytes]:
-        with self.errors(action):
-            yield from chunks
-
-    def load(self, chunks: Iterable[bytes | memoryview]) -> list[str]:
-        """Stream a docker-save tar into the engine; the names (or IDs) it says it loaded.
-
-        The engine answers with a JSON progress stream that must be read to
-        the end: an error arrives as an ``errorDetail`` message, not a status.
-        """
-        loaded: list[str] = []
-        with self.errors("load images"):
-            api: Any = self.api  # docker-py's request, read here within bounds (bounded.py)
-            response = api._post(self._url("/images/load"), data=iter(chunks), params={"quiet": True}, stream=True)  # a list would be taken for form fields
-            for message in self._messages(response, "load"):
-                if not isinstance(message, dict):
-                    raise BadAnswer("a message of the engine's load is not a JSON object")
-                detail = error_said(message)
-                if detail is not None:
-                    raise EngineError(f"cannot load images on {self.host.describe()}: engine said {detail!r}", hint=engine_remedy(detail, self.host.name))
-                for line in str(message.get("stream", "")).splitlines():
-                    if line.startswith("Loaded image"):
-                        loaded.append(line.split(": ", 1)[1].strip())
-        return loaded
 
     def close(self) -> None:
         """Release the HTTP pools and the SSH connection."""

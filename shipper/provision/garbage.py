@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shipper.engine import connect
-from shipper.errors import RegistryError, UsageError
+from shipper.errors import RegistryError, RegistryNotFound, UsageError
 from shipper.inventory.model import Host
 from shipper.provision.container import registry_client, recreate, until_ready
 from shipper.provision.layout import UpRequest, config_path, container_name, state_dir
@@ -48,7 +48,7 @@ def check_every_tag(client: RegistryClient) -> int:
     """Every tag still resolves, and its manifest's blobs are all there; how many tags."""
     checked = 0
     for repository in client.catalog():
-        for tag in client.tags(repository):
+        for tag in _tags(client, repository):
             manifest = client.manifest(repository, tag)
             children = [client.manifest(repository, m.digest) for m in manifest.manifests] if manifest.is_index else [manifest]
             for child in children:
@@ -57,6 +57,15 @@ def check_every_tag(client: RegistryClient) -> int:
                         raise RegistryError(f"after garbage collection, {repository}:{tag} lacks blob {blob.digest}")
             checked += 1
     return checked
+
+
+def _tags(client: RegistryClient, repository: str) -> list[str]:
+    """The repository's tags; none where the registry knows it by its blobs alone (NAME_UNKNOWN for its tags): a
+    push cut short, or refused while the registry was read-only, before its manifest went in."""
+    try:
+        return list(client.tags(repository))
+    except RegistryNotFound:
+        return []
 
 
 def gc(host: Host, port: int, credentials: Credentials, dry_run: bool = False, delete_untagged: bool = False) -> GCResult:

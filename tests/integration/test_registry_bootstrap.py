@@ -202,7 +202,9 @@ def test_gc_after_rm_reclaims_the_blobs_refuses_uploads_meanwhile_and_keeps_ever
         assert gc.status == 0, gc.stderr
         result = one(gc.stdout, "gc")
         assert result["read_only_proven"] and result["reclaimed_bytes"] > 2 << 20  # the 3 MiB layer, less what was pushed meanwhile
-        assert result["tags_checked"] >= 2
+        # boot/kept, and boot/during-gc where one of the pusher's pushes went in before the check (it may not have:
+        # its repository then holds blobs and no tag, which is nothing to check)
+        assert result["tags_checked"] >= 1
         assert any("UNSUPPORTED" in message for message in refusals), refusals  # refused while read-only, never half-written
         with booted.client() as client:
             assert client.blob_size("boot/doomed", doomed.layers[0].digest) is None
@@ -211,6 +213,26 @@ def test_gc_after_rm_reclaims_the_blobs_refuses_uploads_meanwhile_and_keeps_ever
             assert client.manifest_head("boot/during-gc", "1") is not None
     finally:
         booted.clean()
+
+
+def test_gc_passes_over_a_repository_whose_push_never_put_a_manifest(shipper: ShipperRunner, booted: Booted) -> None:
+    """A push cut short (or refused while the registry was read-only) leaves a repository in the catalog with blobs
+    and no tag: the registry answers NAME_UNKNOWN for its tags. That is no tag to check, not a failed collection
+    (the gc test above met it now and then, when its pusher's blob went in just before read-only)."""
+    from tests.integration.test_registry_client import blob_reader
+
+    booted.up("--trust", "a")
+    with booted.client() as client:
+        push(client, "boot/whole", "1", [os.urandom(1000)])
+        orphan = os.urandom(1000)
+        client.upload_blob("boot/cut-short", digest_of(orphan), len(orphan), blob_reader(orphan))
+        assert "boot/cut-short" in list(client.catalog())
+
+    result = shipper("registry", "gc", "a", "--port", str(booted.port), "--username", "admin",
+                     "--password-file", str(booted.secrets / "password"), "--json", "-i", str(booted.lab.inventory_path))  # fmt: skip
+
+    assert result.status == 0, result.stderr
+    assert one(result.stdout, "gc")["tags_checked"] == 1
 
 
 def test_delete_untagged_is_refused_on_2x_when_an_index_is_stored(shipper: ShipperRunner, booted: Booted) -> None:

@@ -229,12 +229,13 @@ def _exit_now(status: int) -> None:
     import os
     import threading
 
+    # What the interpreter itself calls first when it ends: threading's own exit work (an executor's idle workers
+    # told to stop), then every thread that is not a daemon waited for; then the atexit handlers.
+    wait_for_threads = getattr(threading, "_shutdown", None)
     run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
-    if run_exit_handlers is None:  # a Python without it: the ordinary exit
+    if wait_for_threads is None or run_exit_handlers is None:  # a Python without them: the ordinary exit
         sys.exit(status)
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
+    wait_for_threads()
     run_exit_handlers()
     for stream in (sys.stdout, sys.stderr):
         try:

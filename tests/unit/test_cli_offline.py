@@ -164,3 +164,21 @@ def test_a_reader_that_goes_away_ends_shipper_quietly_not_with_a_traceback(tmp_p
 
     assert b"Traceback" not in stderr and b"BrokenPipeError" not in stderr, stderr.decode()[-2000:]
     assert proc.returncode == 141  # as a shell reports a pipeline's writer ended by SIGPIPE
+
+
+def test_the_quick_exit_waits_for_work_under_way_and_never_for_an_idle_pool() -> None:
+    """The CLI ends without the interpreter's teardown (0.1 s a command): a thread still working is waited for, an
+    executor's idle worker is told to stop (joining it as it was would wait for ever), and the status is kept."""
+    import subprocess
+    import sys
+
+    program = (
+        "import concurrent.futures, threading, time\n"
+        "from shipper.cli.main import _exit_now\n"
+        "pool = concurrent.futures.ThreadPoolExecutor(2); pool.submit(lambda: 1).result()\n"
+        "threading.Thread(target=lambda: (time.sleep(0.3), print('finished', flush=True))).start()\n"
+        "_exit_now(3)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=30)
+
+    assert (done.returncode, done.stdout) == (3, "finished\n"), done.stderr

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from collections.abc import Mapping
 
-from shipper.archive.receiver import CARRIER_LABEL
+from shipper.archive.receiver_carriers import CARRIER_LABEL
 from shipper.engine.quickget import BadAnswer
 
 ImageStore = Literal["classic", "containerd"]

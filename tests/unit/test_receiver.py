@@ -11,7 +11,8 @@ import tarfile
 
 import pytest
 
-from shipper.archive.receiver import Carriers, Cut, Failed, carrier_config, carrier_ids, receive, _final
+from shipper.archive.receiver import Cut, Failed, receive, _final
+from shipper.archive.receiver_carriers import Carriers, carrier_config, carrier_ids
 
 
 def stream(*members: tuple[str, bytes], pax: bool = False) -> bytes:

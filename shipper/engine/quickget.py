@@ -82,24 +82,8 @@ class QuickGet:
     def get(self, path: str) -> Answer:
         """``GET path`` (already quoted, with its query). Raises OSError (BadAnswer, TimeoutError, ConnectionError)
         or what opening the channel raises."""
-        with self._lock:
-            for attempt in (1, 2):
-                reused = self._channel is not None
-                try:
-                    return self._exchange(path)
-                except BadAnswer:
-                    self._drop()
-                    raise
-                except TimeoutError:
-                    self._drop()
-                    within = f" within {self._timeout:g} s" if self._timeout is not None else ""
-                    raise TimeoutError(f"Read timed out: no answer to GET {path.split('?')[0]}{within}") from None
-                except OSError:
-                    self._drop()
-                    if not reused or attempt == 2:
-                        raise
-                    # A kept-alive connection the engine closed meanwhile: once more on a fresh one (a GET).
-            raise AssertionError("unreachable")
+        (answer,) = self.exchange([("GET", path)])
+        return answer
 
     def exchange(self, requests: Sequence[tuple[str, str]]) -> list[Answer]:
         """Several requests without a body (``(method, path)``: GETs, and POSTs whose query says it all, such as a
@@ -123,21 +107,16 @@ class QuickGet:
                         self._drop()
                         within = f" within {self._timeout:g} s" if self._timeout is not None else ""
                         raise TimeoutError(f"Read timed out: no answer to {batch[0][0]} {batch[0][1].split('?')[0]}{within}") from None
-                    except _Partial as partial:  # the connection went after some answers: the rest on a new one
+                    except (_Partial, OSError) as failed:  # the connection went (maybe after some answers)
                         self._drop()
+                        partial = failed if isinstance(failed, _Partial) else _Partial([], failed)  # OSError: opening it
                         answers += partial.answers
-                        if not partial.answers and (not reused or attempt == 2):
-                            raise partial.cause from None
                         if partial.answers:
-                            break
+                            break  # the rest on a new one
+                        if not reused or attempt == 2:
+                            raise partial.cause from None
+                        # A kept-alive connection the engine closed meanwhile: once more on a fresh one.
         return answers
-
-    def _exchange(self, path: str) -> Answer:
-        try:
-            (answer,) = self._exchange_many([("GET", path)])
-        except _Partial as partial:
-            raise partial.cause from None
-        return answer
 
     def _exchange_many(self, batch: Sequence[tuple[str, str]]) -> list[Answer]:
         if self._channel is None:
@@ -146,9 +125,9 @@ class QuickGet:
             self._reader = _Reader(self._channel)
         assert self._reader is not None
         self._reader.deadline = time.monotonic() + ANSWER_TIME
-        self._channel.sendall(b"".join(_request(method, path) for method, path in batch))
         answers: list[Answer] = []
         try:
+            self._channel.sendall(b"".join(_request(method, path) for method, path in batch))
             for _ in batch:
                 status, headers = self._reader.head()
                 answers.append(Answer(status, self._reader.body(headers), headers))

@@ -521,3 +521,13 @@ def test_an_answer_trickled_out_ends_at_the_answer_time_over_tcp_and_on_the_quic
     with pytest.raises(BadAnswer, match="took more than 1 s"):
         quick.get("/_ping")
     assert time.monotonic() - started < 3
+
+
+def test_a_batch_whose_kept_alive_connection_is_gone_before_it_is_written_is_sent_again_once() -> None:
+    """The engine closed the kept connection before the next write: the write itself fails, and a fresh one takes it."""
+    engine = ScriptedEngine([lambda sock: sock.sendall(ok(b"0")), ok(b"1"), ok(b"2")])  # answers, then closes
+    quick = QuickGet(engine.open, timeout=5)
+    assert quick.get("/first").body == b"0"
+    time.sleep(0.2)  # its end is closed now
+
+    assert [a.body for a in quick.exchange([("GET", "/a"), ("GET", "/b")])] == [b"1", b"2"] and engine.opened == 2

@@ -9,7 +9,9 @@ layers up to that one (label ``io.shipper.carrier``). A layer named by its
 digest that is next on its image's chain is fed to its carrier's ``docker
 load`` while it arrives (the engine unpacks it as it comes; the carrier's
 config and manifest, the end of its archive, follow once the carriers below
-are in), and is not spooled when no other carrier needs it; other layers are
+are in); a base layer's carrier is an import instead (``docker import``: the
+engine registers the layer while it comes, where a load registers it only
+after its archive's end); either is not spooled when no other carrier needs it; other layers are
 spooled under /var/tmp and loaded from there. Carriers are registered one
 after another in the background while the stream goes on; each checks its
 layer against the carrier's config, as every ``docker load`` does (a layer
@@ -33,6 +35,7 @@ layers.py rather than import them.
 
 SPEC: {"images": [{"layers": [diff IDs, base first], "os": "linux", "architecture": "amd64"}],
        "held": [diff IDs whose whole chain the target holds: not in the stream],
+       "carriers": [IDs of carriers an interrupted move left, whose layers these images hold: removed at the end],
        "frames": true when the stream comes framed (archive/wire.py; unframed here),
        "pace": true to tell the sender on stdout, while the stream comes, whether this end keeps up (Pace)}
 
@@ -56,7 +59,7 @@ from typing import IO, Dict, Iterator, List, Optional, Sequence
 
 from shipper.archive import receiver_loads
 from shipper.archive.receiver_input import Cut, Failed, FramedInput, Pace, SignalledInput, Stream
-from shipper.archive.receiver_loads import engine_socket, load_stream, remove_images, start_load
+from shipper.archive.receiver_loads import Load, engine_socket, load_stream, remove_images, start_load
 from shipper.archive.receiver_carriers import BLOCK, CARRIER_LAYER, Carriers, Member, carrier_ids, pad, tar_header
 
 CHUNK = 1 << 20
@@ -151,12 +154,15 @@ def receive(source: IO[bytes], spool: str, carriers: Carriers) -> List[Member]:
             # A layer named by its digest that is next on its image's chain: its carrier's load is fed as it comes,
             # and, when no other carrier will need it, it is not spooled as well.
             digest = "sha256:" + name[-64:]
-            feed = None
+            feed: Optional[Load] = None
             if named and kind in (b"0", b"\0", b"7") and carriers.next_on_a_chain(digest):
-                # "-i /dev/stdin" (for the CLI): the same as reading stdin, and tells a carrier's load from the
-                # image's own in a process list
-                feed = start_load(("-i", "/dev/stdin"))
-                feed.write(tar_header(CARRIER_LAYER, size))
+                # A base layer goes into the engine's store as it comes (an import); any other to its carrier's load.
+                feed = carriers.start_base(digest) if carriers.starts_a_chain(digest) else None
+                if feed is None:
+                    # "-i /dev/stdin" (for the CLI): the same as reading stdin, and tells a carrier's load from the
+                    # image's own in a process list
+                    feed = start_load(("-i", "/dev/stdin"))
+                    feed.write(tar_header(CARRIER_LAYER, size))
             member.path = None if feed is not None and carriers.only_once(digest) else os.path.join(spool, f"member-{serial}")
             try:
                 with open(member.path or os.devnull, "wb") as out:
@@ -302,8 +308,9 @@ def run(spec: dict, source: IO[bytes], out: IO[bytes]) -> int:
             _say(failed)
             return 1
         _phase(spool, "removing the carriers")
-        with Exclusive(lock):
-            remove_images(carrier_ids(images))
+        with Exclusive(lock):  # ours, and those an interrupted move left of these images (shipper found them)
+            left = [c for c in spec.get("carriers", []) if _DIGEST.fullmatch(str(c))]
+            remove_images(list(dict.fromkeys(carrier_ids(images) + carriers.imported + left)))
         return 0
     finally:
         if pace is not None:

@@ -11,7 +11,7 @@ import queue
 import threading
 from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
-from shipper.archive.receiver_loads import CHUNK, Load, load_file
+from shipper.archive.receiver_loads import CHUNK, EngineImport, Load, load_file, start_import
 
 BLOCK = 512
 CARRIER_LABEL = "io.shipper.carrier"
@@ -114,6 +114,7 @@ class Carriers:
         self.jobs: "queue.Queue[Optional[Tuple[dict, int]]]" = queue.Queue()
         self.error: Optional[str] = None
         self.loaded = 0
+        self.imported: List[str] = []  # the carriers made by import (IDs the engine chose: see EngineImport)
         self.thread = threading.Thread(target=self._work, daemon=True)
         self.thread.start()
 
@@ -133,6 +134,14 @@ class Carriers:
             if done < len(image["layers"]) and image["layers"][done] == digest and image["chains"][done] not in self.registered:
                 return True
         return False
+
+    def starts_a_chain(self, digest: str) -> bool:
+        """Whether layer ``digest`` is the base of an image none of whose layers the target holds: its carrier may
+        then be an import (``start_base``)."""
+        return any(not self.done[n] and image["layers"][0] == digest and image["chains"][0] not in self.registered for n, image in enumerate(self.images) if image["layers"])
+
+    def start_base(self, digest: str) -> Optional[EngineImport]:
+        return start_import(CARRIER_LABEL, digest)
 
     def add(self, member: Member) -> bool:
         """A layer arrived whole: queue a carrier for each layer it lets onto its chain. Whether one is ``member``'s."""
@@ -187,6 +196,13 @@ class Carriers:
         manifest = json.dumps([{"Config": f"{digest}.json", "RepoTags": None, "Layers": names}]).encode()
         trailer = b"".join(tar_header(name, len(data)) + data + bytes(pad(len(data))) for name, data in ((f"{digest}.json", config), ("manifest.json", manifest)))
         streamed, member.streamed = member.streamed, None  # one carrier per streamed load; any other from the spool
+        if isinstance(streamed, EngineImport) and position:  # the same layer higher on another chain: kept for its base
+            member.streamed, streamed = streamed, None
+        if isinstance(streamed, EngineImport) and streamed.alive:
+            failed = streamed.finish(b"")
+            if failed is None:
+                self.imported.append(streamed.image_id)
+            return failed
         if streamed is not None and streamed.alive:
             return streamed.finish(bytes(pad(member.size)) + trailer + bytes(2 * BLOCK))
         if member.path is None and member.data is None:  # fed to its load only, which gave up

@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import socket
 import subprocess
 import threading
@@ -17,6 +18,7 @@ from shipper.archive import receiver_input
 from shipper.archive.receiver_input import Stream
 
 CHUNK = 1 << 20
+_IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
 
 # -- loads ---------------------------------------------------------------------------------------------------
 # Each load goes straight to the engine's socket where the docker CLI would reach it (``POST /images/load``, the
@@ -202,16 +204,17 @@ class EngineLoad(Load):
     """``POST /images/load`` on the engine's socket ``path``, the archive in HTTP chunks. Raises OSError when the
     socket cannot be reached (the CLI then)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, request: bytes = LOAD_REQUEST) -> None:
         super().__init__()
         self.sock: Optional[socket.socket] = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self.sock.connect(path)
-            self.sock.sendall(LOAD_REQUEST)
+            self.sock.sendall(request)
         except OSError:
             self.sock.close()
             raise
         self.fd = self.sock.fileno()
+        self.messages: List[dict] = []  # the engine's answer, once finished
 
     def _before(self, size: int) -> bytes:
         return b"%x\r\n" % size
@@ -247,7 +250,9 @@ class EngineLoad(Load):
         except OSError:
             pass  # it stopped reading: its answer says why
         try:
-            failed, self.output = _answer_of(_read_answer(self.sock, time.monotonic() + LOAD_ANSWER_TIME))
+            answer = _read_answer(self.sock, time.monotonic() + LOAD_ANSWER_TIME)
+            failed, self.output = _answer_of(answer)
+            self.messages = _messages(answer)
         except TimeoutError:
             failed = _silent()
         except OSError as exc:
@@ -260,6 +265,63 @@ class EngineLoad(Load):
             self.sock.close()  # a body without its end: the engine's load fails and creates nothing
             self.sock = None
         self.fd = -1
+
+
+class EngineImport(EngineLoad):
+    """A base layer's carrier made by ``docker import`` (``POST /images/create?fromSrc=-``): the body is the layer's
+    tar itself, and the engine unpacks it straight into its store as it comes. A load first unpacks its archive
+    to a directory of its own and registers the layer only once the archive has ended (0.5 s for 100 MiB after
+    the last byte here, and every byte written twice). Only a base layer can come this way: an import has no
+    parent. The engine checks nothing against a config here, so ``finish`` asks for the new image's layers and
+    says what arrived if it is not ``digest``. A body without its end (``abort``) creates nothing."""
+
+    def __init__(self, path: str, label: str, digest: str) -> None:
+        request = (
+            b"POST /images/create?fromSrc=-&changes=LABEL%%20%s%%3D1 HTTP/1.1\r\nHost: docker\r\nUser-Agent: shipper-receiver\r\n"
+            b"Content-Type: application/x-tar\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" % label.encode()
+        )
+        super().__init__(path, request)
+        self.digest = digest
+        self.image_id = ""  # the image it made
+
+    def finish(self, trailer: bytes) -> Optional[str]:
+        failed = super().finish(b"")  # the layer is the whole body: nothing goes after it
+        if failed is not None:
+            return failed
+        made = [m.get("status") for m in self.messages if _IMAGE_ID.fullmatch(str(m.get("status")))]
+        if not made:
+            return "the engine's answer to the import named no image"
+        self.image_id = str(made[-1])
+        layers = image_layers(self.image_id)
+        if layers == [self.digest]:
+            return None
+        remove_images([self.image_id])  # not what was asked for: not a carrier of anything
+        self.image_id = ""
+        if layers is None:
+            return f"the engine did not say what it made of layer {self.digest} (its image could not be read)"
+        return f"layer {self.digest} arrived corrupt: the engine made {', '.join(layers) or 'nothing'} of it"
+
+
+def image_layers(image_id: str) -> Optional[List[str]]:
+    """The layers (diff IDs) of image ``image_id`` on the engine's socket, or None where it cannot say."""
+    if ENGINE_SOCKET is None:
+        return None
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(60)
+            sock.connect(ENGINE_SOCKET)
+            sock.sendall(f"GET /images/{image_id}/json HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n".encode())
+            answer = _read_answer(sock, time.monotonic() + 60)
+    except OSError:
+        return None
+    status, body = _status_and_body(answer)
+    if status != "200":
+        return None
+    try:
+        layers = json.loads(body)["RootFS"]["Layers"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return [str(layer) for layer in layers] if isinstance(layers, list) else None
 
 
 def _silent() -> str:
@@ -285,17 +347,19 @@ def _read_answer(sock: socket.socket, deadline: Optional[float] = None) -> bytes
     return b"".join(pieces)
 
 
-def _answer_of(answer: bytes) -> Tuple[Optional[str], bytes]:
-    """(None, what it loaded) from an engine's answer to a load, or (what it said went wrong, b"")."""
+def _status_and_body(answer: bytes) -> Tuple[str, bytes]:
     head, found, body = answer.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = lines[0].split(" ")[1] if found and len(lines[0].split(" ")) > 1 else ""
-    if not status:
-        return "the engine's answer to the load was cut short", b""
     if any(line.lower().startswith("transfer-encoding:") and "chunked" in line.lower() for line in lines[1:]):
         body = _dechunked(body)
+    return status, body
+
+
+def _messages(answer: bytes) -> List[dict]:
+    """The JSON messages of an engine's answer (a stream of objects)."""
     messages: List[dict] = []
-    text = body.decode(errors="replace").strip()
+    text = _status_and_body(answer)[1].decode(errors="replace").strip()
     decoder = json.JSONDecoder()
     while text:
         try:
@@ -305,6 +369,15 @@ def _answer_of(answer: bytes) -> Tuple[Optional[str], bytes]:
         if isinstance(value, dict):
             messages.append(value)
         text = text[end:].lstrip()
+    return messages
+
+
+def _answer_of(answer: bytes) -> Tuple[Optional[str], bytes]:
+    """(None, what it loaded) from an engine's answer to a load, or (what it said went wrong, b"")."""
+    status, body = _status_and_body(answer)
+    if not status:
+        return "the engine's answer to the load was cut short", b""
+    messages = _messages(answer)
     if status != "200":
         said = next((str(m["message"]) for m in messages if "message" in m), body.decode(errors="replace").strip()[:300])
         return f"Error response from daemon: {said}", b""
@@ -338,6 +411,16 @@ def _engine_load() -> Optional[EngineLoad]:
             return EngineLoad(ENGINE_SOCKET)
         except OSError:
             pass  # not there, or not ours to use: the CLI says why, if anything is wrong
+    return None
+
+
+def start_import(label: str, digest: str) -> Optional[EngineImport]:
+    """A base layer's import on the engine's socket (``EngineImport``), or None where there is none that answers."""
+    if ENGINE_SOCKET is not None:
+        try:
+            return EngineImport(ENGINE_SOCKET, label, digest)
+        except OSError:
+            pass
     return None
 
 

@@ -82,6 +82,7 @@ class TargetPlan:
     held_before: frozenset[str] = frozenset()  # the target's image IDs when planned: what a load made is not among them
     store: str = "classic"  # the target's image store: "classic", "containerd" or "podman"
     resumed: int = 0  # of ``skip_layers``, how many an interrupted move left there (its carriers)
+    carriers: tuple[str, ...] = ()  # carriers there whose layers the images sent hold: the receiver removes them once loaded
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ class TargetView:
     unlisted: frozenset[str] = frozenset()  # requested IDs the engine holds though its list leaves them out (see with_requested)
     layers_read: bool = True  # chains and content_of were read (the survey reads them only where an image is missing)
     carried: frozenset[str] = frozenset()  # chain IDs only carriers hold: what an interrupted move left (archive/receiver.py)
+    carrier_tops: dict[str, str] = field(default_factory=dict)  # carrier image ID -> the chain ID of its top layer
 
 
 def same_content(view: TargetView, image: SourceImage) -> str | None:
@@ -173,9 +175,11 @@ def target_plan(
                 )  # fmt: skip
             skip = frozenset()
         resumed = sum(1 for img in images for d, c in zip(img.layers, chain_ids(img.layers)) if d in skip and c in view.carried)
+        sent_chains = {c for img in images if img.id in send for c in chain_ids(img.layers)}
+        leftovers = tuple(sorted(i for i, top in view.carrier_tops.items() if top in sent_chains))
         return TargetPlan(
             host, "send", send, tags, before, present, reason, host_key=host_key, skip_layers=skip, thin_note=note, aliases=aliases,
-            held_before=view.ids, store=view.store, resumed=resumed,
+            held_before=view.ids, store=view.store, resumed=resumed, carriers=leftovers,
         )  # fmt: skip
     if tags:
         return TargetPlan(host, "tag", (), tags, before, present, "has the image(s); only tags move", host_key=host_key, aliases=aliases)

@@ -30,10 +30,13 @@ def receiver_spec(target: TargetPlan, images: Sequence[SourceImage]) -> dict[str
     sent = [img for img in images if img.id in target.send_ids and img.layers]
     if not sent:
         return None
-    return {
+    spec: dict[str, Any] = {
         "images": [{"layers": list(img.layers), "os": img.os or "linux", "architecture": img.architecture or "amd64"} for img in sent],
         "held": sorted(target.skip_layers),
     }
+    if target.carriers:  # an interrupted move's, made by import (their IDs are the engine's): removed with the receiver's own
+        spec["carriers"] = list(target.carriers)
+    return spec
 
 
 def _python(code: str, *args: str) -> str:

@@ -127,13 +127,16 @@ def _with_details(view: TargetView, ids: Sequence[str], held: Sequence[ImageDeta
     chains: set[str] = set()
     carried: set[str] = set()  # chains of carriers: what an interrupted move left
     content_of: dict[str, str] = {}
+    tops: dict[str, str] = {}  # carrier -> its top chain
     for image_id, details in zip(ids, held):
         if details is not None:
             (carried if details.carrier else chains).update(chain_ids(details.layers))
             if not details.carrier:
                 content_of[image_id] = details.content
+            elif details.layers:
+                tops[image_id] = chain_ids(details.layers)[-1]
     usable = frozenset(chains | carried) if view.store != "podman" else frozenset()  # podman loads only whole streams: what it holds never counts
-    return replace(view, chains=usable, content_of=content_of, layers_read=True, carried=frozenset(carried - chains))
+    return replace(view, chains=usable, content_of=content_of, layers_read=True, carried=frozenset(carried - chains), carrier_tops=tops)
 
 
 def with_requested(view: TargetView, host: Host, images: Sequence[SourceImage], engines: EnginePool) -> TargetView:

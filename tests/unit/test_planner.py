@@ -39,6 +39,7 @@ def view_of(data: dict[str, Any]) -> TargetView:
         store=data["store"],
         content_of={digest(i): c for i, c in data.get("content_of", {}).items()},
         unlisted=frozenset(digest(i) for i in data.get("unlisted", [])),
+        carrier_tops={digest(i): chain_ids([digest(x) for x in stack])[-1] for i, stack in data.get("carriers", {}).items()},
     )
 
 
@@ -66,6 +67,8 @@ def test_the_plan_for_a_target_follows_from_what_it_holds(case: Path) -> None:
         assert plan.skip_layers == frozenset(digest(x) for x in expect["skip"]), data["about"]
     if "note_has" in expect:
         assert expect["note_has"] in plan.thin_note if expect["note_has"] else plan.thin_note == "", (data["about"], plan.thin_note)
+    if "carriers" in expect:
+        assert plan.carriers == tuple(sorted(digest(i) for i in expect["carriers"])), data["about"]
     if "aliases" in expect:
         assert plan.aliases == {digest(a): digest(b) for a, b in expect["aliases"].items()}, data["about"]
 

@@ -11,7 +11,7 @@ import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from shipper.archive.fanout import apply_limits
 from shipper.engine import connect
@@ -26,12 +26,13 @@ from shipper.engine.pool import EnginePool
 from shipper.ops.move_plan import MovePlan, RouteRequest, choose_route
 from shipper.transfer.plan import TargetPlan
 from shipper.ops.move_recovery import incomplete_pulls, merge, resend_in_full
-from shipper.ops.move_registry import Pushed, RegistryRoute, pull_everywhere, push_images
-from shipper.ops.registry_upload import can_upload_from_store, push_from_store
 from shipper.transfer.store_upload import StoreUploader
 from shipper.transfer import Delivery, SourceFailed, SourceProgram, deliver, host_to_host, make_sink, make_source
 from shipper.platforms import Platform
 from shipper.progress import NullReporter, Reporter
+
+if TYPE_CHECKING:
+    from shipper.ops.move_registry import Pushed, RegistryRoute
 
 __all__ = ["SourceFailed", "TargetResult", "run_move"]
 
@@ -81,6 +82,11 @@ def _through_registry(
 ) -> Delivery:  # fmt: skip
     """The source's layer store is uploaded (else its engine pushes), each target's engine pulls.
     ``uploader``: the upload program, started on the source while the move was planned."""
+    # Here, not at the top: the registry's client (and requests) cost a move that goes host to host 70 ms before its
+    # program on the source can start.
+    from shipper.ops.move_registry import pull_everywhere, push_images
+    from shipper.ops.registry_upload import can_upload_from_store, push_from_store
+
     assert plan.registry is not None
     if uploader is not None and not can_upload_from_store(plan.source, plan.store_read, plan.source_store):
         uploader.cancel()
@@ -208,8 +214,11 @@ def prestart_program(
     that its SSH login and start-up overlap the planning; None where the move will not use one."""
     if not others:
         return None
-    if via == "registry" and registry is not None and can_upload_from_store(source, store_read, "classic"):
-        return StoreUploader(source)
+    if via == "registry" and registry is not None:
+        from shipper.ops.registry_upload import can_upload_from_store
+
+        if can_upload_from_store(source, store_read, "classic"):
+            return StoreUploader(source)
     if choose_route(source, others, via, registry)[2]:
         names = [str(parse(i)) for i in images]  # checked names only reach the source's command line
         keys = [k for t in others for k in t.ssh.identity_files]

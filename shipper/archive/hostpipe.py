@@ -23,6 +23,9 @@ the store cannot be read, it resolves the names to IDs and starts
 ``docker save`` at once: the save's export (seconds, before its first byte)
 overlaps shipper's planning. SPEC then names the IDs shipper planned; the
 early save is used only if it holds exactly those, else a new one starts.
+That early work runs beside the wait for SPEC, and the targets' logins start
+as soon as SPEC comes, beside finding the source: where shipper planned
+before the program was up, the logins wait for nothing else.
 STOP (nothing to send) ends it. Progress goes to stderr as JSON lines ({"progress": {"b": bytes}}); the
 outcome goes to stdout as one JSON document. Exit status 0 when the program
 itself worked (each target's own outcome is in the document), 3 when some
@@ -38,7 +41,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Dict, Iterator, List, Optional, Set
+from typing import Callable, Dict, Generic, Iterator, List, Optional, Set, TypeVar
 
 from shipper.archive.wire import Framer
 from shipper.archive.fanout import ProcessResult, ProcessSink, QueueSink, apply_limits, ended_early, grow_pipe, pump
@@ -52,6 +55,7 @@ STOP = "STOP"
 LOADER = "import sys; exec(compile(sys.stdin.buffer.read({size}), 'shipper-hostpipe', 'exec'))"
 PROGRESS_INTERVAL = 0.5
 UNREACHABLE = 3
+T = TypeVar("T")
 
 
 def _report(progress: Dict[str, int]) -> None:
@@ -96,7 +100,7 @@ class Early:
             self.save = None
 
 
-def run(spec: dict, early: Optional[Early] = None) -> int:
+def run(spec: dict, early: "Optional[_Later[Early]]" = None) -> int:
     fd, known_hosts = tempfile.mkstemp(prefix="shipper-known-hosts-")
     with os.fdopen(fd, "w") as out:
         out.write(spec.get("known_hosts", ""))
@@ -209,10 +213,40 @@ class _Source:
         return {"status": status, "stderr": stderr, "stream_error": stream_error, "read": self.read, "read_note": self.note}
 
 
-def _run(spec: dict, known_hosts: str, early: Optional[Early] = None) -> int:
-    # The source first: docker save's export takes a while before the first byte, long enough to log in to the targets.
-    source = _Source(spec, early or Early([], False))
-    sinks = _connect(spec, known_hosts)
+class _Later(Generic[T]):
+    """``work()`` in a thread of its own; ``result()`` waits for it (and raises what it raised)."""
+
+    def __init__(self, work: "Callable[[], T]") -> None:
+        self.value: List[T] = []
+        self.error: List[BaseException] = []
+
+        def run() -> None:
+            try:
+                self.value.append(work())
+            except BaseException as exc:  # given to whoever waits
+                self.error.append(exc)
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def result(self) -> T:
+        self.thread.join()
+        if self.error:
+            raise self.error[0]
+        return self.value[0]
+
+
+def _run(spec: dict, known_hosts: str, early: "Optional[_Later[Early]]" = None) -> int:
+    # Every target's login (the longest wait before the first byte) goes on while the source is found: the
+    # layer store read, or docker save's export, which takes a while before its first byte.
+    connecting = _Later(lambda: _connect(spec, known_hosts))
+    try:
+        source = _Source(spec, early.result() if early is not None else Early([], False))
+    except BaseException:
+        for sink in connecting.result():
+            sink.kill()
+        raise
+    sinks = connecting.result()
     unready = [s for s in sinks if not s.ready]
     if unready:
         source.kill()
@@ -276,10 +310,11 @@ def main() -> None:
     for signum in (signal.SIGHUP, signal.SIGTERM):
         signal.signal(signum, _interrupted)
     start = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
-    early = Early(list(start.get("names", ())), bool(start.get("store")), str(start.get("platform") or ""))
+    # Found while the spec comes: where shipper planned first, the targets' logins wait for nothing but the spec.
+    early = _Later(lambda: Early(list(start.get("names", ())), bool(start.get("store")), str(start.get("platform") or "")))
     line = sys.stdin.buffer.readline().decode().strip()
     if not line or line == STOP:
-        early.stop()
+        early.result().stop()
         sys.exit(0)
     stop_when_shipper_is_gone()
     sys.exit(run(json.loads(line), early))

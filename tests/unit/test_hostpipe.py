@@ -6,6 +6,7 @@ from pathlib import Path
 
 from shipper.inventory import Host
 
+import json
 import subprocess
 import sys
 import time
@@ -13,13 +14,13 @@ import time
 from shipper.archive.hostpipe import LOADER, STOP, script
 
 
-def run_on_bare_python(stdin: bytes, *args: str) -> subprocess.CompletedProcess[bytes]:
+def run_on_bare_python(stdin: bytes, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
     """The program as a source host runs it; its stdin stays open until it ends, as shipper keeps it
     (the program takes the end of its stdin for shipper's end, and stops)."""
     code = script().encode()
     # -I: no user site, no PYTHONPATH, no current directory; -S: no site-packages at all.
     argv = [sys.executable, "-I", "-S", "-c", LOADER.format(size=len(code)), *args]
-    with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+    with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as process:
         assert process.stdin is not None and process.stdout is not None and process.stderr is not None
         process.stdin.write(code + stdin)
         process.stdin.flush()
@@ -104,3 +105,23 @@ def test_each_module_of_the_source_program_keeps_its_own_names() -> None:
 
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     assert result.stdout == b"ok\n"
+
+
+def test_the_targets_logins_begin_while_the_source_is_still_being_found(tmp_path: Path) -> None:
+    """Where shipper planned before the program was up, the spec is waiting: each target's login (the longest wait
+    before the first byte) must not wait for the source's early work (here a docker that takes 2 s to answer)."""
+    import os
+
+    fake = tmp_path / "docker"
+    fake.write_text(f"#!/bin/sh\ndate +%s.%N >> {tmp_path}/docker-started\nsleep 2\nexit 1\n")
+    fake.chmod(0o755)
+    target = ["sh", "-c", f"date +%s.%N > {tmp_path}/login-started; echo nope >&2; exit 255"]
+    spec = json.dumps({"expected": [], "known_hosts": "", "targets": {"b": target}})
+    env = dict(os.environ, PATH=f"{tmp_path}:{os.environ['PATH']}")
+
+    result = run_on_bare_python(spec.encode() + b"\n", '{"names": ["x:1"], "store": false}', env=env)
+
+    assert result.returncode == 3, result.stderr.decode()
+    docker_started = float((tmp_path / "docker-started").read_text().split()[0])  # the first: the early look
+    login_started = float((tmp_path / "login-started").read_text())
+    assert login_started - docker_started < 1.5

@@ -116,3 +116,19 @@ def test_a_cut_after_the_base_layer_keeps_its_import_and_the_next_whole_stream_r
     assert layers_of(lab, "b", image_id) == diff_ids
     assert carrier_ids(lab, "b") == set()
     lab.docker("b", "image", "rm", image_id)
+
+
+def test_a_cut_inside_the_base_layer_leaves_nothing_behind(lab: Lab) -> None:
+    """The import's body ends without its last chunk: the engine makes nothing of a half layer (not even one that
+    happens to end between two files, which a tar reader would take for whole)."""
+    layers = [layer_tar("import-half-base"), layer_tar("import-half-top")]
+    stream, _, diff_ids = save_stream(layers)
+    spec = {"images": [{"layers": diff_ids, "os": "linux", "architecture": "amd64"}], "held": []}
+    before = image_ids(lab, "b")
+    file_end = 512 + 512 + LAYER_FILE + (-LAYER_FILE % 512)  # the stream's header, the file's, the file: no end marker
+
+    for end in (512 + LAYER_FILE // 2, file_end):
+        cut = run_receiver(lab, "b", spec, stream[:end])
+
+        assert cut.returncode == 1 and b"the stream was cut: 0 layer(s) kept" in cut.stderr, end
+        assert image_ids(lab, "b") == before, end

@@ -24,10 +24,11 @@ A cut leaves the carriers: the next move's survey finds their layers on the
 target and sends only the rest. Nothing is ever tagged here: tags are set by
 shipper once it has checked the image.
 
-The receiver is this module and three of its own (``RECEIVER_MODULES``):
+The receiver is this module and four of its own (``RECEIVER_MODULES``):
 receiver_input.py (the stream as it comes: unframed, read so that a signal
-ends the wait, watched for the sender's pace), receiver_loads.py (the loads,
-on the engine's socket or through the CLI) and receiver_carriers.py (the
+ends the wait, watched for the sender's pace), receiver_loads.py (the loads
+and imports, on the engine's socket or through the CLI), receiver_answers.py
+(the engine's answers to them, read within bounds) and receiver_carriers.py (the
 carriers, and a member as kept for them). They run alone on the target, sent
 as one script (``script()``, archive/boot.py), so their few tar helpers
 (``pad``, ``tar_header``, ``chain_ids``) repeat those of layerstore.py and
@@ -347,7 +348,7 @@ def main() -> None:
 
 
 # The modules the receiver is made of, in an order that imports only what came before (archive/boot.py).
-RECEIVER_MODULES = ("receiver_input", "receiver_loads", "receiver_carriers", "receiver")
+RECEIVER_MODULES = ("receiver_input", "receiver_answers", "receiver_loads", "receiver_carriers", "receiver")
 
 
 def script() -> str:

@@ -12,9 +12,10 @@ import socket
 import subprocess
 import threading
 import time
-from typing import IO, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import IO, Dict, Iterator, List, Optional, Sequence
 
 from shipper.archive import receiver_input
+from shipper.archive.receiver_answers import answer_of, messages_of, read_answer, status_and_body
 from shipper.archive.receiver_input import Stream
 
 CHUNK = 1 << 20
@@ -26,7 +27,6 @@ _IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
 # and took 30-50 ms to start, twice on the way to a move's end. Where a docker context or a DOCKER_HOST that is
 # not a local socket decides, or the socket does not answer, the CLI loads, as it always did.
 
-ANSWER_LIMIT = 1 << 20  # bytes of an engine's answer to a load read at most (a few lines of JSON)
 # Seconds a load may take to answer once its archive is all in. The engine unpacks a layer while it arrives
 # (the classic store: the receiver's only kind), so what is left is registering it and flushing it to disk;
 # an engine silent this long is stuck, and a move must not wait on it for ever.
@@ -227,7 +227,7 @@ class EngineLoad(Load):
         failed = None
         if self.sock is not None:
             try:
-                failed, _ = _answer_of(_read_answer(self.sock, time.monotonic() + 10))
+                failed, _ = answer_of(read_answer(self.sock, time.monotonic() + 10))
             except OSError:
                 pass
         return failed or "the engine stopped reading the archive"
@@ -250,9 +250,9 @@ class EngineLoad(Load):
         except OSError:
             pass  # it stopped reading: its answer says why
         try:
-            answer = _read_answer(self.sock, time.monotonic() + LOAD_ANSWER_TIME)
-            failed, self.output = _answer_of(answer)
-            self.messages = _messages(answer)
+            answer = read_answer(self.sock, time.monotonic() + LOAD_ANSWER_TIME)
+            failed, self.output = answer_of(answer)
+            self.messages = messages_of(answer)
         except TimeoutError:
             failed = _silent()
         except OSError as exc:
@@ -311,10 +311,10 @@ def image_layers(image_id: str) -> Optional[List[str]]:
             sock.settimeout(60)
             sock.connect(ENGINE_SOCKET)
             sock.sendall(f"GET /images/{image_id}/json HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n".encode())
-            answer = _read_answer(sock, time.monotonic() + 60)
+            answer = read_answer(sock, time.monotonic() + 60)
     except OSError:
         return None
-    status, body = _status_and_body(answer)
+    status, body = status_and_body(answer)
     if status != "200":
         return None
     try:
@@ -326,82 +326,6 @@ def image_layers(image_id: str) -> Optional[List[str]]:
 
 def _silent() -> str:
     return f"the engine did not answer the load within {LOAD_ANSWER_TIME:g} s of its archive's end: check dockerd on this host"
-
-
-def _read_answer(sock: socket.socket, deadline: Optional[float] = None) -> bytes:
-    """The engine's whole answer (it closes the connection after it), at most ANSWER_LIMIT bytes; by ``deadline``
-    (monotonic seconds) when given, else within the socket's own timeout per read (TimeoutError)."""
-    pieces: List[bytes] = []
-    have = 0
-    while have <= ANSWER_LIMIT:
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("no whole answer in time")
-            sock.settimeout(left)
-        piece = sock.recv(65536)
-        if not piece:
-            break
-        pieces.append(piece)
-        have += len(piece)
-    return b"".join(pieces)
-
-
-def _status_and_body(answer: bytes) -> Tuple[str, bytes]:
-    head, found, body = answer.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = lines[0].split(" ")[1] if found and len(lines[0].split(" ")) > 1 else ""
-    if any(line.lower().startswith("transfer-encoding:") and "chunked" in line.lower() for line in lines[1:]):
-        body = _dechunked(body)
-    return status, body
-
-
-def _messages(answer: bytes) -> List[dict]:
-    """The JSON messages of an engine's answer (a stream of objects)."""
-    messages: List[dict] = []
-    text = _status_and_body(answer)[1].decode(errors="replace").strip()
-    decoder = json.JSONDecoder()
-    while text:
-        try:
-            value, end = decoder.raw_decode(text)
-        except ValueError:
-            break
-        if isinstance(value, dict):
-            messages.append(value)
-        text = text[end:].lstrip()
-    return messages
-
-
-def _answer_of(answer: bytes) -> Tuple[Optional[str], bytes]:
-    """(None, what it loaded) from an engine's answer to a load, or (what it said went wrong, b"")."""
-    status, body = _status_and_body(answer)
-    if not status:
-        return "the engine's answer to the load was cut short", b""
-    messages = _messages(answer)
-    if status != "200":
-        said = next((str(m["message"]) for m in messages if "message" in m), body.decode(errors="replace").strip()[:300])
-        return f"Error response from daemon: {said}", b""
-    for message in messages:
-        detail = message.get("errorDetail")
-        if detail or message.get("error"):
-            detail_said = detail.get("message") if isinstance(detail, dict) else None
-            return str(detail_said or message.get("error") or detail), b""
-    return None, "".join(str(m.get("stream", "")) for m in messages).encode()
-
-
-def _dechunked(body: bytes) -> bytes:
-    out: List[bytes] = []
-    while body:
-        size_line, _, rest = body.partition(b"\r\n")
-        try:
-            size = int(size_line.split(b";")[0].strip() or b"0", 16)
-        except ValueError:
-            break
-        if size == 0:
-            break
-        out.append(rest[:size])
-        body = rest[size + 2 :]
-    return b"".join(out)
 
 
 def _engine_load() -> Optional[EngineLoad]:
@@ -477,7 +401,7 @@ def remove_images(image_ids: Sequence[str]) -> None:
                     sock.settimeout(60)
                     sock.connect(ENGINE_SOCKET)
                     sock.sendall(f"DELETE /images/{image_id} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n".encode())
-                    _read_answer(sock, time.monotonic() + 60)
+                    read_answer(sock, time.monotonic() + 60)
             return
         except OSError:
             pass  # the CLI, then

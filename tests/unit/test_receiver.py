@@ -344,7 +344,7 @@ def test_the_receiver_loads_on_the_socket_the_docker_cli_would_use_and_leaves_co
     ],
 )
 def test_an_engines_answer_to_a_load_is_read_as_the_docker_cli_reports_it(answer: bytes, said: str | None, output: bytes) -> None:
-    from shipper.archive.receiver_loads import _answer_of
+    from shipper.archive.receiver_answers import answer_of as _answer_of
 
     assert _answer_of(answer) == (said, output)
 

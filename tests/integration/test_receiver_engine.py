@@ -132,3 +132,25 @@ def test_a_cut_inside_the_base_layer_leaves_nothing_behind(lab: Lab) -> None:
 
         assert cut.returncode == 1 and b"the stream was cut: 0 layer(s) kept" in cut.stderr, end
         assert image_ids(lab, "b") == before, end
+
+
+def test_on_a_host_as_users_have_it_the_receiver_finds_the_system_engine_on_its_default_socket(lab: Lab) -> None:
+    """No DOCKER_HOST, no docker config: the engine at /var/run/docker.sock, as a system dockerd is. The test gives
+    the receiver a /run of its own (a mount namespace with a tmpfs there) where docker.sock is the lab engine's, so
+    the machine's own /run is never touched."""
+    layers = [layer_tar("system-base"), layer_tar("system-top")]
+    stream, image_id, diff_ids = save_stream(layers)
+    spec = {"images": [{"layers": diff_ids, "os": "linux", "architecture": "amd64"}], "held": []}
+    since = int(time.time())
+    inside = 'mount -t tmpfs tmpfs /run && ln -s "$1" /run/docker.sock && shift && exec "$@"'
+    argv = ["unshare", "-m", "--propagation", "private", "sh", "-c", inside, "sh", lab.engine("b").socket,
+            sys.executable, "-I", "-c", receiver.script(), json.dumps(spec)]  # fmt: skip
+
+    done = subprocess.run(argv, input=stream, capture_output=True, env={"PATH": os.environ["PATH"], "HOME": "/nonexistent"}, timeout=120)
+
+    assert done.returncode == 0, done.stderr.decode()
+    assert layers_of(lab, "b", image_id) == diff_ids
+    actions = lab.docker("b", "events", "--since", str(since), "--until", str(int(time.time()) + 1), "--filter", "type=image", "--format", "{{.Action}}").stdout.split()
+    assert "import" in actions and "load" in actions  # the import goes only on a socket the receiver found itself
+    assert carrier_ids(lab, "b") == set()
+    lab.docker("b", "image", "rm", image_id)

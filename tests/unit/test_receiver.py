@@ -427,3 +427,75 @@ def test_a_docker_load_that_never_ends_is_killed_with_a_clear_error(tmp_path, mo
 
     assert failed is not None and "did not answer the load within 0.5 s" in failed
     assert time.monotonic() - started < 3 and load.proc is None
+
+
+def _scripted_engine(tmp_path, answers: list[bytes]):  # type: ignore[no-untyped-def]
+    """A unix socket that answers each connection with the next of ``answers`` once the request's body has ended
+    (or at once, for a request without one), then closes it."""
+    import socket
+    import threading
+
+    path = str(tmp_path / "engine.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen()
+
+    def serve() -> None:
+        for answer in answers:
+            conn, _ = server.accept()
+            seen = b""
+            while b"\r\n\r\n" not in seen or (b"chunked" in seen and not seen.endswith(b"0\r\n\r\n")):
+                piece = conn.recv(65536)
+                if not piece:
+                    break
+                seen += piece
+            conn.sendall(answer)
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return path
+
+
+def _http(body: bytes, status: str = "200 OK") -> bytes:
+    return b"HTTP/1.1 " + status.encode() + b"\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n" + body
+
+
+@pytest.mark.parametrize(
+    ("answers", "said"),
+    [
+        ([_http(b'{"errorDetail":{"message":"write /var/lib/docker/tmp: no space left on device"},"error":"no space"}\n')], "no space left on device"),
+        ([_http(b'{"message":"invalid tar header"}', "500 Internal Server Error")], "Error response from daemon: invalid tar header"),
+        ([_http(b'{"status":"Downloading"}\n')], "the engine's answer to the import named no image"),
+        ([_http(b'{"status":"sha256:' + b"1" * 64 + b'"}\n'), _http(b'{"RootFS":{"Layers":["sha256:' + b"2" * 64 + b'"]}}'), _http(b"")],
+         "arrived corrupt: the engine made sha256:" + "2" * 64),
+        ([_http(b'{"status":"sha256:' + b"1" * 64 + b'"}\n'), _http(b"{}", "404 Not Found"), _http(b"")], "the engine did not say what it made"),
+    ],
+    ids=["full-disk", "refused", "no-image", "other-layer", "unreadable"],
+)  # fmt: skip
+def test_an_imports_failure_is_what_the_engine_said_or_what_it_made_instead(tmp_path, monkeypatch, answers, said) -> None:  # type: ignore[no-untyped-def]
+    from shipper.archive import receiver_loads
+
+    monkeypatch.setattr(receiver_loads, "ENGINE_SOCKET", _scripted_engine(tmp_path, answers))
+    load = receiver_loads.start_import("io.shipper.carrier", "sha256:" + "3" * 64)
+    assert load is not None
+    load.write(b"x" * 1024)
+
+    failed = load.finish(b"")
+
+    assert failed is not None and said in failed
+    assert load.image_id == ""
+
+
+def test_an_import_that_made_the_layer_it_came_under_is_a_carrier(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from shipper.archive import receiver_loads
+
+    layer = "sha256:" + "3" * 64
+    made = b'{"status":"sha256:' + b"1" * 64 + b'"}\n'
+    engine = _scripted_engine(tmp_path, [_http(made), _http(b'{"RootFS":{"Layers":["' + layer.encode() + b'"]}}')])
+    monkeypatch.setattr(receiver_loads, "ENGINE_SOCKET", engine)
+    load = receiver_loads.start_import("io.shipper.carrier", layer)
+    assert load is not None
+    load.write(b"x" * 1024)
+
+    assert load.finish(b"") is None
+    assert load.image_id == "sha256:" + "1" * 64

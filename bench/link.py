@@ -81,8 +81,9 @@ def move(lab: Lab, image: str, *extra: str, inventory: Path | None = None) -> tu
     return seconds, result["bytes_sent"], received(lab) - before
 
 
-def limited_move(lab: Lab, image: str, limit: str) -> tuple[float, int, tuple[int, float]]:
-    """(seconds, bytes sent, (bytes, seconds) of the steady middle: progress from 10% to 90%) of a rate-limited move."""
+def limited_move(lab: Lab, image: str, limit: str) -> tuple[float, int, tuple[int, float], tuple[float, float]]:
+    """(seconds, bytes sent, (bytes, seconds) of the steady middle: progress from 10% to 90%, (seconds to the first
+    byte, seconds from the last byte to the end): the fixed costs) of a rate-limited move."""
     argv = [sys.executable, "-m", "shipper", "move", image, "--from", "a", "--to", "b", "--json", "-i", str(lab.inventory_path), "--limit-rate", limit]
     started = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -101,7 +102,9 @@ def limited_move(lab: Lab, image: str, limit: str) -> tuple[float, int, tuple[in
     total = seen[-1][1]
     middle = [(t, b) for t, b in seen if 0.1 * total <= b <= 0.9 * total] or seen
     (t0, b0), (t1, b1) = middle[0], middle[-1]
-    return seconds, sent, (b1 - b0, t1 - t0)
+    first = next((t for t, b in seen if b > 0), started) - started
+    last = next((t for t, b in seen if b >= total), seen[-1][0]) - started
+    return seconds, sent, (b1 - b0, t1 - t0), (first, seconds - last)
 
 
 def hand_pipe(lab: Lab, image: str) -> tuple[float, int]:
@@ -219,11 +222,12 @@ def main() -> None:
         limited = SyntheticImage("bench/link-limited:1", (Layer(100 << 20, "link-limited"),))
         lab.load_images("a", [limited])
         clear(lab, limited.name)
-        seconds, sent, flowing = limited_move(lab, limited.name, args.limit)
+        seconds, sent, flowing, (first, tail) = limited_move(lab, limited.name, args.limit)
         rate = float(args.limit[:-1]) * {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[args.limit[-1].upper()]
         lines += ["", f"`--limit-rate {args.limit}` for {sent / 1e6:.0f} MB (unshaped link): {seconds:.1f} s against {sent / rate:.1f} s at the rate "
                   f"({(seconds / (sent / rate) - 1) * 100:+.1f}%, start-up and the target's load included); while bytes flowed, "
-                  f"{flowing[0] / flowing[1] / rate * 100:.1f}% of the rate ({flowing[0] / 1e6:.0f} MB in {flowing[1]:.1f} s, progress from 10% to 90%)"]  # fmt: skip
+                  f"{flowing[0] / flowing[1] / rate * 100:.1f}% of the rate ({flowing[0] / 1e6:.0f} MB in {flowing[1]:.1f} s, progress from 10% to 90%); "
+                  f"the first byte {first:.2f} s after the command started, its end {tail:.2f} s after the last byte"]  # fmt: skip
         print("\n".join(lines))
     finally:
         lab.down(purge=True)

@@ -30,11 +30,11 @@ import json
 import os
 import posixpath
 import subprocess
-import tarfile
 from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Set, Tuple
 
 from shipper.archive.layers import chain_ids, is_hex64
 from shipper.archive.savestream import ArchiveError
+from shipper.archive.tarheader import pad, ustar_header
 
 BLOCK = 512
 CHUNK = 1 << 20
@@ -42,18 +42,8 @@ MAX_CONFIG = 4 << 20
 SEGMENT, FILE = 2, 1  # tar-split entry types
 
 
-def _pad(size: int) -> int:
-    return -size % BLOCK
-
-
-def _header(name: str, size: int) -> bytes:
-    info = tarfile.TarInfo(name)
-    info.size, info.mode, info.mtime = size, 0o644, 0
-    return info.tobuf(format=tarfile.USTAR_FORMAT)
-
-
 def _member(name: str, data: bytes) -> bytes:
-    return _header(name, len(data)) + data + bytes(_pad(len(data)))
+    return ustar_header(name, len(data)) + data + bytes(pad(len(data)))
 
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -219,10 +209,10 @@ class LayerStore:
     def _layer(self, chain: str, diff_id: str, sizes: Dict[str, int], verify: bool = True) -> Iterator[bytes]:
         size, content = self.layer_content(chain, diff_id, verify)
         sizes[diff_id] = size
-        yield _header(blob_path(diff_id), size)
+        yield ustar_header(blob_path(diff_id), size)
         yield from content
-        if _pad(size):
-            yield bytes(_pad(size))
+        if pad(size):
+            yield bytes(pad(size))
 
 
 def _compact(document: Any) -> bytes:

@@ -30,9 +30,9 @@ ends the wait, watched for the sender's pace), receiver_loads.py (the loads
 and imports, on the engine's socket or through the CLI), receiver_answers.py
 (the engine's answers to them, read within bounds) and receiver_carriers.py (the
 carriers, and a member as kept for them). They run alone on the target, sent
-as one script (``script()``, archive/boot.py), so their few tar helpers
-(``pad``, ``tar_header``, ``chain_ids``) repeat those of layerstore.py and
-layers.py rather than import them.
+as one script (``script()``, archive/boot.py) with the two standard-library
+modules they share with the source's program: layers.py (``chain_ids``) and
+tarheader.py (``pad``, ``ustar_header``).
 
 SPEC: {"images": [{"layers": [diff IDs, base first], "os": "linux", "architecture": "amd64"}],
        "held": [diff IDs whose whole chain the target holds: not in the stream],
@@ -61,7 +61,8 @@ from typing import IO, Dict, Iterator, List, Optional, Sequence
 from shipper.archive import receiver_loads
 from shipper.archive.receiver_input import Cut, Failed, FramedInput, Pace, SignalledInput, Stream
 from shipper.archive.receiver_loads import Load, engine_socket, load_stream, remove_images, start_load
-from shipper.archive.receiver_carriers import BLOCK, CARRIER_LAYER, Carriers, Member, carrier_ids, pad, tar_header
+from shipper.archive.receiver_carriers import CARRIER_LAYER, Carriers, Member, carrier_ids
+from shipper.archive.tarheader import BLOCK, pad, ustar_header
 
 CHUNK = 1 << 20
 IN_MEMORY = 64 << 10  # members up to this size are held in memory (configs, manifests), larger ones spooled to disk
@@ -163,11 +164,11 @@ def receive(source: IO[bytes], spool: str, carriers: Carriers) -> List[Member]:
                     # "-i /dev/stdin" (for the CLI): the same as reading stdin, and tells a carrier's load from the
                     # image's own in a process list
                     feed = start_load(("-i", "/dev/stdin"))
-                    feed.write(tar_header(CARRIER_LAYER, size))
+                    feed.write(ustar_header(CARRIER_LAYER, size))
             member.path = None if feed is not None and carriers.only_once(digest) else os.path.join(spool, f"member-{serial}")
             try:
                 with open(member.path or os.devnull, "wb") as out:
-                    out.write(tar_header(CARRIER_LAYER, size))  # the file is the start of a carrier's archive, if a layer
+                    out.write(ustar_header(CARRIER_LAYER, size))  # the file is the start of a carrier's archive, if a layer
                     left = size
                     if feed is not None and member.path is None and isinstance(sha, _NoHash):
                         feed.take(stream, left)  # needed nowhere else: the kernel moves it on
@@ -348,7 +349,7 @@ def main() -> None:
 
 
 # The modules the receiver is made of, in an order that imports only what came before (archive/boot.py).
-RECEIVER_MODULES = ("receiver_input", "receiver_answers", "receiver_loads", "receiver_carriers", "receiver")
+RECEIVER_MODULES = ("layers", "tarheader", "receiver_input", "receiver_answers", "receiver_loads", "receiver_carriers", "receiver")
 
 
 def script() -> str:

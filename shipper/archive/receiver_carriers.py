@@ -11,19 +11,12 @@ import queue
 import threading
 from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
+from shipper.archive.layers import chain_ids
 from shipper.archive.receiver_loads import CHUNK, EngineImport, Load, load_file, start_import
+from shipper.archive.tarheader import BLOCK, pad, ustar_header
 
-BLOCK = 512
 CARRIER_LABEL = "io.shipper.carrier"
 CARRIER_LAYER = "layer.tar"  # the new layer's name inside a carrier's archive
-
-
-def chain_ids(diff_ids: Sequence[str]) -> List[str]:
-    """The chain ID of each prefix (the same rule as archive/layers.py: this file runs alone)."""
-    chains: List[str] = []
-    for diff_id in diff_ids:
-        chains.append(diff_id if not chains else "sha256:" + hashlib.sha256(f"{chains[-1]} {diff_id}".encode()).hexdigest())
-    return chains
 
 
 def carrier_config(os_name: str, architecture: str, diff_ids: Sequence[str]) -> bytes:
@@ -44,18 +37,6 @@ def carrier_ids(images: Sequence[dict]) -> List[str]:
         for end in range(1, len(layers) + 1):
             found.append("sha256:" + hashlib.sha256(carrier_config(image["os"], image["architecture"], layers[:end])).hexdigest())
     return list(dict.fromkeys(found))
-
-
-def pad(size: int) -> int:
-    return -size % BLOCK
-
-
-def tar_header(name: str, size: int) -> bytes:
-    import tarfile
-
-    info = tarfile.TarInfo(name)
-    info.size, info.mode, info.mtime = size, 0o644, 0
-    return info.tobuf(format=tarfile.USTAR_FORMAT)
 
 
 class Member:
@@ -92,7 +73,7 @@ class Member:
         if self.path is None:
             self.path = os.path.join(directory, f"small-{self.digest[7:]}")
             with open(self.path, "wb") as out:
-                out.write(tar_header(CARRIER_LAYER, self.size) + (self.data or b""))
+                out.write(ustar_header(CARRIER_LAYER, self.size) + (self.data or b""))
         return self.path
 
 
@@ -194,7 +175,7 @@ class Carriers:
         # The layers below are named as the stream names them: were one gone from the engine, its load says which.
         names = ["blobs/sha256/" + d[7:] for d in image["layers"][:position]] + [CARRIER_LAYER]
         manifest = json.dumps([{"Config": f"{digest}.json", "RepoTags": None, "Layers": names}]).encode()
-        trailer = b"".join(tar_header(name, len(data)) + data + bytes(pad(len(data))) for name, data in ((f"{digest}.json", config), ("manifest.json", manifest)))
+        trailer = b"".join(ustar_header(name, len(data)) + data + bytes(pad(len(data))) for name, data in ((f"{digest}.json", config), ("manifest.json", manifest)))
         streamed, member.streamed = member.streamed, None  # one carrier per streamed load; any other from the spool
         if isinstance(streamed, EngineImport) and position:  # the same layer higher on another chain: kept for its base
             member.streamed, streamed = streamed, None

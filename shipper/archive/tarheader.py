@@ -80,6 +80,13 @@ def check_name(name: str, seen: Container[str]) -> str:
     return clean
 
 
+def ustar_header(name: str, size: int) -> bytes:
+    """A plain member's header, as docker save writes one (mode 0644, no time)."""
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = size, 0o644, 0
+    return info.tobuf(format=tarfile.USTAR_FORMAT)
+
+
 def pax_header(name: str, size: int) -> bytes:
     info = tarfile.TarInfo(name)
     info.size, info.mode, info.mtime = size, 0o644, 0

@@ -70,7 +70,9 @@ def receiver(command: str) -> str:
     """``command`` (``docker load -q``) fed by the decoder: a shell command line for the target."""
     import shlex
 
-    return f"python3 -c {shlex.quote(DECODER)} | {command}"
+    from shipper.archive.boot import HOST_PYTHON  # here: the decoder's host has no boot module
+
+    return f"{HOST_PYTHON} -c {shlex.quote(DECODER)} | {command}"
 
 
 class Framer:

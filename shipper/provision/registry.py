@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shipper import pki
+from shipper.archive.boot import HOST_PYTHON
 from shipper.engine import connect
 from shipper.errors import ShipperError, UsageError
 from shipper.inventory.model import Host
@@ -195,7 +196,7 @@ def _check_upstream(session: SSHSession, request: UpRequest) -> None:
 def reach_upstream(session: SSHSession, url: str, ca: str) -> str:
     """Whether a cache's host reaches its upstream (TLS checked with the upstream's CA where one was given): the
     host's own network, not this machine's. Needs python3 there, as resumable moves do."""
-    result = session.run(f"python3 -c {shlex.quote(_REACH)} {shlex.quote(url)} {shlex.quote(ca)}", timeout=30)
+    result = session.run(f"{HOST_PYTHON} -c {shlex.quote(_REACH)} {shlex.quote(url)} {shlex.quote(ca)}", timeout=30)
     said = result.stdout.decode(errors="replace").strip()
     return said if result.ok and said else f"not checked: {result.first_error_line() or 'no python3 on the host'}"
 

@@ -15,6 +15,7 @@ import shlex
 from typing import Any, Sequence
 
 from shipper.archive import receiver
+from shipper.archive.boot import HOST_PYTHON
 from shipper.archive.wire import DECODER
 from shipper.transfer.plan import SourceImage, TargetPlan
 
@@ -40,7 +41,7 @@ def receiver_spec(target: TargetPlan, images: Sequence[SourceImage]) -> dict[str
 
 
 def _python(code: str, *args: str) -> str:
-    return " ".join(["python3", "-c", shlex.quote(code), *(shlex.quote(a) for a in args)])
+    return " ".join([HOST_PYTHON, "-c", shlex.quote(code), *(shlex.quote(a) for a in args)])
 
 
 def load_command(spec: dict[str, Any] | None, ready: str | None = None, frames: bool = False) -> str:

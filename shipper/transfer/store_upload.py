@@ -9,6 +9,7 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
+from shipper.archive.boot import HOST_PYTHON
 from shipper.archive.storeupload import LOADER, script
 from shipper.errors import RegistryError, ShipperError
 from shipper.inventory.model import Host
@@ -64,7 +65,7 @@ class StoreUploader:
         code = script().encode()
         loader = LOADER.format(size=len(code))
         self.command: RemoteCommand | None = RemoteCommand(
-            source.ssh, f"python3 -c {shlex.quote(loader)}", f"host {source.name}", stdin=True, on_stderr_line=self._progress
+            source.ssh, f"{HOST_PYTHON} -c {shlex.quote(loader)}", f"host {source.name}", stdin=True, on_stderr_line=self._progress
         )
         self._write(code)
 

@@ -101,7 +101,7 @@ def find_remote_docker(lab: Lab, host: str, verb: str) -> int | None:
     for pid, argv, env in processes():
         if env.get("DOCKER_HOST") != socket or len(argv) < 2:
             continue
-        code = " ".join(argv[1:3])
+        code = " ".join(argv[1:5])
         if "python" in argv[0] and "decompressobj" in code:
             found["unframer"] = pid
         elif "python" in argv[0] and "io.shipper.carrier" in code:
@@ -116,7 +116,7 @@ def find_remote_docker(lab: Lab, host: str, verb: str) -> int | None:
 def receiver_running(lab: Lab, host: str) -> bool:
     socket = f"unix://{lab.engine(host).socket}"
     return any(
-        env.get("DOCKER_HOST") == socket and "python" in argv[0] and "io.shipper.carrier" in " ".join(argv[1:3]) for _, argv, env in processes()
+        env.get("DOCKER_HOST") == socket and "python" in argv[0] and "io.shipper.carrier" in " ".join(argv[1:5]) for _, argv, env in processes()
     )  # fmt: skip
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import shlex
+import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from shipper.archive.boot import HOST_PYTHON
 from shipper.archive.hostpipe import LOADER, READY, STOP, UNREACHABLE, script
 from shipper.errors import EngineError, ShipperError
 from shipper.inventory.model import Host
@@ -17,7 +19,9 @@ from shipper.transfer.limits import RateLimits
 from shipper.transfer.resume import load_command
 from shipper.transfer.sources import SaveRequest, docker_failure
 from shipper.transport.agent import Agent
-from shipper.transport.openssh import SSH_CONNECTION_ERROR, RemoteCommand, peer_argv
+from shipper.transport.openssh import SSH_CONNECTION_ERROR, peer_argv
+from shipper.transport.session_command import SessionCommand
+from shipper.transport.ssh import SSHSession
 
 COMMAND_NOT_FOUND = 127
 
@@ -37,8 +41,10 @@ def _unavailable(reason: str) -> HostToHost:
 class SourceProgram:
     """The host-to-host program, started on the source before planning ends.
 
-    Its SSH login and python3's start-up then overlap the planning; ``send``
-    gives it the work, ``cancel`` tells it there is none.
+    It runs on a channel of a paramiko session of its own, opened in the
+    background at once: that login and python3's start-up overlap the planning
+    (an OpenSSH login of its own cost twice the time, see session_command.py).
+    ``send`` gives it the work, ``cancel`` tells it there is none.
     """
 
     def __init__(self, source: Host, key_files: list[str], names: Sequence[str] = (), store_read: bool = True, platform: str = "") -> None:
@@ -48,20 +54,41 @@ class SourceProgram:
         self.source = source
         self.reporter: Reporter | None = None
         self.unavailable = ""
-        self.command: RemoteCommand | None = None
+        self.command: SessionCommand | None = None
+        self._session = SSHSession(source.ssh, source.name)
         self._agent: Agent | None = Agent(key_files)
-        socket = self._agent.__enter__()
-        if socket is None:
-            self.unavailable = "no SSH key to forward to the source (no key files and no agent)"
-            return
+        self._agent_socket: str | None = None
+        self._agent_known = threading.Event()
+        start = json.dumps({"names": list(names), "store": store_read, "platform": platform})
+        self._starting = threading.Thread(target=self._start, args=(start,), daemon=True)
+        self._starting.start()  # the login first: the agent starts while it goes on
+        self._agent_socket = self._agent.__enter__()
+        self._agent_known.set()
+
+    def _start(self, start: str) -> None:
+        """Log in, start the program and hand it its code (in the background: shipper plans meanwhile)."""
         code = script().encode()
         loader = LOADER.format(size=len(code))
-        self.command = RemoteCommand(
-            source.ssh, f"python3 -c {shlex.quote(loader)} {shlex.quote(json.dumps({'names': list(names), 'store': store_read, 'platform': platform}))}",
-            f"host {source.name}", stdin=True,
-            agent_socket=socket, on_stderr_line=self._progress,
-        )  # fmt: skip
+        try:
+            self._session.open()
+            self._agent_known.wait()
+            if self._agent_socket is None:
+                self.unavailable = "no SSH key to forward to the source (no key files and no agent)"
+                return
+            self.command = SessionCommand(
+                self._session, f"{HOST_PYTHON} -c {shlex.quote(loader)} {shlex.quote(start)}", f"host {self.source.name}",
+                agent_socket=self._agent_socket, on_stderr_line=self._progress,
+            )  # fmt: skip
+        except Exception as exc:  # in a thread of its own: said by send() instead, and the relay takes over
+            said = exc.message if isinstance(exc, ShipperError) else str(exc) or type(exc).__name__
+            self.unavailable = f"the program could not start on {self.source.name}: {said}"
+            return
         self._write(code)
+
+    def _started(self) -> SessionCommand | None:
+        """The running program, once its start has ended (None where it could not start: ``unavailable`` says why)."""
+        self._starting.join()
+        return self.command
 
     def _write(self, data: bytes) -> None:
         assert self.command is not None
@@ -94,7 +121,8 @@ class SourceProgram:
         ``save``: what docker save is given, when not the images' IDs (one platform of multi-platform images).
         ``receivers``: per target, the spec of its resumable receiver (transfer/resume.py), where it takes one."""
         try:
-            if self.command is None:
+            command = self._started()
+            if command is None:
                 return _unavailable(self.unavailable)
             if any(t.ssh.proxy_command or t.ssh.proxy_jump for t in targets):
                 self.cancel()
@@ -115,21 +143,23 @@ class SourceProgram:
             }
             self.reporter = reporter
             self._write(json.dumps(spec).encode() + b"\n")
-            status, out, err = self.command.wait(keep_stdin=True)  # stdin open while shipper lives: the program stops when it closes
+            status, out, err = command.wait(keep_stdin=True)  # stdin open while shipper lives: the program stops when it closes
             return _host_to_host_outcome(self.source, targets, status, out, err)
         finally:
             self.close()
 
     def cancel(self) -> None:
         """Nothing to send: let the program end."""
-        if self.command is not None:
+        command = self._started()
+        if command is not None:
             self._write(STOP.encode() + b"\n")
-            self.command.wait(timeout=30)
+            command.wait(timeout=30)
         self.close()
 
     def close(self) -> None:
-        if self.command is not None and self.command.proc.poll() is None:
+        if self.command is not None:
             self.command.kill()
+        self._session.close()
         if self._agent is not None:
             self._agent.__exit__(None, None, None)
             self._agent = None

@@ -5,6 +5,7 @@ socket directory are gone, even when shipper had no chance to clean up itself.""
 from __future__ import annotations
 
 import glob
+import json
 import os
 import signal
 import subprocess
@@ -18,8 +19,9 @@ import pytest
 
 from shipper.lab import Lab
 from shipper.transport.agent import PREFIX
-from tests.integration.helpers import untagged_ids
-from tests.integration.test_move_faults import BIG, TRIGGER, FaultWhen, assert_rerun_succeeds, assert_untouched, processes, staged  # noqa: F401
+from shipper.lab import image_id
+from tests.integration.helpers import image_id_of, untagged_ids
+from tests.integration.test_move_faults import BIG, TRIGGER, FaultWhen, assert_rerun_succeeds, assert_untouched, parent, processes, staged  # noqa: F401
 from tests.conftest import ShipperRunner
 
 
@@ -49,10 +51,10 @@ def wait_for(condition: Callable[[], bool], seconds: float) -> bool:
     return condition()
 
 
-def start_move(lab: Lab) -> subprocess.Popen[bytes]:
+def start_move(lab: Lab, *extra: str) -> subprocess.Popen[bytes]:
     """shipper as a user runs it: its own process, the real entry point."""
     return subprocess.Popen(
-        [sys.executable, "-m", "shipper", "move", BIG.name, "--from", "a", "--to", "b", "-i", str(lab.inventory_path)],
+        [sys.executable, "-m", "shipper", "move", BIG.name, "--from", "a", "--to", "b", "-i", str(lab.inventory_path), *extra],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env={k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"},
     )  # fmt: skip
@@ -66,7 +68,7 @@ def test_a_terminated_move_cleans_up_and_leaves_the_target_as_it_was(shipper: Sh
     with FaultWhen(staged, "b", "load", TRIGGER, lambda: process.send_signal(signum)) as fault:
         _, stderr = process.communicate(timeout=60)
 
-    assert fault.fired.is_set()
+    assert fault.fired.is_set(), (process.returncode, stderr)
     assert process.returncode == 128 + signum, stderr
     assert b"interrupted by SIG" in stderr
     assert agent_dirs() <= dirs_before and agents() == []
@@ -110,3 +112,27 @@ def test_an_agent_left_by_a_killed_guard_is_removed_by_the_next_run(tmp_path: Pa
     assert removed == [str(stale)]
     assert agent.wait(timeout=5) == -signal.SIGKILL
     assert live.is_dir()
+
+
+def test_the_source_program_runs_on_shippers_own_session_with_the_agent_forwarded(staged: Lab) -> None:
+    """No OpenSSH login to the source (a second key exchange, 0.3 s): the program runs on a channel of shipper's
+    paramiko session, and the source's own ssh to the target logs in with the move's agent, forwarded over it
+    (no agent of the user's here: SSH_AUTH_SOCK unset)."""
+    process = start_move(staged, "--json")
+    clients: set[tuple[str, ...]] = set()
+    while process.poll() is None:
+        for pid, argv, _ in processes():
+            try:
+                if argv and os.path.basename(argv[0]) == "ssh" and parent(pid) == process.pid:
+                    clients.add(tuple(argv))
+            except (OSError, ValueError, IndexError):
+                continue  # it ended meanwhile
+        time.sleep(0.02)
+    stdout, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == 0, stderr
+    [result] = [e for e in map(json.loads, stdout.splitlines()) if e["event"] == "result"]
+    assert (result["status"], result["route"]) == ("moved", "host-to-host"), result
+    assert image_id_of(staged, "b", BIG.name) == image_id(BIG)
+    assert clients == set(), f"shipper started OpenSSH clients: {clients}"
+    assert wait_for(lambda: source_programs(staged) == [] and agents() == [], 10)

@@ -20,7 +20,7 @@ from shipper.transfer.resume import load_command
 from shipper.transfer.sources import SaveRequest, docker_failure
 from shipper.transport.agent import Agent
 from shipper.transport.openssh import SSH_CONNECTION_ERROR, peer_argv
-from shipper.transport.session_command import SessionCommand
+from shipper.transport.session_command import SessionCommand, StartingCommand
 from shipper.transport.ssh import SSHSession
 
 COMMAND_NOT_FOUND = 127
@@ -55,39 +55,34 @@ class SourceProgram:
         self.reporter: Reporter | None = None
         self.unavailable = ""
         self.command: SessionCommand | None = None
-        self._session = SSHSession(source.ssh, source.name)
         self._agent: Agent | None = Agent(key_files)
         self._agent_socket: str | None = None
-        self._agent_known = threading.Event()
-        start = json.dumps({"names": list(names), "store": store_read, "platform": platform})
-        self._starting = threading.Thread(target=self._start, args=(start,), daemon=True)
-        self._starting.start()  # the login first: the agent starts while it goes on
-        self._agent_socket = self._agent.__enter__()
-        self._agent_known.set()
-
-    def _start(self, start: str) -> None:
-        """Log in, start the program and hand it its code (in the background: shipper plans meanwhile)."""
+        # The agent's start (a guard, ssh-agent, ssh-add) and the login both go on in the background: shipper's
+        # planning waits for neither; the program starts once both are done.
+        self._agent_starting = threading.Thread(target=self._start_agent, daemon=True)
+        self._agent_starting.start()
         code = script().encode()
-        loader = LOADER.format(size=len(code))
-        try:
-            self._session.open()
-            self._agent_known.wait()
-            if self._agent_socket is None:
-                self.unavailable = "no SSH key to forward to the source (no key files and no agent)"
-                return
-            self.command = SessionCommand(
-                self._session, f"{HOST_PYTHON} -c {shlex.quote(loader)} {shlex.quote(start)}", f"host {self.source.name}",
-                agent_socket=self._agent_socket, on_stderr_line=self._progress,
-            )  # fmt: skip
-        except Exception as exc:  # in a thread of its own: said by send() instead, and the relay takes over
-            said = exc.message if isinstance(exc, ShipperError) else str(exc) or type(exc).__name__
-            self.unavailable = f"the program could not start on {self.source.name}: {said}"
-            return
-        self._write(code)
+        start = json.dumps({"names": list(names), "store": store_read, "platform": platform})
+        self._starting = StartingCommand(
+            SSHSession(source.ssh, source.name), f"{HOST_PYTHON} -c {shlex.quote(LOADER.format(size=len(code)))} {shlex.quote(start)}",
+            f"host {source.name}", code, on_stderr_line=self._progress, agent=self._agent_started,
+            no_agent="no SSH key to forward to the source (no key files and no agent)",
+        )  # fmt: skip
+
+    def _start_agent(self) -> None:
+        assert self._agent is not None
+        self._agent_socket = self._agent.__enter__()
+
+    def _agent_started(self) -> str | None:
+        self._agent_starting.join()
+        return self._agent_socket
 
     def _started(self) -> SessionCommand | None:
         """The running program, once its start has ended (None where it could not start: ``unavailable`` says why)."""
-        self._starting.join()
+        self.command = self._starting.result()
+        self._agent_starting.join()
+        if self.command is None:
+            self.unavailable = self._starting.failure
         return self.command
 
     def _write(self, data: bytes) -> None:
@@ -157,9 +152,8 @@ class SourceProgram:
         self.close()
 
     def close(self) -> None:
-        if self.command is not None:
-            self.command.kill()
-        self._session.close()
+        self._starting.close()
+        self._agent_starting.join()
         if self._agent is not None:
             self._agent.__exit__(None, None, None)
             self._agent = None

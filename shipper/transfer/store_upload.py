@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import subprocess
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -15,7 +14,9 @@ from shipper.errors import RegistryError, ShipperError
 from shipper.inventory.model import Host
 from shipper.progress import Reporter
 from shipper.transfer.sources import docker_failure
-from shipper.transport.openssh import SSH_CONNECTION_ERROR, RemoteCommand
+from shipper.transport.openssh import SSH_CONNECTION_ERROR
+from shipper.transport.session_command import StartingCommand
+from shipper.transport.ssh import SSHSession
 
 COMMAND_NOT_FOUND = 127
 MAX_OUTCOME = 4 << 20  # the program's report: sizes and short errors, never more
@@ -63,18 +64,11 @@ class StoreUploader:
         self.source = source
         self.reporter: Reporter | None = None
         code = script().encode()
-        loader = LOADER.format(size=len(code))
-        self.command: RemoteCommand | None = RemoteCommand(
-            source.ssh, f"{HOST_PYTHON} -c {shlex.quote(loader)}", f"host {source.name}", stdin=True, on_stderr_line=self._progress
-        )
-        self._write(code)
-
-    def _write(self, data: bytes) -> None:
-        assert self.command is not None
-        try:
-            self.command.write(data)
-        except BrokenPipeError:
-            pass  # gone already (no python3, say): its exit status says so
+        # On a channel of a session of its own, logged in in the background (see transport/session_command.py).
+        self._starting: StartingCommand | None = StartingCommand(
+            SSHSession(source.ssh, source.name), f"{HOST_PYTHON} -c {shlex.quote(LOADER.format(size=len(code)))}",
+            f"host {source.name}", code, on_stderr_line=self._progress,
+        )  # fmt: skip
 
     def _progress(self, line: str) -> bool:
         if not line.startswith('{"progress"'):
@@ -92,8 +86,12 @@ class StoreUploader:
     ) -> StoreUploaded:  # fmt: skip
         """Upload ``blobs`` ((digest, repository): the layers and configs the registry lacks) of ``images``
         (image ID -> diff IDs); unavailable (nothing sent) where the store cannot be read there."""
-        assert self.command is not None, "one upload per program"
-        command, self.command = self.command, None
+        assert self._starting is not None, "one upload per program"
+        starting, self._starting = self._starting, None
+        command = starting.result()
+        if command is None:
+            starting.close()
+            return StoreUploaded(False, starting.failure)
         self.reporter = reporter
         spec = {
             "registry": {"url": target.url, "cadata": target.cadata, "insecure": target.insecure},
@@ -114,20 +112,23 @@ class StoreUploader:
                     raise ShipperError(f"the upload program on {self.source.name} wrote more than {MAX_OUTCOME >> 20} MiB of report: stopped")
             status, _, err = command.wait(keep_stdin=True)
         finally:
-            command.kill()
+            starting.close()
         return _outcome(self.source, status, out.decode(errors="replace"), err)
 
     def cancel(self) -> None:
         """No work: the program ends (an empty line)."""
-        command, self.command = self.command, None
-        if command is not None:
-            try:
+        starting, self._starting = self._starting, None
+        if starting is None:
+            return
+        command = starting.result()
+        try:
+            if command is not None:
                 command.write(b"\n")
                 command.wait(timeout=30)
-            except (BrokenPipeError, subprocess.TimeoutExpired):
-                pass
-            finally:
-                command.kill()
+        except BrokenPipeError:
+            pass
+        finally:
+            starting.close()
 
 
 def _outcome(source: Host, status: int, out: str, err: str) -> StoreUploaded:

@@ -17,7 +17,7 @@ import collections
 import select
 import socket
 import threading
-from typing import Callable
+from typing import Callable, Iterator
 
 import paramiko
 
@@ -158,8 +158,65 @@ class SessionCommand:
         self._stderr_thread.join(timeout=5)
         return status, out.decode(errors="replace"), b"".join(self._stderr).decode(errors="replace")
 
+    def chunks(self) -> Iterator[bytes]:
+        """The command's stdout, as it comes."""
+        while chunk := self.channel.recv(CHUNK):
+            yield chunk
+
     def kill(self) -> None:
         """Close the channel: the program takes the end of its stdin for shipper's end, and stops."""
         self.channel.close()
         if self._bridge is not None:
             self._bridge.close()
+
+
+class StartingCommand:
+    """A ``SessionCommand`` started in the background: the login, then the command, then ``first_input`` written
+    to it; the caller goes on meanwhile (shipper plans while a source's program starts).
+
+    ``agent``: called in the background once logged in; the agent socket to forward, or None to give up
+    (``failure`` then says ``no_agent``)."""
+
+    def __init__(
+        self, session: SSHSession, command: str, where: str, first_input: bytes = b"",
+        on_stderr_line: Callable[[str], bool] | None = None, agent: Callable[[], str | None] | None = None,
+        no_agent: str = "",
+    ) -> None:  # fmt: skip
+        self.session = session
+        self.command: SessionCommand | None = None
+        self.failure = ""
+        self._thread = threading.Thread(
+            target=self._start, args=(command, where, first_input, on_stderr_line, agent, no_agent), daemon=True
+        )  # fmt: skip
+        self._thread.start()
+
+    def _start(
+        self, command: str, where: str, first_input: bytes, on_stderr_line: Callable[[str], bool] | None,
+        agent: Callable[[], str | None] | None, no_agent: str,
+    ) -> None:  # fmt: skip
+        try:
+            self.session.open()
+            socket_path = agent() if agent is not None else None
+            if agent is not None and socket_path is None:
+                self.failure = no_agent
+                return
+            self.command = SessionCommand(self.session, command, where, agent_socket=socket_path, on_stderr_line=on_stderr_line)
+        except Exception as exc:  # in a thread of its own: said through ``failure``
+            self.failure = f"the program could not start on {where}: {getattr(exc, 'message', None) or exc or type(exc).__name__}"
+            return
+        try:
+            self.command.write(first_input)
+        except BrokenPipeError:
+            pass  # gone already (no python3, say): its exit status says so
+
+    def result(self) -> SessionCommand | None:
+        """The running command once its start has ended; None where it could not start (``failure`` says why)."""
+        self._thread.join()
+        return self.command
+
+    def close(self) -> None:
+        """Stop the command (if it started) and close the session."""
+        self._thread.join()
+        if self.command is not None:
+            self.command.kill()
+        self.session.close()

@@ -26,7 +26,8 @@ from shipper.transport.openssh import SSH_CONNECTION_ERROR, STDERR_KEPT
 from shipper.transport.ssh import SSHSession
 
 CHUNK = 1 << 16
-AGENT_MESSAGE_LIMIT = 256 << 10  # an agent's messages are keys and signatures: a few KB
+AGENT_CHANNELS = 32  # open at once: a host's ssh opens one per login; a host opening more is refused the rest
+OUTPUT_LIMIT = 16 << 20  # a program's report on stdout (its outcome): kilobytes; more is not read
 
 
 class _AgentBridge:
@@ -39,6 +40,11 @@ class _AgentBridge:
 
     def __call__(self, channel: paramiko.Channel) -> None:
         """paramiko's transport thread hands each new agent channel here."""
+        with self._lock:
+            crowded = len(self._open) >= AGENT_CHANNELS
+        if crowded:
+            channel.close()
+            return
         agent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             agent.connect(self.socket_path)
@@ -69,6 +75,9 @@ class _AgentBridge:
         finally:
             agent.close()
             channel.close()
+            with self._lock:
+                if (channel, agent) in self._open:
+                    self._open.remove((channel, agent))
 
     def close(self) -> None:
         with self._lock:
@@ -145,10 +154,16 @@ class SessionCommand:
         self.channel.settimeout(timeout)
         out = bytearray()
         try:
-            while chunk := self.channel.recv(CHUNK):
+            while len(out) <= OUTPUT_LIMIT and (chunk := self.channel.recv(CHUNK)):
                 out += chunk
         except (OSError, EOFError, paramiko.SSHException):
             pass  # timed out, or the session broke: the exit status says which
+        if len(out) > OUTPUT_LIMIT:
+            self.kill()
+            raise SSHError(
+                f"the program on {self.session.where} wrote more than {OUTPUT_LIMIT >> 20} MiB to its output: stopped",
+                hint="its report is a few kilobytes; see what runs as python3 on that host",
+            )
         ended = self.channel.status_event.wait(timeout)
         status = self.channel.exit_status if ended else -1
         if status == -1:  # closed without a status: the connection broke, as ssh reports it

@@ -21,7 +21,7 @@ import time
 from typing import AbstractSet, Callable, Iterable, Iterator, List, Mapping, Optional, Sequence, Union
 
 from shipper.archive.savestream import SaveStreamFilter, StreamStats
-from shipper.archive.wire import PACE, Framer, timed_write
+from shipper.archive.wire import LATE, PACE, Framer, timed_write
 
 Chunk = Union[bytes, memoryview]
 QUEUE_DEPTH = 8  # chunks of about 1 MiB per target
@@ -198,10 +198,26 @@ class ProcessSink(QueueSink):
         self._stderr: List[bytes] = []
         self._stderr_thread = threading.Thread(target=self._read_stderr, daemon=True)
         self._stderr_thread.start()
+        self.late = False  # started before its command was known: ``bind`` gives it one (see LATE)
         self.ready = self._await(handshake) if handshake else True
         self._stdout: List[bytes] = []
         self._stdout_thread = threading.Thread(target=self._read_stdout, daemon=True)
+        if not self.late:
+            self._stdout_thread.start()
+
+    def bind(self, command: str, handshake: str) -> bool:
+        """A sink started early (its login done while shipper planned) is given the command it runs now; its
+        first line then is ``handshake``, as for a sink started with that command. False where it cannot take it."""
+        assert self.late and self.proc.stdin is not None
+        data = command.encode()
+        try:
+            self.proc.stdin.write(f"{len(data)}\n".encode() + data)
+        except BrokenPipeError:
+            return False
+        self.late = False
+        self.ready = self._await(handshake)
         self._stdout_thread.start()
+        return self.ready
 
     def _read_stderr(self) -> None:
         assert self.proc.stderr is not None
@@ -244,6 +260,9 @@ class ProcessSink(QueueSink):
         ``-FRAMES-PACED``: it also says whether it keeps up (wire.py's PACE)."""
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().decode(errors="replace").strip()
+        if line == LATE:
+            self.late = True
+            return True
         self.unframes = line in (handshake + "-FRAMES", handshake + "-FRAMES-PACED")
         self.paced = line == handshake + "-FRAMES-PACED"
         return line == handshake or self.unframes

@@ -1,6 +1,6 @@
 """The program shipper runs on a source host to send images host to host.
 
-    python3 -c "$(LOADER)" '{"names": ["name:tag", ...], "store": true}'
+    python3 -c "$(LOADER)" '{"names": ["name:tag", ...], "store": true, "early": {"name": [ssh argv]}, "known_hosts": "lines"}'
     then, on its stdin: this program (``script()``), then SPEC_JSON on one line
 
 The images are read there, the stream is checked there (SaveStreamFilter)
@@ -12,6 +12,7 @@ library only.
 SPEC: {"expected": [image IDs to save], "check": [the IDs the stream must hold, if not those], "known_hosts": "lines",
        "layers": {image ID: [diff IDs]}, "skip": {"name": [diff IDs it holds]},
        "targets": {"name": [ssh argv, with {known_hosts} for the file]},
+       "late": {"name": "the command a target whose login started early runs"},
        "save": [what docker save names, if not "expected"], "platform": "os/arch" (docker save --platform)}
 
 Where the bytes come from: the engine's layer store read directly
@@ -100,26 +101,45 @@ class Early:
             self.save = None
 
 
-def run(spec: dict, early: "Optional[_Later[Early]]" = None) -> int:
-    fd, known_hosts = tempfile.mkstemp(prefix="shipper-known-hosts-")
+def _known_hosts_file(lines: str) -> str:
+    fd, path = tempfile.mkstemp(prefix="shipper-known-hosts-")
     with os.fdopen(fd, "w") as out:
-        out.write(spec.get("known_hosts", ""))
+        out.write(lines)
+    return path
+
+
+def run(spec: dict, early: "Optional[_Later[Early]]" = None, legs: "Optional[_Later[Dict[str, ProcessSink]]]" = None) -> int:
+    known_hosts = _known_hosts_file(spec.get("known_hosts", ""))
     try:
-        return _run(spec, known_hosts, early)
+        return _run(spec, known_hosts, early, legs)
     finally:
         os.unlink(known_hosts)
 
 
-def _connect(spec: dict, known_hosts: str) -> List[ProcessSink]:
-    """Every target's ssh, at once; each says READY once logged in and running docker load."""
+def _connect(spec: dict, known_hosts: str, legs: "Optional[_Later[Dict[str, ProcessSink]]]" = None) -> List[ProcessSink]:
+    """Every target's ssh, at once; each says READY once logged in and running docker load. A target whose login
+    was started early (``legs``) is given its command (SPEC's "late"); where that fails, it is started anew."""
+    started = dict(legs.result()) if legs is not None else {}
+    late = spec.get("late") or {}
     sinks: List[ProcessSink] = []
     threads = []
     for name, argv in spec["targets"].items():
         args = [a.replace("{known_hosts}", known_hosts) for a in argv]
         skip = frozenset(spec.get("skip", {}).get(name, ()))
-        thread = threading.Thread(target=lambda n=name, a=args, k=skip: sinks.append(ProcessSink(n, a, handshake=READY, skip=k)))
+        leg = started.pop(name, None)
+
+        def connect(n: str = name, a: List[str] = args, k: "frozenset[str]" = skip, leg: Optional[ProcessSink] = leg) -> None:
+            sink = _bound(leg, late.get(n))
+            if sink is None:
+                sink = ProcessSink(n, a, handshake=READY, skip=k)
+            sink.skip = k
+            sinks.append(sink)
+
+        thread = threading.Thread(target=connect)
         thread.start()
         threads.append(thread)
+    for leg in started.values():  # an early login to a target the plan left out: it ends, having done nothing
+        leg.kill()
     for thread in threads:
         thread.join()
     order = list(spec["targets"])
@@ -131,6 +151,34 @@ def _connect(spec: dict, known_hosts: str) -> List[ProcessSink]:
     limits = spec.get("limits") or {}
     apply_limits(ordered, limits.get("target"), limits.get("total"))
     return ordered
+
+
+def _bound(leg: Optional[ProcessSink], command: Optional[str]) -> Optional[ProcessSink]:
+    """An early login made the target's sink: given ``command`` where it waits for one; as it is where it runs a
+    plain docker load already (no python3 there, so no other command could run); None where it cannot serve."""
+    if leg is None:
+        return None
+    if leg.ready and not leg.late:
+        return leg
+    if leg.ready and command is not None and leg.bind(command, READY):
+        return leg
+    leg.kill()
+    return None
+
+
+def _early_legs(argvs: Dict[str, List[str]], known_hosts: str) -> Dict[str, ProcessSink]:
+    """The targets' logins, started before SPEC: each waits (wire.py's LATE) for the command SPEC gives it."""
+    legs: Dict[str, ProcessSink] = {}
+
+    def start(name: str, argv: List[str]) -> None:
+        legs[name] = ProcessSink(name, [a.replace("{known_hosts}", known_hosts) for a in argv], handshake=READY)
+
+    threads = [threading.Thread(target=start, args=item) for item in argvs.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return legs
 
 
 def _start_save(ids: List[str], platform: str = "") -> "subprocess.Popen[bytes]":
@@ -236,10 +284,10 @@ class _Later(Generic[T]):
         return self.value[0]
 
 
-def _run(spec: dict, known_hosts: str, early: "Optional[_Later[Early]]" = None) -> int:
+def _run(spec: dict, known_hosts: str, early: "Optional[_Later[Early]]" = None, legs: "Optional[_Later[Dict[str, ProcessSink]]]" = None) -> int:
     # Every target's login (the longest wait before the first byte) goes on while the source is found: the
     # layer store read, or docker save's export, which takes a while before its first byte.
-    connecting = _Later(lambda: _connect(spec, known_hosts))
+    connecting = _Later(lambda: _connect(spec, known_hosts, legs))
     try:
         source = _Source(spec, early.result() if early is not None else Early([], False))
     except BaseException:
@@ -310,14 +358,21 @@ def main() -> None:
     for signum in (signal.SIGHUP, signal.SIGTERM):
         signal.signal(signum, _interrupted)
     start = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
+    # The targets' logins named here start at once, while shipper plans; each gets its command from SPEC.
+    legs_known_hosts = _known_hosts_file(start.get("known_hosts", "")) if start.get("early") else ""
+    legs = _Later(lambda: _early_legs(start["early"], legs_known_hosts)) if start.get("early") else None
     # Found while the spec comes: where shipper planned first, the targets' logins wait for nothing but the spec.
     early = _Later(lambda: Early(list(start.get("names", ())), bool(start.get("store")), str(start.get("platform") or "")))
-    line = sys.stdin.buffer.readline().decode().strip()
-    if not line or line == STOP:
-        early.result().stop()
-        sys.exit(0)
-    stop_when_shipper_is_gone()
-    sys.exit(run(json.loads(line), early))
+    try:
+        line = sys.stdin.buffer.readline().decode().strip()
+        if not line or line == STOP:
+            early.result().stop()
+            sys.exit(0)  # early logins are not waited for: their input closes with this program, and they end
+        stop_when_shipper_is_gone()
+        sys.exit(run(json.loads(line), early, legs))
+    finally:
+        if legs_known_hosts:
+            os.unlink(legs_known_hosts)
 
 
 # The modules the program is made of, in an order that imports only what came before.

@@ -35,6 +35,33 @@ BUSY = 0.5  # a target backed up this share of the time is the bottleneck, not t
 
 Chunk = Union[bytes, memoryview]
 
+# A target's end started before its command is known (host to host: its login goes on while shipper plans).
+# It says LATE once logged in, then reads "SIZE\n" and SIZE bytes of a shell command from its input, exactly (the
+# stream follows them), and becomes that command. Input that ends first (the target needs nothing): it ends, having
+# done nothing. The source could run any command there already: it holds the move's agent while the move runs.
+LATE = "SHIPPER-LATE"
+LATE_COMMAND_LIMIT = 1 << 20
+LATE_STUB = r"""
+import os, sys
+def take(n):
+    data = b""
+    while len(data) < n:
+        more = os.read(0, n - len(data))
+        if not more:
+            sys.exit(0)
+        data += more
+    return data
+head = b""
+while not head.endswith(b"\n"):
+    head += take(1)
+    if len(head) > 12:
+        sys.exit(2)
+size = int(head)
+if size > LIMIT:
+    sys.exit(2)
+os.execvp("sh", ["sh", "-c", take(size).decode()])
+""".replace("LIMIT", str(LATE_COMMAND_LIMIT))
+
 DECODER = r"""
 import struct, sys, zlib
 out, src = sys.stdout.buffer, sys.stdin.buffer

@@ -222,7 +222,7 @@ def prestart_program(
     if choose_route(source, others, via, registry)[2]:
         names = [str(parse(i)) for i in images]  # checked names only reach the source's command line
         keys = [k for t in others for k in t.ssh.identity_files]
-        return SourceProgram(source, keys, names, store_read, str(platform) if platform is not None else "")
+        return SourceProgram(source, keys, names, store_read, str(platform) if platform is not None else "", early=others)
     return None
 
 

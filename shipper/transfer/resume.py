@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 from shipper.archive import receiver
 from shipper.archive.boot import HOST_PYTHON
-from shipper.archive.wire import DECODER
+from shipper.archive.wire import DECODER, LATE, LATE_STUB
 from shipper.transfer.plan import SourceImage, TargetPlan
 
 RECEIVER_CODE = receiver.script()
@@ -58,3 +58,10 @@ def load_command(spec: dict[str, Any] | None, ready: str | None = None, frames: 
         take = f"{_python(DECODER)} | {PLAIN_LOAD}"
     says = f"echo {ready}{('-FRAMES-PACED' if spec is not None else '-FRAMES') if frames else ''} && " if ready else ""
     return f"if command -v python3 >/dev/null 2>&1; then {says}{take}; else {plain}; fi"
+
+
+def late_command(ready: str) -> str:
+    """What a target runs when its login starts before the plan (host to host, wire.py's LATE): given its command
+    once the plan has it. Without python3 there it is a plain ``docker load`` at once, as ``load_command``
+    would make it there."""
+    return f"if command -v python3 >/dev/null 2>&1; then echo {LATE} && exec {_python(LATE_STUB)}; else echo {ready} && exec {PLAIN_LOAD}; fi"

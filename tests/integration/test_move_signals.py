@@ -19,6 +19,8 @@ import pytest
 
 from shipper.lab import Lab
 from shipper.transport.agent import PREFIX
+from shipper.archive.wire import LATE
+from shipper.inventory import load_inventory
 from shipper.lab import image_id
 from tests.integration.helpers import image_id_of, untagged_ids
 from tests.integration.test_move_faults import BIG, TRIGGER, FaultWhen, assert_rerun_succeeds, assert_untouched, parent, processes, staged  # noqa: F401
@@ -136,3 +138,29 @@ def test_the_source_program_runs_on_shippers_own_session_with_the_agent_forwarde
     assert image_id_of(staged, "b", BIG.name) == image_id(BIG)
     assert clients == set(), f"shipper started OpenSSH clients: {clients}"
     assert wait_for(lambda: source_programs(staged) == [] and agents() == [], 10)
+
+
+def test_a_targets_login_starts_with_the_program_and_takes_its_command_from_the_plan(staged: Lab) -> None:
+    """The source's login to a target starts before the plan (a handful of targets, host keys known): it waits
+    for its command (wire.py's LATE), the plan gives it, and the image arrives over that same login."""
+    process = start_move(staged, "--json")
+    early: set[str] = set()
+    while process.poll() is None:
+        for pid, argv, _ in processes():
+            if argv and os.path.basename(argv[0]) == "ssh" and any(LATE in a for a in argv):
+                early.add([a for a in argv if a][-2])  # the target's address, before the command
+        time.sleep(0.02)
+    stdout, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == 0, stderr
+    [result] = [e for e in map(json.loads, stdout.splitlines()) if e["event"] == "result"]
+    assert (result["status"], result["route"]) == ("moved", "host-to-host"), result
+    assert image_id_of(staged, "b", BIG.name) == image_id(BIG)
+    assert early == {load_inventory(staged.inventory_path).host("b").ssh.hostname}
+
+    again = start_move(staged, "--json")  # b has it now: the early login is let go of, having run nothing
+    out, err = again.communicate(timeout=60)
+    assert again.returncode == 0, err
+    assert [e["status"] for e in map(json.loads, out.splitlines()) if e["event"] == "result"] == ["unchanged"]
+    assert wait_for(lambda: not any(any(LATE in a for a in argv) for _, argv, _ in processes()), 10)
+    assert wait_for(lambda: source_programs(staged) == [], 10)

@@ -125,3 +125,91 @@ def test_the_targets_logins_begin_while_the_source_is_still_being_found(tmp_path
     docker_started = float((tmp_path / "docker-started").read_text().split()[0])  # the first: the early look
     login_started = float((tmp_path / "login-started").read_text())
     assert login_started - docker_started < 1.5
+
+
+def _fake_docker_saving(tmp_path: Path, archive: bytes) -> dict[str, str]:
+    """A ``docker`` whose save writes ``archive``: the program's source, without an engine."""
+    import os
+
+    (tmp_path / "archive.tar").write_bytes(archive)
+    fake = tmp_path / "docker"
+    fake.write_text(f"#!/bin/sh\n[ \"$1\" = save ] && exec cat {tmp_path}/archive.tar\nexit 1\n")
+    fake.chmod(0o755)
+    return dict(os.environ, PATH=f"{tmp_path}:{os.environ['PATH']}")
+
+
+def _wait_for(path: Path, seconds: float = 20) -> bool:
+    deadline = time.monotonic() + seconds
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return path.exists()
+
+
+def test_a_targets_login_started_before_the_spec_is_given_its_command_by_the_spec(tmp_path: Path) -> None:
+    """Host to host, a handful of targets' logins start with the program (shipper is still planning); the spec
+    then tells each what to run, and the stream follows its command on the same connection."""
+    from shipper.archive.hostpipe import READY
+    from shipper.lab import Layer, SyntheticImage, image_id
+    from shipper.lab.images import save_stream
+    from shipper.transfer.resume import late_command
+
+    image = SyntheticImage("early/app:1", (Layer(256 << 10, "early-app"),))
+    env = _fake_docker_saving(tmp_path, b"".join(save_stream([image])))
+    leg = ["sh", "-c", f"touch {tmp_path}/logged-in; {late_command(READY)}"]
+    never = ["sh", "-c", f"touch {tmp_path}/started-late; exit 255"]  # the fallback, not wanted here
+    spec = {
+        "expected": [image_id(image)], "known_hosts": "", "targets": {"b": never},
+        "late": {"b": f"echo {READY}; cat > {tmp_path}/received"},
+    }  # fmt: skip
+    code = script().encode()
+    argv = [sys.executable, "-I", "-S", "-c", LOADER.format(size=len(code)), json.dumps({"early": {"b": leg}, "known_hosts": ""})]
+    with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as program:
+        assert program.stdin is not None and program.stdout is not None
+        program.stdin.write(code)
+        program.stdin.flush()
+        assert _wait_for(tmp_path / "logged-in"), "the early login never started"
+
+        program.stdin.write(json.dumps(spec).encode() + b"\n")
+        program.stdin.flush()
+        outcome = json.loads(program.stdout.read())
+        program.stdin.close()
+        assert program.wait(timeout=30) == 0
+
+    report = outcome["targets"]["b"]
+    assert (report["status"], report["error"]) == (0, None), report
+    assert report["sent"] == (tmp_path / "received").stat().st_size > 256 << 10
+    assert not (tmp_path / "started-late").exists()
+
+
+def test_an_early_login_the_plan_leaves_out_ends_having_run_nothing(tmp_path: Path) -> None:
+    import os
+
+    from shipper.archive.hostpipe import READY
+    from shipper.transfer.resume import late_command
+
+    # $$: the shell's pid, which the waiting stub (python3, by exec) keeps.
+    leg = ["sh", "-c", f"echo $$ > {tmp_path}/pid; touch {tmp_path}/logged-in; {late_command(READY)}"]
+    code = script().encode()
+    argv = [sys.executable, "-I", "-S", "-c", LOADER.format(size=len(code)), json.dumps({"early": {"b": leg}, "known_hosts": ""})]
+    with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as program:
+        assert program.stdin is not None
+        program.stdin.write(code)
+        program.stdin.flush()
+        assert _wait_for(tmp_path / "logged-in")
+        pid = int((tmp_path / "pid").read_text())
+        program.stdin.write(STOP.encode() + b"\n")  # the plan: nothing to send
+        program.stdin.flush()
+        assert program.wait(timeout=30) == 0
+
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{pid}") and b"zombie" not in _state(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{pid}") or b"zombie" in _state(pid)
+
+
+def _state(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:
+            return status.read().lower()
+    except OSError:
+        return b"zombie"

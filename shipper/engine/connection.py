@@ -71,22 +71,23 @@ def _plain_api(host: Host, timeout: float | None) -> docker.APIClient:
     return api
 
 
-def _engine(host: Host, timeout: float | None) -> Engine:
+def _engine(host: Host, timeout: float | None, session: SSHSession | None = None) -> Engine:
     if host.engine.scheme == "ssh":
-        session = SSHSession(host.ssh, host.name).open()
+        session = (session or SSHSession(host.ssh, host.name)).open()
         socket = streamlocal.EngineSocket(session, timeout)
         return Engine(host, lambda: _ssh_api(session, socket, timeout), SSH_BASE_URL, session, QuickGet(socket.open, timeout), socket)
     api = _plain_api(host, timeout)  # every request of a local or tcp engine goes through docker-py: made now
     return Engine(host, lambda: api, api.base_url)
 
 
-def connect(host: Host, timeout: float | None = COMMAND_TIMEOUT) -> Engine:
+def connect(host: Host, timeout: float | None = COMMAND_TIMEOUT, session: SSHSession | None = None) -> Engine:
     """Connect to ``host``'s engine and agree on an API version.
 
-    ``timeout`` is the read timeout in seconds; ``None`` for transfers.
+    ``timeout`` is the read timeout in seconds; ``None`` for transfers. ``session``: the SSH session to the host to
+    use where its engine is behind SSH (opened if it is not), instead of a new one.
     Raises ``EngineUnreachable`` or an ``SSHError`` with a hint.
     """
-    engine = _engine(host, timeout)
+    engine = _engine(host, timeout, session)
     try:
         with engine.errors("reach the engine"):
             handshake = engine.handshake()  # /_ping's headers: the engine's API version, at little cost to it

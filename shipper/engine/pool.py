@@ -13,6 +13,7 @@ import time
 from shipper.engine import Engine, connect
 from shipper.errors import ShipperError
 from shipper.inventory.model import Host
+from shipper.transport.ssh import SSHSession
 
 
 FRESH_SECONDS = 5.0  # a connection that answered this recently is used without a ping
@@ -23,7 +24,18 @@ class EnginePool:
 
     def __init__(self) -> None:
         self._engines: dict[str, Engine] = {}
+        self._sessions: dict[str, SSHSession] = {}
         self._lock = threading.Lock()
+
+    def share(self, host: Host, session: SSHSession) -> bool:
+        """Reach ``host``'s engine, where it is behind SSH, over ``session`` (which a program on the host uses
+        too): one login to the host, not two at once (each key exchange and login costs the control machine's
+        CPU while it plans). True where it will; the pool then closes it."""
+        if host.engine.scheme != "ssh":
+            return False
+        with self._lock:
+            self._sessions[host.name] = session
+        return True
 
     def get(self, host: Host, check: bool = False) -> Engine:
         """A live connection to ``host``'s engine. A kept one that has been quiet a while is checked with a ping
@@ -41,7 +53,7 @@ class EnginePool:
             except ShipperError:
                 engine.close()  # the engine restarted or the connection dropped: open a new one
                 engine = None
-        engine = engine or connect(host)
+        engine = engine or connect(host, session=self._sessions.get(host.name))
         with self._lock:
             self._engines[host.name] = engine
         return engine

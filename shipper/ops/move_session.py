@@ -53,6 +53,8 @@ class MoveSession:
             from shipper.ops.move_run import prestart_program
 
             self.program = prestart_program(source, [t for t in self.targets if t.name != source.name], self.images, via, registry, store_read, platform)
+            if self.program is not None and self.engines.share(source, self.program.session):
+                self.program.session_owned = False
 
     def plan(self, force: bool = False) -> MovePlan:
         """The plan; with a release policy (--verify-key), every source image checked against its signed

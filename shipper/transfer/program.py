@@ -68,8 +68,10 @@ class SourceProgram:
         code = script().encode()
         self._early, known_hosts = early_logins(early)
         start = json.dumps({"names": list(names), "store": store_read, "platform": platform, **({"early": self._early, "known_hosts": known_hosts} if self._early else {})})
+        self.session = SSHSession(source.ssh, source.name)  # its engine's connection may share it (EnginePool.share)
+        self.session_owned = True  # False once shared: the pool closes it
         self._starting = StartingCommand(
-            SSHSession(source.ssh, source.name), f"{HOST_PYTHON} -c {shlex.quote(LOADER.format(size=len(code)))} {shlex.quote(start)}",
+            self.session, f"{HOST_PYTHON} -c {shlex.quote(LOADER.format(size=len(code)))} {shlex.quote(start)}",
             f"host {source.name}", code, on_stderr_line=self._progress, agent=self._agent_started,
             no_agent="no SSH key to forward to the source (no key files and no agent)",
         )  # fmt: skip
@@ -158,7 +160,7 @@ class SourceProgram:
         self.close()
 
     def close(self) -> None:
-        self._starting.close()
+        self._starting.close(session_too=self.session_owned)
         self._agent_starting.join()
         if self._agent is not None:
             self._agent.__exit__(None, None, None)

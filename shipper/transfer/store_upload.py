@@ -65,8 +65,10 @@ class StoreUploader:
         self.reporter: Reporter | None = None
         code = script().encode()
         # On a channel of a session of its own, logged in in the background (see transport/session_command.py).
+        self.session = SSHSession(source.ssh, source.name)  # its engine's connection may share it (EnginePool.share)
+        self.session_owned = True  # False once shared: the pool closes it
         self._starting: StartingCommand | None = StartingCommand(
-            SSHSession(source.ssh, source.name), f"{HOST_PYTHON} -c {shlex.quote(LOADER.format(size=len(code)))}",
+            self.session, f"{HOST_PYTHON} -c {shlex.quote(LOADER.format(size=len(code)))}",
             f"host {source.name}", code, on_stderr_line=self._progress,
         )  # fmt: skip
 
@@ -90,7 +92,7 @@ class StoreUploader:
         starting, self._starting = self._starting, None
         command = starting.result()
         if command is None:
-            starting.close()
+            starting.close(session_too=self.session_owned)
             return StoreUploaded(False, starting.failure)
         self.reporter = reporter
         spec = {
@@ -112,7 +114,7 @@ class StoreUploader:
                     raise ShipperError(f"the upload program on {self.source.name} wrote more than {MAX_OUTCOME >> 20} MiB of report: stopped")
             status, _, err = command.wait(keep_stdin=True)
         finally:
-            starting.close()
+            starting.close(session_too=self.session_owned)
         return _outcome(self.source, status, out.decode(errors="replace"), err)
 
     def cancel(self) -> None:
@@ -128,7 +130,7 @@ class StoreUploader:
         except BrokenPipeError:
             pass
         finally:
-            starting.close()
+            starting.close(session_too=self.session_owned)
 
 
 def _outcome(source: Host, status: int, out: str, err: str) -> StoreUploaded:

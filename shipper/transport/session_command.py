@@ -229,9 +229,10 @@ class StartingCommand:
         self._thread.join()
         return self.command
 
-    def close(self) -> None:
-        """Stop the command (if it started) and close the session."""
+    def close(self, session_too: bool = True) -> None:
+        """Stop the command (if it started) and close the session, unless another user of it keeps it."""
         self._thread.join()
         if self.command is not None:
             self.command.kill()
-        self.session.close()
+        if session_too:
+            self.session.close()

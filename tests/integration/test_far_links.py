@@ -79,8 +79,8 @@ def test_a_move_across_far_links_arrives_whole_host_to_host(shipper: ShipperRunn
     inventory, relays = far
     lab.load_images("a", [FAR])
     remove(lab, "b", FAR.name, image_id(FAR))
-    b_relay = relays[lab.names.index("b")]
-    before = b_relay.connections
+    a_relay, b_relay = relays[lab.names.index("a")], relays[lab.names.index("b")]
+    before, source_before = b_relay.connections, a_relay.connections
 
     result = shipper("move", FAR.name, "--from", "a", "--to", "b", "-i", inventory, "--json")
 
@@ -89,3 +89,4 @@ def test_a_move_across_far_links_arrives_whole_host_to_host(shipper: ShipperRunn
     assert moved["status"] == "moved" and moved["route"] == "host-to-host"
     assert image_id_of(lab, "b", FAR.name) == image_id(FAR)
     assert b_relay.connections - before == 2  # shipper's session, and the source's SSH to b: both crossed the far link
+    assert a_relay.connections - source_before == 1  # one login to the source: its engine and its program share it

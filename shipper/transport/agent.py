@@ -113,7 +113,8 @@ class Agent:
         self._dir = tempfile.mkdtemp(prefix=PREFIX)
         socket = os.path.join(self._dir, "agent.sock")
         self._proc = subprocess.Popen(
-            [sys.executable, "-c", _GUARD, self._dir, "ssh-agent", "-D", "-a", socket],
+            # -I -S: the guard is standard library only; a site's .pth files only slow its start.
+            [sys.executable, "-I", "-S", "-c", _GUARD, self._dir, "ssh-agent", "-D", "-a", socket],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,  # a Ctrl-C or a terminal hang-up reaches shipper, which cleans up; the guard waits for it
         )  # fmt: skip
@@ -121,7 +122,7 @@ class Agent:
             out.write(str(self._proc.pid))
         deadline = time.monotonic() + AGENT_START_TIMEOUT
         while not os.path.exists(socket) and time.monotonic() < deadline:
-            time.sleep(0.02)
+            time.sleep(0.005)  # it is up within a few tens of milliseconds, and a move's program waits for it
         env = dict(os.environ, SSH_AUTH_SOCK=socket, SSH_ASKPASS="", DISPLAY="")
         added = subprocess.run(["ssh-add", "-q", *self.key_files], env=env, stdin=subprocess.DEVNULL, capture_output=True)
         if added.returncode != 0 or not os.path.exists(socket):

@@ -41,9 +41,11 @@ def _unavailable(reason: str) -> HostToHost:
 class SourceProgram:
     """The host-to-host program, started on the source before planning ends.
 
-    It runs on a channel of a paramiko session of its own, opened in the
-    background at once: that login and python3's start-up overlap the planning
-    (an OpenSSH login of its own cost twice the time, see session_command.py).
+    It runs on a channel of a paramiko session to the source, opened in the
+    background at once (and shared with the source's engine connection where
+    that is behind SSH: ``session``): that login and python3's start-up overlap
+    the planning (an OpenSSH login of its own cost twice the time, see
+    session_command.py). Up to EARLY_LOGINS targets' logins start with it.
     ``send`` gives it the work, ``cancel`` tells it there is none.
     """
 

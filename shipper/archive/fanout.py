@@ -209,9 +209,10 @@ class ProcessSink(QueueSink):
         """A sink started early (its login done while shipper planned) is given the command it runs now; its
         first line then is ``handshake``, as for a sink started with that command. False where it cannot take it."""
         assert self.late and self.proc.stdin is not None
-        data = command.encode()
+        view = memoryview(f"{len(command.encode())}\n".encode() + command.encode())
         try:
-            self.proc.stdin.write(f"{len(data)}\n".encode() + data)
+            while view:  # a pipe may take part of a large write (a signal meanwhile)
+                view = view[os.write(self.proc.stdin.fileno(), view) :]
         except BrokenPipeError:
             return False
         self.late = False

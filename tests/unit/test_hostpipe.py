@@ -213,3 +213,31 @@ def _state(pid: int) -> bytes:
             return status.read().lower()
     except OSError:
         return b"zombie"
+
+
+def test_an_early_login_that_failed_is_started_again_the_usual_way(tmp_path: Path) -> None:
+    """The early login could not log in (a host key that changed meanwhile, a network blip): the target's
+    ssh is started again, as without early logins, with the command in its argv."""
+    from shipper.archive.hostpipe import READY
+    from shipper.lab import Layer, SyntheticImage, image_id
+    from shipper.lab.images import save_stream
+
+    image = SyntheticImage("early/retry:1", (Layer(64 << 10, "early-retry"),))
+    env = _fake_docker_saving(tmp_path, b"".join(save_stream([image])))
+    failing = ["sh", "-c", "echo 'Host key verification failed.' >&2; exit 255"]
+    usual = ["sh", "-c", f"echo {READY}; cat > {tmp_path}/received"]
+    spec = {"expected": [image_id(image)], "known_hosts": "", "targets": {"b": usual}, "late": {"b": "exit 99"}}
+    code = script().encode()
+    argv = [sys.executable, "-I", "-S", "-c", LOADER.format(size=len(code)), json.dumps({"early": {"b": failing}, "known_hosts": ""})]
+
+    with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as program:
+        assert program.stdin is not None and program.stdout is not None
+        program.stdin.write(code + json.dumps(spec).encode() + b"\n")
+        program.stdin.flush()
+        outcome = json.loads(program.stdout.read())
+        program.stdin.close()
+        assert program.wait(timeout=30) == 0
+
+    report = outcome["targets"]["b"]
+    assert (report["status"], report["error"]) == (0, None), report
+    assert report["sent"] == (tmp_path / "received").stat().st_size > 64 << 10

@@ -102,3 +102,17 @@ def test_a_line_that_is_not_a_pace_report_is_left_to_the_loads_output() -> None:
 
     assert not framer.pace("Loaded image ID: sha256:0123")
     assert framer.pace(f"{PACE} garbage") and not framer.target_busy
+
+
+def test_auto_samples_random_data_less_and_less_and_text_after_it_within_a_few_chunks() -> None:
+    framer = Framer("auto")
+    framer.observe(8 << 20, (8 << 20) / (LINK_FAST / 10))  # a slow link: auto compresses what shrinks
+    chunk = RANDOM[: 1 << 20]
+
+    frames = b"".join(framer.frame(chunk) for _ in range(64))
+    sampled_random = framer.samples
+    text_frames = b"".join(framer.frame(TEXT[: 1 << 20]) for _ in range(16))
+
+    assert sampled_random <= 64 // 8 + 4  # one in 2, 4, then 8: not one a chunk
+    assert framer.compressed_chunks >= 16 - 8  # text after it is found within 8 chunks, and compressed from then on
+    assert unframe(frames + text_frames) == chunk * 64 + TEXT[: 1 << 20] * 16

@@ -126,6 +126,33 @@ def _grow_pipe(stream: IO[bytes] | None) -> None:
             pass  # capped by /proc/sys/fs/pipe-max-size; the default still works
 
 
+class StderrTail:
+    """A command's stderr as it comes: each line shown to ``on_line`` first (True: consumed, as progress
+    reports are), the rest kept, its last STDERR_KEPT bytes. A line is read within STDERR_KEPT too: a host
+    writing without a newline cannot make shipper gather without end."""
+
+    def __init__(self, on_line: Callable[[str], bool] | None = None) -> None:
+        self.on_line = on_line
+        self.kept: collections.deque[bytes] = collections.deque()
+        self._size = 0
+
+    def drain(self, stream: Any) -> None:
+        """Read ``stream`` (a file, read as bytes) to its end."""
+        while chunk := (stream.read(8192) if self.on_line is None else stream.readline(STDERR_KEPT)):
+            if self.on_line is not None and self.on_line(chunk.decode(errors="replace").rstrip("\n")):
+                continue
+            self.keep(chunk)
+
+    def keep(self, chunk: bytes) -> None:
+        self.kept.append(chunk)
+        self._size += len(chunk)
+        while self._size > STDERR_KEPT and len(self.kept) > 1:
+            self._size -= len(self.kept.popleft())
+
+    def text(self) -> str:
+        return b"".join(self.kept).decode(errors="replace")
+
+
 class RemoteCommand:
     """``command`` running on a host through ``ssh``, with its stderr collected on the side."""
 
@@ -136,7 +163,6 @@ class RemoteCommand:
         """``agent_socket``: forward this agent. ``on_stderr_line``: sees each stderr line; True means consumed."""
         self.where = where
         self.command = command
-        self._on_line = on_stderr_line
         env = dict(os.environ, SSH_AUTH_SOCK=agent_socket) if agent_socket else None
         self.proc = subprocess.Popen(
             ssh_argv(settings, command, forward_agent=agent_socket is not None),
@@ -148,21 +174,11 @@ class RemoteCommand:
         )
         _grow_pipe(self.proc.stdout)
         _grow_pipe(self.proc.stdin)
-        self._stderr: collections.deque[bytes] = collections.deque()
-        self._stderr_size = 0
-        self._stderr_thread = threading.Thread(target=self._drain_stderr, daemon=True)
-        self._stderr_thread.start()
-
-    def _drain_stderr(self) -> None:
+        self._stderr = StderrTail(on_stderr_line)
         assert self.proc.stderr is not None
-        stream: Any = self.proc.stderr if self._on_line is None else io.BufferedReader(self.proc.stderr)
-        while chunk := (stream.read(8192) if self._on_line is None else stream.readline()):
-            if self._on_line is not None and self._on_line(chunk.decode(errors="replace").rstrip("\n")):
-                continue
-            self._stderr.append(chunk)
-            self._stderr_size += len(chunk)
-            while self._stderr_size > STDERR_KEPT and len(self._stderr) > 1:
-                self._stderr_size -= len(self._stderr.popleft())
+        stream: Any = self.proc.stderr if on_stderr_line is None else io.BufferedReader(self.proc.stderr)
+        self._stderr_thread = threading.Thread(target=self._stderr.drain, args=(stream,), daemon=True)
+        self._stderr_thread.start()
 
     def chunks(self) -> Iterator[bytes]:
         """The command's stdout, as it comes."""
@@ -199,7 +215,7 @@ class RemoteCommand:
         finally:
             self.close_stdin()
         self._stderr_thread.join(timeout=5)
-        return status, stdout.decode(errors="replace"), b"".join(self._stderr).decode(errors="replace")
+        return status, stdout.decode(errors="replace"), self._stderr.text()
 
     def kill(self) -> None:
         if self.proc.poll() is None:

@@ -13,7 +13,6 @@ socket (the move's private agent) for as long as both ends are open.
 
 from __future__ import annotations
 
-import collections
 import select
 import socket
 import threading
@@ -22,7 +21,7 @@ from typing import Callable, Iterator
 import paramiko
 
 from shipper.errors import SSHError
-from shipper.transport.openssh import SSH_CONNECTION_ERROR, STDERR_KEPT
+from shipper.transport.openssh import SSH_CONNECTION_ERROR, StderrTail
 from shipper.transport.ssh import SSHSession
 
 CHUNK = 1 << 16
@@ -99,7 +98,6 @@ class SessionCommand:
         self.session = session
         self.where = where
         self.command = command
-        self._on_line = on_stderr_line
         self._bridge = _AgentBridge(agent_socket) if agent_socket else None
         transport = session.client.get_transport()
         if transport is None:
@@ -111,21 +109,13 @@ class SessionCommand:
             self.channel.exec_command(command)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise SSHError(f"cannot start the program on {session.where}: {exc or type(exc).__name__}") from None
-        self._stderr: collections.deque[bytes] = collections.deque()
-        self._stderr_size = 0
+        self._stderr = StderrTail(on_stderr_line)
         self._stderr_thread = threading.Thread(target=self._drain_stderr, daemon=True)
         self._stderr_thread.start()
 
     def _drain_stderr(self) -> None:
-        stream = self.channel.makefile_stderr("rb")
         try:
-            while chunk := (stream.read(8192) if self._on_line is None else stream.readline()):
-                if self._on_line is not None and self._on_line(chunk.decode(errors="replace").rstrip("\n")):
-                    continue
-                self._stderr.append(chunk)
-                self._stderr_size += len(chunk)
-                while self._stderr_size > STDERR_KEPT and len(self._stderr) > 1:
-                    self._stderr_size -= len(self._stderr.popleft())
+            self._stderr.drain(self.channel.makefile_stderr("rb"))
         except (OSError, EOFError, paramiko.SSHException):
             return
 
@@ -168,10 +158,10 @@ class SessionCommand:
         status = self.channel.exit_status if ended else -1
         if status == -1:  # closed without a status: the connection broke, as ssh reports it
             status = SSH_CONNECTION_ERROR
-            if not self._stderr:
-                self._stderr.append(f"the SSH session to {self.session.where} broke".encode())
+            if not self._stderr.kept:
+                self._stderr.keep(f"the SSH session to {self.session.where} broke".encode())
         self._stderr_thread.join(timeout=5)
-        return status, out.decode(errors="replace"), b"".join(self._stderr).decode(errors="replace")
+        return status, out.decode(errors="replace"), self._stderr.text()
 
     def chunks(self) -> Iterator[bytes]:
         """The command's stdout, as it comes."""

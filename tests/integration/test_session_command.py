@@ -100,3 +100,21 @@ def test_a_session_sends_small_requests_at_once(lab: Lab, ssh_inventory: str) ->
         assert transport is not None
         assert transport.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0  # type: ignore[union-attr]
         assert session.run("echo hi").stdout == b"hi\n"
+
+
+def test_a_host_writing_a_line_without_end_to_stderr_is_kept_within_bounds(lab: Lab, ssh_inventory: str) -> None:
+    """Progress lines are read a line at a time; a line that never ends is read in pieces, and only the last
+    64 KiB of what is not progress is kept."""
+    from shipper.transport.openssh import STDERR_KEPT
+
+    host = load_inventory(ssh_inventory).host("a")
+    seen: list[int] = []
+    with SSHSession(host.ssh, "a") as session:
+        command = SessionCommand(
+            session, "head -c 4000000 /dev/zero | tr '\\0' x >&2", "host a",
+            on_stderr_line=lambda line: seen.append(len(line)) or False,
+        )  # fmt: skip
+        status, _, err = command.wait(timeout=60)
+    assert status == 0
+    assert max(seen) <= STDERR_KEPT and sum(seen) == 4000000
+    assert len(err) <= 2 * STDERR_KEPT

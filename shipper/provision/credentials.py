@@ -10,13 +10,15 @@ from shipper.provision.layout import RENEW_BEFORE_DAYS, HostFiles, UpRequest
 
 
 def htpasswd_file(files: HostFiles, users: dict[str, str]) -> bytes:
-    """Keep the file when it already holds exactly these users with these passwords (bcrypt is salted)."""
+    """Keep the file when it already holds exactly these users with these passwords at today's bcrypt cost
+    (bcrypt is salted: a new file would differ each time); one hashed at another cost is made anew."""
     old = (files.read("auth/htpasswd") or b"").decode()
-    names = [line.partition(":")[0] for line in old.splitlines() if line.strip()]
-    if sorted(names) == sorted(users) and all(htpasswd.check(old, u, p) for u, p in users.items()):
+    same_users = htpasswd.holds(old, users)
+    if same_users and htpasswd.at_current_cost(old):
         return old.encode()
     new = htpasswd.render(users).encode()
-    files.put("auth/htpasswd", new, f"users: {', '.join(sorted(users))}")
+    said = f"users: {', '.join(sorted(users))}"
+    files.put("auth/htpasswd", new, f"{said} (hashed again at bcrypt cost {htpasswd.BCRYPT_ROUNDS})" if same_users else said)
     return new
 
 

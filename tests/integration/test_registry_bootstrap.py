@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
+import bcrypt
 import pytest
 import yaml
 
@@ -96,7 +97,7 @@ def test_up_makes_a_registry_every_engine_trusts_and_a_second_up_changes_nothing
     assert any(change.startswith("CA installed on") for change in first["changes"])
     assert second["changed"] is False and second["changes"] == [] and sorted(second["trusted"]) == ["a", "b", "c"]
     root = Path(state_dir(booted.port))
-    assert htpasswd.is_bcrypt_file((root / "auth/htpasswd").read_text())
+    assert htpasswd.is_bcrypt_file((root / "auth/htpasswd").read_text()) and htpasswd.at_current_cost((root / "auth/htpasswd").read_text())
     for secret in ("auth/htpasswd", "certs/ca.key", "certs/server.key", "http-secret"):
         assert stat.S_IMODE((root / secret).stat().st_mode) == 0o600, secret
     with booted.client() as client:
@@ -414,6 +415,23 @@ def test_a_site_cache_reads_each_blob_from_the_central_registry_at_most_twice_fo
                  if "response completed" in line and "http.request.method=GET" in line and "/v2/lab/boot/blobs/" in line]  # fmt: skip
     blobs = [line.split("http.request.uri=")[1].split()[0] for line in reads]
     assert blobs and max(blobs.count(b) for b in blobs) <= 2, "\n".join(reads)
+
+
+def test_up_hashes_again_a_password_kept_at_a_costlier_bcrypt_cost_and_the_registry_takes_it(booted: Booted) -> None:
+    """A registry made by an older shipper (bcrypt cost 10: 75 ms of the registry's CPU for every request) is
+    brought to today's cost by the next up, with the same password."""
+    booted.up()
+    path = Path(state_dir(booted.port)) / "auth/htpasswd"
+    path.write_text("admin:" + bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(10)).decode() + "\n")
+
+    again = booted.up()
+    after = booted.up()
+
+    assert again["changed"] and "users: admin (hashed again at bcrypt cost 5)" in again["changes"]
+    assert htpasswd.at_current_cost(path.read_text()) and htpasswd.holds(path.read_text(), {"admin": PASSWORD})
+    assert after["changed"] is False
+    with booted.client() as client:
+        assert client.ping() == "registry/2.0"
 
 
 def test_the_large_site_recipe_bundle_push_into_the_sites_registry_then_targets_pull_through_their_caches(

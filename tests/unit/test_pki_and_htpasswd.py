@@ -6,6 +6,7 @@ import ipaddress
 import stat
 from pathlib import Path
 
+import bcrypt
 import pytest
 from cryptography import x509
 
@@ -43,6 +44,15 @@ def test_htpasswd_holds_only_bcrypt_entries_that_check() -> None:
     assert htpasswd.check(text, "alice", "s3cret")
     assert not htpasswd.check(text, "alice", "wrong")
     assert not htpasswd.is_bcrypt_file("alice:{SHA}abc\n")
+
+
+def test_htpasswd_entries_are_hashed_at_cost_5_since_the_registry_checks_one_on_every_request() -> None:
+    text = htpasswd.render({"alice": "s3cret"})
+    older = "alice:" + bcrypt.hashpw(b"s3cret", bcrypt.gensalt(10)).decode() + "\n"
+
+    assert text.startswith("alice:$2b$05$") and htpasswd.at_current_cost(text)
+    assert htpasswd.holds(older, {"alice": "s3cret"}) and not htpasswd.at_current_cost(older)
+    assert not htpasswd.holds(older, {"alice": "other"}) and not htpasswd.holds(older, {"alice": "s3cret", "bob": "x"})
 
 
 def test_htpasswd_refuses_what_bcrypt_cannot_hold() -> None:

@@ -10,8 +10,9 @@
    the tags moved), and the digest reference is taken off again.
 3. Tiers: a target whose ``registry_mirror`` names a site cache (a registry of
    the inventory's, ``registry up --mirror-of R``) pulls from that cache, which
-   fetches from R once for its whole site: shipper fills every cache first, all
-   at once (cache_fill.py), then the sites pull. Where the cache fails, the
+   fetches from R once for its whole site: shipper fills every cache at once
+   (cache_fill.py), and each site pulls as soon as its own cache is filled (a
+   slow or silent cache holds back its site only). Where the cache fails, the
    target pulls from R itself, and its result says so.
 
 An engine skips layers it already holds only when it knows their compressed
@@ -22,7 +23,8 @@ arrived by ``docker load`` is pulled again. The plan says so.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import AbstractSet, Mapping, Sequence
 
 from shipper.engine import Engine
@@ -201,24 +203,44 @@ def pull_everywhere(
                 total += pull_from(route)
         return total
 
-    filled = fill_caches(targets, pushed, route)
-    for host in targets:
-        cache = route.mirrors.get(host.name)
-        if cache is not None and str(cache.address) in filled:
-            how = filled[str(cache.address)]
+    # Each site pulls as soon as its own cache is filled: a slow or stalled cache holds back its site only.
+    first, then = _warming_order(targets, route)
+    firsts_done = {str(c.address): threading.Event() for c in (route.mirrors.get(h.name) for h in first) if c is not None}
+    with ThreadPoolExecutor(max_workers=16, thread_name_prefix="cache-fill") as fills:
+        filling = start_fills(fills, targets, pushed, route)
+
+        def pull_when_filled(host: Host) -> int:
+            cache = route.mirrors.get(host.name)
+            if cache is None or str(cache.address) not in filling:
+                return pull(host)
+            how = filling[str(cache.address)].result()
             said = (f"filling it ahead failed ({how.error}): one host of its site pulled first" if how.error else
                     f"filled from {route.address} ahead of its site: {how.blobs} blobs, {how.bytes / 1e6:.0f} MB in {how.seconds:.1f} s")  # fmt: skip
             delivery.target_notes[host.name] = f"pulled from its site cache {cache.address} ({said})"
-    first, then = _warming_order(targets, route, {address for address, how in filled.items() if not how.error})
-    for outcome in [*for_each_host(first, pull), *for_each_host(then, pull)]:
+            done = firsts_done[str(cache.address)]
+            if host in first:
+                try:
+                    return pull(host)
+                finally:
+                    done.set()
+            if how.error:  # the cold cache fetches each blob once more per pull that asks while it is on its way in
+                done.wait()
+            return pull(host)
+
+        # The first of each site is started before the rest of any site: with --forks smaller than the fleet,
+        # a host waiting for its site's first never holds the place that first needs.
+        outcomes = for_each_host([*first, *then], pull_when_filled)
+    for outcome in outcomes:
         delivery.sent[outcome.host.name] = outcome.value or 0
         delivery.errors[outcome.host.name] = outcome.error
     return delivery
 
 
-def fill_caches(targets: Sequence[Host], pushed: Sequence[Pushed], route: RegistryRoute) -> dict[str, cache_fill.Filled]:
-    """Fill every site cache some target is behind, all at once, before any target pulls (cache_fill.py):
-    cache address -> how it went."""
+def start_fills(
+    pool: ThreadPoolExecutor, targets: Sequence[Host], pushed: Sequence[Pushed], route: RegistryRoute
+) -> dict[str, Future[cache_fill.Filled]]:  # fmt: skip
+    """Start filling every site cache some target is behind, all at once, before any of its targets pulls
+    (cache_fill.py): cache address -> how it will have gone."""
     caches = {str(c.address): c for c in (route.mirrors.get(h.name) for h in targets) if c is not None}
     images = [(p.remote.split("/", 1)[1], p.digest) for p in pushed]
 
@@ -229,10 +251,9 @@ def fill_caches(targets: Sequence[Host], pushed: Sequence[Pushed], route: Regist
         except ShipperError as exc:  # a client that cannot even start (its CA file)
             return cache_fill.Filled(0, 0, 0.0, exc.message[:200])
 
-    if not caches or not images:
+    if not images:
         return {}
-    with ThreadPoolExecutor(max_workers=min(len(caches), 16)) as pool:
-        return dict(zip(caches, pool.map(fill_one, caches.values())))
+    return {address: pool.submit(fill_one, cache) for address, cache in caches.items()}
 
 
 def _warming_order(targets: Sequence[Host], route: RegistryRoute, warm: AbstractSet[str] = frozenset()) -> tuple[list[Host], list[Host]]:

@@ -7,9 +7,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import stat
 import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -20,10 +23,10 @@ import yaml
 from shipper import htpasswd
 from shipper.errors import RegistryAuthFailed, ShipperError
 from shipper.lab import Lab, Layer, SyntheticImage, image_id, registry_image
+from shipper.ops.move_registry import FILL_TIMEOUT
 from shipper.provision import state_dir
-from shipper.registry import Credentials, RegistryClient, parse_address
+from shipper.registry import Credentials, Manifest, RegistryClient, parse_address
 from shipper.registry.client import DOCKER_MANIFEST, OCI_INDEX, digest_of
-from shipper.registry import Manifest
 from tests.conftest import ShipperRunner, events, one
 from tests.integration.helpers import image_id_of, remove
 from tests.integration.test_registry_client import push
@@ -386,6 +389,44 @@ def test_a_tiered_move_pulls_through_a_hosts_site_cache_and_falls_back_to_the_ce
     note = {r["host"]: r.get("note", "") for r in events(fallback.stdout, "result")}["c"]
     assert f"its site cache {cache.address} failed" in note and f"pulled from {booted.lab.token_registry.host_port}" in note
     assert image_id_of(booted.lab, "c", APP.name) == image_id(APP)
+
+
+def test_a_site_whose_cache_does_not_answer_holds_back_no_other_site(
+    shipper: ShipperRunner, booted: Booted, tiers: tuple[Booted, Path], secrets_dir: Path
+) -> None:  # fmt: skip
+    """b's site cache takes connections and never answers (a host that hangs); c's is well. c pulls from its cache
+    as soon as that is filled, while b's filling still waits on its silent cache; b falls back to the central
+    registry, and says why. Before, every site waited for every cache to be filled."""
+    cache, inventory = tiers
+    cache.up("--mirror-of", "central", "-i", str(inventory))
+    silent = socket.create_server((ADDRESS, 5445), backlog=16)  # the kernel accepts; nothing ever reads or answers
+    data = yaml.safe_load(inventory.read_text())
+    data["registries"]["silent"] = {"address": f"{ADDRESS}:5445", "username": "admin", "password_file": str(secrets_dir / "password")}
+    data["all"]["hosts"]["b"] = {**(data["all"]["hosts"].get("b") or {}), "registry_mirror": "silent"}
+    hung = secrets_dir / "hung.yml"
+    hung.write_text(yaml.safe_dump(data))
+    remove(booted.lab, "b,c", APP.name, image_id(APP))
+    started, seen = time.monotonic(), {}  # event -> seconds after the command started, first time seen
+    try:
+        with subprocess.Popen([sys.executable, "-m", "shipper", "move", APP.name, "--from", "a", "--to", "b,c", "--via", "registry",
+                               "--registry", "central", "--json", "-i", str(hung)], stdout=subprocess.PIPE, text=True) as moving:  # fmt: skip
+            assert moving.stdout is not None
+            lines = []
+            for line in moving.stdout:
+                lines.append(line)
+                event = json.loads(line)
+                key = f"{event['event']}:{event.get('host', '')}:{event.get('status') or event.get('phase') or ''}"
+                seen.setdefault(key, time.monotonic() - started)
+    finally:
+        silent.close()
+
+    assert moving.returncode == 0, "".join(lines)
+    pushed, c_pulling = seen["finish:a:pushed"], seen["phase:c:sending"]
+    assert c_pulling - pushed < FILL_TIMEOUT / 2, seen  # b's cache is asked for its first answer for FILL_TIMEOUT
+    notes = {r["host"]: r.get("note", "") for r in events("".join(lines), "result")}
+    assert "silent" not in notes["c"] and f"pulled from its site cache {cache.address} (filled from" in notes["c"]
+    assert f"{ADDRESS}:5445" in notes["b"] and f"pulled from {booted.lab.token_registry.host_port}" in notes["b"], notes
+    assert image_id_of(booted.lab, "b", APP.name) == image_id(APP) == image_id_of(booted.lab, "c", APP.name)
 
 
 def test_a_site_cache_reads_each_blob_from_the_central_registry_at_most_twice_for_all_its_hosts(

@@ -121,6 +121,10 @@ class RegistryUnreachable(ConnectionFailed):
     """A registry did not answer, or its TLS certificate could not be verified."""
 
 
+class RegistryNoAnswer(RegistryUnreachable):
+    """A registry did not answer at all: no connection, or no answer in time (not a certificate it sent)."""
+
+
 class RegistryAuthFailed(ConnectionFailed):
     """A registry refused the credentials (or asked for some and there were none)."""
 

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from shipper.errors import ShipperError
+from shipper.errors import RegistryNoAnswer, ShipperError
 from shipper.registry import RegistryClient
 
 SMALL_BLOB, SMALL_BLOB_SECONDS = 64 << 10, 15.0  # a config this small not kept in this long: the cache answers no ranges
@@ -49,12 +49,14 @@ class Blob:
 
 @dataclass(frozen=True)
 class Filled:
-    """How a cache's filling went: ``error`` empty when it holds every blob."""
+    """How a cache's filling went: ``error`` empty when it holds every blob; ``unreachable`` when the cache did
+    not answer at all (its site had better not wait on it a second time)."""
 
     blobs: int
     bytes: int
     seconds: float
     error: str = ""
+    unreachable: bool = False
 
 
 def blobs_of(client: RegistryClient, images: Sequence[tuple[str, str]]) -> list[Blob]:
@@ -93,5 +95,7 @@ def fill(client: RegistryClient, images: Sequence[tuple[str, str]], clock: Calla
                 return Filled(len(blobs), sum(b.size for b in blobs), clock() - started,
                               f"it kept no blob for {clock() - progress:.0f} s ({len(pending)} of {len(blobs)} still missing)")  # fmt: skip
         return Filled(len(blobs), sum(b.size for b in blobs), clock() - started)
+    except RegistryNoAnswer as exc:
+        return Filled(0, 0, clock() - started, exc.message[:200], unreachable=True)
     except ShipperError as exc:
         return Filled(0, 0, clock() - started, exc.message[:200])

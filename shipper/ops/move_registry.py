@@ -41,6 +41,7 @@ from shipper.registry import Address, Credentials, Manifest, RegistryClient
 
 
 FILL_TIMEOUT = 10.0  # seconds a site cache may take to answer a question of the fill (it answers before it fetches)
+FILL_RETRIES = 1  # a cache that does not answer twice is not waited on again: its site pulls from the central registry
 
 
 @dataclass(frozen=True)
@@ -175,9 +176,9 @@ def pull_everywhere(
     """Each target pulls every pushed image by digest, in parallel across targets."""
     delivery = Delivery("registry", source_read="push")
 
-    def pull(host: Host) -> int:
+    def pull(host: Host, cache_answers: bool = True) -> int:
         total = 0
-        cache = route.mirrors.get(host.name)
+        cache = route.mirrors.get(host.name) if cache_answers else None
         with engines.get(host).without_timeout() as engine:
             for image in pushed:
 
@@ -214,6 +215,9 @@ def pull_everywhere(
             if cache is None or str(cache.address) not in filling:
                 return pull(host)
             how = filling[str(cache.address)].result()
+            if how.unreachable:  # the engines would wait on it again before they fell back
+                delivery.target_notes[host.name] = f"its site cache {cache.address} did not answer ({how.error}): pulled from {route.address}"
+                return pull(host, cache_answers=False)
             said = (f"filling it ahead failed ({how.error}): one host of its site pulled first" if how.error else
                     f"filled from {route.address} ahead of its site: {how.blobs} blobs, {how.bytes / 1e6:.0f} MB in {how.seconds:.1f} s")  # fmt: skip
             delivery.target_notes[host.name] = f"pulled from its site cache {cache.address} ({said})"
@@ -247,6 +251,7 @@ def start_fills(
     def fill_one(cache: RegistryRoute) -> cache_fill.Filled:
         try:
             with cache.client(timeout=FILL_TIMEOUT) as client:
+                client.retries = FILL_RETRIES
                 return cache_fill.fill(client, images)
         except ShipperError as exc:  # a client that cannot even start (its CA file)
             return cache_fill.Filled(0, 0, 0.0, exc.message[:200])

@@ -35,6 +35,7 @@ from shipper.errors import (
     RegistryAuthFailed,
     RegistryError,
     RegistryNotFound,
+    RegistryNoAnswer,
     RegistryUnreachable,
     ShipperError,
     UsageError,
@@ -92,6 +93,7 @@ class RegistryHTTP:
             )
         self.address = address
         self.timeout = timeout
+        self.retries = RETRIES  # transient failures a request is sent again after (fewer where giving up soon is better)
         verify = self._verify(ca_file, insecure, certs_dir)
         # The CA file this registry's certificate is checked against ("": the system's CAs, or none at all).
         self.ca_source = verify if isinstance(verify, str) and verify != str(SYSTEM_CAS) and not address.plain_http else ""
@@ -212,11 +214,11 @@ class RegistryHTTP:
                 deadline.done()
                 if deadline.expired:
                     raise self._too_slow(action or f"answer {method} {shown(url)}", deadline) from None
-                if replayable and attempt < RETRIES:
+                if replayable and attempt < self.retries:
                     attempt += 1
                     time.sleep(0.2 * 2**attempt)
                     continue
-                raise RegistryUnreachable(
+                raise RegistryNoAnswer(
                     f"cannot reach registry {self.address}{' to ' + action if action else ''}: {why(exc)}",
                     hint="is the registry running, and is the address (host:port) right?",
                 ) from None
@@ -231,7 +233,7 @@ class RegistryHTTP:
                         deadline.done()  # a streamed answer's deadline would otherwise outlive it
                         response.close()
                         continue
-            if (response.status_code in (429, 500, 502, 503, 504)) and replayable and attempt < RETRIES:
+            if (response.status_code in (429, 500, 502, 503, 504)) and replayable and attempt < self.retries:
                 attempt += 1
                 deadline.done()
                 time.sleep(_retry_after(response, attempt))
@@ -240,7 +242,7 @@ class RegistryHTTP:
             return response
 
     def _too_slow(self, action: str, deadline: Deadline) -> RegistryUnreachable:
-        return RegistryUnreachable(
+        return RegistryNoAnswer(
             f"registry {self.address} did not {action} within {deadline.seconds:.0f} s: it sends too slowly, or stopped sending",
             hint="check the registry and the link to it, then run again",
         )

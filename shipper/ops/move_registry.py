@@ -173,71 +173,92 @@ def _restore(engine: Engine, name: str, previous_id: str | None) -> None:
 def pull_everywhere(
     targets: Sequence[Host], pushed: Sequence[Pushed], route: RegistryRoute, reporter: Reporter, engines: EnginePool
 ) -> Delivery:  # fmt: skip
-    """Each target pulls every pushed image by digest, in parallel across targets."""
+    """Each target pulls every pushed image by digest, in parallel across targets; a target behind a site cache
+    pulls once its cache is filled (``_SiteGates``)."""
     delivery = Delivery("registry", source_read="push")
-
-    def pull(host: Host, cache_answers: bool = True) -> int:
-        total = 0
-        cache = route.mirrors.get(host.name) if cache_answers else None
-        with engines.get(host).without_timeout() as engine:
-            for image in pushed:
-
-                def pull_from(where: RegistryRoute) -> int:
-                    remote = f"{where.address.host}/{image.remote.split('/', 1)[1]}"
-                    reference = f"{remote}@{image.digest}"
-                    had_reference = engine.inspect_image(reference) is not None
-                    got = engine.pull(remote, image.digest, where.auth_config(), lambda done: reporter.advance(host.name, total + done))
-                    arrived = engine.inspect_image(reference)
-                    if arrived is not None:  # in the containerd store its ID is the manifest's digest, not the source's
-                        delivery.local_ids.setdefault(host.name, {})[image.image_id] = arrived.id
-                    if not had_reference:
-                        delivery.untag_after.setdefault(host.name, []).append(reference)
-                    return got
-
-                if cache is not None:  # the site's cache first: it fetches from the central registry once per site
-                    try:
-                        total += pull_from(cache)
-                        delivery.target_notes.setdefault(host.name, f"pulled from its site cache {cache.address}")
-                        continue
-                    except ShipperError as exc:
-                        delivery.target_notes[host.name] = f"its site cache {cache.address} failed ({exc.message[:160]}): pulled from {route.address}"
-                total += pull_from(route)
-        return total
-
-    # Each site pulls as soon as its own cache is filled: a slow or stalled cache holds back its site only.
     first, then = _warming_order(targets, route)
-    firsts_done = {str(c.address): threading.Event() for c in (route.mirrors.get(h.name) for h in first) if c is not None}
     with ThreadPoolExecutor(max_workers=16, thread_name_prefix="cache-fill") as fills:
-        filling = start_fills(fills, targets, pushed, route)
+        gates = _SiteGates(start_fills(fills, targets, pushed, route), first, route, delivery)
 
-        def pull_when_filled(host: Host) -> int:
-            cache = route.mirrors.get(host.name)
-            if cache is None or str(cache.address) not in filling:
-                return pull(host)
-            how = filling[str(cache.address)].result()
-            if how.unreachable:  # the engines would wait on it again before they fell back
-                delivery.target_notes[host.name] = f"its site cache {cache.address} did not answer ({how.error}): pulled from {route.address}"
-                return pull(host, cache_answers=False)
-            said = (f"filling it ahead failed ({how.error}): one host of its site pulled first" if how.error else
-                    f"filled from {route.address} ahead of its site: {how.blobs} blobs, {how.bytes / 1e6:.0f} MB in {how.seconds:.1f} s")  # fmt: skip
-            delivery.target_notes[host.name] = f"pulled from its site cache {cache.address} ({said})"
-            done = firsts_done[str(cache.address)]
-            if host in first:
-                try:
-                    return pull(host)
-                finally:
-                    done.set()
-            if how.error:  # the cold cache fetches each blob once more per pull that asks while it is on its way in
-                done.wait()
-            return pull(host)
+        def pull(host: Host) -> int:
+            try:
+                return _pull(host, pushed, route, gates.cache_for(host), reporter, engines, delivery)
+            finally:
+                gates.pulled(host)
 
         # The first of each site is started before the rest of any site: with --forks smaller than the fleet,
         # a host waiting for its site's first never holds the place that first needs.
-        outcomes = for_each_host([*first, *then], pull_when_filled)
+        outcomes = for_each_host([*first, *then], pull)
     for outcome in outcomes:
         delivery.sent[outcome.host.name] = outcome.value or 0
         delivery.errors[outcome.host.name] = outcome.error
     return delivery
+
+
+class _SiteGates:
+    """When each target may pull, and from where: as soon as its own site's cache is filled (a slow or silent cache
+    holds back its site only); from the central registry at once when the cache did not answer the filling (its
+    engines would wait on it again before they fell back); the first of its site before the rest where the cache
+    could not be filled ahead (the cold cache fetches a blob once more per pull that asks while it is on its way)."""
+
+    def __init__(self, filling: Mapping[str, Future[cache_fill.Filled]], first: Sequence[Host], route: RegistryRoute, delivery: Delivery) -> None:
+        self.filling, self.route, self.delivery = filling, route, delivery
+        self.first = {host.name for host in first}
+        self.firsts_done = {address: threading.Event() for address in filling}
+
+    def cache_for(self, host: Host) -> RegistryRoute | None:
+        """``host``'s site cache to pull from (None: the central registry), once it may; notes how the fill went."""
+        cache = self.route.mirrors.get(host.name)
+        if cache is None or str(cache.address) not in self.filling:
+            return cache
+        how = self.filling[str(cache.address)].result()
+        if how.unreachable:
+            self.delivery.target_notes[host.name] = f"its site cache {cache.address} did not answer ({how.error}): pulled from {self.route.address}"
+            return None
+        said = (f"filling it ahead failed ({how.error}): one host of its site pulled first" if how.error else
+                f"filled from {self.route.address} ahead of its site: {how.blobs} blobs, {how.bytes / 1e6:.0f} MB in {how.seconds:.1f} s")  # fmt: skip
+        self.delivery.target_notes[host.name] = f"pulled from its site cache {cache.address} ({said})"
+        if how.error and host.name not in self.first:
+            self.firsts_done[str(cache.address)].wait()
+        return cache
+
+    def pulled(self, host: Host) -> None:
+        cache = self.route.mirrors.get(host.name)
+        if cache is not None and host.name in self.first and str(cache.address) in self.firsts_done:
+            self.firsts_done[str(cache.address)].set()
+
+
+def _pull(
+    host: Host, pushed: Sequence[Pushed], route: RegistryRoute, cache: RegistryRoute | None, reporter: Reporter, engines: EnginePool,
+    delivery: Delivery,
+) -> int:  # fmt: skip
+    """``host`` pulls every pushed image by digest, from ``cache`` first where it has one (else, or when that
+    fails, from the central registry): the bytes it pulled."""
+    total = 0
+    with engines.get(host).without_timeout() as engine:
+        for image in pushed:
+
+            def pull_from(where: RegistryRoute) -> int:
+                remote = f"{where.address.host}/{image.remote.split('/', 1)[1]}"
+                reference = f"{remote}@{image.digest}"
+                had_reference = engine.inspect_image(reference) is not None
+                got = engine.pull(remote, image.digest, where.auth_config(), lambda done: reporter.advance(host.name, total + done))
+                arrived = engine.inspect_image(reference)
+                if arrived is not None:  # in the containerd store its ID is the manifest's digest, not the source's
+                    delivery.local_ids.setdefault(host.name, {})[image.image_id] = arrived.id
+                if not had_reference:
+                    delivery.untag_after.setdefault(host.name, []).append(reference)
+                return got
+
+            if cache is not None:  # the site's cache first: it fetches from the central registry once per site
+                try:
+                    total += pull_from(cache)
+                    delivery.target_notes.setdefault(host.name, f"pulled from its site cache {cache.address}")
+                    continue
+                except ShipperError as exc:
+                    delivery.target_notes[host.name] = f"its site cache {cache.address} failed ({exc.message[:160]}): pulled from {route.address}"
+            total += pull_from(route)
+    return total
 
 
 def start_fills(

@@ -152,7 +152,10 @@ def test_a_tiered_move_reaches_three_sites_with_each_link_carrying_one_copy_per_
         for target in members:
             assert f"pulled from its site cache {cache} (filled from" in results[target]["note"], results[target]
             assert image_id_of(fleet.lab, target, image.name) == image_id(image)
-        assert crossed[CACHES[site]].received <= 1.25 * size, (site, crossed[CACHES[site]])  # not the proxy's 2
+        # Not the proxy's 2: one copy, the frames' headers (3.6%), the ACKs of what it sends its hosts (2% a host),
+        # and what the fill's questions cost, which varies with how warm the cache's connection upstream is (1.27×
+        # seen once for site1 in CI; 1.04–1.07× for a 100 MB image in bench/fleet.py).
+        assert crossed[CACHES[site]].received <= 1.35 * size, (site, crossed[CACHES[site]])
         assert crossed[CACHES[site]].sent <= len(members) * (1.05 * size) + (512 << 10), (site, crossed[CACHES[site]])
     assert crossed["src"].sent <= 1.05 * size + (512 << 10), crossed["src"]
     assert crossed["registry-token"].sent <= len(SITES) * 1.25 * size, crossed["registry-token"]

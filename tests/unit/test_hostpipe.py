@@ -145,6 +145,29 @@ def _wait_for(path: Path, seconds: float = 20) -> bool:
     return path.exists()
 
 
+def _with_early_login(leg: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """The source's program on a bare python, started with one early login (to b) running ``leg``; its code
+    is written already, the spec not yet."""
+    code = script().encode()
+    argv = [sys.executable, "-I", "-S", "-c", LOADER.format(size=len(code)), json.dumps({"early": {"b": leg}, "known_hosts": ""})]
+    program = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert program.stdin is not None
+    program.stdin.write(code)
+    program.stdin.flush()
+    return program
+
+
+def _report_for_b(program: subprocess.Popen[bytes], spec: dict) -> dict:
+    """Give ``program`` its spec; what it reports of target b, once it has ended well."""
+    assert program.stdin is not None and program.stdout is not None
+    program.stdin.write(json.dumps(spec).encode() + b"\n")
+    program.stdin.flush()
+    outcome = json.loads(program.stdout.read())
+    program.stdin.close()
+    assert program.wait(timeout=30) == 0
+    return outcome["targets"]["b"]
+
+
 def test_a_targets_login_started_before_the_spec_is_given_its_command_by_the_spec(tmp_path: Path) -> None:
     """Host to host, a handful of targets' logins start with the program (shipper is still planning); the spec
     then tells each what to run, and the stream follows its command on the same connection."""
@@ -161,21 +184,10 @@ def test_a_targets_login_started_before_the_spec_is_given_its_command_by_the_spe
         "expected": [image_id(image)], "known_hosts": "", "targets": {"b": never},
         "late": {"b": f"echo {READY}; cat > {tmp_path}/received"},
     }  # fmt: skip
-    code = script().encode()
-    argv = [sys.executable, "-I", "-S", "-c", LOADER.format(size=len(code)), json.dumps({"early": {"b": leg}, "known_hosts": ""})]
-    with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as program:
-        assert program.stdin is not None and program.stdout is not None
-        program.stdin.write(code)
-        program.stdin.flush()
+    with _with_early_login(leg, env) as program:
         assert _wait_for(tmp_path / "logged-in"), "the early login never started"
+        report = _report_for_b(program, spec)
 
-        program.stdin.write(json.dumps(spec).encode() + b"\n")
-        program.stdin.flush()
-        outcome = json.loads(program.stdout.read())
-        program.stdin.close()
-        assert program.wait(timeout=30) == 0
-
-    report = outcome["targets"]["b"]
     assert (report["status"], report["error"]) == (0, None), report
     assert report["sent"] == (tmp_path / "received").stat().st_size > 256 << 10
     assert not (tmp_path / "started-late").exists()
@@ -189,12 +201,8 @@ def test_an_early_login_the_plan_leaves_out_ends_having_run_nothing(tmp_path: Pa
 
     # $$: the shell's pid, which the waiting stub (python3, by exec) keeps.
     leg = ["sh", "-c", f"echo $$ > {tmp_path}/pid; touch {tmp_path}/logged-in; {late_command(READY)}"]
-    code = script().encode()
-    argv = [sys.executable, "-I", "-S", "-c", LOADER.format(size=len(code)), json.dumps({"early": {"b": leg}, "known_hosts": ""})]
-    with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as program:
+    with _with_early_login(leg) as program:
         assert program.stdin is not None
-        program.stdin.write(code)
-        program.stdin.flush()
         assert _wait_for(tmp_path / "logged-in")
         pid = int((tmp_path / "pid").read_text())
         program.stdin.write(STOP.encode() + b"\n")  # the plan: nothing to send
@@ -227,17 +235,8 @@ def test_an_early_login_that_failed_is_started_again_the_usual_way(tmp_path: Pat
     failing = ["sh", "-c", "echo 'Host key verification failed.' >&2; exit 255"]
     usual = ["sh", "-c", f"echo {READY}; cat > {tmp_path}/received"]
     spec = {"expected": [image_id(image)], "known_hosts": "", "targets": {"b": usual}, "late": {"b": "exit 99"}}
-    code = script().encode()
-    argv = [sys.executable, "-I", "-S", "-c", LOADER.format(size=len(code)), json.dumps({"early": {"b": failing}, "known_hosts": ""})]
+    with _with_early_login(failing, env) as program:
+        report = _report_for_b(program, spec)
 
-    with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as program:
-        assert program.stdin is not None and program.stdout is not None
-        program.stdin.write(code + json.dumps(spec).encode() + b"\n")
-        program.stdin.flush()
-        outcome = json.loads(program.stdout.read())
-        program.stdin.close()
-        assert program.wait(timeout=30) == 0
-
-    report = outcome["targets"]["b"]
     assert (report["status"], report["error"]) == (0, None), report
     assert report["sent"] == (tmp_path / "received").stat().st_size > 64 << 10

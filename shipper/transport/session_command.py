@@ -73,7 +73,7 @@ class _AgentBridge:
             return
         finally:
             agent.close()
-            channel.close()
+            _close(channel)
             with self._lock:
                 if (channel, agent) in self._open:
                     self._open.remove((channel, agent))
@@ -83,7 +83,15 @@ class _AgentBridge:
             pairs, self._open = self._open, []
         for channel, agent in pairs:
             agent.close()
-            channel.close()
+            _close(channel)
+
+
+def _close(channel: paramiko.Channel) -> None:
+    """Close an agent channel whose session may have died meanwhile (paramiko then raises as it says goodbye)."""
+    try:
+        channel.close()
+    except (OSError, EOFError, paramiko.SSHException):
+        pass
 
 
 class SessionCommand:

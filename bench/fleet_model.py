@@ -18,6 +18,18 @@ IP, TCP and SSH or TLS headers), both ways; ``S`` is the image's size.
 
 Transfers in one phase overlap and a link's copies share it evenly; start-up,
 planning and the targets' own loads are in ``fixed`` (from a one-target move).
+
+**The floor of any tiered schedule** (``tiered_floor``), however its stages
+overlap, under the issue's own limits (the source and the central registry
+send each cache about one copy, one cache per site) and the registry's (a
+blob is served only once whole: an upload once committed, a cache's copy once
+kept; asking a proxy for a blob it is still fetching costs its upstream one
+more copy). With ``L`` equal layers, the first layer must cross the source's
+uplink (``S/(L·g)``), then the central registry's uplink must carry a layer
+to each of the ``k`` caches before the last of them holds anything
+(``k·S/(L·f·g)``); that cache's uplink then carries its ``m`` hosts' copies
+(``m·S/g``). Against the flat fan-out's ``N·S/g``, at zero fixed costs:
+``(m + (1 + k/f)/L) / N``.
 """
 
 from __future__ import annotations
@@ -55,6 +67,12 @@ def tiered_seconds(cal: Calibration, hosts: int, per_site: int, central_factor: 
     copy = cal.size / cal.goodput
     fill = max(caches * cal.reads_per_cache / central_factor, cal.reads_per_cache) * copy
     return cal.tiered_fixed + copy + fill + min(per_site, hosts) * copy
+
+
+def tiered_floor(hosts: int, per_site: int, layers: int, central_factor: float = 1.0) -> float:
+    """The least time any tiered schedule can take, as a fraction of the flat fan-out's, both at zero fixed costs."""
+    caches = math.ceil(hosts / per_site)
+    return (min(per_site, hosts) + (1 + caches / central_factor) / layers) / hosts
 
 
 def table(cal: Calibration, per_site: int, sizes: tuple[int, ...] = (24, 100, 500, 2000)) -> str:

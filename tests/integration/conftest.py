@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 from collections.abc import Iterator
 
@@ -54,3 +55,21 @@ def busybox_on_a(lab: Lab) -> str:
     image = busybox_image()
     lab.load_images("a", [image])
     return image.name
+
+
+@pytest.fixture
+def plain_home(lab: Lab, clean_environment: Path) -> Path:
+    """~/.ssh as a user has it: id_ed25519, and known_hosts with a's key hashed, b's plain; nothing for c."""
+    ssh = clean_environment / ".ssh"
+    ssh.mkdir(mode=0o700)
+    shutil.copy(lab.client_key, ssh / "id_ed25519")
+    (ssh / "id_ed25519").chmod(0o600)
+    shutil.copy(lab.client_key.with_suffix(".pub"), ssh / "id_ed25519.pub")
+    hashed = ssh / "a_only"
+    hashed.write_text(lab.sshd("a").known_hosts_line())
+    subprocess.run(["ssh-keygen", "-q", "-H", "-f", str(hashed)], check=True, capture_output=True)
+    assert hashed.read_text().startswith("|1|")
+    (ssh / "known_hosts").write_text(hashed.read_text() + lab.sshd("b").known_hosts_line())  # a hashed, b plain
+    for leftover in (hashed, Path(f"{hashed}.old")):
+        leftover.unlink(missing_ok=True)
+    return clean_environment

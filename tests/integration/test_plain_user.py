@@ -5,8 +5,6 @@ addresses and ports. ``ping``, a host-to-host ``move`` and ``accept-new`` must w
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,24 +15,6 @@ from tests.conftest import ShipperRunner
 from tests.integration.helpers import image_id_of, remove, write_inventory
 
 APP = SyntheticImage("lab/plain-user:1", (Layer(1 << 20, "plain-user"),))
-
-
-@pytest.fixture
-def plain_home(lab: Lab, clean_environment: Path) -> Path:
-    """~/.ssh as a user has it: id_ed25519, and known_hosts with a's key hashed, b's plain; nothing for c."""
-    ssh = clean_environment / ".ssh"
-    ssh.mkdir(mode=0o700)
-    shutil.copy(lab.client_key, ssh / "id_ed25519")
-    (ssh / "id_ed25519").chmod(0o600)
-    shutil.copy(lab.client_key.with_suffix(".pub"), ssh / "id_ed25519.pub")
-    hashed = ssh / "a_only"
-    hashed.write_text(lab.sshd("a").known_hosts_line())
-    subprocess.run(["ssh-keygen", "-q", "-H", "-f", str(hashed)], check=True, capture_output=True)
-    assert hashed.read_text().startswith("|1|")
-    (ssh / "known_hosts").write_text(hashed.read_text() + lab.sshd("b").known_hosts_line())  # a hashed, b plain
-    for leftover in (hashed, Path(f"{hashed}.old")):
-        leftover.unlink(missing_ok=True)
-    return clean_environment
 
 
 @pytest.fixture

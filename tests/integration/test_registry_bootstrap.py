@@ -392,6 +392,39 @@ def test_a_tiered_move_pulls_through_a_hosts_site_cache_and_falls_back_to_the_ce
     assert image_id_of(booted.lab, "c", APP.name) == image_id(APP)
 
 
+def test_a_tiered_move_from_an_ansible_users_ini_inventory_and_plain_ssh_goes_through_the_sites_cache(
+    shipper: ShipperRunner, booted: Booted, tiers: tuple[Booted, Path], plain_home: Path, tmp_path: Path
+) -> None:  # fmt: skip
+    """The setup a user has, not the lab's: ~/.ssh with the key and known_hosts, no ssh_config; an Ansible
+    inventory directory (INI hosts; group_vars/site.yml puts the group behind its cache) with shipper's registries:
+    in a YAML file beside it. b and c, both of the site, pull from the cache, filled ahead from the central one."""
+    cache, lab_inventory = tiers
+    lab = booted.lab
+    cache.up("--mirror-of", "central", "-i", str(lab_inventory))
+    inventory = tmp_path / "inventory"
+    (inventory / "group_vars").mkdir(parents=True)
+
+    def line(name: str, extra: str = "") -> str:
+        return f"{name} ansible_host={lab.address(name)} ansible_port=2222 ansible_user=root {extra}".rstrip()
+
+    (inventory / "hosts").write_text(f"[build]\n{line('a')}\n\n[site]\n{line('b')}\n{line('c', 'ssh_strict_host_key_checking=accept-new')}\n")
+    (inventory / "group_vars" / "site.yml").write_text("registry_mirror: site\n")
+    (inventory / "shipper.yml").write_text(yaml.safe_dump({"registries": yaml.safe_load(lab_inventory.read_text())["registries"]}))
+    remove(lab, "b,c", APP.name, image_id(APP))
+
+    moved = shipper("move", APP.name, "--from", "build", "--to", "site", "--via", "registry", "--registry", "central", "--json",
+                    "-i", str(inventory))  # fmt: skip
+
+    assert moved.status == 0, moved.stderr
+    assert one(moved.stdout, "plan")["caches"] == {"b": cache.address, "c": cache.address}
+    notes = {r["host"]: r.get("note", "") for r in events(moved.stdout, "result")}
+    for host in ("b", "c"):
+        assert f"pulled from its site cache {cache.address} (filled from" in notes[host], notes
+    assert image_id_of(lab, "b", APP.name) == image_id(APP) == image_id_of(lab, "c", APP.name)
+    _, central_password = lab.registry_credentials()
+    assert central_password not in moved.stdout + moved.stderr and PASSWORD not in moved.stdout + moved.stderr
+
+
 def test_a_site_whose_cache_does_not_answer_holds_back_no_other_site(
     shipper: ShipperRunner, booted: Booted, tiers: tuple[Booted, Path], secrets_dir: Path
 ) -> None:  # fmt: skip

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -463,6 +464,40 @@ def test_a_site_whose_cache_does_not_answer_holds_back_no_other_site(
     assert f"its site cache {ADDRESS}:5445 did not answer" in notes["b"] and f"pulled from {booted.lab.token_registry.host_port}" in notes["b"], notes
     assert seen["summary::"] - pushed < 2 * FILL_TIMEOUT + 10, seen  # two tries of the fill's first question, then b's pull
     assert image_id_of(booted.lab, "b", APP.name) == image_id(APP) == image_id_of(booted.lab, "c", APP.name)
+
+
+def test_a_move_terminated_while_a_silent_cache_is_being_filled_ends_at_once_and_changes_no_target(
+    booted: Booted, tiers: tuple[Booted, Path], secrets_dir: Path
+) -> None:  # fmt: skip
+    """SIGTERM while the filling waits on a site cache that never answers (up to two tries of FILL_TIMEOUT): shipper
+    ends within seconds, not when the filling gives up, and b has neither the image nor the registry's names."""
+    _, inventory = tiers
+    silent = socket.create_server((ADDRESS, 5445), backlog=16)  # the kernel accepts; nothing ever reads or answers
+    data = yaml.safe_load(inventory.read_text())
+    data["registries"]["silent"] = {"address": f"{ADDRESS}:5445", "username": "admin", "password_file": str(secrets_dir / "password")}
+    data["all"]["hosts"]["b"] = {**(data["all"]["hosts"].get("b") or {}), "registry_mirror": "silent"}
+    hung = secrets_dir / "hung.yml"
+    hung.write_text(yaml.safe_dump(data))
+    remove(booted.lab, "b", APP.name, image_id(APP))
+    try:
+        with subprocess.Popen([sys.executable, "-m", "shipper", "move", APP.name, "--from", "a", "--to", "b", "--via", "registry",
+                               "--registry", "central", "-i", str(hung)], stdout=subprocess.PIPE, stderr=subprocess.PIPE) as moving:  # fmt: skip
+            silent.settimeout(60)
+            asked, _ = silent.accept()  # the filling's first question
+            moving.send_signal(signal.SIGTERM)
+            signalled = time.monotonic()
+            _, stderr = moving.communicate(timeout=60)
+            ended = time.monotonic() - signalled
+            asked.close()
+    finally:
+        silent.close()
+
+    assert moving.returncode == 128 + signal.SIGTERM, stderr
+    assert b"interrupted by SIGTERM" in stderr
+    assert ended < 5, f"shipper took {ended:.1f} s to end after SIGTERM"
+    assert image_id_of(booted.lab, "b", APP.name) is None and image_id_of(booted.lab, "b", image_id(APP)) is None
+    listing = booted.lab.docker("b", "images", "--digests", "--format", "{{.Repository}}").stdout
+    assert booted.lab.token_registry.host_port not in listing and "5445" not in listing
 
 
 def test_a_site_cache_reads_each_blob_from_the_central_registry_at_most_twice_for_all_its_hosts(

@@ -6,10 +6,11 @@ A failing host never stops the others: its ``ShipperError`` is kept in its
 
 from __future__ import annotations
 
+import contextlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from shipper.errors import ConnectionFailed, ExitStatus, ShipperError
 from shipper.inventory.model import Host
@@ -54,8 +55,26 @@ def for_each_host(hosts: Sequence[Host], action: Callable[[Host], T]) -> list[Ou
 
     if len(hosts) <= 1:
         return [attempt(h) for h in hosts]
-    with ThreadPoolExecutor(max_workers=min(len(hosts), _forks)) as pool:
+    with worker_pool(min(len(hosts), _forks)) as pool:
         return list(pool.map(attempt, hosts))
+
+
+@contextlib.contextmanager
+def worker_pool(workers: int, name: str = "") -> Iterator[ThreadPoolExecutor]:
+    """A thread pool waited for on the way out, unless the way out is an interruption (Ctrl-C, SIGTERM, SIGHUP:
+    a ``BaseException``). Then its queued work is dropped and its running work is not waited for: a plain pool's
+    exit would wait for it (a pull, a cache's filling: minutes) before any cleanup further out could run, and it
+    is those cleanups (engines closed, fillings stopped) that end the work still running."""
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+    try:
+        yield pool
+    except Exception:
+        pool.shutdown(wait=True)
+        raise
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def exit_status(outcomes: Sequence[Outcome[T]]) -> ExitStatus:

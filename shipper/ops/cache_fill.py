@@ -24,6 +24,7 @@ the warm cache), and the move goes on.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -57,6 +58,32 @@ class Filled:
     seconds: float
     error: str = ""
     unreachable: bool = False
+
+
+class Stop:
+    """Ends every filling at once, from another thread (the move is being interrupted): their pauses end, and
+    their clients' requests fail at once, so that no filling holds shipper up for its timeouts on the way out."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self._clients: list[RegistryClient] = []
+        self._lock = threading.Lock()
+
+    def watch(self, client: RegistryClient) -> RegistryClient:
+        with self._lock:
+            self._clients.append(client)
+            if self.event.is_set():
+                client.abort()
+        return client
+
+    def __call__(self) -> None:
+        with self._lock:
+            self.event.set()
+            for client in self._clients:
+                client.abort()
+
+    def sleep(self, seconds: float) -> None:
+        self.event.wait(seconds)
 
 
 def blobs_of(client: RegistryClient, images: Sequence[tuple[str, str]]) -> list[Blob]:

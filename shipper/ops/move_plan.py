@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
 
 from shipper.errors import ShipperError, UsageError
 from shipper.inventory.model import Host
 from shipper.engine.pool import EnginePool
-from shipper.hostpool import for_each_host
+from shipper.hostpool import for_each_host, worker_pool
 from shipper.platforms import Platform
 from shipper.transfer.plan import SaveRequest
 from shipper.transfer.limits import RateLimits
@@ -205,7 +204,7 @@ def plan_move(
     others = [t for t in targets if t.name != source.name]
     with contextlib.ExitStack() as stack:
         pool = engines or stack.enter_context(EnginePool())
-        with ThreadPoolExecutor(max_workers=1) as background:
+        with worker_pool(1) as background:
             views = background.submit(for_each_host, others, lambda host: target_view(host, pool, layers=False))
             images = source_images(pool.get(source), requested, platform)
             source_info = pool.get(source).info()

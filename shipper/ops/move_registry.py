@@ -33,7 +33,7 @@ from shipper.inventory.model import Host, Inventory
 from shipper.ops import cache_fill
 from shipper.ops import registry as registry_ops
 from shipper.engine.pool import EnginePool
-from shipper.hostpool import for_each_host
+from shipper.hostpool import for_each_host, worker_pool
 from shipper.transfer import Delivery
 from shipper.imageref import without_registry
 from shipper.progress import Reporter
@@ -174,21 +174,29 @@ def pull_everywhere(
     targets: Sequence[Host], pushed: Sequence[Pushed], route: RegistryRoute, reporter: Reporter, engines: EnginePool
 ) -> Delivery:  # fmt: skip
     """Each target pulls every pushed image by digest, in parallel across targets; a target behind a site cache
-    pulls once its cache is filled (``_SiteGates``)."""
+    pulls once its cache is filled (``_SiteGates``). Interrupted, the fillings stop at once and no pull starts."""
     delivery = Delivery("registry", source_read="push")
     first, then = _warming_order(targets, route)
-    with ThreadPoolExecutor(max_workers=16, thread_name_prefix="cache-fill") as fills:
-        gates = _SiteGates(start_fills(fills, targets, pushed, route), first, route, delivery)
+    stop = cache_fill.Stop()
+    with worker_pool(16, "cache-fill") as fills:
+        gates = _SiteGates(start_fills(fills, targets, pushed, route, stop), first, route, delivery)
 
         def pull(host: Host) -> int:
             try:
-                return _pull(host, pushed, route, gates.cache_for(host), reporter, engines, delivery)
+                cache = gates.cache_for(host)
+                if stop.event.is_set():
+                    raise ShipperError(f"{host.name} did not pull: shipper is ending")
+                return _pull(host, pushed, route, cache, reporter, engines, delivery)
             finally:
                 gates.pulled(host)
 
-        # The first of each site is started before the rest of any site: with --forks smaller than the fleet,
-        # a host waiting for its site's first never holds the place that first needs.
-        outcomes = for_each_host([*first, *then], pull)
+        try:
+            # The first of each site is started before the rest of any site: with --forks smaller than the fleet,
+            # a host waiting for its site's first never holds the place that first needs.
+            outcomes = for_each_host([*first, *then], pull)
+        except BaseException:
+            stop()
+            raise
     for outcome in outcomes:
         delivery.sent[outcome.host.name] = outcome.value or 0
         delivery.errors[outcome.host.name] = outcome.error
@@ -262,10 +270,10 @@ def _pull(
 
 
 def start_fills(
-    pool: ThreadPoolExecutor, targets: Sequence[Host], pushed: Sequence[Pushed], route: RegistryRoute
+    pool: ThreadPoolExecutor, targets: Sequence[Host], pushed: Sequence[Pushed], route: RegistryRoute, stop: cache_fill.Stop
 ) -> dict[str, Future[cache_fill.Filled]]:  # fmt: skip
     """Start filling every site cache some target is behind, all at once, before any of its targets pulls
-    (cache_fill.py): cache address -> how it will have gone."""
+    (cache_fill.py): cache address -> how it will have gone. ``stop()`` ends them all at once."""
     caches = {str(c.address): c for c in (route.mirrors.get(h.name) for h in targets) if c is not None}
     images = [(p.remote.split("/", 1)[1], p.digest) for p in pushed]
 
@@ -273,7 +281,7 @@ def start_fills(
         try:
             with cache.client(timeout=FILL_TIMEOUT) as client:
                 client.retries = FILL_RETRIES
-                return cache_fill.fill(client, images)
+                return cache_fill.fill(stop.watch(client), images, sleep=stop.sleep)
         except ShipperError as exc:  # a client that cannot even start (its CA file)
             return cache_fill.Filled(0, 0, 0.0, exc.message[:200])
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Sequence
 
@@ -18,7 +17,7 @@ from shipper.engine import connect
 from shipper.errors import (
     EngineError, ShipperError,
 )
-from shipper.hostpool import for_each_host
+from shipper.hostpool import for_each_host, worker_pool
 from shipper.imageref import parse
 from shipper.inventory.model import Host
 from shipper.transfer.commit import TargetResult, finish_target, static_result
@@ -40,7 +39,7 @@ __all__ = ["SourceFailed", "TargetResult", "run_move"]
 def _through_here(plan: MovePlan, senders: Sequence[TargetPlan], reporter: Reporter) -> Delivery:
     """Relay (ssh) or direct: the source's stream passes through this process."""
     receivers, compress = plan.receivers, plan.compress if plan.route == "ssh" else "none"
-    with ThreadPoolExecutor(max_workers=min(len(senders), 16) or 1) as logins:  # each waits for its target's first line
+    with worker_pool(min(len(senders), 16) or 1) as logins:  # each waits for its target's first line
         made = list(logins.map(lambda t: make_sink(plan.route, t.host, t.skip_layers, receivers.get(t.host.name), compress), senders))
     sinks = {t.host.name: (t.host, sink) for t, sink in zip(senders, made)}
     apply_limits([sink for _, sink in sinks.values()], plan.limits.per_target, plan.limits.total)

@@ -23,7 +23,9 @@ registry and what was being done (``client.py`` holds the API on top).
 from __future__ import annotations
 
 import json
+import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Self
 from urllib.parse import urljoin, urlsplit
@@ -103,6 +105,24 @@ class RegistryHTTP:
         self.session = self._new_session()
         self._probe_session: requests.Session | None = None
         self.auth = Authenticator(str(address), credentials, self._token_get, plain_realm_allowed=address.plain_http)
+        self.aborted = False
+        self._deadlines: weakref.WeakSet[Deadline] = weakref.WeakSet()  # of this client's requests, to abort them
+        self._abort_lock = threading.Lock()
+
+    def abort(self) -> None:
+        """End this client's work from another thread (shipper is being interrupted): the request in flight fails
+        at once (its sockets shut down), and every request after it fails before it is sent."""
+        with self._abort_lock:
+            self.aborted = True
+            for deadline in list(self._deadlines):
+                deadline.expire()
+
+    def _watched(self, deadline: Deadline) -> Deadline:
+        with self._abort_lock:
+            self._deadlines.add(deadline)
+            if self.aborted:
+                deadline.expire()
+        return deadline
 
     def _new_session(self, receive_buffer: int | None = None) -> requests.Session:
         session = requests.Session()
@@ -188,10 +208,12 @@ class RegistryHTTP:
             url = self._own(url, "a URL")  # the callers check first, with a better name for it; this is the backstop
         attempt = auth_rounds = 0
         while True:
+            if self.aborted:
+                raise RegistryError(f"registry {self.address}: stopped{' before it could ' + action if action else ''} (shipper is ending)")
             sent_headers = dict(headers or {})
             if authenticate:
                 sent_headers.update(self.auth.header(scope))
-            deadline = Deadline(REQUEST_DEADLINE + len(data or b"") / MIN_RATE).start()
+            deadline = self._watched(Deadline(REQUEST_DEADLINE + len(data or b"") / MIN_RATE).start())
             try:
                 with deadline.current():
                     response = (self.probe_session if probe else self.session).request(

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 
+from shipper.errors import ShipperError
 from shipper.ops import cache_fill
 from shipper.registry import Address, Credentials, RegistryClient
 from tests.hostile.server import HostileServer, Reply, endless
@@ -49,3 +53,20 @@ def test_a_cache_that_serves_no_byte_ranges_is_given_up_on_soon_without_reading_
     assert clock.now <= cache_fill.SMALL_BLOB_SECONDS + cache_fill.MAX_PAUSE
     blob_requests = [s for s in cache.seen if "/blobs/" in s.path]
     assert blob_requests and all(s.headers.get("range") == "bytes=0-0" for s in blob_requests)
+
+
+def test_a_filling_waiting_on_a_cache_that_never_answers_ends_at_once_when_stopped() -> None:
+    """Stop() (the move is being interrupted): the question in flight fails at once, not after its timeout, no
+    other question is sent, and the pauses between questions end."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # the kernel accepts; nothing ever answers
+        stop = cache_fill.Stop()
+        address = Address(f"127.0.0.1:{silent.getsockname()[1]}", plain_http=True)
+        with RegistryClient(address, Credentials("site", "pw", "test"), timeout=30.0) as client:
+            threading.Timer(0.5, stop).start()
+            began = time.monotonic()
+            filled = cache_fill.fill(stop.watch(client), [("app", MANIFEST_DIGEST)], sleep=stop.sleep)
+            ended = time.monotonic() - began
+            with pytest.raises(ShipperError, match="stopped"):
+                client.ping()
+
+    assert filled.error and ended < 2, (ended, filled)

@@ -105,3 +105,37 @@ def _reset(sock: socket.socket) -> None:
         sock.close()
     except OSError:
         pass
+
+
+class StallingProxy(CuttingProxy):
+    """Forwards ``listen`` -> ``target``; a connection whose answers (server to client) pass ``stall_after`` bytes
+    stops there: nothing more is forwarded either way, and the connection stays open, as on a link that hangs.
+    ``stalled`` is set once one has. Requests (client to server) pass untouched."""
+
+    def __init__(self, listen: tuple[str, int], target: tuple[str, int], stall_after: int) -> None:
+        super().__init__(listen, target)
+        self.stall_after = stall_after
+        self.stalled = threading.Event()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, counts: bool) -> None:
+        if counts:  # the requests
+            return super()._pipe(source, sink, False)
+        moved = 0
+        try:
+            while moved < self.stall_after:
+                data = source.recv(65536)
+                if not data:
+                    break
+                sink.sendall(data[: self.stall_after - moved])
+                moved += len(data)
+            else:
+                self.stalled.set()
+                self._stop.wait()
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                try:
+                    end.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass

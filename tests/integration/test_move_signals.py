@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+import yaml
 
 from shipper.lab import Lab
 from shipper.transport.agent import PREFIX
@@ -23,6 +24,7 @@ from shipper.archive.wire import LATE
 from shipper.inventory import load_inventory
 from shipper.lab import image_id
 from tests.integration.helpers import image_id_of, untagged_ids
+from tests.integration.netfaults import StallingProxy
 from tests.integration.test_move_faults import BIG, TRIGGER, FaultWhen, assert_rerun_succeeds, assert_untouched, parent, processes, staged  # noqa: F401
 from tests.conftest import ShipperRunner
 
@@ -164,3 +166,37 @@ def test_a_targets_login_starts_with_the_program_and_takes_its_command_from_the_
     assert [e["status"] for e in map(json.loads, out.splitlines()) if e["event"] == "result"] == ["unchanged"]
     assert wait_for(lambda: not any(any(LATE in a for a in argv) for _, argv, _ in processes()), 10)
     assert wait_for(lambda: source_programs(staged) == [], 10)
+
+
+def test_a_move_through_a_registry_terminated_mid_pull_ends_at_once_and_leaves_the_targets_as_they_were(
+    shipper: ShipperRunner, staged: Lab, tmp_path: Path
+) -> None:  # fmt: skip
+    """SIGTERM while b's and c's engines pull from a registry whose answers hang: shipper ends within seconds, not
+    when the pulls would, both keep the tag they had, and no name of the registry is left on them."""
+    host, port = staged.plain_registry.host_port.rsplit(":", 1)
+    slow = f"{host}:5098"
+    data = yaml.safe_load(staged.inventory_path.read_text())
+    data["registries"] = {"slow": {"address": f"http://{slow}"}}
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(yaml.safe_dump(data))
+    dangling = {h: untagged_ids(staged, h) for h in ("b", "c")}
+
+    with StallingProxy((host, 5098), (host, int(port)), 8 << 20) as proxy:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "shipper", "move", BIG.name, "--from", "a", "--to", "b,c", "--via", "registry", "--registry", "slow",
+             "-i", str(inventory)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        assert proxy.stalled.wait(60), process.poll()
+        time.sleep(0.5)  # both engines are pulling
+        process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        _, stderr = process.communicate(timeout=60)
+        ended = time.monotonic() - signalled
+
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert b"interrupted by SIGTERM" in stderr
+    assert ended < 5, f"shipper took {ended:.1f} s to end after SIGTERM"
+    for target in ("b", "c"):
+        assert_untouched(staged, target, dangling[target])
+        listing = staged.docker(target, "images", "--digests", "--format", "{{.Repository}}").stdout
+        assert slow not in listing, listing

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from shipper import hostpool
+from shipper.hostpool import worker_pool
 from shipper.inventory import load_inventory
 from shipper.inventory.model import Host
 from tests.conftest import ShipperRunner
@@ -57,3 +58,33 @@ def test_forks_is_taken_before_or_after_the_command_and_from_ansible_forks(
     assert refused.status == 2 and "--forks" in refused.stderr
     monkeypatch.delenv("ANSIBLE_FORKS")
     assert shipper("hosts", "-i", str(inventory)).status == 0 and hostpool.forks() == hostpool.MAX_PARALLEL_HOSTS
+
+
+def test_a_pool_left_by_an_interruption_drops_its_queued_work_and_does_not_wait_for_the_running() -> None:
+    release, started = threading.Event(), []
+
+    def work(n: int) -> None:
+        started.append(n)
+        release.wait(10)
+
+    began = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        with worker_pool(1) as pool:
+            pool.submit(work, 1)
+            queued = pool.submit(work, 2)
+            while not started:
+                time.sleep(0.01)
+            raise KeyboardInterrupt
+
+    assert time.monotonic() - began < 1
+    release.set()
+    assert queued.cancelled() and started == [1]
+
+
+def test_a_pool_left_by_an_error_waits_for_its_work() -> None:
+    done = []
+    with pytest.raises(ValueError):
+        with worker_pool(2) as pool:
+            pool.submit(lambda: (time.sleep(0.2), done.append(1)))
+            raise ValueError("the caller's own error")
+    assert done == [1]

@@ -220,6 +220,23 @@ def main() -> None:
     _exit_now(status)
 
 
+INTERRUPTED_STATUSES = (int(ExitStatus.INTERRUPTED), *(128 + signum for signum in TERMINATING))
+INTERRUPTED_GRACE = 5.0  # seconds an interrupted command waits for its threads to end before it ends without them
+
+
+def _wait_for_threads_within(seconds: float) -> None:
+    """Wait for the threads that are not daemons, at most ``seconds`` in all. An interrupted command's cleanups
+    close what its threads work on (engines, sessions, registry requests), so they end at once; one still blocked
+    on something nobody closed must not keep a Ctrl-C or a SIGTERM from ending shipper."""
+    import threading
+    import time
+
+    deadline = time.monotonic() + seconds
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
 def _exit_now(status: int) -> None:
     """End the process without the interpreter's teardown, which frees every module and object one by one: about
     0.1 s of CPU at the end of every command (a fifth of a ``ping``), for nothing once the work is done. What an
@@ -235,7 +252,10 @@ def _exit_now(status: int) -> None:
     run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
     if wait_for_threads is None or run_exit_handlers is None:  # a Python without them: the ordinary exit
         sys.exit(status)
-    wait_for_threads()
+    if status in INTERRUPTED_STATUSES:
+        _wait_for_threads_within(INTERRUPTED_GRACE)
+    else:
+        wait_for_threads()
     run_exit_handlers()
     for stream in (sys.stdout, sys.stderr):
         try:

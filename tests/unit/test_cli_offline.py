@@ -182,3 +182,24 @@ def test_the_quick_exit_waits_for_work_under_way_and_never_for_an_idle_pool() ->
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=30)
 
     assert (done.returncode, done.stdout) == (3, "finished\n"), done.stderr
+
+
+def test_an_interrupted_exit_waits_for_its_threads_only_a_few_seconds() -> None:
+    """Ctrl-C or SIGTERM: a thread still blocked on something no cleanup closed is given INTERRUPTED_GRACE to end,
+    not for ever; one that ends meanwhile is waited for; the status is kept."""
+    import subprocess
+    import sys
+    import time
+
+    program = (
+        "import threading, time\n"
+        "from shipper.cli.main import _exit_now\n"
+        "threading.Thread(target=lambda: time.sleep(120)).start()\n"
+        "threading.Thread(target=lambda: (time.sleep(0.3), print('finished', flush=True))).start()\n"
+        "_exit_now(143)\n"
+    )
+    began = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
+
+    assert (done.returncode, done.stdout) == (143, "finished\n"), done.stderr
+    assert time.monotonic() - began < 10

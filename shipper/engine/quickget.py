@@ -43,6 +43,14 @@ class BadAnswer(OSError):
     """The engine's answer is not HTTP shipper can read (or exceeds the bounds): the connection is dropped."""
 
 
+class EngineRefused(Exception):
+    """An error status on the quick channel, with the engine's words (as docker-py's ``APIError`` carries them)."""
+
+    def __init__(self, message: str, explanation: str = "") -> None:
+        super().__init__(message)
+        self.said = explanation or message
+
+
 def overdue(deadline: float) -> None:
     """A ``BadAnswer`` once ``deadline`` (monotonic seconds) has passed: an answer trickled out."""
     if time.monotonic() > deadline:

@@ -12,7 +12,7 @@ from typing import Sequence
 
 from shipper.archive.layers import chain_ids
 from shipper.engine import Engine
-from shipper.engine.client import PLATFORM_INSPECT_API
+from shipper.engine.images import PLATFORM_INSPECT_API
 from shipper.engine.info import ImageDetails
 from shipper.engine.pool import EnginePool
 from shipper.errors import EngineError

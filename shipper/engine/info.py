@@ -46,6 +46,7 @@ class ImageSummary:
     digests: tuple[str, ...]
     size: int
     created: int
+    carrier: bool = False  # labelled as a resumable move's carrier (archive/receiver.py)
 
 
 @dataclass(frozen=True)
@@ -193,5 +194,6 @@ def image_summary(raw: Mapping[str, Any]) -> ImageSummary:
     tags = tuple(short_name(t) for t in _texts(raw, "RepoTags") if t != "<none>:<none>")
     digests = tuple(d for d in _texts(raw, "RepoDigests") if not d.startswith("<none>@"))
     return ImageSummary(
-        id=image_id, tags=tags, digests=digests, size=_number(raw, "Size"), created=_number(raw, "Created")
-    )
+        id=image_id, tags=tags, digests=digests, size=_number(raw, "Size"), created=_number(raw, "Created"),
+        carrier=CARRIER_LABEL in _object(raw, "Labels"),
+    )  # fmt: skip

@@ -237,12 +237,14 @@ def _run(plan: MovePlan, reporter: Reporter, engines: EnginePool, program: Sourc
     elif program is not None:
         program.cancel()
     movers = [t for t in plan.targets if t.action in ("send", "tag")]
-    by_name = {t.host.name: t for t in movers}
+    by_name = {t.host.name: t for t in plan.targets}
     layers, contents = plan.layers, plan.contents
     outcomes = for_each_host(
         [t.host for t in movers], lambda h: finish_target(by_name[h.name], delivery, started, reporter, engines, layers, contents, plan.releases)
     )
     finished = {o.host.name: o.value for o in outcomes}
+    tidied = [t for t in plan.targets if t.action == "unchanged" and t.carriers]  # an interrupted move's leftovers
+    finished.update((o.host.name, o.value) for o in for_each_host([t.host for t in tidied], lambda h: static_result(by_name[h.name], engines)))
     results = [finished.get(t.host.name) or static_result(t) for t in plan.targets]
     return [_with_round_trips(result, target, engines) for result, target in zip(results, plan.targets)]
 

@@ -183,6 +183,23 @@ def untag(target: TargetPlan, engines: EnginePool, references: list[str]) -> str
     return ""
 
 
+def drop_carriers(target: TargetPlan, engines: EnginePool) -> str:
+    """Remove the carriers an interrupted move left whose layers the target's images now hold: a resumed move's
+    receiver removes its own, but a move that found the image there (unchanged, or only tags), or pulled it from a
+    registry, would leave them for ever. A note of what was done, or why not."""
+    if not target.carriers:
+        return ""
+    try:
+        engine = engines.get(target.host)
+        there = engine.inspect_images(list(target.carriers))
+        found = [image_id for image_id, details in zip(target.carriers, there) if details is not None and details.carrier]
+        for image_id in found:
+            engine.remove_image(image_id)
+    except ShipperError as exc:
+        return f"left the carriers of an interrupted move in place: {exc.message}"
+    return f"removed {len(found)} carrier(s) an interrupted move left (the image holds their layers)" if found else ""
+
+
 def rollback(target: TargetPlan, engines: EnginePool) -> str:
     """Remove untagged images a failed attempt left behind; say what could not be done."""
     try:
@@ -230,15 +247,18 @@ def finish_target(
         if delivery is not None and delivery.untag_after.get(name):  # the registry's references a pull added
             leftover = "; ".join(x for x in (leftover, untag(target, engines, delivery.untag_after[name])) if x)
         return TargetResult(name, "failed", sent, elapsed, error, "; ".join(x for x in (note, leftover) if x), route_taken, read)
+    note = "; ".join(x for x in (note, drop_carriers(target, engines)) if x)
     status: Status = "moved" if target.action == "send" else "tagged"
     reporter.finish(name, status)
     wire = delivery.wire.get(name) if delivery is not None else None
     return TargetResult(name, status, sent, elapsed, note=note, route_taken=route_taken, source_read=read, bytes_on_wire=wire)
 
 
-def static_result(target: TargetPlan) -> TargetResult:
+def static_result(target: TargetPlan, engines: EnginePool | None = None) -> TargetResult:
+    """The result of a target the plan left as it was (with ``engines``: its leftover carriers removed)."""
     if target.action == "failed":
         return TargetResult(target.host.name, "failed", error=target.error)
     if target.action == "skip":
         return TargetResult(target.host.name, "skipped", note=target.reason)
-    return TargetResult(target.host.name, "unchanged", note=target.reason)
+    dropped = drop_carriers(target, engines) if engines is not None else ""
+    return TargetResult(target.host.name, "unchanged", note="; ".join(x for x in (target.reason, dropped) if x))

@@ -82,7 +82,7 @@ class TargetPlan:
     held_before: frozenset[str] = frozenset()  # the target's image IDs when planned: what a load made is not among them
     store: str = "classic"  # the target's image store: "classic", "containerd" or "podman"
     resumed: int = 0  # of ``skip_layers``, how many an interrupted move left there (its carriers)
-    carriers: tuple[str, ...] = ()  # carriers there whose layers the images sent hold: the receiver removes them once loaded
+    carriers: tuple[str, ...] = ()  # carriers there whose layers the moved images hold: removed once the images are in
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,7 @@ class TargetView:
     unlisted: frozenset[str] = frozenset()  # requested IDs the engine holds though its list leaves them out (see with_requested)
     layers_read: bool = True  # chains and content_of were read (the survey reads them only where an image is missing)
     carried: frozenset[str] = frozenset()  # chain IDs only carriers hold: what an interrupted move left (archive/receiver.py)
+    listed_carriers: frozenset[str] = frozenset()  # carriers' IDs, from the image list (their layers read only when wanted)
     carrier_tops: dict[str, str] = field(default_factory=dict)  # carrier image ID -> the chain ID of its top layer
 
 
@@ -181,6 +182,9 @@ def target_plan(
             host, "send", send, tags, before, present, reason, host_key=host_key, skip_layers=skip, thin_note=note, aliases=aliases,
             held_before=view.ids, store=view.store, resumed=resumed, carriers=leftovers,
         )  # fmt: skip
+    chains = {c for img in images for c in chain_ids(img.layers)}
+    leftovers = tuple(sorted(i for i, top in view.carrier_tops.items() if top in chains))  # the image holds their layers
     if tags:
-        return TargetPlan(host, "tag", (), tags, before, present, "has the image(s); only tags move", host_key=host_key, aliases=aliases)
-    return TargetPlan(host, "unchanged", (), (), before, present, "already has the image(s) under those tags", host_key=host_key)
+        return TargetPlan(host, "tag", (), tags, before, present, "has the image(s); only tags move", host_key=host_key, aliases=aliases,
+                          carriers=leftovers)  # fmt: skip
+    return TargetPlan(host, "unchanged", (), (), before, present, "already has the image(s) under those tags", host_key=host_key, carriers=leftovers)

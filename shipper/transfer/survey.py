@@ -112,7 +112,8 @@ def target_view(host: Host, engines: EnginePool, layers: bool = True) -> TargetV
     tags = {tag: image.id for image in images for tag in image.tags}
     host_key = engine.session.known_hosts_line() if engine.session is not None else None
     store = store_of(engine.info())
-    view = TargetView(tags, frozenset(image.id for image in images), host_key, frozenset(), store, layers_read=False)
+    carriers = frozenset(image.id for image in images if image.carrier)
+    view = TargetView(tags, frozenset(image.id for image in images), host_key, frozenset(), store, layers_read=False, listed_carriers=carriers)
     return _with_layers(view, engine) if layers else view
 
 
@@ -120,6 +121,16 @@ def _with_layers(view: TargetView, engine: Engine) -> TargetView:
     """``view`` with the layers and content of every image the target holds (a request per image, written at once)."""
     ids = sorted(view.ids)
     return _with_details(view, ids, engine.inspect_images(ids))
+
+
+def _with_carrier_tops(view: TargetView, engine: Engine) -> TargetView:
+    """``view`` with the top layer of each carrier an interrupted move left (a round trip only where there are
+    some): a carrier whose layers the images hold is removed once the move is through."""
+    if view.layers_read or not view.listed_carriers:
+        return view
+    ids = sorted(view.listed_carriers)
+    tops = {i: chain_ids(d.layers)[-1] for i, d in zip(ids, engine.inspect_images(ids)) if d is not None and d.carrier and d.layers}
+    return replace(view, carrier_tops=tops)
 
 
 def _with_details(view: TargetView, ids: Sequence[str], held: Sequence[ImageDetails | None]) -> TargetView:
@@ -147,7 +158,7 @@ def with_requested(view: TargetView, host: Host, images: Sequence[SourceImage], 
     engine = engines.get(host)
     missing = [img.id for img in images if img.id not in view.ids]
     if not missing:
-        return view
+        return _with_carrier_tops(view, engine)
     # Where one is not listed, the target most likely lacks it and its layers are wanted too: asked together,
     # one round trip on a far link (if it was there after all, the layers were read for nothing).
     held = [] if view.layers_read else sorted(view.ids)

@@ -356,6 +356,39 @@ def test_a_move_cut_mid_stream_keeps_what_arrived_and_the_next_attempt_sends_onl
     assert carrier_ids(lab, "b") == set()  # gone once the image holds their layers
 
 
+@pytest.mark.parametrize("then", ["loaded by hand", "through a registry"])
+def test_carriers_a_cut_left_are_removed_by_the_next_move_that_finds_the_image_whole_or_pulls_it(
+    shipper: ShipperRunner, lab: Lab, tmp_path: Path, then: str
+) -> None:  # fmt: skip
+    """A cut leaves carriers on b; the image then reaches b another way (loaded by hand, or the next move goes
+    through a registry, where no receiver runs to remove them): that move removes the carriers, whose layers the
+    image now holds, and says so."""
+    from tests.integration.test_move_registry import registry_inventory
+
+    lab.load_images("a", [RESUMED])
+    remove(lab, "b", RESUMED.name, image_id(RESUMED))
+    args = ("move", RESUMED.name, "--from", "a", "--to", "b", "--json")
+    total = sum(layer.size for layer in RESUMED.layers)
+    with FaultWhen(lab, "b", "receive", int(total * 0.7), lambda: kill_ssh_session(lab, "b", "receive")) as fault:
+        cut = shipper(*args, "-i", str(lab.inventory_path))
+    assert fault.fired.is_set() and cut.status != 0
+    wait_for_receivers(lab, "b")
+    left = carrier_ids(lab, "b")
+    assert left
+
+    if then == "loaded by hand":
+        lab.load_images("b", [RESUMED])
+        result, status = shipper(*args, "-i", str(lab.inventory_path)), "unchanged"
+    else:
+        result, status = shipper(*args, "--via", "registry", "--registry", "plain", "-i", registry_inventory(lab, tmp_path)), "moved"
+
+    assert result.status == 0, result.stderr
+    outcome = one(result.stdout, "result")
+    assert outcome["status"] == status and f"removed {len(left)} carrier(s) an interrupted move left" in outcome["note"], outcome
+    assert carrier_ids(lab, "b") == set()
+    assert image_id_of(lab, "b", RESUMED.name) == image_id(RESUMED)
+
+
 def wait_for_receivers(lab: Lab, host: str, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while receiver_running(lab, host) and time.monotonic() < deadline:

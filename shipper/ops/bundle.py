@@ -33,7 +33,7 @@ from shipper.engine.pool import EnginePool
 from shipper.hostpool import for_each_host
 from shipper.transfer.plan import SourceImage, TargetPlan, target_plan
 from shipper.transfer.survey import source_images, target_view, with_requested
-from shipper.transfer.commit import TargetResult, finish_target, static_result
+from shipper.transfer.commit import TargetResult, finish_target, results_in_order
 from shipper.ops.move_recovery import merge, resend_in_full
 from shipper.transfer import Delivery, FileSource, SaveRequest, deliver, make_sink, make_source
 from shipper.transfer.resume import receiver_spec
@@ -348,8 +348,7 @@ def _load_verified(
     movers = [t for t in plans if t.action in ("send", "tag")]
     by_name = {t.host.name: t for t in movers}
     outcomes = for_each_host([t.host for t in movers], lambda h: finish_target(by_name[h.name], delivery, started, reporter, engines, layers))
-    finished = {o.host.name: o.value for o in outcomes}
-    return [finished.get(t.host.name) or static_result(t) for t in plans]
+    return results_in_order(plans, {o.host.name: o.value for o in outcomes}, engines)
 
 
 

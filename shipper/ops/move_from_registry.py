@@ -27,7 +27,7 @@ from shipper.releases import Release
 from shipper.platforms import Platform
 from shipper.progress import NullReporter, Reporter
 from shipper.registry import RegistryClient
-from shipper.transfer.commit import TargetResult, finish_target, static_result
+from shipper.transfer.commit import TargetResult, finish_target, results_in_order
 from shipper.transfer.plan import SourceImage, TargetPlan, target_plan
 from shipper.transfer.survey import target_view, with_requested
 
@@ -150,4 +150,4 @@ def run_from_registry(plan: RegistryPlan, engines: EnginePool, reporter: Reporte
             [t.host for t in movers.values()], lambda h: finish_target(movers[h.name], delivery, started, reporter, engines, layers, contents, plan.releases)
         )
     }  # fmt: skip
-    return [finished.get(t.host.name) or static_result(t) for t in plan.targets]
+    return results_in_order(plan.targets, finished, engines)

@@ -20,7 +20,7 @@ from shipper.errors import (
 from shipper.hostpool import for_each_host, worker_pool
 from shipper.imageref import parse
 from shipper.inventory.model import Host
-from shipper.transfer.commit import TargetResult, finish_target, static_result
+from shipper.transfer.commit import TargetResult, finish_target, results_in_order
 from shipper.engine.pool import EnginePool
 from shipper.ops.move_plan import MovePlan, RouteRequest, choose_route
 from shipper.transfer.plan import TargetPlan
@@ -237,15 +237,12 @@ def _run(plan: MovePlan, reporter: Reporter, engines: EnginePool, program: Sourc
     elif program is not None:
         program.cancel()
     movers = [t for t in plan.targets if t.action in ("send", "tag")]
-    by_name = {t.host.name: t for t in plan.targets}
+    by_name = {t.host.name: t for t in movers}
     layers, contents = plan.layers, plan.contents
     outcomes = for_each_host(
         [t.host for t in movers], lambda h: finish_target(by_name[h.name], delivery, started, reporter, engines, layers, contents, plan.releases)
     )
-    finished = {o.host.name: o.value for o in outcomes}
-    tidied = [t for t in plan.targets if t.action == "unchanged" and t.carriers]  # an interrupted move's leftovers
-    finished.update((o.host.name, o.value) for o in for_each_host([t.host for t in tidied], lambda h: static_result(by_name[h.name], engines)))
-    results = [finished.get(t.host.name) or static_result(t) for t in plan.targets]
+    results = results_in_order(plan.targets, {o.host.name: o.value for o in outcomes}, engines)
     return [_with_round_trips(result, target, engines) for result, target in zip(results, plan.targets)]
 
 

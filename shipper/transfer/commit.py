@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Literal, Mapping
+from typing import Literal, Mapping, Sequence
 
 from shipper.engine import Engine
 from shipper.engine.info import ImageDetails
 from shipper.errors import ConnectionFailed, EngineError, EngineUnreachable, ShipperError
 from shipper.engine.pool import EnginePool
+from shipper.hostpool import for_each_host
 from shipper.transfer.plan import TargetPlan
 from shipper.transfer import Delivery
 from shipper.progress import Reporter
@@ -262,3 +263,11 @@ def static_result(target: TargetPlan, engines: EnginePool | None = None) -> Targ
         return TargetResult(target.host.name, "skipped", note=target.reason)
     dropped = drop_carriers(target, engines) if engines is not None else ""
     return TargetResult(target.host.name, "unchanged", note="; ".join(x for x in (target.reason, dropped) if x))
+
+
+def results_in_order(targets: Sequence[TargetPlan], finished: Mapping[str, TargetResult | None], engines: EnginePool) -> list[TargetResult]:
+    """One result per target, in the plan's order: ``finished`` ones, and the rest as the plan left them, an
+    unchanged target's leftover carriers removed meanwhile (all such targets at once)."""
+    tidied = {t.host.name: t for t in targets if t.action == "unchanged" and t.carriers}
+    untouched = {o.host.name: o.value for o in for_each_host([t.host for t in tidied.values()], lambda h: static_result(tidied[h.name], engines))}
+    return [finished.get(t.host.name) or untouched.get(t.host.name) or static_result(t) for t in targets]

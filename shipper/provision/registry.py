@@ -29,6 +29,7 @@ from shipper.provision.container import (
 from shipper.provision.credentials import htpasswd_file, tls_material
 from shipper.provision.layout import LABEL, HostFiles, UpRequest, config_path, container_name, state_dir
 from shipper.provision.trust import login_everywhere, trust
+from shipper.registry import kept_cas
 from shipper.transport.ssh import SSHSession
 
 
@@ -85,6 +86,8 @@ def up(request: UpRequest, check: bool = False) -> UpResult:
             if request.trust:
                 installed = trust(request.trust, request.registry_address, ca, check=True)
                 result.changes += [f"would install the CA on {', '.join(installed)}"] if installed else []
+            if kept_cas.keep(request.registry_address, ca, check=True):
+                result.changes.append("would keep the CA on this machine, for shipper's own requests")
             return result
         user, password = next(iter(request.users.items()))
         if running is None or running["Config"]["Labels"].get(LABEL) != fingerprint or not running["State"]["Running"]:
@@ -96,6 +99,8 @@ def up(request: UpRequest, check: bool = False) -> UpResult:
         else:
             result.container = str(running["Id"])
             wait_ready(request, ca, user, password)
+    if kept_cas.keep(request.registry_address, ca):  # this machine is often no engine host: /etc/docker/certs.d has nothing here
+        result.changes.append(f"CA kept on this machine for shipper's own requests ({kept_cas.kept_cas_dir() / request.registry_address / 'ca.crt'})")
     if request.trust:
         installed = trust(request.trust, request.registry_address, ca)
         result.trusted = [h.name for h in request.trust]

@@ -23,7 +23,7 @@ import requests
 
 from shipper.errors import DigestMismatch, RegistryError, RegistryNotFound, RegistryUnreachable, ShipperError
 from shipper.registry.credentials import Credentials
-from shipper.registry.http import CERTS_D, RegistryHTTP, deadline_of, read_body, shown, why
+from shipper.registry.http import RegistryHTTP, deadline_of, read_body, shown, why
 from shipper.registry.manifest import (  # noqa: F401  (re-exported: the registry's values are reached through here too)
     DOCKER_LIST, DOCKER_MANIFEST, INDEX_TYPES, MANIFEST_TYPES, MAX_METADATA, OCI_INDEX, OCI_MANIFEST, Descriptor, Manifest, digest_of, size_of,
 )  # fmt: skip
@@ -65,7 +65,7 @@ class RegistryClient(RegistryHTTP):
 
     def __init__(
         self, address: Address, credentials: Credentials | None = None, ca_file: str | None = None,
-        insecure: bool = False, timeout: float = 30.0, certs_dir: Path = CERTS_D,
+        insecure: bool = False, timeout: float = 30.0, certs_dir: Path | None = None,
     ) -> None:  # fmt: skip
         super().__init__(address, credentials, ca_file, insecure, timeout, certs_dir)
         self.uploads = UploadStats()

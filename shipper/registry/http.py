@@ -45,6 +45,7 @@ from shipper.errors import (
 from shipper.registry.auth import Authenticator
 from shipper.registry.credentials import Credentials
 from shipper.registry.deadline import Deadline, WatchedAdapter
+from shipper.registry.kept_cas import kept_ca
 from shipper.registry.manifest import MAX_METADATA
 from shipper.registry.names import Address
 
@@ -86,8 +87,9 @@ class RegistryHTTP:
 
     def __init__(
         self, address: Address, credentials: Credentials | None = None, ca_file: str | None = None,
-        insecure: bool = False, timeout: float = 30.0, certs_dir: Path = CERTS_D,
+        insecure: bool = False, timeout: float = 30.0, certs_dir: Path | None = None,
     ) -> None:  # fmt: skip
+        certs_dir = certs_dir or CERTS_D
         if address.plain_http and not (address.is_loopback or insecure):
             raise UsageError(
                 f"refusing plain HTTP to registry {address}: credentials and images would cross the network unprotected",
@@ -153,6 +155,9 @@ class RegistryHTTP:
         engine_ca = certs_dir / self.address.host / "ca.crt"
         if engine_ca.is_file():
             return str(engine_ca)
+        kept = kept_ca(self.address.host)  # registry up kept it here, on a machine that is no engine host
+        if kept is not None:
+            return str(kept)
         return str(SYSTEM_CAS) if SYSTEM_CAS.is_file() else True
 
     def close(self) -> None:
@@ -273,7 +278,8 @@ class RegistryHTTP:
         where = f"CA {self.ca_source}" if self.ca_source else "the system's CAs"
         return RegistryUnreachable(
             f"the TLS certificate of registry {self.address} cannot be verified with {where}: {why(exc)}",
-            hint=f"give the registry's CA with --ca FILE, or install it as {CERTS_D}/{self.address.host}/ca.crt",
+            hint=f"give the registry's CA with --ca FILE, or install it as {CERTS_D}/{self.address.host}/ca.crt"
+            " (shipper registry up keeps the CA of a registry it makes for itself, run from this machine)",
         )
 
     def _fail(self, response: requests.Response, action: str) -> ShipperError:

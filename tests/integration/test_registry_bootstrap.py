@@ -240,6 +240,29 @@ def test_gc_passes_over_a_repository_whose_push_never_put_a_manifest(shipper: Sh
     assert one(result.stdout, "gc")["tags_checked"] == 1
 
 
+def test_up_keeps_the_ca_on_this_machine_for_shippers_own_requests_from_a_machine_that_is_no_engine_host(
+    shipper: ShipperRunner, booted: Booted, clean_environment: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # fmt: skip
+    """The machine shipper runs on is often none of the engines up hands the CA to (a laptop, a CI runner): here
+    /etc/docker/certs.d is made to hold nothing for shipper. up keeps the CA under ~/.config/shipper/certs.d, for
+    that address alone, and shipper's own requests verify the registry's certificate with it; without it they are
+    refused, and say how to fix it."""
+    monkeypatch.setattr("shipper.registry.http.CERTS_D", tmp_path / "no-certs.d")
+    first = booted.up("--trust", "a")
+    kept = clean_environment / ".config" / "shipper" / "certs.d" / booted.address / "ca.crt"
+    assert any("CA kept on this machine" in change for change in first["changes"]), first["changes"]
+    assert kept.read_bytes() == (Path(state_dir(booted.port)) / "certs" / "ca.crt").read_bytes()
+    assert booted.up("--trust", "a")["changes"] == []
+    ls = ("registry", "ls", booted.address, "--username", "admin", "--password-file", str(booted.secrets / "password"))
+
+    listed = shipper(*ls)
+
+    assert listed.status == 0, listed.stderr
+    kept.unlink()
+    refused = shipper(*ls)
+    assert refused.status != 0 and "cannot be verified" in refused.stderr and "registry up keeps the CA" in refused.stderr
+
+
 def test_delete_untagged_is_refused_on_2x_when_an_index_is_stored(shipper: ShipperRunner, booted: Booted) -> None:
     booted.up("--trust", "a")
     with booted.client() as client:

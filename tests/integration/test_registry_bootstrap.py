@@ -417,11 +417,14 @@ def test_a_tiered_move_pulls_through_a_hosts_site_cache_and_falls_back_to_the_ce
 
 
 def test_a_tiered_move_from_an_ansible_users_ini_inventory_and_plain_ssh_goes_through_the_sites_cache(
-    shipper: ShipperRunner, booted: Booted, tiers: tuple[Booted, Path], plain_home: Path, tmp_path: Path
+    shipper: ShipperRunner, booted: Booted, tiers: tuple[Booted, Path], plain_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # fmt: skip
     """The setup a user has, not the lab's: ~/.ssh with the key and known_hosts, no ssh_config; an Ansible
     inventory directory (INI hosts; group_vars/site.yml puts the group behind its cache) with shipper's registries:
-    in a YAML file beside it. b and c, both of the site, pull from the cache, filled ahead from the central one."""
+    in a YAML file beside it; shipper run from a machine that is no engine host (no /etc/docker/certs.d for it: the
+    cache's CA is the one registry up kept). b and c, both of the site, pull from the cache, filled ahead from the
+    central one."""
+    monkeypatch.setattr("shipper.registry.http.CERTS_D", tmp_path / "no-certs.d")
     cache, lab_inventory = tiers
     lab = booted.lab
     cache.up("--mirror-of", "central", "-i", str(lab_inventory))

@@ -178,19 +178,19 @@ def pull_everywhere(
     delivery = Delivery("registry", source_read="push")
     first, then = _warming_order(targets, route)
     stop = cache_fill.Stop()
-    with worker_pool(16, "cache-fill") as fills:
-        gates = _SiteGates(start_fills(fills, targets, pushed, route, stop), first, route, delivery)
 
-        def pull(host: Host) -> int:
-            try:
-                cache = gates.cache_for(host)
-                if stop.event.is_set():
-                    raise ShipperError(f"{host.name} did not pull: shipper is ending")
-                return _pull(host, pushed, route, cache, reporter, engines, delivery)
-            finally:
-                gates.pulled(host)
-
+    def pull(host: Host) -> int:
         try:
+            cache = gates.cache_for(host)
+            if stop.event.is_set():
+                raise ShipperError(f"{host.name} did not pull: shipper is ending")
+            return _pull(host, pushed, route, cache, reporter, engines, delivery)
+        finally:
+            gates.pulled(host)
+
+    with worker_pool(16, "cache-fill") as fills:
+        try:  # from the first filling's start: an interruption at any point stops them all
+            gates = _SiteGates(start_fills(fills, targets, pushed, route, stop), first, route, delivery)
             # The first of each site is started before the rest of any site: with --forks smaller than the fleet,
             # a host waiting for its site's first never holds the place that first needs.
             outcomes = for_each_host([*first, *then], pull)

@@ -66,6 +66,11 @@ class UpRequest:
         """Every name and address the certificate must cover."""
         return list(dict.fromkeys(n for n in (self.address, self.host.ssh.hostname, self.host.name, "localhost") if n))
 
+    def addresses_from_here(self) -> list[str]:
+        """The certificate's names, with the port, as this machine may name the registry ("localhost" is
+        another machine from here)."""
+        return [f"{name}:{self.port}" for name in self.names() if name != "localhost"]
+
 
 def config_path(command: Sequence[str]) -> str:
     """Where the image keeps its config: the .yml argument of its command (registry:2 and :3 differ)."""

@@ -86,7 +86,7 @@ def up(request: UpRequest, check: bool = False) -> UpResult:
             if request.trust:
                 installed = trust(request.trust, request.registry_address, ca, check=True)
                 result.changes += [f"would install the CA on {', '.join(installed)}"] if installed else []
-            if kept_cas.keep(request.registry_address, ca, check=True):
+            if any(kept_cas.keep(address, ca, check=True) for address in request.addresses_from_here()):
                 result.changes.append("would keep the CA on this machine, for shipper's own requests")
             return result
         user, password = next(iter(request.users.items()))
@@ -99,8 +99,9 @@ def up(request: UpRequest, check: bool = False) -> UpResult:
         else:
             result.container = str(running["Id"])
             wait_ready(request, ca, user, password)
-    if kept_cas.keep(request.registry_address, ca):  # this machine is often no engine host: /etc/docker/certs.d has nothing here
-        result.changes.append(f"CA kept on this machine for shipper's own requests ({kept_cas.kept_cas_dir() / request.registry_address / 'ca.crt'})")
+    kept = [address for address in request.addresses_from_here() if kept_cas.keep(address, ca)]  # this machine is often no engine host
+    if kept:
+        result.changes.append(f"CA kept on this machine for shipper's own requests to {', '.join(kept)} (in {kept_cas.kept_cas_dir()})")
     if request.trust:
         installed = trust(request.trust, request.registry_address, ca)
         result.trusted = [h.name for h in request.trust]
@@ -217,8 +218,12 @@ def down(host: Host, port: int, purge: bool = False) -> list[str]:
             done.append(f"removed container {container_name(port)}")
     if purge:
         with SSHSession(host.ssh, host.name) as session:
+            ca = session.read_file(f"{state_dir(port)}/certs/ca.crt")
             result = session.run(f"rm -rf --one-file-system {shlex.quote(state_dir(port))}")
             if not result.ok:
                 raise ShipperError(f"cannot remove {state_dir(port)} on {host.name}: {result.first_error_line()}")
         done.append(f"removed {state_dir(port)} (configuration and stored images)")
+        forgotten = kept_cas.forget(port, ca) if ca else []
+        if forgotten:
+            done.append(f"forgot its CA on this machine ({', '.join(forgotten)})")
     return done

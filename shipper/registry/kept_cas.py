@@ -42,3 +42,18 @@ def keep(address: str, ca: bytes, check: bool = False) -> bool:
         temporary.chmod(0o644)
         temporary.replace(path)
     return True
+
+
+def forget(port: int, ca: bytes) -> list[str]:
+    """Remove the kept copies of ``ca`` for any name at ``port`` (its registry is gone); the addresses forgotten."""
+    forgotten = []
+    for path in sorted(kept_cas_dir().glob(f"*:{port}/ca.crt")):
+        try:
+            if path.read_bytes() != ca:
+                continue
+            path.unlink()
+            path.parent.rmdir()
+        except OSError:
+            continue
+        forgotten.append(path.parent.name)
+    return forgotten

@@ -262,6 +262,16 @@ def test_up_keeps_the_ca_on_this_machine_for_shippers_own_requests_from_a_machin
     refused = shipper(*ls)
     assert refused.status != 0 and "cannot be verified" in refused.stderr and "registry up keeps the CA" in refused.stderr
 
+    # Kept for every name the certificate covers that means the registry from here ("localhost" would not), and
+    # forgotten with the registry.
+    booted.up("--trust", "a")
+    kept_dir = kept.parent.parent
+    names = {path.name for path in kept_dir.glob(f"*:{booted.port}")}
+    assert names == {booted.address, f"{booted.lab.address('a')}:{booted.port}", f"a:{booted.port}"}, names
+    gone = shipper("registry", "down", "a", "--port", str(booted.port), "--purge", "-i", str(booted.lab.inventory_path), "--json")
+    assert gone.status == 0, gone.stderr
+    assert not list(kept_dir.glob(f"*:{booted.port}"))
+
 
 def test_delete_untagged_is_refused_on_2x_when_an_index_is_stored(shipper: ShipperRunner, booted: Booted) -> None:
     booted.up("--trust", "a")

@@ -232,9 +232,12 @@ def _wait_for_threads_within(seconds: float) -> None:
     import time
 
     deadline = time.monotonic() + seconds
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join(max(0.0, deadline - time.monotonic()))
+    others = [t for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon]
+    for thread in others:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    left = [t.name for t in others if t.is_alive()]
+    if left:  # a defect to report: something no cleanup closed
+        print(f"shipper: ended without waiting any longer for {len(left)} thread(s): {', '.join(left)}", file=sys.stderr)
 
 
 def _exit_now(status: int) -> None:

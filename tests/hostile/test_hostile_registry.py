@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import resource
+import socket
+import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -198,6 +200,32 @@ def test_a_trickling_server_is_cut_off_at_the_request_deadline(registry: Hostile
         c.ping()
 
     assert time.monotonic() - started < 5
+
+
+def test_a_tls_server_that_never_finishes_its_handshake_is_cut_off_at_the_request_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TCP accepted, the TLS handshake never answered: the deadline cuts it (the socket is shut down through a
+    descriptor of its own, since TLS takes over the one the connection was opened with), not the read timeout."""
+    monkeypatch.setattr("shipper.registry.http.REQUEST_DEADLINE", 1.0)
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # the kernel accepts; nothing ever answers
+        address = Address(f"127.0.0.1:{silent.getsockname()[1]}")  # HTTPS
+        started = time.monotonic()
+        with RegistryClient(address, Credentials("u", "p", "test"), timeout=20.0) as c, pytest.raises(RegistryUnreachable, match="within 1 s"):
+            c.ping()
+
+    assert time.monotonic() - started < 5
+
+
+def test_a_client_aborted_in_a_tls_handshake_that_never_ends_stops_at_once() -> None:
+    """RegistryHTTP.abort() from another thread (shipper is being interrupted) while the handshake waits."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        address = Address(f"127.0.0.1:{silent.getsockname()[1]}")
+        with RegistryClient(address, Credentials("u", "p", "test"), timeout=20.0) as c:
+            threading.Timer(0.5, c.abort).start()
+            started = time.monotonic()
+            with pytest.raises(ShipperError):
+                c.ping()
+
+    assert time.monotonic() - started < 3
 
 
 def test_a_blob_that_stalls_is_cut_off_though_each_read_gets_a_byte(registry: HostileServer, monkeypatch: pytest.MonkeyPatch) -> None:

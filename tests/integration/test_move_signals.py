@@ -195,7 +195,7 @@ def test_a_move_through_a_registry_terminated_mid_pull_ends_at_once_and_leaves_t
 
     assert process.returncode == 128 + signal.SIGTERM, stderr
     assert b"interrupted by SIGTERM" in stderr
-    assert ended < 3, f"shipper took {ended:.1f} s to end after SIGTERM"  # 0.01-0.04 s here; 5 s: a thread held the exit
+    assert ended < 3, f"shipper took {ended:.1f} s to end after SIGTERM: {stderr!r}"  # 0.01-0.04 s here; 5 s: a thread held the exit
     for target in ("b", "c"):
         assert_untouched(staged, target, dangling[target])
         listing = staged.docker(target, "images", "--digests", "--format", "{{.Repository}}").stdout

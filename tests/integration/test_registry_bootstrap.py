@@ -530,7 +530,7 @@ def test_a_move_terminated_while_a_silent_cache_is_being_filled_ends_at_once_and
 
     assert moving.returncode == 128 + signal.SIGTERM, stderr
     assert b"interrupted by SIGTERM" in stderr
-    assert ended < 3, f"shipper took {ended:.1f} s to end after SIGTERM"  # 0.01-0.04 s here; 5 s: a thread held the exit
+    assert ended < 3, f"shipper took {ended:.1f} s to end after SIGTERM: {stderr!r}"  # 0.01-0.04 s here; 5 s: a thread held the exit
     assert image_id_of(booted.lab, "b", APP.name) is None and image_id_of(booted.lab, "b", image_id(APP)) is None
     listing = booted.lab.docker("b", "images", "--digests", "--format", "{{.Repository}}").stdout
     assert booted.lab.token_registry.host_port not in listing and "5445" not in listing

@@ -203,3 +203,4 @@ def test_an_interrupted_exit_waits_for_its_threads_only_a_few_seconds() -> None:
 
     assert (done.returncode, done.stdout) == (143, "finished\n"), done.stderr
     assert time.monotonic() - began < 10
+    assert "ended without waiting any longer for 1 thread(s)" in done.stderr  # said: it is a defect to find

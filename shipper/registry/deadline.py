@@ -14,6 +14,7 @@ slow link is fine, a stalled or trickling one is not.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import threading
 import time
@@ -33,7 +34,11 @@ class Deadline:
         self.started = time.monotonic()
         self.expires = self.started + seconds
         self.expired = False
+        # A descriptor of our own for each socket: TLS takes over the one a connection was opened with (the
+        # original socket object is then closed), and shutting down a duplicate shuts down the connection itself,
+        # so a handshake that never ends is cut too.
         self._sockets: list[socket.socket] = []
+        self._seen: set[int] = set()  # id() of the socket objects attached
         self._lock = threading.Lock()
 
     def allow_until(self, when: float) -> None:
@@ -41,18 +46,28 @@ class Deadline:
         self.expires = max(self.expires, when)
 
     def attach(self, sock: Any) -> None:
-        if isinstance(sock, socket.socket):
-            with self._lock:
-                if self.expired:
-                    _shut(sock)
-                elif sock not in self._sockets:
-                    self._sockets.append(sock)
+        if not isinstance(sock, socket.socket):
+            return
+        with self._lock:
+            if self.expired:
+                _shut(sock)
+                return
+            if id(sock) in self._seen:
+                return
+            try:
+                own = socket.socket(fileno=os.dup(sock.fileno()))
+            except OSError:  # closed meanwhile: nothing to watch
+                return
+            self._seen.add(id(sock))
+            self._sockets.append(own)
 
     def expire(self) -> None:
         with self._lock:
             self.expired = True
             for sock in self._sockets:
                 _shut(sock)
+                sock.close()
+            self._sockets.clear()
 
     def start(self) -> "Deadline":
         _watchdog.watch(self)
@@ -69,8 +84,12 @@ class Deadline:
             _current.deadline = previous
 
     def done(self) -> None:
-        """The request is over (its body read or dropped): stop watching it."""
+        """The request is over (its body read or dropped): stop watching it, and close our descriptors."""
         _watchdog.forget(self)
+        with self._lock:
+            for sock in self._sockets:
+                sock.close()
+            self._sockets.clear()
 
     @property
     def seconds(self) -> float:

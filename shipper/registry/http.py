@@ -233,6 +233,8 @@ class RegistryHTTP:
                     read_body(response, MAX_ERROR_BODY if failed else MAX_METADATA, "an answer", doing, self, truncate=failed)
             except requests.exceptions.SSLError as exc:
                 deadline.done()
+                if deadline.expired:  # the handshake was cut: by the deadline, or by abort()
+                    raise self._too_slow(action or f"answer {method} {shown(url)}", deadline) from None
                 raise self._tls_error(exc) from None
             except requests.exceptions.TooManyRedirects:
                 deadline.done()
@@ -269,6 +271,8 @@ class RegistryHTTP:
             return response
 
     def _too_slow(self, action: str, deadline: Deadline) -> RegistryUnreachable:
+        if self.aborted:  # not the registry's doing
+            return RegistryNoAnswer(f"registry {self.address}: stopped before it could {action} (shipper is ending)")
         return RegistryNoAnswer(
             f"registry {self.address} did not {action} within {deadline.seconds:.0f} s: it sends too slowly, or stopped sending",
             hint="check the registry and the link to it, then run again",

@@ -68,11 +68,7 @@ class CuttingProxy:
         except OSError:
             pass
         finally:
-            for end in (source, sink):
-                try:
-                    end.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            _shut_both(source, sink)
 
 
     def _cut_point(self, data: bytes, moved: int, tail: bytearray) -> int | None:
@@ -96,6 +92,14 @@ class CuttingProxy:
             start = end + 4
         tail[:] = window[max(start, len(window) - len(marker) + 1) :]
         return None
+
+
+def _shut_both(*ends: socket.socket) -> None:
+    for end in ends:
+        try:
+            end.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def _reset(sock: socket.socket) -> None:
@@ -134,8 +138,4 @@ class StallingProxy(CuttingProxy):
         except OSError:
             pass
         finally:
-            for end in (source, sink):
-                try:
-                    end.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            _shut_both(source, sink)

@@ -462,8 +462,22 @@ def test_a_tiered_move_from_an_ansible_users_ini_inventory_and_plain_ssh_goes_th
     assert central_password not in moved.stdout + moved.stderr and PASSWORD not in moved.stdout + moved.stderr
 
 
+@pytest.fixture
+def silent_cache(tiers: tuple[Booted, Path], secrets_dir: Path) -> Iterator[tuple[socket.socket, Path]]:
+    """b behind a site cache that takes connections and never answers (a host that hangs): its listening socket
+    (the kernel accepts; nothing ever reads or answers) and an inventory that says so."""
+    _, inventory = tiers
+    data = yaml.safe_load(inventory.read_text())
+    data["registries"]["silent"] = {"address": f"{ADDRESS}:5445", "username": "admin", "password_file": str(secrets_dir / "password")}
+    data["all"]["hosts"]["b"] = {**(data["all"]["hosts"].get("b") or {}), "registry_mirror": "silent"}
+    hung = secrets_dir / "hung.yml"
+    hung.write_text(yaml.safe_dump(data))
+    with socket.create_server((ADDRESS, 5445), backlog=16) as silent:
+        yield silent, hung
+
+
 def test_a_site_whose_cache_does_not_answer_holds_back_no_other_site(
-    shipper: ShipperRunner, booted: Booted, tiers: tuple[Booted, Path], secrets_dir: Path
+    shipper: ShipperRunner, booted: Booted, tiers: tuple[Booted, Path], silent_cache: tuple[socket.socket, Path]
 ) -> None:  # fmt: skip
     """b's site cache takes connections and never answers (a host that hangs); c's is well. c pulls from its cache
     as soon as that is filled, while b's filling still waits on its silent cache; b then pulls from the central
@@ -471,26 +485,18 @@ def test_a_site_whose_cache_does_not_answer_holds_back_no_other_site(
     every cache to be filled (43 s here: four tries of 10 s), and b's engine then waited on it too."""
     cache, inventory = tiers
     cache.up("--mirror-of", "central", "-i", str(inventory))
-    silent = socket.create_server((ADDRESS, 5445), backlog=16)  # the kernel accepts; nothing ever reads or answers
-    data = yaml.safe_load(inventory.read_text())
-    data["registries"]["silent"] = {"address": f"{ADDRESS}:5445", "username": "admin", "password_file": str(secrets_dir / "password")}
-    data["all"]["hosts"]["b"] = {**(data["all"]["hosts"].get("b") or {}), "registry_mirror": "silent"}
-    hung = secrets_dir / "hung.yml"
-    hung.write_text(yaml.safe_dump(data))
+    _, hung = silent_cache
     remove(booted.lab, "b,c", APP.name, image_id(APP))
     started, seen = time.monotonic(), {}  # event -> seconds after the command started, first time seen
-    try:
-        with subprocess.Popen([sys.executable, "-m", "shipper", "move", APP.name, "--from", "a", "--to", "b,c", "--via", "registry",
-                               "--registry", "central", "--json", "-i", str(hung)], stdout=subprocess.PIPE, text=True) as moving:  # fmt: skip
-            assert moving.stdout is not None
-            lines = []
-            for line in moving.stdout:
-                lines.append(line)
-                event = json.loads(line)
-                key = f"{event['event']}:{event.get('host', '')}:{event.get('status') or event.get('phase') or ''}"
-                seen.setdefault(key, time.monotonic() - started)
-    finally:
-        silent.close()
+    with subprocess.Popen([sys.executable, "-m", "shipper", "move", APP.name, "--from", "a", "--to", "b,c", "--via", "registry",
+                           "--registry", "central", "--json", "-i", str(hung)], stdout=subprocess.PIPE, text=True) as moving:  # fmt: skip
+        assert moving.stdout is not None
+        lines = []
+        for line in moving.stdout:
+            lines.append(line)
+            event = json.loads(line)
+            key = f"{event['event']}:{event.get('host', '')}:{event.get('status') or event.get('phase') or ''}"
+            seen.setdefault(key, time.monotonic() - started)
 
     assert moving.returncode == 0, "".join(lines)
     pushed, c_pulling = seen["finish:a:pushed"], seen["phase:c:sending"]
@@ -503,30 +509,21 @@ def test_a_site_whose_cache_does_not_answer_holds_back_no_other_site(
 
 
 def test_a_move_terminated_while_a_silent_cache_is_being_filled_ends_at_once_and_changes_no_target(
-    booted: Booted, tiers: tuple[Booted, Path], secrets_dir: Path
+    booted: Booted, silent_cache: tuple[socket.socket, Path]
 ) -> None:  # fmt: skip
     """SIGTERM while the filling waits on a site cache that never answers (up to two tries of FILL_TIMEOUT): shipper
     ends within seconds, not when the filling gives up, and b has neither the image nor the registry's names."""
-    _, inventory = tiers
-    silent = socket.create_server((ADDRESS, 5445), backlog=16)  # the kernel accepts; nothing ever reads or answers
-    data = yaml.safe_load(inventory.read_text())
-    data["registries"]["silent"] = {"address": f"{ADDRESS}:5445", "username": "admin", "password_file": str(secrets_dir / "password")}
-    data["all"]["hosts"]["b"] = {**(data["all"]["hosts"].get("b") or {}), "registry_mirror": "silent"}
-    hung = secrets_dir / "hung.yml"
-    hung.write_text(yaml.safe_dump(data))
+    silent, hung = silent_cache
     remove(booted.lab, "b", APP.name, image_id(APP))
-    try:
-        with subprocess.Popen([sys.executable, "-m", "shipper", "move", APP.name, "--from", "a", "--to", "b", "--via", "registry",
-                               "--registry", "central", "-i", str(hung)], stdout=subprocess.PIPE, stderr=subprocess.PIPE) as moving:  # fmt: skip
-            silent.settimeout(60)
-            asked, _ = silent.accept()  # the filling's first question
-            moving.send_signal(signal.SIGTERM)
-            signalled = time.monotonic()
-            _, stderr = moving.communicate(timeout=60)
-            ended = time.monotonic() - signalled
-            asked.close()
-    finally:
-        silent.close()
+    with subprocess.Popen([sys.executable, "-m", "shipper", "move", APP.name, "--from", "a", "--to", "b", "--via", "registry",
+                           "--registry", "central", "-i", str(hung)], stdout=subprocess.PIPE, stderr=subprocess.PIPE) as moving:  # fmt: skip
+        silent.settimeout(60)
+        asked, _ = silent.accept()  # the filling's first question
+        moving.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        _, stderr = moving.communicate(timeout=60)
+        ended = time.monotonic() - signalled
+        asked.close()
 
     assert moving.returncode == 128 + signal.SIGTERM, stderr
     assert b"interrupted by SIGTERM" in stderr

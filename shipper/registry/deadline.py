@@ -38,7 +38,7 @@ class Deadline:
         # original socket object is then closed), and shutting down a duplicate shuts down the connection itself,
         # so a handshake that never ends is cut too.
         self._sockets: list[socket.socket] = []
-        self._seen: set[int] = set()  # id() of the socket objects attached
+        self._attached: list[socket.socket] = []  # the socket objects given (held: their id()s are not reused meanwhile)
         self._lock = threading.Lock()
 
     def allow_until(self, when: float) -> None:
@@ -52,13 +52,13 @@ class Deadline:
             if self.expired:
                 _shut(sock)
                 return
-            if id(sock) in self._seen:
+            if any(given is sock for given in self._attached):
                 return
             try:
                 own = socket.socket(fileno=os.dup(sock.fileno()))
             except OSError:  # closed meanwhile: nothing to watch
                 return
-            self._seen.add(id(sock))
+            self._attached.append(sock)
             self._sockets.append(own)
 
     def expire(self) -> None:
@@ -68,6 +68,7 @@ class Deadline:
                 _shut(sock)
                 sock.close()
             self._sockets.clear()
+            self._attached.clear()
 
     def start(self) -> "Deadline":
         _watchdog.watch(self)
@@ -90,6 +91,7 @@ class Deadline:
             for sock in self._sockets:
                 sock.close()
             self._sockets.clear()
+            self._attached.clear()
 
     @property
     def seconds(self) -> float:

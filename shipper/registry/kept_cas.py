@@ -12,7 +12,12 @@ engine convention's). A CA is no secret: the files are readable by all.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+
+# host:port as a directory name: a host name, an IPv4 address or a bracketed IPv6 one, and a port. Anything else
+# (a "/" or ".." from a hostile inventory's host name) would name a file elsewhere: never kept, never read.
+_ADDRESS = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}")
 
 
 def kept_cas_dir() -> Path:
@@ -23,12 +28,17 @@ def kept_cas_dir() -> Path:
 
 def kept_ca(address: str) -> Path | None:
     """The CA kept for ``address`` (host:port), if there is one."""
+    if not _ADDRESS.fullmatch(address):
+        return None
     path = kept_cas_dir() / address / "ca.crt"
     return path if path.is_file() else None
 
 
 def keep(address: str, ca: bytes, check: bool = False) -> bool:
-    """Keep ``ca`` for ``address``; whether it was (``check``: would be) written, i.e. not there already."""
+    """Keep ``ca`` for ``address``; whether it was (``check``: would be) written, i.e. not there already (never
+    for what is no host:port)."""
+    if not _ADDRESS.fullmatch(address):
+        return False
     path = kept_cas_dir() / address / "ca.crt"
     try:
         if path.read_bytes() == ca:

@@ -39,3 +39,16 @@ def test_forgetting_a_registry_removes_its_ca_under_every_name_and_no_other_regi
 
     assert sorted(kept_cas.forget(5000, CA)) == ["10.0.0.5:5000", "reg.example:5000"]
     assert kept_cas.kept_ca("other.example:5000") is not None and kept_cas.kept_ca("reg.example:6000") is not None
+
+
+@pytest.mark.parametrize("address", ["../../etc:5000", "a/b:5000", ".hidden:5000", "reg.example", "reg.example:5000/x", "reg..:5000\n"])
+def test_what_is_no_host_and_port_is_never_kept_nor_read(config_home: Path, address: str) -> None:
+    """A hostile inventory's host name must not name a file outside the directory."""
+    assert kept_cas.keep(address, CA) is False
+    assert kept_cas.kept_ca(address) is None
+    assert not any(config_home.rglob("ca.crt"))
+
+
+def test_ipv6_and_ipv4_addresses_are_kept() -> None:
+    for address in ("[fd00::5]:5000", "10.0.0.5:5000"):
+        assert kept_cas.keep(address, CA) is True and kept_cas.kept_ca(address) is not None
